@@ -1,0 +1,56 @@
+"""Writing random, seeded Sa2VA checkpoints in the official layout (tests, demo, benchmarks)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from .checkpoint import build_modules, official_state_dict, save_safetensors_sharded
+from .configuration import read_architecture
+from .presets import official_config
+
+DTYPE_NAMES = {'float32': torch.float32, 'bfloat16': torch.bfloat16}
+
+
+TOKENIZER_FILES = ('vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'added_tokens.json',
+                   'special_tokens_map.json')
+
+
+def write_tokenizer(out_dir: Path, tokenizer_from: Path | None = None) -> int:
+    """A tokenizer carrying the Sa2VA special tokens; returns its length.
+
+    By default the project's own small tokenizer; ``tokenizer_from`` copies a real one instead
+    (e.g. a Sa2VA checkpoint's, for real vocabulary sizes).
+    """
+    from transformers import AutoTokenizer
+
+    if tokenizer_from is None:
+        from ..datasets.tiny_tokenizer import build_tiny_tokenizer
+        build_tiny_tokenizer(out_dir)
+    else:
+        for name in TOKENIZER_FILES:
+            if (Path(tokenizer_from) / name).is_file():
+                shutil.copyfile(Path(tokenizer_from) / name, out_dir / name)
+    return len(AutoTokenizer.from_pretrained(out_dir))
+
+
+def write_random_sa2va(out_dir: str | Path, preset: str = 'tiny', seed: int = 0,
+                       dtype: str = 'float32', tokenizer_from: str | Path | None = None) -> Path:
+    """A random ``preset`` Sa2VA checkpoint directory at ``out_dir``, loadable by ``load_sa2va``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    vocab_size = write_tokenizer(out_dir, Path(tokenizer_from) if tokenizer_from else None)
+    config, sam2 = official_config(preset, vocab_size=vocab_size, dtype=dtype)
+    (out_dir / 'config.json').write_text(json.dumps(config, indent=2))
+    (out_dir / 'sam2_config.json').write_text(json.dumps(sam2, indent=2))
+    torch.manual_seed(seed)
+    modules = build_modules(read_architecture(out_dir), DTYPE_NAMES[dtype], init_weights=True)
+    # transformers initialises SAM2's random-Fourier matrix to N(0, 1) and the layer scales to
+    # constants; draw the layer scales too, so that a wrongly mapped one changes outputs.
+    for layer in modules.vision_model.encoder.layer:
+        torch.nn.init.normal_(layer.lambda_1, 1.0, 0.02)
+        torch.nn.init.normal_(layer.lambda_2, 1.0, 0.02)
+    save_safetensors_sharded(official_state_dict(modules), out_dir)
+    return out_dir

@@ -1,0 +1,240 @@
+"""The training model: Sa2VA + LoRA with a teacher-forced ``[SEG]`` path that gradients reach.
+
+There is no ``generate()`` anywhere here. Training and prediction both run one teacher-forced
+forward pass and read the hidden state at the ``[SEG]`` token's position; only ``mode='predict'``
+runs under ``torch.no_grad()``. Frozen parts (vision tower, SAM2 image encoder) run without grad
+because nothing of theirs trains, not to hide anything.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from mmengine.registry import MODELS
+from torch import nn
+from transformers import AutoTokenizer
+
+from .checkpoint import load_sa2va
+from .feature_cache import FrozenFeatureCache
+from .lora import DEFAULT_TARGETS, LoraSettings, add_lora
+from .losses import mask_losses
+from .sa2va import Sa2VAModules, mask_logits_to_size
+
+logger = logging.getLogger(__name__)
+
+SEG_TOKEN = '[SEG]'
+IMG_CONTEXT_TOKEN = '<IMG_CONTEXT>'
+TRAINABLE_GROUPS = ('lora', 'token_rows', 'text_hidden_fcs', 'mask_decoder', 'projector')
+# Mask-decoder parts that no mask loss reaches: the IoU and object-score heads only feed the
+# (non-differentiable) best-mask choice, and mask token 0 is the single-mask output that
+# multimask mode discards. They stay frozen so every trainable tensor gets a gradient each step.
+DECODER_FROZEN = ('iou_prediction_head.', 'pred_obj_score_head.', 'output_hypernetworks_mlps.0.')
+
+DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16, None: None}
+
+
+@MODELS.register_module()
+class Sa2VAVesselModel(BaseModel):
+    """Sa2VA for vessel segmentation: ``forward(data, data_samples, mode)`` per docs/ARCHITECTURE.md."""
+
+    def __init__(self,
+                 model_path: str,
+                 dtype: str | None = None,
+                 lora: dict | None = None,
+                 trainable: dict | None = None,
+                 trainable_tokens: tuple[str, ...] = (SEG_TOKEN,),
+                 llm_loss_weight: float = 1.0,
+                 mask_loss_weight: float = 2.0,
+                 dice_loss_weight: float = 0.5,
+                 loss_resolution: int = 1024,
+                 gradient_checkpointing: bool = True,
+                 attn_implementation: str = 'sdpa',
+                 sam2_feature_cache_size: int = 0,
+                 data_preprocessor: dict | None = None,
+                 init_cfg: dict | None = None) -> None:
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.model_path = str(model_path)
+        self.sa2va, self.load_report = load_sa2va(model_path, dtype=DTYPES[dtype],
+                                                  attn_implementation=attn_implementation)
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.seg_token_id = self._token_id(tokenizer, SEG_TOKEN)
+        self.img_context_id = self._token_id(tokenizer, IMG_CONTEXT_TOKEN)
+        self.trainable_token_ids = [self._token_id(tokenizer, t) for t in trainable_tokens]
+        self.llm_loss_weight = llm_loss_weight
+        self.mask_loss_weight = mask_loss_weight
+        self.dice_loss_weight = dice_loss_weight
+        self.loss_resolution = loss_resolution
+        self.sam2_cache = FrozenFeatureCache(sam2_feature_cache_size)
+        if loss_resolution < 512:
+            logger.warning('loss_resolution=%d: vessels 1-2 px wide vanish below about 512 px', loss_resolution)
+
+        switches = {name: True for name in TRAINABLE_GROUPS}
+        unknown = set(trainable or {}) - set(switches)
+        if unknown:
+            raise ValueError(f'trainable: unknown groups {sorted(unknown)}; known: {TRAINABLE_GROUPS}')
+        switches.update(trainable or {})
+        self.switches = switches
+        lora_cfg = dict(lora or {})
+        settings = LoraSettings(r=lora_cfg.get('r', 128), alpha=lora_cfg.get('alpha', 256),
+                                dropout=lora_cfg.get('dropout', 0.05),
+                                target_modules=tuple(lora_cfg.get('target_modules', DEFAULT_TARGETS)),
+                                token_ids=self.trainable_token_ids)
+        self._set_trainable(settings)
+        if gradient_checkpointing:
+            self.sa2va.language_model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={'use_reentrant': False})
+        logger.info('\n' + self.parameter_table())
+
+    @staticmethod
+    def _token_id(tokenizer: Any, token: str) -> int:
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if token_id is None or token_id == tokenizer.unk_token_id or not isinstance(token_id, int):
+            raise ValueError(f'the tokenizer of this checkpoint has no {token!r} token')
+        return token_id
+
+    # ---- which weights train ---------------------------------------------------------------
+    def _set_trainable(self, settings: LoraSettings) -> None:
+        for p in self.sa2va.parameters():
+            p.requires_grad_(False)
+        add_lora(self.sa2va.language_model, settings, lora=self.switches['lora'],
+                 token_rows=self.switches['token_rows'])
+        if self.switches['text_hidden_fcs']:
+            self.sa2va.text_hidden_fcs.requires_grad_(True)
+        if self.switches['projector']:
+            self.sa2va.mlp1.requires_grad_(True)
+        if self.switches['mask_decoder']:
+            for name, p in self.sa2va.sam2.mask_decoder.named_parameters():
+                p.requires_grad_(not name.startswith(DECODER_FROZEN))
+
+    def trainable_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
+        """Named trainable groups, each only when switched on (the gradient guard reads these)."""
+        groups: dict[str, list[tuple[str, nn.Parameter]]] = {g: [] for g in TRAINABLE_GROUPS if self.switches[g]}
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            groups[self._group_of(name)].append((name, p))
+        return groups
+
+    @staticmethod
+    def _group_of(name: str) -> str:
+        if 'lora_' in name:
+            return 'lora'
+        if 'trainable_tokens_delta' in name:
+            return 'token_rows'
+        if '.text_hidden_fcs.' in name:
+            return 'text_hidden_fcs'
+        if '.sam2.mask_decoder.' in name:
+            return 'mask_decoder'
+        if '.mlp1.' in name:
+            return 'projector'
+        raise RuntimeError(f'trainable parameter {name} belongs to no known group')
+
+    def parameter_table(self) -> str:
+        """Module groups, trainable or frozen, parameter counts."""
+        modules = {
+            'vision tower (InternViT)': self.sa2va.vision_model,
+            'projector (mlp1)': self.sa2va.mlp1,
+            'LLM (Qwen2)': self.sa2va.language_model,
+            'SAM2 image encoder': self.sa2va.sam2.vision_encoder,
+            'SAM2 prompt encoder': self.sa2va.sam2.prompt_encoder,
+            'SAM2 mask decoder': self.sa2va.sam2.mask_decoder,
+            'text_hidden_fcs': self.sa2va.text_hidden_fcs,
+        }
+        rows = [('module', 'trainable', 'frozen', 'dtype')]
+        for label, module in modules.items():
+            params = list(module.parameters())
+            train = sum(p.numel() for p in params if p.requires_grad)
+            frozen = sum(p.numel() for p in params if not p.requires_grad)
+            dtypes = sorted({str(p.dtype).replace('torch.', '') for p in params})
+            rows.append((label, f'{train:,}', f'{frozen:,}', '/'.join(dtypes)))
+        rows.append(('total', f'{sum(p.numel() for p in self.parameters() if p.requires_grad):,}',
+                     f'{sum(p.numel() for p in self.parameters() if not p.requires_grad):,}', ''))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = ['  '.join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                 for r in rows]
+        groups = ', '.join(f'{g} ({sum(p.numel() for _, p in ps):,})' for g, ps in self.trainable_groups().items())
+        return '\n'.join(lines[:1] + ['-' * len(lines[0])] + lines[1:] + [f'trainable groups: {groups}'])
+
+    # ---- forward ---------------------------------------------------------------------------
+    def forward(self, data: dict, data_samples: list | None = None, mode: str = 'loss') -> Any:
+        if mode == 'loss':
+            return self.loss(data, data_samples)
+        if mode == 'predict':
+            with torch.no_grad():
+                return self.predict(data, data_samples)
+        raise ValueError(f"mode must be 'loss' or 'predict', got {mode!r}")
+
+    def _image_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():  # the vision tower is frozen
+            features = self.sa2va.vision_features(pixel_values)
+        return self.sa2va.mlp1(features.to(self.sa2va.mlp1.linear_1.weight.dtype))
+
+    def _sam2_features(self, g_pixel_values: torch.Tensor, data_samples: list | None) -> list[torch.Tensor]:
+        """The frozen SAM2 backbone's FPN levels, from the cache where the sample allows it."""
+        keys = [s.get('frozen_feature_key') if isinstance(s, dict) else None for s in (data_samples or [])]
+        if not self.sam2_cache.enabled or len(keys) != g_pixel_values.shape[0] or None in keys:
+            with torch.no_grad():  # the SAM2 image encoder is frozen
+                return self.sa2va.sam2_backbone(g_pixel_values)
+        missing = [i for i, k in enumerate(keys) if k not in self.sam2_cache]
+        if missing:
+            with torch.no_grad():
+                fresh = self.sa2va.sam2_backbone(g_pixel_values[missing])
+            for j, i in enumerate(missing):
+                self.sam2_cache.put(keys[i], [level[j] for level in fresh])
+        per_sample = [self.sam2_cache.get(k) for k in keys]
+        return [torch.stack([levels[lv] for levels in per_sample]) for lv in range(len(per_sample[0]))]
+
+    def _seg_masks(self, data: dict, data_samples: list | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """Teacher-forced pass: last hidden states, [SEG] positions and the decoded masks."""
+        input_ids = data['input_ids']
+        image_embeds = self._image_embeddings(data['pixel_values'])
+        inputs_embeds = self.sa2va.splice_image_embeddings(input_ids, image_embeds, self.img_context_id)
+        hidden = self.sa2va.llm_last_hidden(inputs_embeds, data['attention_mask'], data['position_ids'])
+
+        is_seg = input_ids == self.seg_token_id
+        seg_per_sample = is_seg.sum(dim=1)
+        if bool((seg_per_sample == 0).any()):
+            raise ValueError(f'every sample needs a [SEG] token; counts per sample: {seg_per_sample.tolist()}')
+        language_embeds = self.sa2va.text_hidden_fcs(hidden[is_seg])  # (N_seg, C), row-major order
+
+        fpn = self._sam2_features(data['g_pixel_values'], data_samples)
+        image_embed, high_res = self.sa2va.sam2_decoder_inputs(fpn)
+        # one decoder call per [SEG]: repeat each sample's image features for its [SEG] count
+        repeat = seg_per_sample.to(image_embed.device)
+        image_embed = image_embed.repeat_interleave(repeat, dim=0)
+        high_res = [h.repeat_interleave(repeat, dim=0) for h in high_res]
+        decoded = self.sa2va.decode_masks(image_embed, high_res, language_embeds)
+        return hidden, seg_per_sample, decoded
+
+    def _llm_loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Next-token cross-entropy on answer tokens; logits only where a label exists."""
+        target = labels[:, 1:]
+        keep = target != -100
+        if not bool(keep.any()):
+            return hidden.sum() * 0.0
+        logits = self.sa2va.language_model.lm_head(hidden[:, :-1][keep])
+        return F.cross_entropy(logits.float(), target[keep])
+
+    def loss(self, data: dict, data_samples: list | None = None) -> dict[str, torch.Tensor]:
+        hidden, _, decoded = self._seg_masks(data, data_samples)
+        losses = mask_losses(decoded['mask_logits'], data['masks'], self.loss_resolution,
+                             self.mask_loss_weight, self.dice_loss_weight)
+        losses['loss_llm'] = self.llm_loss_weight * self._llm_loss(hidden, data['labels'])
+        return losses
+
+    def predict(self, data: dict, data_samples: list | None = None) -> list[dict[str, torch.Tensor]]:
+        """Mask probabilities at each image's original resolution, one (S, H, W) tensor per sample."""
+        _, seg_per_sample, decoded = self._seg_masks(data, data_samples)
+        per_sample = torch.split(decoded['mask_logits'], seg_per_sample.tolist())
+        results = []
+        for i, logits in enumerate(per_sample):
+            if data_samples and isinstance(data_samples[i], dict) and 'ori_size' in data_samples[i]:
+                size = tuple(data_samples[i]['ori_size'])
+            else:
+                size = tuple(data['masks'][i].shape[-2:])
+            results.append({'prob': mask_logits_to_size(logits, size).sigmoid().cpu()})
+        return results

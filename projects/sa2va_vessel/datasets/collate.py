@@ -1,0 +1,69 @@
+"""`vessel_collate`: dataset items -> the batch of docs/ARCHITECTURE.md.
+
+`{'data': {pixel_values, g_pixel_values, input_ids, labels, attention_mask, position_ids,
+masks}, 'data_samples': [{img_path, ori_size, mask, fov}, ...]}`; sequences right-padded
+with the tokenizer's pad id (labels with -100).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+from mmengine.registry import FUNCTIONS
+
+from .conversation import IGNORE_INDEX
+
+_REQUIRED = ("pixel_values", "g_pixel_values", "input_ids", "labels", "masks", "img_path", "ori_size")
+
+
+@FUNCTIONS.register_module()
+def vessel_collate(samples: Sequence[Dict[str, Any]], pad_token_id: Optional[int] = None) -> Dict[str, Any]:
+    """Collate VesselSegDataset items (see module docstring).
+
+    `pad_token_id` defaults to the items' own 'pad_token_id' (the dataset's tokenizer's).
+    """
+    if len(samples) == 0:
+        raise ValueError("vessel_collate: empty batch")
+    for i, s in enumerate(samples):
+        missing = [k for k in _REQUIRED if k not in s]
+        if missing:
+            raise KeyError(f"vessel_collate: sample {i} ({s.get('img_path', '?')}) lacks {missing}")
+    if pad_token_id is None:
+        ids = {s.get("pad_token_id") for s in samples}
+        if None in ids or len(ids) != 1:
+            raise ValueError(f"vessel_collate: need one pad_token_id (argument or per item), items have {ids}")
+        pad_token_id = ids.pop()
+
+    lengths = [int(s["input_ids"].numel()) for s in samples]
+    batch, max_len = len(samples), max(lengths)
+    input_ids = torch.full((batch, max_len), int(pad_token_id), dtype=torch.long)
+    labels = torch.full((batch, max_len), IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros((batch, max_len), dtype=torch.bool)
+    position_ids = torch.zeros((batch, max_len), dtype=torch.long)
+    for i, (s, n) in enumerate(zip(samples, lengths)):
+        if s["labels"].numel() != n:
+            raise ValueError(f"vessel_collate: {s['img_path']}: input_ids and labels lengths differ")
+        input_ids[i, :n] = s["input_ids"]
+        labels[i, :n] = s["labels"]
+        attention_mask[i, :n] = True
+        position_ids[i, :n] = torch.arange(n)
+
+    data = {
+        "pixel_values": torch.cat([s["pixel_values"] for s in samples], dim=0),   # (T, 3, 448, 448)
+        "g_pixel_values": torch.stack([s["g_pixel_values"] for s in samples]),    # (B, 3, 1024, 1024)
+        "input_ids": input_ids,
+        "labels": labels,
+        "attention_mask": attention_mask,
+        "position_ids": position_ids,
+        "masks": [s["masks"].to(torch.bool) for s in samples],                   # B x (S, H, W)
+    }
+    data_samples: List[Dict[str, Any]] = [
+        {
+            "img_path": s["img_path"],
+            "ori_size": tuple(s["ori_size"]),
+            "mask": s["masks"].to(torch.bool).numpy(),
+            "fov": s.get("fov"),
+        }
+        for s in samples
+    ]
+    return {"data": data, "data_samples": data_samples}

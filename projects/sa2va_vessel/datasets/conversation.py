@@ -1,0 +1,144 @@
+"""Prompt templates and the token ids/labels of one segmentation turn.
+
+Sa2VA builds its prompts with xtuner-style templates (not the tokenizer's chat template):
+no system prompt, no BOS. One turn is encoded in three pieces, as xtuner's `encode_fn`
+does: the instruction (prompt; labels -100), the answer followed by the template SUFFIX
+(labelled; the suffix doubles as EOS when SUFFIX_AS_EOS), and the separator SEP (labels
+-100). `<image>` in the question becomes `<img>` + `<IMG_CONTEXT>` x (256 * n_tiles) + `</img>`.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+IGNORE_INDEX = -100
+IMAGE_PLACEHOLDER = "<image>"
+IMG_START_TOKEN = "<img>"
+IMG_END_TOKEN = "</img>"
+IMG_CONTEXT_TOKEN = "<IMG_CONTEXT>"
+SEG_TOKEN = "[SEG]"
+# (448 / 14)^2 patches, pixel-shuffled with downsample ratio 0.5 -> 256 tokens per tile.
+TOKENS_PER_TILE = 256
+
+# The templates Sa2VA checkpoints name in config.json "template" (xtuner PROMPT_TEMPLATE).
+PROMPT_TEMPLATES: Dict[str, Dict[str, object]] = {
+    "qwen_chat": dict(
+        SYSTEM="<|im_start|>system\n{system}<|im_end|>\n",
+        INSTRUCTION="<|im_start|>user\n{input}<|im_end|>\n<|im_start|>assistant\n",
+        SUFFIX="<|im_end|>",
+        SUFFIX_AS_EOS=True,
+        SEP="\n",
+        STOP_WORDS=["<|im_end|>", "<|endoftext|>"],
+    ),
+    "internlm2_chat": dict(
+        SYSTEM="<|im_start|>system\n{system}<|im_end|>\n",
+        INSTRUCTION="<|im_start|>user\n{input}<|im_end|>\n<|im_start|>assistant\n",
+        SUFFIX="<|im_end|>",
+        SUFFIX_AS_EOS=True,
+        SEP="\n",
+        STOP_WORDS=["<|im_end|>"],
+    ),
+    "phi3_chat": dict(
+        SYSTEM="<|system|>\n{system}<|end|>\n",
+        INSTRUCTION="<|user|>\n{input}<|end|>\n<|assistant|>\n",
+        SUFFIX="<|end|>",
+        SUFFIX_AS_EOS=True,
+        SEP="\n",
+        STOP_WORDS=["<|end|>"],
+    ),
+}
+
+VESSEL_QUESTIONS = (
+    "Please segment the blood vessels in this image.",
+    "Can you segment the blood vessels in this image?",
+    "Segment all the vessels in this image.",
+    "Please segment the blood vessel.",
+    "Where are the blood vessels in this image? Please output the segmentation mask.",
+    "Could you provide a segmentation mask of the vessel tree?",
+    "Please highlight the retinal vessels.",
+    "What are the blood vessels in this picture? Please respond with a segmentation mask.",
+)
+DEFAULT_QUESTION = VESSEL_QUESTIONS[0]
+SEG_ANSWERS = (
+    "Sure, [SEG].",
+    "It is [SEG].",
+    "Sure, it is [SEG].",
+    "Sure, the segmentation result is [SEG].",
+    "[SEG].",
+)
+DEFAULT_ANSWER = SEG_ANSWERS[0]
+
+
+def get_template(name: str) -> Dict[str, object]:
+    """The template called `name`; a clear error lists the known names."""
+    try:
+        return PROMPT_TEMPLATES[name]
+    except KeyError:
+        raise KeyError(f"unknown prompt template {name!r}; known: {sorted(PROMPT_TEMPLATES)}") from None
+
+
+def image_token_string(n_tiles: int, tokens_per_tile: int = TOKENS_PER_TILE) -> str:
+    """`<img>` + `<IMG_CONTEXT>` x (tokens_per_tile * n_tiles) + `</img>`."""
+    if n_tiles < 1:
+        raise ValueError(f"n_tiles must be >= 1, got {n_tiles}")
+    return IMG_START_TOKEN + IMG_CONTEXT_TOKEN * (tokens_per_tile * n_tiles) + IMG_END_TOKEN
+
+
+def make_question(question: str) -> str:
+    """Sa2VA's user turn for one image: '<image>\\n' + question (kept if already present)."""
+    return question if IMAGE_PLACEHOLDER in question else f"{IMAGE_PLACEHOLDER}\n{question}"
+
+
+def pick_question(rng: Optional[random.Random], questions: Sequence[str] = VESSEL_QUESTIONS) -> str:
+    """A random question when `rng` is given (training), else the first one (validation)."""
+    return questions[0] if rng is None else rng.choice(list(questions))
+
+
+def pick_answer(rng: Optional[random.Random], answers: Sequence[str] = SEG_ANSWERS) -> str:
+    """A random `[SEG]` answer when `rng` is given, else the first one."""
+    return answers[0] if rng is None else rng.choice(list(answers))
+
+
+@dataclass
+class EncodedTurn:
+    """Token ids of one question/answer turn.
+
+    `prompt_input_ids` is what inference feeds the model (instruction only); `input_ids` and
+    `labels` are the training sequence (prompt + answer + suffix + separator).
+    """
+
+    input_ids: List[int]
+    labels: List[int]
+    prompt_input_ids: List[int]
+
+
+def encode_turn(tokenizer, question: str, answer: str, n_tiles: int, template: str = "qwen_chat",
+                system: str = "", tokens_per_tile: int = TOKENS_PER_TILE) -> EncodedTurn:
+    """Encode one turn; `question` must contain '<image>' exactly once (see make_question)."""
+    tpl = get_template(template)
+    if question.count(IMAGE_PLACEHOLDER) != 1:
+        raise ValueError(f"question must contain {IMAGE_PLACEHOLDER!r} exactly once: {question!r}")
+    if SEG_TOKEN not in answer:
+        raise ValueError(f"answer must contain {SEG_TOKEN!r}: {answer!r}")
+    text_in = question.replace(IMAGE_PLACEHOLDER, image_token_string(n_tiles, tokens_per_tile))
+    prompt = str(tpl["INSTRUCTION"]).format(input=text_in)
+    if system:
+        prompt = str(tpl["SYSTEM"]).format(system=system) + prompt
+    output = answer + str(tpl.get("SUFFIX", ""))
+
+    prompt_ids = tokenizer.encode(prompt, add_special_tokens=False)
+    output_ids = tokenizer.encode(output, add_special_tokens=False)
+    input_ids = prompt_ids + output_ids
+    labels = [IGNORE_INDEX] * len(prompt_ids) + list(output_ids)
+    if not tpl.get("SUFFIX_AS_EOS", False):
+        # Without a suffix that ends the turn, the tokenizer's EOS does (labelled).
+        input_ids.append(tokenizer.eos_token_id)
+        labels.append(tokenizer.eos_token_id)
+    sep = str(tpl.get("SEP", ""))
+    if sep:
+        # The separator only joins turns: in the sequence, never a target.
+        sep_ids = tokenizer.encode(sep, add_special_tokens=False)
+        input_ids += sep_ids
+        labels += [IGNORE_INDEX] * len(sep_ids)
+    return EncodedTurn(input_ids=input_ids, labels=labels, prompt_input_ids=list(prompt_ids))

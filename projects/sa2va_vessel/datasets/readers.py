@@ -1,0 +1,278 @@
+"""Reading images, masks and FOV masks from files into plain numpy arrays.
+
+Rules (one place, so every reader agrees):
+- images -> uint8 RGB (H, W, 3). 16-bit grey/RGB is scaled to 8 bits by its dtype range
+  (v / 257, rounded); palette and grey images are expanded to RGB; alpha is dropped.
+- masks/FOV -> bool (H, W), the binarisation rule:
+  * 1-bit images: as stored;
+  * palette images: converted to grey through the palette first (DRIVE/STARE GIF masks
+    store black/white palette entries);
+  * colour images: the maximum over the channels (any coloured label counts);
+  * then, if every value is 0 or 1 (a label map), value 1 is vessel; otherwise a pixel is
+    vessel when it is above half of the dtype range: > 127 for 8-bit, > 32767 for 16-bit.
+Annotation files (LabelMe JSON, COCO instances, Sa2VA annotations.json) are rasterised
+to the same bool masks (see rasterize.py). Every failure raises DataReadError naming the
+file; annotation readers can instead skip bad shapes (strict=False) and list them.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .rasterize import DegenerateShapeError, circle_mask, polygon_mask, rectangle_mask, segmentation_mask
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".ppm")
+
+
+class DataReadError(ValueError):
+    """A data file could not be read or does not hold what it should."""
+
+
+def _open(path: str | Path) -> Image.Image:
+    try:
+        img = Image.open(path)
+        img.load()
+    except FileNotFoundError:
+        raise DataReadError(f"{path}: file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise DataReadError(f"{path}: cannot read image ({exc})") from exc
+    return img
+
+
+def _to_array(img: Image.Image, path: str | Path) -> np.ndarray:
+    """The pixel values with their real bit depth (PIL's 'I;16' and 'I' modes kept wide)."""
+    if img.mode == "P":
+        # Palette indices mean nothing by themselves; the palette colours do.
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return np.asarray(img).astype(np.uint16)
+    if img.mode == "I":
+        arr = np.asarray(img)
+        if arr.min() < 0 or arr.max() > 65535:
+            raise DataReadError(f"{path}: 32-bit integer image with values outside 0..65535")
+        return arr.astype(np.uint16)
+    if img.mode == "F":
+        raise DataReadError(f"{path}: floating-point images are not supported")
+    if img.mode in ("1", "L", "RGB", "RGBA", "LA"):
+        return np.asarray(img)
+    return np.asarray(img.convert("RGB"))
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as uint8 RGB (H, W, 3)."""
+    img = _open(path)
+    arr = _to_array(img, path)
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    if arr.dtype == np.uint16:
+        # 16-bit -> 8-bit by the dtype range, not the image maximum, so brightness is kept.
+        arr = np.round(arr.astype(np.float32) / 257.0).astype(np.uint8)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    elif arr.shape[2] == 2:  # LA
+        arr = np.repeat(arr[..., :1], 3, axis=2)
+    elif arr.shape[2] == 4:
+        arr = arr[..., :3]
+    return np.ascontiguousarray(arr, dtype=np.uint8)
+
+
+def binarise(values: np.ndarray, source: str | Path = "<array>") -> np.ndarray:
+    """Apply the mask binarisation rule of this module to a grey or colour array."""
+    if values.dtype == bool:
+        return values.copy()
+    if values.ndim == 3:
+        values = values.max(axis=2)
+    if values.ndim != 2:
+        raise DataReadError(f"{source}: mask must be 2-D, got shape {values.shape}")
+    vmax = int(values.max()) if values.size else 0
+    if vmax <= 1:
+        return values == 1  # a 0/1 label map
+    if values.dtype == np.uint8:
+        return values > 127
+    if values.dtype == np.uint16:
+        return values > 32767
+    raise DataReadError(f"{source}: unsupported mask dtype {values.dtype}")
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """A mask (or FOV) file as bool (H, W) by the binarisation rule above."""
+    img = _open(path)
+    arr = _to_array(img, path)
+    if arr.ndim == 3 and arr.shape[2] in (2, 4):
+        arr = arr[..., :-1]  # drop alpha
+    return binarise(arr, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Annotation files (vector / RLE) -> bool masks
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class AnnotationMask:
+    """A mask rasterised from an annotation file, and what was left out on the way."""
+
+    mask: np.ndarray
+    n_shapes: int = 0
+    skipped: List[str] = field(default_factory=list)  # 'file: shape i: reason' lines
+
+
+def _load_json(path: str | Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataReadError(f"{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataReadError(f"{path}: invalid JSON ({exc})") from exc
+
+
+def _problem(strict: bool, result: AnnotationMask, message: str) -> None:
+    """Strict mode raises; lenient mode records the skipped shape."""
+    if strict:
+        raise DataReadError(message)
+    result.skipped.append(message)
+
+
+def read_labelme(path: str | Path, image_hw: Optional[Tuple[int, int]] = None,
+                 labels: Optional[Iterable[str]] = None, strict: bool = True) -> AnnotationMask:
+    """Union of the LabelMe shapes of `path` as a bool mask.
+
+    Shapes: polygon, rectangle, circle and mask (base64 PNG over the box of its two points).
+    Coordinates are in the annotation's imageWidth x imageHeight frame and are rescaled to
+    `image_hw` (H, W) when that differs (annotations made on a resized copy). `labels`
+    keeps only shapes with those labels. Degenerate or unsupported shapes raise in strict
+    mode and are skipped (and listed in `skipped`) otherwise.
+    """
+    doc = _load_json(path)
+    if not isinstance(doc, dict) or "shapes" not in doc:
+        raise DataReadError(f"{path}: not a LabelMe file (no 'shapes')")
+    try:
+        ann_h, ann_w = int(doc["imageHeight"]), int(doc["imageWidth"])
+    except (KeyError, TypeError, ValueError):
+        raise DataReadError(f"{path}: LabelMe file lacks imageWidth/imageHeight") from None
+    h, w = image_hw if image_hw is not None else (ann_h, ann_w)
+    sx, sy = w / ann_w, h / ann_h
+    keep = None if labels is None else set(labels)
+    result = AnnotationMask(mask=np.zeros((h, w), dtype=bool))
+    for i, shape in enumerate(doc["shapes"]):
+        if keep is not None and shape.get("label") not in keep:
+            continue
+        kind = shape.get("shape_type") or "polygon"
+        pts = [(float(x) * sx, float(y) * sy) for x, y in shape.get("points", [])]
+        where = f"{path}: shape {i} ({kind}, label {shape.get('label')!r})"
+        try:
+            if kind == "polygon":
+                m = polygon_mask(pts, (h, w))
+            elif kind == "rectangle" and len(pts) == 2:
+                m = rectangle_mask(pts[0], pts[1], (h, w))
+            elif kind == "circle" and len(pts) == 2:
+                m = circle_mask(pts[0], pts[1], (h, w))
+            elif kind == "mask" and len(pts) == 2 and shape.get("mask"):
+                m = _labelme_mask_shape(shape["mask"], doc, shape, (h, w), sx, sy)
+            else:
+                _problem(strict, result, f"{where}: unsupported shape or wrong number of points ({len(pts)})")
+                continue
+        except (DegenerateShapeError, ValueError, OSError) as exc:
+            _problem(strict, result, f"{where}: {exc}")
+            continue
+        result.mask |= m
+        result.n_shapes += 1
+    return result
+
+
+def _labelme_mask_shape(b64: str, doc: Dict[str, Any], shape: Dict[str, Any], hw: Tuple[int, int],
+                        sx: float, sy: float) -> np.ndarray:
+    """LabelMe 'mask' shape: a PNG covering the box from points[0] to points[1]."""
+    patch = binarise(np.asarray(Image.open(io.BytesIO(base64.b64decode(b64)))))
+    (x0, y0), _ = shape["points"]
+    canvas = np.zeros((int(doc["imageHeight"]), int(doc["imageWidth"])), dtype=bool)
+    x0, y0 = int(round(float(x0))), int(round(float(y0)))
+    ph, pw = patch.shape
+    region = canvas[y0:y0 + ph, x0:x0 + pw]
+    region |= patch[:region.shape[0], :region.shape[1]]
+    if canvas.shape != tuple(hw):
+        # Nearest-neighbour keeps the mask binary when the annotation frame was resized.
+        canvas = np.asarray(Image.fromarray(canvas.astype(np.uint8) * 255).resize(
+            (hw[1], hw[0]), Image.Resampling.NEAREST)) > 127
+    return canvas
+
+
+def read_coco(path: str | Path, categories: Optional[Iterable[str]] = None,
+              strict: bool = True) -> Dict[str, AnnotationMask]:
+    """COCO instances file -> {image file_name: union mask of its (filtered) annotations}.
+
+    Segmentations may be polygons or RLE (compressed or not); `categories` keeps only those
+    category names. Images without kept annotations get an empty mask.
+    """
+    doc = _load_json(path)
+    if not isinstance(doc, dict) or "images" not in doc or "annotations" not in doc:
+        raise DataReadError(f"{path}: not a COCO file (needs 'images' and 'annotations')")
+    cat_names = {c["id"]: c.get("name") for c in doc.get("categories", [])}
+    keep = None if categories is None else set(categories)
+    images: Dict[int, Dict[str, Any]] = {}
+    out: Dict[str, AnnotationMask] = {}
+    for im in doc["images"]:
+        images[im["id"]] = im
+        out[im["file_name"]] = AnnotationMask(mask=np.zeros((int(im["height"]), int(im["width"])), dtype=bool))
+    for i, ann in enumerate(doc["annotations"]):
+        if keep is not None and cat_names.get(ann.get("category_id")) not in keep:
+            continue
+        im = images.get(ann.get("image_id"))
+        if im is None:
+            raise DataReadError(f"{path}: annotation {i} refers to unknown image_id {ann.get('image_id')}")
+        res = out[im["file_name"]]
+        try:
+            res.mask |= segmentation_mask(ann["segmentation"], res.mask.shape)
+            res.n_shapes += 1
+        except (KeyError, DegenerateShapeError, ValueError) as exc:
+            _problem(strict, res, f"{path}: annotation {i} (image {im['file_name']}): {exc!s}")
+    return out
+
+
+@dataclass
+class Sa2VARecord:
+    """One entry of a Sa2VA fine-tuning annotations.json."""
+
+    image: str
+    masks: List[Any]   # per object: list of flat polygons (or an RLE dict)
+    texts: List[str]
+
+
+def read_sa2va_annotations(path: str | Path) -> List[Sa2VARecord]:
+    """Sa2VA's `annotations.json`: [{'image', 'mask': [[poly, ...], ...], 'text': [...]}, ...]."""
+    doc = _load_json(path)
+    if not isinstance(doc, list):
+        raise DataReadError(f"{path}: a Sa2VA annotations.json must hold a list of records")
+    records = []
+    for i, rec in enumerate(doc):
+        if not isinstance(rec, dict) or "image" not in rec or "mask" not in rec:
+            raise DataReadError(f"{path}: record {i} needs 'image' and 'mask'")
+        texts = rec.get("text", [])
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if texts and len(texts) != len(rec["mask"]):
+            raise DataReadError(f"{path}: record {i} ({rec['image']}): {len(rec['mask'])} masks "
+                                f"but {len(texts)} texts")
+        records.append(Sa2VARecord(image=str(rec["image"]), masks=list(rec["mask"]), texts=texts))
+    return records
+
+
+def sa2va_record_mask(record: Sa2VARecord, image_hw: Tuple[int, int],
+                      texts: Optional[Iterable[str]] = None, strict: bool = True) -> AnnotationMask:
+    """Union of a record's object masks (optionally only those whose text is in `texts`)."""
+    keep = None if texts is None else set(texts)
+    result = AnnotationMask(mask=np.zeros(image_hw, dtype=bool))
+    for j, seg in enumerate(record.masks):
+        if keep is not None and (j >= len(record.texts) or record.texts[j] not in keep):
+            continue
+        try:
+            result.mask |= segmentation_mask(seg, image_hw)
+            result.n_shapes += 1
+        except (DegenerateShapeError, ValueError) as exc:
+            _problem(strict, result, f"{record.image}: object {j}: {exc}")
+    return result

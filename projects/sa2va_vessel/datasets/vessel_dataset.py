@@ -1,0 +1,198 @@
+"""`VesselSegDataset`: one vessel image -> one Sa2VA training sample.
+
+Layout under `data_root` (what tools/make_synthetic_vessels.py and tools/prepare_dataset.py
+write): `images/<stem>.<ext>`, `masks/<stem>.<ext>`, optional `fov/<stem>.<ext>`, and
+`splits/<split>.txt` with one stem per line. Masks are binarised by the rule in readers.py
+(8-bit: pixel > 127).
+
+The checkpoint directory `model_path` supplies the tokenizer and, from its `config.json`,
+`template`, `force_image_size`, `min_dynamic_patch`, `max_dynamic_patch`, `use_thumbnail`,
+`dynamic_image_size`, `downsample_ratio` and `vision_config.patch_size`.
+"""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+from mmengine.registry import DATASETS
+from torch.utils.data import Dataset
+
+from .conversation import (SEG_ANSWERS, VESSEL_QUESTIONS, encode_turn, make_question,
+                           pick_answer, pick_question)
+from .image_processing import SAM2_SIZE, normalise_sam2, normalise_tiles, sam2_image_uint8, tiles_uint8
+from .readers import IMAGE_EXTENSIONS, DataReadError, read_image, read_mask
+
+
+def load_checkpoint_config(model_path: str | Path) -> Dict[str, Any]:
+    """The parsed `config.json` of a Sa2VA checkpoint directory, with a clear error."""
+    path = Path(model_path) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; model_path must be a Sa2VA checkpoint directory")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: invalid JSON ({exc})") from exc
+
+
+def load_tokenizer(path: str | Path):
+    """`AutoTokenizer.from_pretrained(path)` with an error that names the folder."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(path))
+    except Exception as exc:  # transformers raises many types; all mean "not a tokenizer dir"
+        raise ValueError(f"{path}: cannot load a tokenizer from this folder ({exc})") from exc
+
+
+def tokens_per_tile(cfg: Dict[str, Any]) -> int:
+    """InternVL's num_image_token: (image_size / patch_size)^2 * downsample_ratio^2."""
+    image_size = int(cfg.get("force_image_size") or 448)
+    patch = int(cfg.get("vision_config", {}).get("patch_size", 14))
+    ratio = float(cfg.get("downsample_ratio", 0.5))
+    return int((image_size // patch) ** 2 * ratio ** 2)
+
+
+def _find_file(folder: Path, stem: str) -> Optional[Path]:
+    for ext in IMAGE_EXTENSIONS:
+        for candidate in (folder / f"{stem}{ext}", folder / f"{stem}{ext.upper()}"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def read_split(path: str | Path) -> List[str]:
+    """Stems listed in a split file (blank lines and '#' comments ignored)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: split file not found")
+    stems = [ln.strip() for ln in p.read_text().splitlines()]
+    stems = [s for s in stems if s and not s.startswith("#")]
+    if not stems:
+        raise ValueError(f"{p}: split file lists no samples")
+    return stems
+
+
+@DATASETS.register_module()
+class VesselSegDataset(Dataset):
+    """Vessel images with binary masks as Sa2VA samples (see module docstring).
+
+    Args:
+        data_root: folder with images/, masks/, optional fov/ and splits/.
+        split: 'train' or 'val' (any name with a splits/<split>.txt works).
+        model_path: Sa2VA checkpoint folder (tokenizer + config.json).
+        max_dynamic_patch: overrides config.json's maximum number of tiles.
+        random_question: pick question/answer at random (default: True for 'train').
+        seed: base seed of the question choice (and of `transform` when it is random).
+        tokenizer_path: tokenizer folder when it is not `model_path`.
+        transform: optional callable (image, mask, fov, rng) -> (image, mask, fov) applied
+            before tiling (augmentation; geometric changes must move mask and fov too).
+        questions, answers: the phrase lists to draw from.
+    """
+
+    def __init__(self, data_root: str, split: str, model_path: str,
+                 max_dynamic_patch: Optional[int] = None, random_question: Optional[bool] = None,
+                 seed: int = 0, tokenizer_path: Optional[str] = None,
+                 transform: Optional[Callable] = None,
+                 questions: tuple = VESSEL_QUESTIONS, answers: tuple = SEG_ANSWERS) -> None:
+        super().__init__()
+        self.data_root = Path(data_root)
+        self.split = split
+        self.seed = int(seed)
+        self.random_question = (split == "train") if random_question is None else bool(random_question)
+        self.transform = transform
+        self.questions = tuple(questions)
+        self.answers = tuple(answers)
+        self.epoch = 0
+
+        cfg = load_checkpoint_config(model_path)
+        if "template" not in cfg:
+            raise KeyError(f"{Path(model_path) / 'config.json'}: no 'template' entry")
+        self.template: str = cfg["template"]
+        self.image_size = int(cfg.get("force_image_size") or 448)
+        self.use_thumbnail = bool(cfg.get("use_thumbnail", True))
+        self.min_num = int(cfg.get("min_dynamic_patch", 1))
+        self.max_num = int(max_dynamic_patch if max_dynamic_patch is not None
+                           else cfg.get("max_dynamic_patch", 12))
+        if not cfg.get("dynamic_image_size", True):
+            self.min_num = self.max_num = 1  # InternVL without dynamic tiling: one resized tile
+        self.tokens_per_tile = tokens_per_tile(cfg)
+        self.tokenizer = load_tokenizer(tokenizer_path or model_path)
+
+        self.samples = self._index(read_split(self.data_root / "splits" / f"{split}.txt"))
+
+    def _index(self, stems: List[str]) -> List[Dict[str, Optional[Path]]]:
+        fov_dir = self.data_root / "fov"
+        samples, missing = [], []
+        for stem in stems:
+            image = _find_file(self.data_root / "images", stem)
+            mask = _find_file(self.data_root / "masks", stem)
+            if image is None or mask is None:
+                missing.append(f"{stem} ({'image' if image is None else 'mask'})")
+                continue
+            fov = _find_file(fov_dir, stem) if fov_dir.is_dir() else None
+            samples.append({"stem": stem, "image": image, "mask": mask, "fov": fov})
+        if missing:
+            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise FileNotFoundError(f"{self.data_root}: {len(missing)} sample(s) of split "
+                                    f"{self.split!r} lack files: {shown}")
+        return samples
+
+    def set_epoch(self, epoch: int) -> None:
+        """Vary the random question per epoch (call from a hook; optional)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _rng(self, index: int) -> random.Random:
+        # Seeded by (seed, epoch, index): the same in every DataLoader worker and re-run.
+        return random.Random(f"{self.seed}:{self.epoch}:{index}")
+
+    def load(self, index: int) -> Dict[str, Any]:
+        """The raw arrays of one sample: image uint8 (H,W,3), mask/fov bool (H,W)."""
+        entry = self.samples[index]
+        image = read_image(entry["image"])
+        mask = read_mask(entry["mask"])
+        fov = read_mask(entry["fov"]) if entry["fov"] is not None else None
+        if mask.shape != image.shape[:2]:
+            raise DataReadError(f"{entry['mask']}: mask size {mask.shape[::-1]} (W, H) differs from "
+                                f"image {entry['image']} size {image.shape[1::-1]}")
+        if fov is not None and fov.shape != image.shape[:2]:
+            raise DataReadError(f"{entry['fov']}: FOV size {fov.shape[::-1]} (W, H) differs from "
+                                f"image {entry['image']} size {image.shape[1::-1]}")
+        return {"image": image, "mask": mask, "fov": fov, "img_path": str(entry["image"])}
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        raw = self.load(index)
+        rng = self._rng(index)
+        image, mask, fov = raw["image"], raw["mask"], raw["fov"]
+        if self.transform is not None:
+            image, mask, fov = self.transform(image, mask, fov, np.random.default_rng(rng.getrandbits(64)))
+
+        tiles = tiles_uint8(image, self.min_num, self.max_num, self.image_size, self.use_thumbnail)
+        pixel_values = normalise_tiles(tiles)
+        g_pixel_values = normalise_sam2(sam2_image_uint8(image, SAM2_SIZE))
+
+        qa_rng = rng if self.random_question else None
+        question = make_question(pick_question(qa_rng, self.questions))
+        answer = pick_answer(qa_rng, self.answers)
+        turn = encode_turn(self.tokenizer, question, answer, n_tiles=len(tiles),
+                           template=self.template, tokens_per_tile=self.tokens_per_tile)
+        return {
+            "pixel_values": pixel_values,                               # (T, 3, 448, 448) float32
+            "g_pixel_values": g_pixel_values,                           # (3, 1024, 1024) float32
+            "input_ids": torch.tensor(turn.input_ids, dtype=torch.long),
+            "labels": torch.tensor(turn.labels, dtype=torch.long),
+            "masks": torch.from_numpy(np.ascontiguousarray(mask))[None],  # (1, H, W) bool
+            "n_tiles": len(tiles),
+            "img_path": raw["img_path"],
+            "ori_size": (int(mask.shape[0]), int(mask.shape[1])),
+            "fov": None if fov is None else np.ascontiguousarray(fov),
+            "pad_token_id": int(self.tokenizer.pad_token_id),
+            "question": question,
+            "answer": answer,
+        }

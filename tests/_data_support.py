@@ -1,0 +1,85 @@
+"""Shared helpers of the data tests: fixture locations and cached tokenizer folders.
+
+Not a conftest.py on purpose: other parts of the project own their own test helpers.
+Cached per test process, because building the real 151k-token tokenizer takes seconds.
+"""
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared"
+GOLDEN = SHARED / "fixtures" / "golden"
+GOLDEN_MODEL = GOLDEN / "sa2va_tiny_internvl"
+GOLDEN_REF = GOLDEN / "reference"
+LAYOUT = SHARED / "fixtures" / "sa2va_internvl3_8b_layout"
+
+requires_golden = pytest.mark.skipif(
+    not (GOLDEN_REF / "inputs.safetensors").is_file(),
+    reason=f"golden fixture not found at {GOLDEN} (../shared is absent in this checkout)")
+requires_real_tokenizer = pytest.mark.skipif(
+    not (LAYOUT / "vocab.json").is_file() or not (GOLDEN_MODEL / "config.json").is_file(),
+    reason=f"real Sa2VA tokenizer not found at {LAYOUT} (../shared is absent in this checkout)")
+
+# Checkpoint config.json entries the data side reads; the values of Sa2VA-InternVL3.
+TINY_CONFIG = {
+    "template": "qwen_chat", "force_image_size": 448, "min_dynamic_patch": 1,
+    "max_dynamic_patch": 12, "use_thumbnail": True, "dynamic_image_size": True,
+    "downsample_ratio": 0.5, "vision_config": {"patch_size": 14, "image_size": 448},
+}
+
+
+def _tmpdir(prefix: str) -> Path:
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_checkpoint_dir() -> Path:
+    """A folder with the self-made tiny tokenizer and a config.json (no ../shared needed)."""
+    from projects.sa2va_vessel.datasets.tiny_tokenizer import build_tiny_tokenizer
+
+    out = _tmpdir("tiny_ckpt_")
+    build_tiny_tokenizer(out)
+    (out / "config.json").write_text(json.dumps(TINY_CONFIG, indent=2))
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def real_checkpoint_dir() -> Path:
+    """The golden model's tokenizer files + config.json with the real vocab/merges linked in.
+
+    After the first (slow) load, tokenizer.json is saved there so later loads are fast.
+    """
+    from transformers import AutoTokenizer
+
+    out = _tmpdir("real_ckpt_")
+    for name in ("added_tokens.json", "special_tokens_map.json", "tokenizer_config.json", "config.json"):
+        shutil.copy(GOLDEN_MODEL / name, out / name)
+    for name in ("vocab.json", "merges.txt"):
+        os.symlink(LAYOUT / name, out / name)
+    AutoTokenizer.from_pretrained(str(out)).save_pretrained(str(out))
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def real_tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(real_checkpoint_dir()))
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(tiny_checkpoint_dir()))

@@ -63,6 +63,7 @@ def vessel_collate(samples: Sequence[Dict[str, Any]], pad_token_id: Optional[int
             "ori_size": tuple(s["ori_size"]),
             "mask": s["masks"].to(torch.bool).numpy(),
             "fov": s.get("fov"),
+            "frozen_feature_key": s.get("frozen_feature_key"),
         }
         for s in samples
     ]

@@ -190,6 +190,9 @@ class VesselSegDataset(Dataset):
             "masks": torch.from_numpy(np.ascontiguousarray(mask))[None],  # (1, H, W) bool
             "n_tiles": len(tiles),
             "img_path": raw["img_path"],
+            # the frozen SAM2 encoder sees this image unchanged only without a transform, so only
+            # then may the model reuse its features (models/feature_cache.py)
+            "frozen_feature_key": raw["img_path"] if self.transform is None else None,
             "ori_size": (int(mask.shape[0]), int(mask.shape[1])),
             "fov": None if fov is None else np.ascontiguousarray(fov),
             "pad_token_id": int(self.tokenizer.pad_token_id),

@@ -272,6 +272,12 @@ def test_auc_matches_pairwise_definition_with_ties_and_fov() -> None:
     p, g = prob[fov], gt[fov]
     assert M.roc_auc(prob, gt, fov) == pytest.approx(mann_whitney_auc(p, g), abs=1e-12)
     assert M.average_precision(prob, gt, fov) == pytest.approx(brute_force_ap(p, g), abs=1e-12)
+    # the grouped-counts path (used for pooling) agrees when groups are the distinct scores
+    _, inverse = np.unique(p, return_inverse=True)
+    groups = (np.bincount(inverse[g], minlength=inverse.max() + 1),
+              np.bincount(inverse[~g], minlength=inverse.max() + 1))
+    np.testing.assert_allclose(M.auc_from_ranked_counts(*groups),
+                               (mann_whitney_auc(p, g), brute_force_ap(p, g)), atol=1e-12)
     # without the FOV the answer differs, with the full-image reference
     assert M.roc_auc(prob, gt) == pytest.approx(mann_whitney_auc(prob.ravel(), gt.ravel()))
 

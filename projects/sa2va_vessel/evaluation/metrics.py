@@ -342,27 +342,46 @@ def auc_from_ranked_counts(pos: np.ndarray, neg: np.ndarray) -> tuple[float, flo
     return roc, ap
 
 
-def _exact_ranked_counts(p: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Class counts per distinct score (ascending): the exact input of
+def _sorted_by_class(p: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ascending scores of the positives and of the negatives. Sorting each class once
+    answers every question below by binary search: counts at thresholds, histograms, exact
+    AUC (a plain sort is ~3x faster than the argsort behind np.unique(return_inverse))."""
+    return np.sort(p[g]), np.sort(p[~g])
+
+
+def _exact_auc_sorted(pos: np.ndarray, neg: np.ndarray) -> tuple[float, float]:
+    """Exact (ROC AUC, AP) from per-class sorted scores, ties handled as in
     ``auc_from_ranked_counts``."""
-    _, inverse = np.unique(p, return_inverse=True)
-    inverse = inverse.ravel()
-    n = int(inverse.max()) + 1 if inverse.size else 0
-    return (np.bincount(inverse[g], minlength=n), np.bincount(inverse[~g], minlength=n))
+    n_pos, n_neg = pos.size, neg.size
+    roc = np.nan
+    if n_pos and n_neg:
+        # per positive: negatives strictly below + half the negatives tied with it
+        below = np.searchsorted(neg, pos, side='left')
+        tied = np.searchsorted(neg, pos, side='right') - below
+        roc = float((below.sum() + 0.5 * tied.sum()) / (n_pos * n_neg))
+    ap = np.nan
+    if n_pos:
+        # only distinct positive scores add recall; at score v: TP = #pos >= v, FP = #neg >= v
+        values, first = np.unique(pos, return_index=True)
+        weight = np.diff(np.append(first, n_pos))          # positives scoring exactly v
+        tp = n_pos - first
+        fp = n_neg - np.searchsorted(neg, values, side='left')
+        ap = float(np.sum(weight * tp / (tp + fp)) / n_pos)
+    return roc, ap
 
 
 def roc_auc(prob: np.ndarray, gt: np.ndarray, fov: np.ndarray | None = None,
             allow_binary: bool = False) -> float:
     """Exact ROC AUC of probabilities inside ``fov`` (ties count one half)."""
     p, g = _flatten_in_fov(check_probabilities(prob, allow_binary), gt, fov)
-    return auc_from_ranked_counts(*_exact_ranked_counts(p, g))[0]
+    return _exact_auc_sorted(*_sorted_by_class(p, g))[0]
 
 
 def average_precision(prob: np.ndarray, gt: np.ndarray, fov: np.ndarray | None = None,
                       allow_binary: bool = False) -> float:
     """Exact average precision (area under the PR curve, step-wise) inside ``fov``."""
     p, g = _flatten_in_fov(check_probabilities(prob, allow_binary), gt, fov)
-    return auc_from_ranked_counts(*_exact_ranked_counts(p, g))[1]
+    return _exact_auc_sorted(*_sorted_by_class(p, g))[1]
 
 
 def auc_bin_edges(n_bins: int = DEFAULT_AUC_BINS) -> np.ndarray:
@@ -381,34 +400,33 @@ def probability_histograms(prob: np.ndarray, gt: np.ndarray, fov: np.ndarray | N
     inside ``fov`` on the ``auc_bin_edges`` bins. Summed over images they give pixel-pooled
     ROC AUC / AP through ``auc_from_ranked_counts`` without keeping any image."""
     p, g = _flatten_in_fov(check_probabilities(prob, allow_binary), gt, fov)
-    return _histograms(p, g, auc_bin_edges(n_bins))
+    return _histograms(*_sorted_by_class(p, g), auc_bin_edges(n_bins))
 
 
-def _histograms(p: np.ndarray, g: np.ndarray,
+def _histograms(pos: np.ndarray, neg: np.ndarray,
                 edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    n_bins = edges.size + 1
-    idx = np.searchsorted(edges, p, side='right')   # bin i holds edges[i-1] <= p < edges[i]
-    return (np.bincount(idx[g], minlength=n_bins).astype(np.int64),
-            np.bincount(idx[~g], minlength=n_bins).astype(np.int64))
+    """Bin i holds edges[i-1] <= p < edges[i] (open-ended first/last bins); from sorted
+    per-class scores the bin counts are differences of binary-search positions."""
+    def hist(sorted_scores: np.ndarray) -> np.ndarray:
+        below = np.searchsorted(sorted_scores, edges, side='left')
+        return np.diff(np.concatenate([[0], below, [sorted_scores.size]])).astype(np.int64)
+    return hist(pos), hist(neg)
 
 
 # ------------------------------------------------------------------------- threshold sweep
-def _sweep_from_flat(p: np.ndarray, g: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """Exact counts at every threshold from one pass: each pixel's slot = number of sweep
-    thresholds <= p; per-class histograms of slots, summed from the top, give how many
-    pixels of each class reach each threshold."""
+def _check_thresholds(thresholds: Sequence[float]) -> np.ndarray:
     t = np.asarray(thresholds, dtype=np.float64)
     if t.ndim != 1 or np.any(np.diff(t) <= 0):
         raise ValueError('thresholds must be a strictly increasing 1-D sequence')
-    slot = np.searchsorted(t, p, side='right')
-    n_t = t.size
-    pos_slots = np.bincount(slot[g], minlength=n_t + 1)
-    neg_slots = np.bincount(slot[~g], minlength=n_t + 1)
-    # pixels with p >= t[i] are those in slots i+1..n_t
-    tp = np.cumsum(pos_slots[::-1])[::-1][1:]
-    fp = np.cumsum(neg_slots[::-1])[::-1][1:]
-    n_pos, n_neg = int(g.sum()), int(g.size - g.sum())
-    return np.stack([tp, fp, n_pos - tp, n_neg - fp], axis=1).astype(np.int64)
+    return t
+
+
+def _counts_sorted(pos: np.ndarray, neg: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """(T, 4) ``[tp, fp, fn, tn]`` of ``p >= t`` for every t, exact: the pixels of a class at
+    or above t are those past its binary-search position; no image is thresholded T times."""
+    tp = pos.size - np.searchsorted(pos, thresholds, side='left')
+    fp = neg.size - np.searchsorted(neg, thresholds, side='left')
+    return np.stack([tp, fp, pos.size - tp, neg.size - fp], axis=-1).astype(np.int64)
 
 
 def threshold_sweep_counts(prob: np.ndarray, gt: np.ndarray, fov: np.ndarray | None = None,
@@ -417,7 +435,7 @@ def threshold_sweep_counts(prob: np.ndarray, gt: np.ndarray, fov: np.ndarray | N
     """``(T, 4)`` int64 ``[tp, fp, fn, tn]`` of ``prob >= t`` for each sweep threshold t,
     exact, without thresholding the image T times."""
     p, g = _flatten_in_fov(check_probabilities(prob, allow_binary), gt, fov)
-    return _sweep_from_flat(p, g, np.asarray(thresholds, dtype=np.float64))
+    return _counts_sorted(*_sorted_by_class(p, g), _check_thresholds(thresholds))
 
 
 def best_threshold(thresholds: Sequence[float], scores: Sequence[float]) -> tuple[float, float]:
@@ -462,17 +480,14 @@ def image_summary(prob: np.ndarray, gt: np.ndarray, fov: np.ndarray | None = Non
     prob = check_probabilities(prob, allow_binary)
     gt = _as_bool_mask(gt, 'gt')
     p, g = _flatten_in_fov(prob, gt, fov)
-    hard = p >= threshold
-    tp = int(np.count_nonzero(hard & g))
-    fp = int(np.count_nonzero(hard)) - tp
-    fn = int(np.count_nonzero(g)) - tp
-    counts = np.array([tp, fp, fn, g.size - tp - fp - fn], dtype=np.int64)
-    roc, ap = auc_from_ranked_counts(*_exact_ranked_counts(p, g))
-    pos_hist, neg_hist = _histograms(p, g, auc_bin_edges(n_bins))
+    pos, neg = _sorted_by_class(p, g)
+    counts = _counts_sorted(pos, neg, np.array([threshold], dtype=np.float64))[0]
+    roc, ap = _exact_auc_sorted(pos, neg)
+    pos_hist, neg_hist = _histograms(pos, neg, auc_bin_edges(n_bins))
     cl_counts = cldice_counts(prob, gt, threshold, fov)
     return {
         'counts': counts,
-        'sweep_counts': _sweep_from_flat(p, g, np.asarray(thresholds, dtype=np.float64)),
+        'sweep_counts': _counts_sorted(pos, neg, _check_thresholds(thresholds)),
         'pos_hist': pos_hist, 'neg_hist': neg_hist, 'cldice_counts': cl_counts,
         'dice': dice_score(counts), 'iou': iou_score(counts),
         'cldice': cldice_from_counts(cl_counts), 'sens': sensitivity(counts),

@@ -49,6 +49,13 @@ def write_random_sa2va(out_dir: str | Path, preset: str = 'tiny', seed: int = 0,
     modules = build_modules(read_architecture(out_dir), DTYPE_NAMES[dtype], init_weights=True)
     # transformers initialises SAM2's random-Fourier matrix to N(0, 1) and the layer scales to
     # constants; draw the layer scales too, so that a wrongly mapped one changes outputs.
+    if preset == 'tiny':
+        # transformers' N(0, 0.02) init leaves a tiny network's activations near zero, which a
+        # few hundred steps of fine-tuning cannot climb out of; PyTorch's fan-in scaled init keeps
+        # them O(1), so the tiny model learns the way a pretrained one would.
+        for module in modules.modules():
+            if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                module.reset_parameters()
     for layer in modules.vision_model.encoder.layer:
         torch.nn.init.normal_(layer.lambda_1, 1.0, 0.02)
         torch.nn.init.normal_(layer.lambda_2, 1.0, 0.02)

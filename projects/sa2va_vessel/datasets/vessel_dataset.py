@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import torch
-from mmengine.registry import DATASETS
+from mmengine.registry import DATASETS, TRANSFORMS
 from torch.utils.data import Dataset
 
 from .conversation import (SEG_ANSWERS, VESSEL_QUESTIONS, encode_turn, make_question,
@@ -89,20 +89,24 @@ class VesselSegDataset(Dataset):
         seed: base seed of the question choice (and of `transform` when it is random).
         tokenizer_path: tokenizer folder when it is not `model_path`.
         transform: optional callable (image, mask, fov, rng) -> (image, mask, fov) applied
-            before tiling (augmentation; geometric changes must move mask and fov too).
+            before tiling (augmentation; geometric changes must move mask and fov too), or
+            a TRANSFORMS config dict such as dict(type='VesselAugment'). Leave None for val.
         questions, answers: the phrase lists to draw from.
     """
 
     def __init__(self, data_root: str, split: str, model_path: str,
                  max_dynamic_patch: Optional[int] = None, random_question: Optional[bool] = None,
                  seed: int = 0, tokenizer_path: Optional[str] = None,
-                 transform: Optional[Callable] = None,
+                 transform: Optional[Callable | dict] = None,
                  questions: tuple = VESSEL_QUESTIONS, answers: tuple = SEG_ANSWERS) -> None:
         super().__init__()
         self.data_root = Path(data_root)
         self.split = split
         self.seed = int(seed)
         self.random_question = (split == "train") if random_question is None else bool(random_question)
+        if isinstance(transform, dict):  # from a config: dict(type='VesselAugment', ...)
+            from . import transforms as _  # noqa: F401  (registers VesselAugment)
+            transform = TRANSFORMS.build(transform)
         self.transform = transform
         self.questions = tuple(questions)
         self.answers = tuple(answers)

@@ -12,6 +12,7 @@ The checkpoint directory `model_path` supplies the tokenizer and, from its `conf
 from __future__ import annotations
 
 import json
+import logging
 import random
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
@@ -25,6 +26,8 @@ from .conversation import (SEG_ANSWERS, VESSEL_QUESTIONS, encode_turn, make_ques
                            pick_answer, pick_question)
 from .image_processing import SAM2_SIZE, normalise_sam2, normalise_tiles, sam2_image_uint8, tiles_uint8
 from .readers import IMAGE_EXTENSIONS, DataReadError, read_image, read_mask
+
+logger = logging.getLogger(__name__)
 
 
 def load_checkpoint_config(model_path: str | Path) -> Dict[str, Any]:
@@ -92,14 +95,22 @@ class VesselSegDataset(Dataset):
             before tiling (augmentation; geometric changes must move mask and fov too), or
             a TRANSFORMS config dict such as dict(type='VesselAugment'). Leave None for val.
         questions, answers: the phrase lists to draw from.
+        on_error: 'raise' (default, strict): a bad file raises DataReadError naming it;
+            'skip': the bad sample is logged, counted in `self.skipped`, and the next
+            readable sample is returned instead.
     """
 
     def __init__(self, data_root: str, split: str, model_path: str,
                  max_dynamic_patch: Optional[int] = None, random_question: Optional[bool] = None,
                  seed: int = 0, tokenizer_path: Optional[str] = None,
                  transform: Optional[Callable | dict] = None,
-                 questions: tuple = VESSEL_QUESTIONS, answers: tuple = SEG_ANSWERS) -> None:
+                 questions: tuple = VESSEL_QUESTIONS, answers: tuple = SEG_ANSWERS,
+                 on_error: str = "raise") -> None:
         super().__init__()
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        self.on_error = on_error
+        self.skipped: Dict[str, str] = {}  # img_path -> reason (per process/worker)
         self.data_root = Path(data_root)
         self.split = split
         self.seed = int(seed)
@@ -171,6 +182,20 @@ class VesselSegDataset(Dataset):
         return {"image": image, "mask": mask, "fov": fov, "img_path": str(entry["image"])}
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
+        if self.on_error == "raise":
+            return self._item(index)
+        for step in range(len(self)):
+            i = (index + step) % len(self)
+            try:
+                return self._item(i)
+            except DataReadError as exc:
+                path = str(self.samples[i]["image"])
+                if path not in self.skipped:
+                    self.skipped[path] = str(exc)
+                    logger.warning("skipping sample %d (%d skipped so far): %s", i, len(self.skipped), exc)
+        raise DataReadError(f"{self.data_root}: every sample of split {self.split!r} failed to load")
+
+    def _item(self, index: int) -> Dict[str, Any]:
         raw = self.load(index)
         rng = self._rng(index)
         image, mask, fov = raw["image"], raw["mask"], raw["fov"]

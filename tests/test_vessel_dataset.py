@@ -117,3 +117,21 @@ def test_items_with_real_tokenizer(data_root):
     assert int((item["input_ids"] == 151667).sum()) == 256
     wide = VesselSegDataset(str(data_root), "wide", str(real_checkpoint_dir()))[0]
     _check_item(wide, ds.tokenizer)
+
+
+def test_on_error_skip_counts_and_logs(tmp_path, caplog):
+    root = tmp_path / "skip"
+    write_synthetic_dataset(root, n=3, seed=0, size=96, val_fraction=0.0)
+    (root / "masks" / "synth_00000.png").write_bytes(b"junk")
+    ckpt = str(tiny_checkpoint_dir())
+    strict = VesselSegDataset(str(root), "train", ckpt)
+    with pytest.raises(DataReadError, match="masks/synth_00000.png"):
+        strict[0]
+    lenient = VesselSegDataset(str(root), "train", ckpt, on_error="skip")
+    with caplog.at_level("WARNING"):
+        item = lenient[0]
+    assert item["img_path"].endswith("synth_00001.png")
+    assert list(lenient.skipped) == [str(root / "images" / "synth_00000.png")]
+    assert "skipping sample 0" in caplog.text
+    with pytest.raises(ValueError, match="on_error"):
+        VesselSegDataset(str(root), "train", ckpt, on_error="ignore")

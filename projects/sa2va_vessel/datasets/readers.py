@@ -28,7 +28,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .rasterize import DegenerateShapeError, circle_mask, polygon_mask, rectangle_mask, segmentation_mask
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".ppm")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".ppm", ".ppm.gz")
 
 
 class DataReadError(ValueError):
@@ -37,11 +37,16 @@ class DataReadError(ValueError):
 
 def _open(path: str | Path) -> Image.Image:
     try:
-        img = Image.open(path)
+        if str(path).lower().endswith(".gz"):  # STARE ships gzipped PPMs
+            import gzip
+
+            img = Image.open(io.BytesIO(gzip.decompress(Path(path).read_bytes())))
+        else:
+            img = Image.open(path)
         img.load()
     except FileNotFoundError:
         raise DataReadError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, EOFError) as exc:
         raise DataReadError(f"{path}: cannot read image ({exc})") from exc
     return img
 

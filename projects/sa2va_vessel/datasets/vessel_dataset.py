@@ -12,19 +12,22 @@ The checkpoint directory `model_path` supplies the tokenizer and, from its `conf
 from __future__ import annotations
 
 import json
+import logging
 import random
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import torch
-from mmengine.registry import DATASETS
+from mmengine.registry import DATASETS, TRANSFORMS
 from torch.utils.data import Dataset
 
 from .conversation import (SEG_ANSWERS, VESSEL_QUESTIONS, encode_turn, make_question,
                            pick_answer, pick_question)
 from .image_processing import SAM2_SIZE, normalise_sam2, normalise_tiles, sam2_image_uint8, tiles_uint8
 from .readers import IMAGE_EXTENSIONS, DataReadError, read_image, read_mask
+
+logger = logging.getLogger(__name__)
 
 
 def load_checkpoint_config(model_path: str | Path) -> Dict[str, Any]:
@@ -89,20 +92,32 @@ class VesselSegDataset(Dataset):
         seed: base seed of the question choice (and of `transform` when it is random).
         tokenizer_path: tokenizer folder when it is not `model_path`.
         transform: optional callable (image, mask, fov, rng) -> (image, mask, fov) applied
-            before tiling (augmentation; geometric changes must move mask and fov too).
+            before tiling (augmentation; geometric changes must move mask and fov too), or
+            a TRANSFORMS config dict such as dict(type='VesselAugment'). Leave None for val.
         questions, answers: the phrase lists to draw from.
+        on_error: 'raise' (default, strict): a bad file raises DataReadError naming it;
+            'skip': the bad sample is logged, counted in `self.skipped`, and the next
+            readable sample is returned instead.
     """
 
     def __init__(self, data_root: str, split: str, model_path: str,
                  max_dynamic_patch: Optional[int] = None, random_question: Optional[bool] = None,
                  seed: int = 0, tokenizer_path: Optional[str] = None,
-                 transform: Optional[Callable] = None,
-                 questions: tuple = VESSEL_QUESTIONS, answers: tuple = SEG_ANSWERS) -> None:
+                 transform: Optional[Callable | dict] = None,
+                 questions: tuple = VESSEL_QUESTIONS, answers: tuple = SEG_ANSWERS,
+                 on_error: str = "raise") -> None:
         super().__init__()
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        self.on_error = on_error
+        self.skipped: Dict[str, str] = {}  # img_path -> reason (per process/worker)
         self.data_root = Path(data_root)
         self.split = split
         self.seed = int(seed)
         self.random_question = (split == "train") if random_question is None else bool(random_question)
+        if isinstance(transform, dict):  # from a config: dict(type='VesselAugment', ...)
+            from . import transforms as _  # noqa: F401  (registers VesselAugment)
+            transform = TRANSFORMS.build(transform)
         self.transform = transform
         self.questions = tuple(questions)
         self.answers = tuple(answers)
@@ -167,6 +182,20 @@ class VesselSegDataset(Dataset):
         return {"image": image, "mask": mask, "fov": fov, "img_path": str(entry["image"])}
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
+        if self.on_error == "raise":
+            return self._item(index)
+        for step in range(len(self)):
+            i = (index + step) % len(self)
+            try:
+                return self._item(i)
+            except DataReadError as exc:
+                path = str(self.samples[i]["image"])
+                if path not in self.skipped:
+                    self.skipped[path] = str(exc)
+                    logger.warning("skipping sample %d (%d skipped so far): %s", i, len(self.skipped), exc)
+        raise DataReadError(f"{self.data_root}: every sample of split {self.split!r} failed to load")
+
+    def _item(self, index: int) -> Dict[str, Any]:
         raw = self.load(index)
         rng = self._rng(index)
         image, mask, fov = raw["image"], raw["mask"], raw["fov"]

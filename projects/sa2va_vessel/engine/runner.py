@@ -249,6 +249,10 @@ def build_runner(cfg: Config) -> AnyRunner:
     else:
         optim.update(type='OptimWrapper')
     cfg.optim_wrapper = optim
+    if launcher != 'none' and not on_gpu and cfg.get('model_wrapper_cfg') is None:
+        # mmengine passes device_ids=[LOCAL_RANK] to DDP, which DDP refuses for CPU modules.
+        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
+                                     broadcast_buffers=False)
     cfg.default_hooks.setdefault('trainable_checkpoint', dict(type='TrainableCheckpointHook'))
     return Runner.from_cfg(cfg)
 

@@ -1,4 +1,5 @@
-"""torchrun with 2 CPU processes, DeepSpeed ZeRO-2 on gloo, through tools/dist_train.sh."""
+"""Two CPU processes under torchrun (tools/dist_train.sh): DeepSpeed ZeRO-2 and plain DDP,
+on gloo."""
 from __future__ import annotations
 
 import torch
@@ -56,3 +57,17 @@ def test_two_ranks_zero2_disjoint_data_equal_weights_and_resume(tmp_path):
     assert f'resumed epoch: 0, iter: {STEPS - 1}' in log
     for rank in (0, 1):
         assert read_trace(second, rank) == ranks[rank][STEPS - 1:]
+
+
+def test_two_ranks_plain_ddp_on_cpu(tmp_path):
+    # --deepspeed none under torchrun: mmengine's DDP wrapper, gloo, device_ids=None on CPU.
+    run_cmd(['bash', str(REPO_ROOT / 'tools' / 'dist_train.sh'), 'tests/configs/toy.py', '2',
+             '--work-dir', str(tmp_path), '--deepspeed', 'none',
+             '--cfg-options', f'train_cfg.max_iters={STEPS}'],
+            env=repo_env({'PORT': str(free_port())}), timeout=300)
+    ranks = [read_trace(tmp_path, rank) for rank in (0, 1)]
+    seen = [i for trace in ranks for r in trace for i in r['indices']]
+    assert len(seen) == len(set(seen)) == 2 * 2 * STEPS
+    assert [r['weights'] for r in ranks[0]] == [r['weights'] for r in ranks[1]]
+    ckpt = torch.load(tmp_path / f'iter_{STEPS}.pth', map_location='cpu', weights_only=False)
+    assert set(ckpt['state_dict']) == TOY_TRAINABLE

@@ -115,8 +115,11 @@ class ToySegModel(BaseModel):
         return x.detach() if self.cut_group == group else x
 
     def _mask_logits(self, data: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        # The batch stays fp32; under DeepSpeed bf16 the weights are bf16 (contract: the model
+        # casts its float inputs to its own dtype).
+        pixel_values = data['pixel_values'].to(self.vision_tower.weight.dtype)
         with torch.no_grad():  # frozen tower, as in the real model
-            image_feats = self.vision_tower(data['pixel_values'])            # (B, C, H, W)
+            image_feats = self.vision_tower(pixel_values)                    # (B, C, H, W)
             token_embeds = self.embed_tokens(data['input_ids'])              # (B, L, C)
         lora_delta = self._cut('lora', self.lora_B(self.lora_A(token_embeds)))
         hidden = token_embeds + lora_delta
@@ -127,7 +130,8 @@ class ToySegModel(BaseModel):
 
     def _loss(self, data: dict[str, Any]) -> dict[str, torch.Tensor]:
         mask_logits, hidden = self._mask_logits(data)
-        token_logits = self.lm_head(hidden)
+        mask_logits = mask_logits.float()  # losses in fp32 whatever the weights' dtype
+        token_logits = self.lm_head(hidden).float()
         loss_llm = F.cross_entropy(token_logits.flatten(0, 1), data['labels'].flatten(),
                                    ignore_index=-100)
         target = torch.stack([m[:1].float() for m in data['masks']])        # (B, 1, H, W)

@@ -1,0 +1,43 @@
+# Runtime shared by every training config: hooks, logging, TensorBoard, seed, runner choice.
+# All registries used here are mmengine's root ones; the project registers its model, dataset,
+# collate and hooks into them, so the scope is simply mmengine.
+default_scope = 'mmengine'
+
+# 'deepspeed_zero2' -> configs/deepspeed/deepspeed_zero2.json (FlexibleRunner + ZeRO-2);
+# 'none' -> plain Runner. tools/train.py --deepspeed overrides this.
+deepspeed = 'deepspeed_zero2'
+# Used on GPU only (DeepSpeed bf16 section or AmpOptimWrapper dtype); CPU trains in fp32.
+mixed_precision = 'bf16'
+
+log_interval = 10
+default_hooks = dict(
+    runtime_info=dict(type='RuntimeInfoHook'),
+    timer=dict(type='IterTimerHook'),  # feeds the ETA in the log line
+    logger=dict(type='LoggerHook', interval=log_interval, log_metric_by_epoch=False),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    # Keep the last two; with save_last the final iteration is always saved.
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=500, max_keep_ckpts=2,
+                    save_last=True),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    # A dict entry (not custom_hooks) so child configs keep it when they add hooks;
+    # `default_hooks = dict(gradient_guard=None)` switches it off.
+    gradient_guard=dict(type='GradientFlowGuardHook', interval=log_interval),
+)
+
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    dist_cfg=dict(backend='nccl'),  # the runner switches to gloo without CUDA
+)
+
+visualizer = dict(type='Visualizer',
+                  vis_backends=[dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')])
+# grad_norm/<group> is computed once per log interval, so log its current value rather than a
+# window mean (mmengine's default mean_pattern also matches grad_norm).
+log_processor = dict(type='LogProcessor', window_size=log_interval, by_epoch=False,
+                     mean_pattern=r'.*(loss|time|data_time).*')
+log_level = 'INFO'
+
+load_from = None
+resume = False
+randomness = dict(seed=42, deterministic=False)

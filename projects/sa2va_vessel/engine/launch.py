@@ -1,0 +1,52 @@
+"""Command line of ``tools/train.py``: parse, load the config, apply overrides, train."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Optional, Sequence
+
+from mmengine.config import Config, DictAction
+
+from .runner import PLAIN, train
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Train Sa2VA for vessel segmentation.')
+    parser.add_argument('config', help='config file (python)')
+    parser.add_argument('--work-dir', help='where logs and checkpoints go '
+                        '(default: work_dirs/<config name>)')
+    parser.add_argument('--deepspeed', help='deepspeed_zero2 (a json under configs/deepspeed/), '
+                        f'a path to a json, or {PLAIN!r} for the plain runner; '
+                        'default: the config\'s "deepspeed" key')
+    parser.add_argument('--resume', nargs='?', const='auto', default=None, metavar='PATH',
+                        help='resume from PATH, or from the latest checkpoint in the work dir '
+                        'when no PATH is given')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
+                        help='override config entries, e.g. train_cfg.max_iters=100')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
+                        help='how the processes were started (dist_train.sh uses pytorch)')
+    return parser.parse_args(argv)
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """The config with the command line applied (command line wins over the file)."""
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = os.path.join('work_dirs', Path(args.config).stem)
+    if args.deepspeed is not None:
+        cfg.deepspeed = args.deepspeed
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    cfg.launcher = args.launcher
+    return cfg
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    train(load_config(parse_args(argv)))

@@ -1,0 +1,268 @@
+"""Build the mmengine runner for a config: DeepSpeed ZeRO-2 or the plain runner.
+
+Config keys read here (besides mmengine's usual ones):
+
+* ``deepspeed``: ``'deepspeed_zero2'`` (a json under ``configs/deepspeed/``), a path to a json,
+  or ``'none'`` for the plain ``Runner``.
+* ``mixed_precision``: ``'bf16'``, ``'fp16'`` or ``None``. Used on GPU only; CPU runs fp32.
+* ``optim_wrapper = dict(optimizer=..., clip_grad=dict(max_norm=...), accumulative_counts=N)``
+  without ``type``: the wrapper type follows from the runner and the device.
+* ``lr_schedule = dict(warmup_ratio=..., warmup_start_factor=..., eta_min_ratio=...)``: linear
+  warm-up then cosine to the end of ``train_cfg.max_iters``; an explicit ``param_scheduler``
+  wins. Deriving the schedule here keeps ``max_iters`` the one number a config changes.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Any, Iterator, Union
+
+import torch
+import torch.distributed as dist
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import print_log
+from mmengine.runner import FlexibleRunner, Runner
+from mmengine.runner.checkpoint import CheckpointLoader
+
+from . import hooks as _hooks  # noqa: F401  (registers the hooks in mmengine's HOOKS)
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+DEEPSPEED_CONFIG_DIR = REPO_ROOT / 'configs' / 'deepspeed'
+PLAIN = 'none'
+
+AnyRunner = Union[Runner, FlexibleRunner]
+
+
+# -- DeepSpeed config -------------------------------------------------------------------------
+def deepspeed_config_path(name: str) -> Path:
+    """Map ``deepspeed_zero2`` to ``configs/deepspeed/deepspeed_zero2.json``; keep real paths."""
+    path = Path(name)
+    if path.suffix == '.json':
+        if not path.is_file():
+            raise FileNotFoundError(f'DeepSpeed config {path} does not exist')
+        return path
+    path = DEEPSPEED_CONFIG_DIR / f'{name}.json'
+    if not path.is_file():
+        known = sorted(p.stem for p in DEEPSPEED_CONFIG_DIR.glob('*.json'))
+        raise FileNotFoundError(f'unknown DeepSpeed config {name!r}; known: {known + [PLAIN]}')
+    return path
+
+
+def resolve_deepspeed_config(ds_config: dict, cfg: Config, on_gpu: bool) -> dict:
+    """Fill the ``"auto"`` entries of a DeepSpeed json from the mmengine config.
+
+    Batch sizes come from ``train_dataloader.batch_size`` and
+    ``optim_wrapper.accumulative_counts``; ``train_batch_size`` is left to DeepSpeed, which
+    knows the world size. bf16/fp16 follow ``cfg.mixed_precision`` on GPU and are forced off
+    on CPU, where DeepSpeed's CPU path trains in fp32.
+    """
+    ds = copy.deepcopy(ds_config)
+    optim = cfg.get('optim_wrapper', {})
+    micro = cfg.train_dataloader.batch_size
+    accum = int(optim.get('accumulative_counts', 1))
+    clip = (optim.get('clip_grad') or {}).get('max_norm', 0.0)
+    for key, value in (('train_micro_batch_size_per_gpu', micro),
+                       ('gradient_accumulation_steps', accum),
+                       ('gradient_clipping', clip)):
+        if ds.get(key, 'auto') == 'auto':
+            ds[key] = value
+    if ds.get('train_batch_size') == 'auto':
+        del ds['train_batch_size']  # DeepSpeed computes micro * accumulation * world size
+
+    precision = cfg.get('mixed_precision', None)
+    for kind in ('bf16', 'fp16'):
+        section = ds.setdefault(kind, {})
+        wanted = on_gpu and precision == kind
+        if section.get('enabled', 'auto') == 'auto':
+            section['enabled'] = wanted
+        elif section['enabled'] and not on_gpu:
+            print_log(f'DeepSpeed config enables {kind}, but there is no GPU: training in fp32.',
+                      logger='current', level=logging.WARNING)
+            section['enabled'] = False
+
+    left = [k for k, v in _walk(ds) if v == 'auto']
+    if left:
+        raise ValueError(f'DeepSpeed config still has "auto" values the runner cannot fill: '
+                         f'{left}. Set them in the json.')
+    return ds
+
+
+def _walk(tree: dict, prefix: str = '') -> Iterator[tuple[str, Any]]:
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _walk(value, f'{prefix}{key}.')
+        else:
+            yield f'{prefix}{key}', value
+
+
+# -- schedule ---------------------------------------------------------------------------------
+def warmup_cosine_schedule(max_iters: int, warmup_ratio: float = 0.03,
+                           warmup_start_factor: float = 1e-3,
+                           eta_min_ratio: float = 0.0) -> list[dict]:
+    """mmengine param schedulers: linear warm-up, then cosine decay to ``eta_min_ratio * lr``."""
+    if not 0 < warmup_start_factor <= 1:
+        raise ValueError('warmup_start_factor must be in (0, 1]: a factor of 0 makes the first '
+                         'step a no-op and the gradient guard would stop the run')
+    if max_iters < 3:
+        return []  # too short to warm up and decay; constant lr
+    # mmengine's LinearLR reaches the full lr at step end-1, so a warm-up of one step would
+    # never leave start_factor: use at least two.
+    warmup = max(2, min(int(round(max_iters * warmup_ratio)), max_iters - 1))
+    return [
+        dict(type='LinearLR', start_factor=warmup_start_factor, by_epoch=False,
+             begin=0, end=warmup),
+        dict(type='CosineAnnealingLR', by_epoch=False, begin=warmup, end=max_iters,
+             eta_min_ratio=eta_min_ratio),
+    ]
+
+
+# -- distributed ------------------------------------------------------------------------------
+def free_port() -> int:
+    """A TCP port that was free a moment ago (for a single-process rendezvous)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def init_distributed(launcher: str, use_deepspeed: bool) -> None:
+    """Start the process group ourselves where mmengine's own start does not fit.
+
+    * CPU with ``--launcher pytorch``: mmengine's pytorch launcher calls
+      ``torch.cuda.set_device``, which fails without CUDA. We start gloo first; mmengine
+      then sees an initialised group and skips its own start.
+    * DeepSpeed with ``--launcher none``: ``deepspeed.initialize`` needs a process group even
+      for one process, so we make a world of one on a free local port.
+    On GPU with a launcher, mmengine starts NCCL itself (it sets the device correctly there).
+    """
+    if dist.is_available() and dist.is_initialized():
+        return
+    if launcher == 'none' and use_deepspeed:
+        os.environ.update(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1',
+                          MASTER_ADDR=os.environ.get('MASTER_ADDR', '127.0.0.1'),
+                          MASTER_PORT=os.environ.get('MASTER_PORT', str(free_port())))
+    elif launcher != 'pytorch' or torch.cuda.is_available():
+        return
+    backend = 'nccl' if torch.cuda.is_available() else 'gloo'
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
+    if use_deepspeed:
+        import deepspeed
+        deepspeed.init_distributed(dist_backend=backend)
+    else:
+        dist.init_process_group(backend=backend)
+
+
+def destroy_distributed() -> None:
+    """Tear the process group down (avoids the NCCL/gloo 'not destroyed' warning at exit)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+# -- checkpoint loading -----------------------------------------------------------------------
+@contextlib.contextmanager
+def trusted_local_checkpoints() -> Iterator[None]:
+    """Let mmengine unpickle local checkpoints fully while training runs.
+
+    Since torch 2.6, ``torch.load`` defaults to ``weights_only=True``; mmengine 0.10 calls it
+    without the argument, and its checkpoints hold message-hub ``HistoryBuffer``s, numpy
+    scalars and optimizer state, which the weights-only unpickler refuses, so ``--resume``
+    fails. The checkpoints the runner resumes from are the ones it wrote itself into the work
+    dir (or one the user names on the command line), so full unpickling is acceptable there.
+    The swap of mmengine's local loader is scoped to this context and undone on exit; other
+    ``torch.load`` calls keep torch's safe default. DeepSpeed passes ``weights_only=False``
+    itself and needs nothing.
+    """
+    schemes = CheckpointLoader._schemes
+    original = schemes['']
+
+    def load_from_trusted_local(filename: str, map_location: Any) -> Any:
+        filename = os.path.expanduser(filename)
+        if not os.path.isfile(filename):
+            raise FileNotFoundError(f'{filename} can not be found.')
+        return torch.load(filename, map_location=map_location, weights_only=False)
+
+    schemes[''] = load_from_trusted_local
+    try:
+        yield
+    finally:
+        schemes[''] = original
+
+
+# -- runner -----------------------------------------------------------------------------------
+def _prepare_common(cfg: Config) -> None:
+    if cfg.get('param_scheduler') is None and cfg.get('lr_schedule') is not None:
+        max_iters = cfg.train_cfg.get('max_iters')
+        if max_iters is None:
+            raise ValueError('lr_schedule needs an iteration-based train_cfg with max_iters')
+        cfg.param_scheduler = warmup_cosine_schedule(max_iters, **cfg.lr_schedule) or None
+    hooks = cfg.get('default_hooks') or {}
+    # mmengine asserts on None for hook names it does not know; None means "off" here too.
+    cfg.default_hooks = ConfigDict({k: v for k, v in hooks.items() if v is not None})
+
+
+def build_runner(cfg: Config) -> AnyRunner:
+    """Build the runner the config asks for (``cfg.deepspeed``), ready for ``runner.train()``.
+
+    May start the process group first (see :func:`init_distributed`).
+    """
+    cfg = copy.deepcopy(cfg)
+    mode = cfg.get('deepspeed', PLAIN) or PLAIN
+    launcher = cfg.get('launcher', 'none')
+    on_gpu = torch.cuda.is_available()
+    use_deepspeed = mode != PLAIN
+    _prepare_common(cfg)
+
+    optim = dict(cfg.get('optim_wrapper') or {})
+    if 'optimizer' not in optim:
+        raise ValueError('config needs optim_wrapper=dict(optimizer=dict(type="AdamW", ...))')
+    if optim.pop('type', None) is not None:
+        print_log('optim_wrapper.type is chosen by the runner; the one in the config is '
+                  'ignored.', logger='current', level=logging.WARNING)
+    backend = 'nccl' if on_gpu else 'gloo'
+    cfg.setdefault('env_cfg', ConfigDict())
+    cfg.env_cfg.setdefault('dist_cfg', ConfigDict())
+    cfg.env_cfg.dist_cfg.backend = backend
+
+    init_distributed(launcher, use_deepspeed)
+
+    if use_deepspeed:
+        path = deepspeed_config_path(mode)
+        ds_config = resolve_deepspeed_config(json.loads(path.read_text()), cfg, on_gpu)
+        cfg.strategy = dict(type='DeepSpeedStrategy', config=ds_config,
+                            exclude_frozen_parameters=True)
+        # clip_grad and accumulation live in the DeepSpeed json now.
+        cfg.optim_wrapper = dict(type='DeepSpeedOptimWrapper', optimizer=optim['optimizer'])
+        runner = FlexibleRunner.from_cfg(cfg)
+        runner.logger.info(f'DeepSpeed config ({path.name}, resolved):\n'
+                           f'{json.dumps(ds_config, indent=2)}')
+        return runner
+
+    precision = cfg.get('mixed_precision', None)
+    if on_gpu and precision in ('bf16', 'fp16'):
+        optim.update(type='AmpOptimWrapper',
+                     dtype='bfloat16' if precision == 'bf16' else 'float16')
+    else:
+        optim.update(type='OptimWrapper')
+    cfg.optim_wrapper = optim
+    if launcher != 'none' and not on_gpu and cfg.get('model_wrapper_cfg') is None:
+        # mmengine passes device_ids=[LOCAL_RANK] to DDP, which DDP refuses for CPU modules.
+        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
+                                     broadcast_buffers=False)
+    cfg.default_hooks.setdefault('trainable_checkpoint', dict(type='TrainableCheckpointHook'))
+    return Runner.from_cfg(cfg)
+
+
+def train(cfg: Config) -> AnyRunner:
+    """Build the runner, train, and always take the process group down."""
+    try:
+        runner = build_runner(cfg)
+        with trusted_local_checkpoints():
+            runner.train()
+        return runner
+    finally:
+        destroy_distributed()

@@ -1,0 +1,50 @@
+"""Helpers for the runner tests: the toy config, in-process runs, and reading their outputs."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Optional
+
+from mmengine.config import Config
+
+from tests.conftest import REPO_ROOT
+
+TOY_CONFIG = REPO_ROOT / 'tests' / 'configs' / 'toy.py'
+TOY_TRAINABLE = {'lora_A.weight', 'lora_B.weight', 'text_hidden_fcs.0.weight',
+                 'text_hidden_fcs.0.bias', 'text_hidden_fcs.2.weight', 'text_hidden_fcs.2.bias',
+                 'mask_decoder.weight', 'mask_decoder.bias'}
+
+
+def toy_cfg(work_dir: Path, options: Optional[dict[str, Any]] = None) -> Config:
+    """The toy config for an in-process run in ``work_dir`` (unique experiment name, so
+    mmengine's global logger/visualizer instances of earlier runs are not reused)."""
+    cfg = Config.fromfile(str(TOY_CONFIG))
+    cfg.merge_from_dict(options or {})
+    cfg.work_dir = str(work_dir)
+    cfg.experiment_name = f'toy_{uuid.uuid4().hex[:8]}'
+    cfg.launcher = 'none'
+    return cfg
+
+
+def read_trace(work_dir: Path, rank: int = 0) -> list[dict]:
+    """Records written by ``tests.toy_hooks.RankTraceHook``."""
+    path = Path(work_dir) / f'trace_rank{rank}.jsonl'
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def tensorboard_scalars(work_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """All scalar series of the run's TensorBoard event file(s): tag -> [(step, value)]."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    files = glob.glob(os.path.join(str(work_dir), '*', 'vis_data', 'events.out.tfevents.*'))
+    if not files:
+        raise AssertionError(f'no TensorBoard event file under {work_dir}')
+    series: dict[str, list[tuple[int, float]]] = {}
+    for path in files:
+        acc = EventAccumulator(path)
+        acc.Reload()
+        for tag in acc.Tags()['scalars']:
+            series.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
+    return series

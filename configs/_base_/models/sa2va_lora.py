@@ -1,0 +1,24 @@
+# Sa2VA + LoRA on the LLM. The checkpoint directory comes from SA2VA_MODEL_PATH (a local copy of
+# an official ByteDance/Sa2VA-* export, or one written by tools/make_tiny_sa2va.py).
+custom_imports = dict(imports=['projects.sa2va_vessel.models', 'projects.sa2va_vessel.datasets',
+                               'projects.sa2va_vessel.evaluation', 'projects.sa2va_vessel.engine'],
+                      allow_failed_imports=False)
+
+model_path = '{{$SA2VA_MODEL_PATH:checkpoints/Sa2VA-InternVL3-2B}}'
+
+model = dict(
+    type='Sa2VAVesselModel',
+    model_path=model_path,
+    dtype='bfloat16',               # frozen weights stay in this dtype (no fp32 up-cast)
+    lora=dict(r=128, alpha=256, dropout=0.05,
+              target_modules=['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']),
+    trainable=dict(lora=True, token_rows=True, text_hidden_fcs=True, mask_decoder=True, projector=True),
+    trainable_tokens=['[SEG]'],
+    llm_loss_weight=1.0,
+    mask_loss_weight=2.0,           # sigmoid BCE
+    dice_loss_weight=0.5,
+    loss_resolution=1024,           # never 256: 1-2 px vessels vanish there
+    gradient_checkpointing=True,
+    attn_implementation='sdpa',
+    sam2_feature_cache_size=0,      # frozen SAM2 features reused for unaugmented images
+)

@@ -1,0 +1,12 @@
+# The real default: LoRA fine-tuning of Sa2VA-InternVL3-2B on a vessel data set, bf16, ZeRO-2.
+#   SA2VA_MODEL_PATH=/path/to/Sa2VA-InternVL3-2B VESSEL_DATA_ROOT=/path/to/prepared \
+#   tools/dist_train.sh configs/vessel_lora.py 8
+_base_ = ['./_base_/default_runtime.py', './_base_/schedules/lora_adamw.py',
+          './_base_/models/sa2va_lora.py', './_base_/datasets/vessel.py']
+
+deepspeed = 'deepspeed_zero2'
+mixed_precision = 'bf16'
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=2000, val_interval=200)
+val_cfg = dict(type='ValLoop', _delete_=True)
+optim_wrapper = dict(optimizer=dict(type='AdamW', lr=4e-5, betas=(0.9, 0.999), weight_decay=0.05),
+                     clip_grad=dict(max_norm=1.0), accumulative_counts=1)

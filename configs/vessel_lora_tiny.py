@@ -1,0 +1,28 @@
+# The demo and test config: the tiny random checkpoint and synthetic vessels, CPU, minutes.
+#   python tools/make_tiny_sa2va.py demo_work/tiny_sa2va
+#   python tools/make_synthetic_vessels.py demo_work/synthetic --n 16 --size 256
+#   SA2VA_MODEL_PATH=demo_work/tiny_sa2va VESSEL_DATA_ROOT=demo_work/synthetic \
+#   python tools/train.py configs/vessel_lora_tiny.py
+_base_ = ['./vessel_lora.py']
+
+model_path = '{{$SA2VA_MODEL_PATH:demo_work/tiny_sa2va}}'
+data_root = '{{$VESSEL_DATA_ROOT:demo_work/synthetic}}'
+
+deepspeed = 'none'
+mixed_precision = None
+model = dict(model_path=model_path, dtype='float32', lora=dict(r=8, alpha=16, dropout=0.0),
+             gradient_checkpointing=False, sam2_feature_cache_size=256)
+train_dataloader = dict(
+    batch_size=2, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=data_root, model_path=model_path, max_dynamic_patch=1))
+val_dataloader = dict(
+    batch_size=2, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=data_root, model_path=model_path, max_dynamic_patch=1))
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=300, val_interval=100)
+optim_wrapper = dict(optimizer=dict(type='AdamW', lr=3e-3, weight_decay=0.0), clip_grad=dict(max_norm=1.0))
+log_interval = 20
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=log_interval),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=100, max_keep_ckpts=2, save_last=True),
+    gradient_guard=dict(type='GradientFlowGuardHook', interval=log_interval))
+log_processor = dict(window_size=log_interval)

@@ -1,6 +1,8 @@
 """The runner side: building mmengine runners (plain or DeepSpeed ZeRO-2) and their hooks."""
 from .hooks import GradientFlowGuardHook, TrainableCheckpointHook
+from .monitor_hooks import BestCheckpointRecordHook, UpdateNormHook, ValVisualizationHook
 from .runner import build_runner, resolve_deepspeed_config, train, warmup_cosine_schedule
 
-__all__ = ['GradientFlowGuardHook', 'TrainableCheckpointHook', 'build_runner',
+__all__ = ['BestCheckpointRecordHook', 'GradientFlowGuardHook', 'TrainableCheckpointHook',
+           'UpdateNormHook', 'ValVisualizationHook', 'build_runner',
            'resolve_deepspeed_config', 'train', 'warmup_cosine_schedule']

@@ -87,7 +87,9 @@ class VesselSegMetric(BaseMetric):
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
         """Summarise one batch. ``data_batch`` is the collate output, whose ``data_samples``
         hold ``mask`` (S, H, W) and ``fov`` (H, W) or None; ``data_samples`` is the model's
-        predict output ``[{'prob': (S, H, W)}]``. Appends exactly one result per sample, as
+        predict output ``[{'prob': (S, H, W)}]``. A prediction may carry ``missing_seg``
+        (generation mode): when True the sample scores as an empty mask and is counted in
+        ``n_missing_seg``. Appends exactly one result per sample, as
         ``collect_results`` drops the sampler's padding by counting results."""
         gts = data_batch['data_samples'] if isinstance(data_batch, dict) else None
         if gts is None or len(gts) != len(data_samples):
@@ -95,8 +97,14 @@ class VesselSegMetric(BaseMetric):
                              f'per prediction; got {type(data_batch).__name__} and '
                              f'{len(data_samples)} predictions')
         for gt_sample, pred in zip(gts, data_samples):
-            prob = _to_numpy(pred['prob'])
             mask = _to_numpy(gt_sample['mask'])
+            missing = pred.get('missing_seg')
+            if missing:
+                # Generation mode: the model emitted no [SEG]; scored as an empty mask (all
+                # probabilities 0), which the binary check must let through for this sample.
+                prob = np.zeros(mask.shape, np.float32)
+            else:
+                prob = _to_numpy(pred['prob'])
             fov = gt_sample.get('fov')
             fov = None if fov is None else _to_numpy(fov)
             if prob.ndim == 2:
@@ -112,10 +120,13 @@ class VesselSegMetric(BaseMetric):
             per_mask = [
                 M.image_summary(prob[s], mask[s], fov, threshold=self.threshold,
                                 thresholds=self.thresholds, n_bins=self.n_bins,
-                                allow_binary=self.allow_binary)
+                                allow_binary=self.allow_binary or bool(missing))
                 for s in range(mask.shape[0])
             ]
-            self.results.append({'img_path': gt_sample.get('img_path'), 'masks': per_mask})
+            result = {'img_path': gt_sample.get('img_path'), 'masks': per_mask}
+            if missing is not None:
+                result['missing_seg'] = bool(missing)
+            self.results.append(result)
 
     # ----------------------------------------------------------------------------- compute
     def compute_metrics(self, results: list) -> dict[str, float]:
@@ -123,6 +134,8 @@ class VesselSegMetric(BaseMetric):
 
         * ``n_images`` (masks evaluated), ``n_empty_gt`` (masks without GT vessel pixels),
           ``threshold`` (the operating threshold of everything @threshold below);
+          ``n_missing_seg`` (samples without a generated [SEG]; only when the predictions
+          say, i.e. in generation mode);
         * ``mean_<s>``: mean over images of the per-image score, NaN-skipping, for s in
           dice, iou, cldice, sens, spec, precision, acc, roc_auc, pr_auc (AUCs exact);
         * ``global_<s>``: the same scores from pixels pooled over all images (confusion
@@ -138,6 +151,9 @@ class VesselSegMetric(BaseMetric):
             'n_empty_gt': int(sum(int(m['counts'][0] + m['counts'][2]) == 0 for m in items)),
             'threshold': self.threshold,
         }
+        if any('missing_seg' in r for r in results):
+            # generation mode: samples whose answer had no [SEG] (each scored as an empty mask)
+            out['n_missing_seg'] = int(sum(bool(r.get('missing_seg')) for r in results))
         if not items:
             self.curve = None
             return out

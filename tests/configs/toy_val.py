@@ -1,0 +1,24 @@
+# Toy config with validation and the monitoring hooks (tests/test_monitoring.py).
+_base_ = ['./toy.py']
+
+custom_imports = dict(imports=['tests.toy_model', 'tests.toy_hooks',
+                               'projects.sa2va_vessel.evaluation', 'projects.sa2va_vessel.engine'],
+                      allow_failed_imports=False)
+# 5 samples: with 2 ranks and batch 2 the distributed sampler pads, and the metric must drop it.
+val_dataloader = dict(
+    batch_size=2,
+    num_workers=0,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='toy_collate'),
+    dataset=dict(type='ToyVesselDataset', num_samples=5),
+)
+val_cfg = dict(type='ValLoop', _delete_=True)
+val_evaluator = dict(type='VesselSegMetric')
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=6, val_interval=1)
+default_hooks = dict(
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=3, max_keep_ckpts=1,
+                    save_best='vessel/best_dice', rule='greater'),
+    best_record=dict(type='BestCheckpointRecordHook'),
+    update_norm=dict(type='UpdateNormHook'),
+    val_visualization=dict(type='ValVisualizationHook', num_images=2, max_side=64),
+)

@@ -1,0 +1,104 @@
+"""Command lines of ``tools/test.py`` and ``tools/predict.py`` (the logic lives in
+``offline.py`` and ``predict.py``)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Optional, Sequence
+
+
+def _import_project() -> None:
+    # Registers the model, datasets, collate function, metric and hooks in mmengine's registries.
+    import projects.sa2va_vessel.datasets  # noqa: F401
+    import projects.sa2va_vessel.engine  # noqa: F401
+    import projects.sa2va_vessel.evaluation  # noqa: F401
+    import projects.sa2va_vessel.models  # noqa: F401
+
+
+def _load_config(path: str, options: Optional[dict]) -> object:
+    from mmengine.config import Config
+    cfg = Config.fromfile(path)
+    if options:
+        cfg.merge_from_dict(options)
+    return cfg
+
+
+def test_main(argv: Optional[Sequence[str]] = None) -> dict:
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(
+        description='Evaluate a checkpoint (or an exported model directory) on a split: per-image '
+                    'CSV, summary JSON, threshold curve PNG and overlay PNGs, in teacher-forced '
+                    'and generation mode.')
+    parser.add_argument('config', help='training config (data, model, metric)')
+    parser.add_argument('checkpoint', help='iter_N.pth / best_*.pth file, DeepSpeed checkpoint '
+                        'directory, or exported official-layout model directory')
+    parser.add_argument('--split', default='val', help='split name (splits/<split>.txt), '
+                        'e.g. val or test (default: val)')
+    parser.add_argument('--out', help='output directory (default: no files, summary printed)')
+    parser.add_argument('--mode', choices=['teacher', 'generate', 'both'], default='both')
+    parser.add_argument('--threshold', type=float, help='operating threshold (default: the one '
+                        'in best_checkpoint.json beside the checkpoint, else the config\'s)')
+    parser.add_argument('--max-new-tokens', type=int, default=32,
+                        help='generation mode: longest answer (default 32)')
+    parser.add_argument('--num-overlays', type=int, default=8,
+                        help='overlay PNGs per mode (default 8)')
+    parser.add_argument('--device', help='cuda / cpu (default: cuda when available)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE')
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(message)s')
+    _import_project()
+    from .offline import evaluate
+    cfg = _load_config(args.config, args.cfg_options)
+    modes = ('teacher', 'generate') if args.mode == 'both' else (args.mode,)
+    summary = evaluate(cfg, args.checkpoint, split=args.split, out_dir=args.out, modes=modes,
+                       threshold=args.threshold, max_new_tokens=args.max_new_tokens,
+                       num_overlays=args.num_overlays, device=args.device)
+    brief = {mode: {k: v for k, v in res['metrics'].items()
+                    if k.split('/')[-1] in ('n_images', 'threshold', 'global_dice', 'mean_dice',
+                                            'global_cldice', 'global_roc_auc', 'best_thr',
+                                            'best_dice', 'n_missing_seg', 'missing_seg_rate')}
+             for mode, res in summary['modes'].items()}
+    print(json.dumps(brief, indent=2))
+    return summary
+
+
+def predict_main(argv: Optional[Sequence[str]] = None) -> None:
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(
+        description='Predict vessel probability maps and binary masks for a folder of images.')
+    parser.add_argument('checkpoint', help='training checkpoint (.pth file / DeepSpeed dir) or '
+                        'exported official-layout model directory')
+    parser.add_argument('input_dir', help='folder of images (png, jpg, tif, ...)')
+    parser.add_argument('out_dir', help='writes prob/<stem>.png|npy and mask/<stem>.png')
+    parser.add_argument('--threshold', type=float, help='binary mask threshold (default: the '
+                        'one in best_checkpoint.json beside the checkpoint, else 0.5)')
+    parser.add_argument('--config', help='training config (default: the one saved in the '
+                        'checkpoint; not needed for an exported directory)')
+    parser.add_argument('--window', type=int, default=1024, help='images with a side longer '
+                        'than this are predicted in windows of this size (default 1024)')
+    parser.add_argument('--overlap', type=float, default=0.25,
+                        help='window overlap fraction (default 0.25)')
+    parser.add_argument('--prob-format', choices=['png16', 'npy'], default='png16',
+                        help='probability maps as 16-bit PNG (p*65535) or float32 .npy')
+    parser.add_argument('--mode', choices=['teacher', 'generate'], default='teacher')
+    parser.add_argument('--max-dynamic-patch', type=int, help='InternVL tiles per window '
+                        '(default: the config\'s dataset setting, else the checkpoint\'s)')
+    parser.add_argument('--device', help='cuda / cpu (default: cuda when available)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE')
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(message)s')
+    _import_project()
+    from .predict import predict_folder
+    if args.config:
+        cfg = _load_config(args.config, args.cfg_options)
+    else:
+        from .inference import checkpoint_kind, config_from_checkpoint
+        cfg = None if checkpoint_kind(args.checkpoint) == 'export' else \
+            config_from_checkpoint(args.checkpoint)
+        if cfg is None and checkpoint_kind(args.checkpoint) != 'export':
+            sys.exit(f'{args.checkpoint}: no config saved in the checkpoint; pass --config')
+    predict_folder(cfg, args.checkpoint, args.input_dir, args.out_dir, threshold=args.threshold,
+                   window=args.window, overlap=args.overlap, prob_format=args.prob_format,
+                   mode=args.mode, max_dynamic_patch=args.max_dynamic_patch, device=args.device)

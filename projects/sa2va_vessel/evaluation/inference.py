@@ -1,0 +1,266 @@
+"""Offline inference: load a model for evaluation, build samples from bare images, and the
+generation mode (the model must emit ``[SEG]`` itself).
+
+Checkpoints accepted by :func:`load_eval_model`:
+
+* a training checkpoint file (``iter_N.pth``, ``best_*.pth``; plain runner, or DeepSpeed's
+  ``save_optimizer=False`` best file): ``state_dict`` holds the trainable weights only;
+* a DeepSpeed checkpoint directory (``iter_N.pth/`` with ``mp_rank_00_model_states.pt``,
+  whose ``module`` holds the trainable weights);
+* an exported directory in the official Sa2VA layout (``config.json`` + safetensors +
+  tokenizer): the model is built with ``model_path=DIR`` and nothing is loaded on top.
+
+For the first two the model is built from the config (frozen weights from its ``model_path``)
+and every trainable parameter must be in the checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+DS_MODEL_STATES = 'mp_rank_00_model_states.pt'
+
+
+# ------------------------------------------------------------------------------ checkpoints
+def checkpoint_kind(path: str | os.PathLike) -> str:
+    """'export' (official-layout dir), 'deepspeed' (DeepSpeed dir) or 'file' (a .pth file)."""
+    p = Path(path)
+    if p.is_dir():
+        if (p / 'config.json').is_file():
+            return 'export'
+        if (p / DS_MODEL_STATES).is_file():
+            return 'deepspeed'
+        raise FileNotFoundError(f'{p}: neither an exported model (config.json) nor a DeepSpeed '
+                                f'checkpoint ({DS_MODEL_STATES})')
+    if p.is_file():
+        return 'file'
+    raise FileNotFoundError(f'{p}: no such checkpoint')
+
+
+def read_trainable_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """(state dict, meta) of a training checkpoint file or DeepSpeed directory.
+
+    These are our own training outputs (work dir), so full unpickling is used, as for resume
+    (see engine/runner.py: trusted_local_checkpoints).
+    """
+    kind = checkpoint_kind(path)
+    if kind == 'export':
+        raise ValueError(f'{path} is an exported model directory, not a training checkpoint')
+    if kind == 'deepspeed':
+        states = torch.load(Path(path) / DS_MODEL_STATES, map_location='cpu', weights_only=False)
+        return dict(states['module']), dict(states.get('meta') or {})
+    ckpt = torch.load(path, map_location='cpu', weights_only=False)
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
+    return dict(state), dict(ckpt.get('meta') or {}) if isinstance(ckpt, dict) else {}
+
+
+def config_from_checkpoint(path: str | os.PathLike) -> Any:
+    """The mmengine config saved in a training checkpoint's meta (``cfg``), or None."""
+    from mmengine.config import Config
+    try:
+        _, meta = read_trainable_state(path)
+    except (ValueError, FileNotFoundError):
+        return None
+    text = meta.get('cfg')
+    if not text:
+        return None
+    return Config.fromstring(text, file_format='.py')
+
+
+def best_record_for(checkpoint: str | os.PathLike) -> Optional[dict]:
+    """``best_checkpoint.json`` beside ``checkpoint`` when it describes this checkpoint."""
+    from ..engine.monitor_hooks import BEST_RECORD
+    p = Path(checkpoint)
+    record_path = p.parent / BEST_RECORD
+    if not record_path.is_file():
+        return None
+    record = json.loads(record_path.read_text())
+    return record if record.get('checkpoint') == p.name else None
+
+
+def load_eval_model(cfg: Any, checkpoint: str | os.PathLike,
+                    device: Optional[str] = None) -> tuple[torch.nn.Module, dict]:
+    """The model of ``cfg.model`` in eval mode on ``device``, with ``checkpoint`` applied.
+
+    ``cfg`` may be None for an exported directory (a float32 model with the defaults).
+    Returns (model, info) with ``info = {'kind', 'checkpoint', 'n_loaded'}``.
+    """
+    from mmengine.registry import MODELS
+    from ..models.vessel_model import Sa2VAVesselModel  # noqa: F401  (registers the model)
+
+    kind = checkpoint_kind(checkpoint)
+    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    if cfg is not None:
+        model_cfg = dict(cfg.model)
+    else:
+        model_cfg = dict(type='Sa2VAVesselModel', dtype='float32', gradient_checkpointing=False)
+    if kind == 'export':
+        model_cfg['model_path'] = str(checkpoint)
+    if 'model_path' not in model_cfg:
+        raise ValueError('the config\'s model has no model_path; pass --config')
+    model = MODELS.build(model_cfg)
+    n_loaded = 0
+    if kind != 'export':
+        state, _ = read_trainable_state(checkpoint)
+        own = model.state_dict()
+        trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+        missing = [n for n in trainable if n not in state]
+        if missing:
+            raise RuntimeError(f'{checkpoint} lacks {len(missing)} trainable parameter(s) of this '
+                               f'model, e.g. {missing[:5]}: config and checkpoint do not match '
+                               '(LoRA targets, trainable groups).')
+        unknown = [k for k in state if k not in own]
+        if unknown:
+            raise RuntimeError(f'{checkpoint} holds {len(unknown)} key(s) this model does not have, '
+                               f'e.g. {unknown[:5]}')
+        model.load_state_dict(state, strict=False)
+        n_loaded = len(state)
+    model.to(device)
+    model.eval()
+    return model, {'kind': kind, 'checkpoint': str(checkpoint), 'n_loaded': n_loaded}
+
+
+# ------------------------------------------------------------------------- bare images
+class SampleBuilder:
+    """Dataset-like samples (the ``VesselSegDataset`` item layout) from a bare RGB image.
+
+    The prompt is the validation question and answer (``Sure, [SEG].``); the mask is a
+    placeholder (all False) because ``vessel_collate`` and the predict path need one.
+    """
+
+    def __init__(self, model_path: str | os.PathLike, max_dynamic_patch: Optional[int] = None,
+                 question: Optional[str] = None, answer: Optional[str] = None) -> None:
+        from ..datasets.conversation import DEFAULT_ANSWER, DEFAULT_QUESTION
+        from ..datasets.vessel_dataset import load_checkpoint_config, load_tokenizer, tokens_per_tile
+        cfg = load_checkpoint_config(model_path)
+        self.template = cfg['template']
+        self.image_size = int(cfg.get('force_image_size') or 448)
+        self.use_thumbnail = bool(cfg.get('use_thumbnail', True))
+        self.min_num = int(cfg.get('min_dynamic_patch', 1))
+        self.max_num = int(max_dynamic_patch if max_dynamic_patch is not None
+                           else cfg.get('max_dynamic_patch', 12))
+        if not cfg.get('dynamic_image_size', True):
+            self.min_num = self.max_num = 1
+        self.tokens_per_tile = tokens_per_tile(cfg)
+        self.tokenizer = load_tokenizer(model_path)
+        self.question = question or DEFAULT_QUESTION
+        self.answer = answer or DEFAULT_ANSWER
+
+    def __call__(self, image: np.ndarray, name: str = 'image') -> dict[str, Any]:
+        from ..datasets.conversation import encode_turn, make_question
+        from ..datasets.image_processing import (SAM2_SIZE, normalise_sam2, normalise_tiles,
+                                                 sam2_image_uint8, tiles_uint8)
+        tiles = tiles_uint8(image, self.min_num, self.max_num, self.image_size, self.use_thumbnail)
+        turn = encode_turn(self.tokenizer, make_question(self.question), self.answer,
+                           n_tiles=len(tiles), template=self.template,
+                           tokens_per_tile=self.tokens_per_tile)
+        h, w = image.shape[:2]
+        return {
+            'pixel_values': normalise_tiles(tiles),
+            'g_pixel_values': normalise_sam2(sam2_image_uint8(image, SAM2_SIZE)),
+            'input_ids': torch.tensor(turn.input_ids, dtype=torch.long),
+            'labels': torch.tensor(turn.labels, dtype=torch.long),
+            'masks': torch.zeros((1, h, w), dtype=torch.bool),
+            'n_tiles': len(tiles),
+            'img_path': name,
+            'frozen_feature_key': None,
+            'ori_size': (h, w),
+            'fov': None,
+            'pad_token_id': int(self.tokenizer.pad_token_id),
+        }
+
+
+# ------------------------------------------------------------------------------ generation
+def stop_token_ids(tokenizer: Any, template: str) -> set[int]:
+    """EOS and the template's stop words as token ids."""
+    from ..datasets.conversation import get_template
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    for word in get_template(template).get('STOP_WORDS', []):
+        tid = tokenizer.convert_tokens_to_ids(word)
+        if isinstance(tid, int) and tid != tokenizer.unk_token_id:
+            ids.add(tid)
+    return ids
+
+
+@torch.no_grad()
+def greedy_seg_generate(model: Any, batch: dict, stop_ids: Sequence[int],
+                        max_new_tokens: int = 32,
+                        forced_answers: Optional[Sequence[Sequence[int]]] = None
+                        ) -> list[dict[str, Any]]:
+    """Generation mode: greedy decoding with a KV cache from each sample's prompt; the mask
+    comes from the last-layer (post-norm) hidden state of the step whose INPUT is ``[SEG]``
+    (the official ``get_seg_hidden_states`` alignment, golden README quirk 1).
+
+    ``batch`` is a ``vessel_collate`` output; the prompt of a sample is its ``input_ids`` up to
+    the first labelled token (the answer the model would otherwise be given). Per sample:
+    ``{'prob': (S, H, W) float32 or None, 'missing_seg': bool, 'n_seg': int,
+    'generated_ids': list[int]}``. ``missing_seg`` when fewer ``[SEG]`` than ground-truth masks
+    were emitted (the sample then scores as empty masks). ``forced_answers`` replaces argmax by
+    the given token ids (teacher forcing through the cache; used to check the alignment).
+    """
+    from ..models.sa2va import mask_logits_to_size
+    data = model.data_preprocessor(batch, False)
+    d, samples = data['data'], data['data_samples']
+    sa2va = model.sa2va
+    lm = sa2va.language_model
+    embed = lm.get_input_embeddings()
+    input_ids, labels, attn = d['input_ids'], d['labels'], d['attention_mask']
+    image_embeds = model._image_embeddings(d['pixel_values'])            # (T, 256, C)
+    per_tile = image_embeds.shape[1]
+    fpn = model._sam2_features(d['g_pixel_values'], samples)
+    image_embed, high_res = sa2va.sam2_decoder_inputs(fpn)
+    stop = set(int(s) for s in stop_ids)
+    results, tile0 = [], 0
+    for i in range(input_ids.shape[0]):
+        n = int(attn[i].sum())
+        ids, lab = input_ids[i, :n], labels[i, :n]
+        answer_at = torch.nonzero(lab != -100)
+        prompt_len = int(answer_at[0]) if answer_at.numel() else n
+        prompt = ids[:prompt_len][None]
+        n_tiles = int((prompt == model.img_context_id).sum()) // per_tile
+        embeds = sa2va.splice_image_embeddings(prompt, image_embeds[tile0:tile0 + n_tiles],
+                                               model.img_context_id)
+        tile0 += n_tiles
+        out = lm.model(inputs_embeds=embeds, use_cache=True,
+                       position_ids=torch.arange(prompt_len, device=ids.device)[None])
+        cache, hidden = out.past_key_values, out.last_hidden_state[:, -1]
+        generated: list[int] = []
+        seg_hidden: list[torch.Tensor] = []
+        forced = None if forced_answers is None else list(forced_answers[i])
+        for step in range(max_new_tokens):
+            if forced is not None:
+                if step >= len(forced):
+                    break
+                token = int(forced[step])
+            else:
+                token = int(lm.lm_head(hidden).float().argmax(-1)[0])
+            generated.append(token)
+            if token in stop:
+                break
+            tok = torch.tensor([[token]], device=ids.device)
+            out = lm.model(inputs_embeds=embed(tok), past_key_values=cache, use_cache=True,
+                           position_ids=torch.tensor([[prompt_len + step]], device=ids.device))
+            cache, hidden = out.past_key_values, out.last_hidden_state[:, -1]
+            if token == model.seg_token_id:
+                seg_hidden.append(hidden)   # the step whose input is [SEG]
+        n_masks = len(batch['data']['masks'][i]) if 'masks' in batch['data'] else 1
+        record = {'generated_ids': generated, 'n_seg': len(seg_hidden),
+                  'missing_seg': len(seg_hidden) < n_masks, 'prob': None}
+        if not record['missing_seg']:
+            lang = sa2va.text_hidden_fcs(torch.cat(seg_hidden[:n_masks], dim=0))  # (S, C)
+            decoded = sa2va.decode_masks(image_embed[i:i + 1].expand(n_masks, -1, -1, -1),
+                                         [h[i:i + 1].expand(n_masks, -1, -1, -1) for h in high_res],
+                                         lang)
+            size = tuple(samples[i]['ori_size']) if samples and 'ori_size' in samples[i] \
+                else tuple(d['masks'][i].shape[-2:])
+            record['prob'] = mask_logits_to_size(decoded['mask_logits'], size).sigmoid().cpu()
+        results.append(record)
+    return results

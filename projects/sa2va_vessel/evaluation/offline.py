@@ -1,0 +1,180 @@
+"""Offline evaluation behind ``tools/test.py``: one checkpoint (or exported model) on one split,
+in teacher-forced and/or generation mode, written as CSV / JSON / PNG.
+
+Modes:
+
+* ``teacher``: the validation path of training (``model.val_step``: the answer with ``[SEG]``
+  is given, the mask comes from the hidden state at ``[SEG]``). On the val split with the same
+  config it reproduces the numbers logged during training.
+* ``generate``: the model must write the answer itself (greedy, KV cache, from the prompt);
+  the mask comes from the step whose input is the generated ``[SEG]``. Samples without
+  ``[SEG]`` score as empty masks and are counted (``n_missing_seg``, ``missing_seg_rate``).
+
+Thresholds: ``VesselSegMetric`` reports everything at one operating threshold plus the sweep.
+The operating threshold is ``threshold`` when given, else the one recorded in
+``best_checkpoint.json`` beside the checkpoint (chosen on val), else the config's (0.5). The
+sweep-best values (``best_thr``/``best_dice``) do not depend on it; on a test split they are the
+test set's own optimum, reported for reference only, never to choose a threshold.
+
+Output (``out_dir``): ``summary.json``; per mode ``<mode>/per_image.csv``,
+``<mode>/threshold_curve.png`` and ``<mode>/overlays/<stem>.png`` (image | ground truth |
+probability | errors: TP white, FP red, FN blue, outside the FOV grey).
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+
+from . import visualize as V
+from .inference import best_record_for, greedy_seg_generate, load_eval_model, stop_token_ids
+from .vessel_metric import VesselSegMetric
+
+logger = logging.getLogger(__name__)
+
+MODES = ('teacher', 'generate')
+CSV_SCORES = ('dice', 'iou', 'cldice', 'sens', 'spec', 'precision', 'acc', 'roc_auc', 'pr_auc')
+
+
+def build_split_dataloader(cfg: Any, split: str, model_path: Optional[str] = None) -> Any:
+    """The config's ``val_dataloader`` pointed at ``split`` (``test_dataloader`` when the config
+    has one and ``split == 'test'``), built as mmengine builds it."""
+    from mmengine.runner import Runner
+    source = cfg.get('test_dataloader') if split == 'test' and cfg.get('test_dataloader') \
+        else cfg.get('val_dataloader')
+    if source is None:
+        raise ValueError('the config has no val_dataloader')
+    dl_cfg = copy.deepcopy(source)
+    dl_cfg['dataset']['split'] = split
+    if model_path is not None:  # exported model: its own tokenizer and template
+        dl_cfg['dataset']['model_path'] = model_path
+    dl_cfg['sampler'] = dict(type='DefaultSampler', shuffle=False)
+    return Runner.build_dataloader(dl_cfg)
+
+
+def _metric_from_cfg(cfg: Any, threshold: Optional[float]) -> VesselSegMetric:
+    ev = copy.deepcopy(cfg.get('val_evaluator') or {})
+    if isinstance(ev, (list, tuple)):
+        ev = next(e for e in ev if e.get('type') == 'VesselSegMetric')
+    kwargs = {k: v for k, v in dict(ev).items() if k != 'type'}
+    if threshold is not None:
+        kwargs['threshold'] = float(threshold)
+    return VesselSegMetric(**kwargs)
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, (np.floating, np.integer)):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None if math.isnan(v) else v
+    return v
+
+
+def evaluate(cfg: Any, checkpoint: str, split: str = 'val', out_dir: Optional[str] = None,
+             modes: Sequence[str] = MODES, threshold: Optional[float] = None,
+             max_new_tokens: int = 32, num_overlays: int = 8, max_side: int = 1024,
+             device: Optional[str] = None) -> dict:
+    """Evaluate and write the outputs (see module docstring); returns the summary dict."""
+    for mode in modes:
+        if mode not in MODES:
+            raise ValueError(f'unknown mode {mode!r}; known: {MODES}')
+    model, info = load_eval_model(cfg, checkpoint, device)
+    export_path = str(checkpoint) if info['kind'] == 'export' else None
+    record = best_record_for(checkpoint)
+    if threshold is None and record is not None and record.get('threshold') is not None:
+        threshold, threshold_source = float(record['threshold']), 'best_checkpoint.json'
+    elif threshold is None:
+        threshold_source = 'config'
+    else:
+        threshold_source = 'command line'
+    loader = build_split_dataloader(cfg, split, export_path)
+    tokenizer = loader.dataset.tokenizer
+    stops = stop_token_ids(tokenizer, loader.dataset.template)
+
+    summary: dict[str, Any] = {
+        'config': getattr(cfg, 'filename', None), 'checkpoint': str(checkpoint),
+        'checkpoint_kind': info['kind'], 'split': split, 'n_samples': len(loader.dataset),
+        'threshold_source': threshold_source, 'best_record': record, 'modes': {}}
+    out = Path(out_dir) if out_dir else None
+    for mode in modes:
+        start = time.time()
+        metric = _metric_from_cfg(cfg, threshold)
+        rows: list[dict] = []
+        overlays: list[tuple[str, np.ndarray]] = []
+        for batch in loader:
+            if mode == 'teacher':
+                preds = model.val_step(batch)
+                texts = [''] * len(preds)
+            else:
+                gen = greedy_seg_generate(model, batch, stops, max_new_tokens=max_new_tokens)
+                preds = [{'prob': g['prob'], 'missing_seg': g['missing_seg']} for g in gen]
+                texts = [tokenizer.decode(g['generated_ids']) for g in gen]
+            before = len(metric.results)
+            metric.process(batch, preds)
+            for sample, pred, result, text in zip(batch['data_samples'], preds,
+                                                  metric.results[before:], texts):
+                for s, m in enumerate(result['masks']):
+                    row = {'image': sample['img_path'], 'mask_index': s,
+                           **{k: _plain(float(m[k])) for k in CSV_SCORES},
+                           'tp': int(m['counts'][0]), 'fp': int(m['counts'][1]),
+                           'fn': int(m['counts'][2]), 'tn': int(m['counts'][3])}
+                    if mode == 'generate':
+                        row['missing_seg'] = bool(pred.get('missing_seg'))
+                        row['generated'] = text
+                    rows.append(row)
+                if out is not None and len(overlays) < num_overlays:
+                    mask = np.asarray(sample['mask'])
+                    prob = (np.zeros(mask.shape, np.float32) if pred.get('missing_seg')
+                            else pred['prob'].float().numpy())
+                    from ..datasets.readers import read_image
+                    try:
+                        image = read_image(sample['img_path'])
+                    except Exception:
+                        image = None
+                    overlays.append((Path(sample['img_path']).stem,
+                                     V.overlay_panel(image, mask[0], prob[0], metric.threshold,
+                                                     sample.get('fov'), max_side)))
+        metrics = metric.evaluate(len(loader.dataset))
+        metrics = {k: _plain(v) for k, v in metrics.items()}
+        if mode == 'generate':
+            n = max(1, len(loader.dataset))
+            metrics['vessel/missing_seg_rate'] = metrics.get('vessel/n_missing_seg', 0) / n
+        summary['modes'][mode] = {'metrics': metrics, 'curve': metric.curve,
+                                  'seconds': round(time.time() - start, 3)}
+        if out is not None:
+            _write_mode(out / mode, rows, metric, metrics, overlays)
+        logger.info('%s: %s', mode, json.dumps({k: metrics[k] for k in metrics
+                                               if k.endswith(('dice', 'thr', 'missing_seg'))}))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / 'summary.json').write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _write_mode(folder: Path, rows: list[dict], metric: VesselSegMetric, metrics: dict,
+                overlays: list[tuple[str, np.ndarray]]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    if rows:
+        with open(folder / 'per_image.csv', 'w', newline='') as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    if metric.curve:
+        chart = V.draw_curve(metric.curve, ('global_dice', 'mean_dice', 'global_sens',
+                                            'global_precision'),
+                             threshold=metric.threshold,
+                             best_threshold=metrics.get('vessel/best_thr'))
+        V.save_png(chart, str(folder / 'threshold_curve.png'))
+    if overlays:
+        (folder / 'overlays').mkdir(exist_ok=True)
+        for stem, panel in overlays:
+            V.save_png(panel, str(folder / 'overlays' / f'{stem}.png'))

@@ -1,0 +1,12 @@
+"""Predict: python tools/predict.py CHECKPOINT_OR_EXPORT INPUT_DIR OUT_DIR [--threshold T]
+[--config CONFIG] [--window 1024] [--overlap 0.25] [--prob-format png16|npy]
+[--mode teacher|generate] [--max-dynamic-patch N] [--device D] [--cfg-options k=v ...]."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from projects.sa2va_vessel.evaluation.cli import predict_main  # noqa: E402
+
+if __name__ == '__main__':
+    predict_main()

@@ -243,7 +243,8 @@ class BestCheckpointRecordHook(Hook):
         if hook is None or not metrics or hook.best_ckpt_path is None:
             return
         key = hook.key_indicators[0]
-        expected = f'best_{key}_{hook.filename_tmpl.format(runner.iter)}'.replace('/', '_')
+        step = runner.epoch if hook.by_epoch else runner.iter   # as CheckpointHook names it
+        expected = f'best_{key}_{hook.filename_tmpl.format(step)}'.replace('/', '_')
         if os.path.basename(str(hook.best_ckpt_path)) != expected:
             return  # no new best this round
         if not is_main_process():

@@ -117,3 +117,13 @@ def test_generation_mode_reads_seg_step_and_counts_missing(tiny_checkpoint, synt
     free = greedy_seg_generate(model, batch, stops, max_new_tokens=6)   # the model's own words
     for g in free:
         assert g['missing_seg'] == (g['n_seg'] < 1) and len(g['generated_ids']) <= 6
+
+
+def test_test_py_on_exported_directory(trained, tiny_checkpoint):
+    from projects.sa2va_vessel.evaluation.cli import test_main
+    summary = test_main([str(trained / 'vessel_lora_tiny.py'), str(tiny_checkpoint),
+                         '--mode', 'teacher'])
+    assert summary['checkpoint_kind'] == 'export' and summary['best_record'] is None
+    assert summary['threshold_source'] == 'config'
+    metrics = summary['modes']['teacher']['metrics']
+    assert metrics['vessel/n_images'] == 2 and metrics['vessel/threshold'] == 0.5

@@ -116,7 +116,8 @@ def evaluate(cfg: Any, checkpoint: str, split: str = 'val', out_dir: Optional[st
                 texts = [''] * len(preds)
             else:
                 gen = greedy_seg_generate(model, batch, stops, max_new_tokens=max_new_tokens)
-                preds = [{'prob': g['prob'], 'missing_seg': g['missing_seg']} for g in gen]
+                preds = [{'prob': g['prob'], 'missing_seg': g['missing_seg'],
+                          'n_seg': g['n_seg']} for g in gen]
                 texts = [tokenizer.decode(g['generated_ids']) for g in gen]
             before = len(metric.results)
             metric.process(batch, preds)
@@ -129,6 +130,7 @@ def evaluate(cfg: Any, checkpoint: str, split: str = 'val', out_dir: Optional[st
                            'fn': int(m['counts'][2]), 'tn': int(m['counts'][3])}
                     if mode == 'generate':
                         row['missing_seg'] = bool(pred.get('missing_seg'))
+                        row['n_seg'] = int(pred.get('n_seg', 0))
                         row['generated'] = text
                     rows.append(row)
                 if out is not None and len(overlays) < num_overlays:

@@ -27,13 +27,11 @@ import csv
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
-import torch
 
 from . import visualize as V
 from .inference import best_record_for, greedy_seg_generate, load_eval_model, stop_token_ids

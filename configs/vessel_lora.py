@@ -10,3 +10,5 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=2000, val_interval=200)
 val_cfg = dict(type='ValLoop', _delete_=True)
 optim_wrapper = dict(optimizer=dict(type='AdamW', lr=4e-5, betas=(0.9, 0.999), weight_decay=0.05),
                      clip_grad=dict(max_norm=1.0), accumulative_counts=1)
+# validation Dice before the first step: the baseline every run must beat
+default_hooks = dict(validate_before_train=dict(type='ValidateBeforeTrainHook'))

@@ -245,3 +245,33 @@ def test_adapter_only_export(setup) -> None:
     with pytest.raises(CheckpointError, match=r'r: export 4 vs model 8'):
         load_adapter_export(build_model_from_config(write_config(setup['tmp'] / 'cfg_r8b.py', setup['base'], r=8)),
                             out)
+
+
+def test_tied_embeddings_export(setup) -> None:
+    """Sa2VA-1B/4B tie lm_head to embed_tokens: the merged token rows are written once, under embed_tokens."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    tied = setup['tmp'] / 'tied_base'
+    shutil.copytree(setup['base'], tied)
+    cfg = json.loads((tied / 'config.json').read_text())
+    cfg['tie_word_embeddings'] = cfg['llm_config']['tie_word_embeddings'] = True
+    (tied / 'config.json').write_text(json.dumps(cfg))
+    weights = load_file(tied / 'model.safetensors')
+    del weights['language_model.lm_head.weight']
+    save_file(weights, str(tied / 'model.safetensors'))
+    config = write_config(setup['tmp'] / 'cfg_tied.py', tied)
+    trained, ckpt = make_trained_checkpoint(config, 4, setup['tmp'] / 'tied.pth')
+    model = build_model_from_config(config)
+    load_training_checkpoint(model, ckpt)
+    export_full(model, setup['tmp'] / 'tied_out', dtype=torch.float32)
+    exported = load_file(setup['tmp'] / 'tied_out' / 'model.safetensors')
+    assert set(exported) == set(weights)
+    delta = trained.sa2va.language_model.model.embed_tokens.token_adapter.trainable_tokens_delta['default']
+    assert torch.equal(exported['language_model.model.embed_tokens.weight'][SEG_ID], delta[0])
+    reloaded, _ = load_sa2va(setup['tmp'] / 'tied_out')
+    ids = torch.tensor([[1, SEG_ID, 4, 9]])
+    with torch.no_grad():
+        diff = (reloaded.language_model(input_ids=ids).logits - trained.sa2va.language_model(input_ids=ids).logits)
+    assert float(diff.abs().max()) <= 1e-5

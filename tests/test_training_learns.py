@@ -109,6 +109,7 @@ def test_predict_runs_without_grad_and_loss_with_grad(tiny_checkpoint, synthetic
 
 @pytest.mark.slow
 def test_tiny_model_overfits_four_images(tiny_checkpoint, synthetic_vessels) -> None:
+    """256 px images: SAM2's 256x256 logits are then one per image pixel, so 1 px vessels can be fit."""
     model = _model(tiny_checkpoint)
     batch = _batch(synthetic_vessels, tiny_checkpoint, 4)
     optimizer = _optimizer(model, OVERFIT_LR)
@@ -120,5 +121,6 @@ def test_tiny_model_overfits_four_images(tiny_checkpoint, synthetic_vessels) -> 
     assert sum(dice) / len(dice) >= 0.9, f'Dice after {OVERFIT_STEPS} steps: {dice}'
 
 
+# measured: Dice 0.83 after 150 steps, 0.89 after 200, 0.92 after 250
 OVERFIT_LR = 5e-3
-OVERFIT_STEPS = 400
+OVERFIT_STEPS = 300

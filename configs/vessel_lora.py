@@ -10,12 +10,13 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=2000, val_interval=200)
 val_cfg = dict(type='ValLoop', _delete_=True)
 optim_wrapper = dict(optimizer=dict(type='AdamW', lr=4e-5, betas=(0.9, 0.999), weight_decay=0.05),
                      clip_grad=dict(max_norm=1.0), accumulative_counts=1)
-
 # Monitoring (projects/sa2va_vessel/engine/monitor_hooks.py). The best checkpoint is chosen by
 # vessel/best_dice: pooled val Dice at the val-best sweep threshold (the threshold is recorded
 # in best_checkpoint.json beside it, and tools/test.py / tools/predict.py use it). Set
 # save_best='vessel/global_dice' to select at the fixed operating threshold (0.5) instead.
 default_hooks = dict(
+    # validation Dice before the first step: the baseline every run must beat
+    validate_before_train=dict(type='ValidateBeforeTrainHook'),
     checkpoint=dict(save_best='vessel/best_dice', rule='greater'),
     best_record=dict(type='BestCheckpointRecordHook'),
     update_norm=dict(type='UpdateNormHook'),

@@ -13,7 +13,7 @@ mixed_precision = None
 model = dict(model_path=model_path, dtype='float32', lora=dict(r=8, alpha=16, dropout=0.0),
              gradient_checkpointing=False, sam2_feature_cache_size=256)
 train_dataloader = dict(
-    batch_size=2, num_workers=0, persistent_workers=False,
+    batch_size=2, num_workers=1, persistent_workers=True,  # one worker prepares while the step runs
     dataset=dict(data_root=data_root, model_path=model_path, max_dynamic_patch=1))
 val_dataloader = dict(
     batch_size=2, num_workers=0, persistent_workers=False,

@@ -1,6 +1,5 @@
-"""Shared helpers of the data tests: fixture locations and cached tokenizer folders.
+"""Shared test helpers: where ../shared's fixtures are, and cached tokenizer folders.
 
-Not a conftest.py on purpose: other parts of the project own their own test helpers.
 Cached per test process, because building the real 151k-token tokenizer takes seconds.
 """
 from __future__ import annotations
@@ -21,6 +20,13 @@ GOLDEN = SHARED / "fixtures" / "golden"
 GOLDEN_MODEL = GOLDEN / "sa2va_tiny_internvl"
 GOLDEN_REF = GOLDEN / "reference"
 LAYOUT = SHARED / "fixtures" / "sa2va_internvl3_8b_layout"
+
+
+def require(path: Path, what: str) -> Path:
+    """Skip the test, saying why, when a fixture from ../shared is absent (a user's clone has none)."""
+    if not path.exists():
+        pytest.skip(f"{what} not found at {path}: it lives in ../shared beside the checkout, which this clone lacks")
+    return path
 
 requires_golden = pytest.mark.skipif(
     not (GOLDEN_REF / "inputs.safetensors").is_file(),

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from _data_support import REPO_ROOT
+from tests._data_support import REPO_ROOT
 from projects.sa2va_vessel.datasets.check import check_dataset
 from projects.sa2va_vessel.datasets.synthetic import write_synthetic_dataset
 

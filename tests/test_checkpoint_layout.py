@@ -14,7 +14,7 @@ from projects.sa2va_vessel.models.configuration import CheckpointConfigError, re
 from projects.sa2va_vessel.models.name_map import PASSTHROUGH_PREFIXES, official_to_ours, ours_to_official
 from projects.sa2va_vessel.models.presets import official_config
 from projects.sa2va_vessel.models.sa2va import Sa2VAModules
-from tests.helpers import LAYOUT_8B, require
+from tests._data_support import LAYOUT, require
 
 
 def _copy_checkpoint(src: Path, dst: Path) -> Path:
@@ -90,7 +90,7 @@ def test_internlm2_llm_is_refused_plainly(tiny_checkpoint: Path, tmp_path: Path)
 
 def test_name_map_covers_the_real_8b_layout_exactly(tmp_path: Path) -> None:
     """Our module tree at Sa2VA-InternVL3-8B shapes (on the meta device) <-> the real export's key set."""
-    index = json.loads((require(LAYOUT_8B, '8B layout fixture') / 'model.safetensors.index.json').read_text())
+    index = json.loads((require(LAYOUT, '8B layout fixture') / 'model.safetensors.index.json').read_text())
     real_keys = set(index['weight_map'])
     config, sam2 = official_config('sa2va-internvl3-8b', vocab_size=151679, dtype='bfloat16')
     (tmp_path / 'config.json').write_text(json.dumps(config))

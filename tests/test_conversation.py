@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from _data_support import GOLDEN_REF, real_tokenizer, requires_golden, requires_real_tokenizer, tiny_tokenizer
+from tests._data_support import GOLDEN_REF, real_tokenizer, requires_golden, requires_real_tokenizer, tiny_tokenizer
 from projects.sa2va_vessel.datasets import conversation as conv
 from projects.sa2va_vessel.datasets.conversation import (
     IGNORE_INDEX, PROMPT_TEMPLATES, SEG_ANSWERS, VESSEL_QUESTIONS, encode_turn, get_template,

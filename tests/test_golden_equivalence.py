@@ -11,7 +11,7 @@ import torch
 
 from projects.sa2va_vessel.models.checkpoint import load_sa2va
 from projects.sa2va_vessel.models.sa2va import mask_logits_to_size
-from tests.helpers import GOLDEN, require
+from tests._data_support import GOLDEN, require
 
 RELATIVE_TOLERANCE = 1e-5
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

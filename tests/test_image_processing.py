@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from _data_support import GOLDEN_REF, requires_golden
+from tests._data_support import GOLDEN_REF, requires_golden
 from projects.sa2va_vessel.datasets.image_processing import (
     IMAGENET_MEAN, IMAGENET_STD, SAM2_MEAN, SAM2_STD, dynamic_tiles, find_closest_aspect_ratio,
     normalise_sam2, normalise_tiles, preprocess_image, sam2_image_uint8, target_ratios, tiles_uint8)

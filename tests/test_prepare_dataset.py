@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from _data_support import REPO_ROOT
+from tests._data_support import REPO_ROOT
 from projects.sa2va_vessel.datasets.prepare import prepare_dataset
 from projects.sa2va_vessel.datasets.readers import read_mask
 from projects.sa2va_vessel.datasets.splits import groups_crossing

@@ -3,7 +3,7 @@ import importlib.util
 
 import pytest
 
-from _data_support import REPO_ROOT
+from tests._data_support import REPO_ROOT
 from projects.sa2va_vessel.datasets.splits import (group_of, groups_crossing, kfold_splits,
                                                    split_by_groups, write_split_files)
 

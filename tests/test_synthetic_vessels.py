@@ -99,7 +99,7 @@ def test_write_dataset_layout_splits_and_exact_mask_files(tmp_path):
 def test_cli(tmp_path, capsys):
     import importlib.util
 
-    from _data_support import REPO_ROOT
+    from tests._data_support import REPO_ROOT
 
     spec = importlib.util.spec_from_file_location("make_synth", REPO_ROOT / "tools" / "make_synthetic_vessels.py")
     mod = importlib.util.module_from_spec(spec)

@@ -3,7 +3,7 @@ import json
 
 from transformers import AutoTokenizer, Qwen2Tokenizer, Qwen2TokenizerFast
 
-from _data_support import LAYOUT, real_tokenizer, requires_real_tokenizer, tiny_checkpoint_dir, tiny_tokenizer
+from tests._data_support import LAYOUT, real_tokenizer, requires_real_tokenizer, tiny_checkpoint_dir, tiny_tokenizer
 from projects.sa2va_vessel.datasets.tiny_tokenizer import ADDED_TOKENS, added_token_ids, build_tiny_tokenizer
 
 PHRASE = "Please segment the blood vessels in this image."

@@ -64,7 +64,7 @@ def test_clahe_spreads_a_low_contrast_image():
 
 
 def test_dataset_builds_transform_from_config(tmp_path):
-    from _data_support import tiny_checkpoint_dir
+    from tests._data_support import tiny_checkpoint_dir
     from projects.sa2va_vessel.datasets.synthetic import write_synthetic_dataset
     from projects.sa2va_vessel.datasets.vessel_dataset import VesselSegDataset
 

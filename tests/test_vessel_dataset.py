@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from _data_support import real_checkpoint_dir, requires_real_tokenizer, tiny_checkpoint_dir
+from tests._data_support import real_checkpoint_dir, requires_real_tokenizer, tiny_checkpoint_dir
 from projects.sa2va_vessel.datasets.conversation import IGNORE_INDEX, VESSEL_QUESTIONS
 from projects.sa2va_vessel.datasets.readers import DataReadError
 from projects.sa2va_vessel.datasets.synthetic import write_synthetic_dataset

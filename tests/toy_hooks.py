@@ -32,7 +32,8 @@ class RankTraceHook(Hook):
                          outputs: Optional[dict] = None) -> None:
         path = os.path.join(runner.work_dir, f'trace_rank{runner.rank}.jsonl')
         record = dict(iter=runner.iter, rank=runner.rank,
-                      indices=[int(s['index']) for s in data_batch['data_samples']],
+                      # the toy data carries an index, the real data its image path
+                      indices=[s['index'] if 'index' in s else s['img_path'] for s in data_batch['data_samples']],
                       weights=trainable_hash(unwrap_model(runner.model)))
         with open(path, 'a') as f:
             f.write(json.dumps(record) + '\n')

@@ -26,40 +26,24 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-DS_MODEL_STATES = 'mp_rank_00_model_states.pt'
-
-
 # ------------------------------------------------------------------------------ checkpoints
 def checkpoint_kind(path: str | os.PathLike) -> str:
-    """'export' (official-layout dir), 'deepspeed' (DeepSpeed dir) or 'file' (a .pth file)."""
+    """'export' (official-layout dir), 'deepspeed' (DeepSpeed dir) or 'file' (a .pth file);
+    a work dir resolves through its ``last_checkpoint`` (``models.export.resolve_checkpoint``)."""
+    from ..models.export import resolve_checkpoint
     p = Path(path)
-    if p.is_dir():
-        if (p / 'config.json').is_file():
-            return 'export'
-        if (p / DS_MODEL_STATES).is_file():
-            return 'deepspeed'
-        raise FileNotFoundError(f'{p}: neither an exported model (config.json) nor a DeepSpeed '
-                                f'checkpoint ({DS_MODEL_STATES})')
-    if p.is_file():
-        return 'file'
-    raise FileNotFoundError(f'{p}: no such checkpoint')
+    if p.is_dir() and (p / 'config.json').is_file():
+        return 'export'
+    return 'deepspeed' if resolve_checkpoint(p).is_dir() else 'file'
 
 
 def read_trainable_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
-    """(state dict, meta) of a training checkpoint file or DeepSpeed directory.
-
-    These are our own training outputs (work dir), so full unpickling is used, as for resume
-    (see engine/runner.py: trusted_local_checkpoints).
-    """
-    kind = checkpoint_kind(path)
-    if kind == 'export':
+    """(state dict, meta) of a training checkpoint file or DeepSpeed directory (the export
+    side's strict reader, ``models.export.read_training_state``)."""
+    from ..models.export import read_training_state
+    if checkpoint_kind(path) == 'export':
         raise ValueError(f'{path} is an exported model directory, not a training checkpoint')
-    if kind == 'deepspeed':
-        states = torch.load(Path(path) / DS_MODEL_STATES, map_location='cpu', weights_only=False)
-        return dict(states['module']), dict(states.get('meta') or {})
-    ckpt = torch.load(path, map_location='cpu', weights_only=False)
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
-    return dict(state), dict(ckpt.get('meta') or {}) if isinstance(ckpt, dict) else {}
+    return read_training_state(path)
 
 
 def config_from_checkpoint(path: str | os.PathLike) -> Any:
@@ -67,7 +51,7 @@ def config_from_checkpoint(path: str | os.PathLike) -> Any:
     from mmengine.config import Config
     try:
         _, meta = read_trainable_state(path)
-    except (ValueError, FileNotFoundError):
+    except Exception:  # not a training checkpoint (or unreadable): no saved config
         return None
     text = meta.get('cfg')
     if not text:
@@ -109,19 +93,9 @@ def load_eval_model(cfg: Any, checkpoint: str | os.PathLike,
     model = MODELS.build(model_cfg)
     n_loaded = 0
     if kind != 'export':
+        from ..models.export import load_trainable_state
         state, _ = read_trainable_state(checkpoint)
-        own = model.state_dict()
-        trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-        missing = [n for n in trainable if n not in state]
-        if missing:
-            raise RuntimeError(f'{checkpoint} lacks {len(missing)} trainable parameter(s) of this '
-                               f'model, e.g. {missing[:5]}: config and checkpoint do not match '
-                               '(LoRA targets, trainable groups).')
-        unknown = [k for k in state if k not in own]
-        if unknown:
-            raise RuntimeError(f'{checkpoint} holds {len(unknown)} key(s) this model does not have, '
-                               f'e.g. {unknown[:5]}')
-        model.load_state_dict(state, strict=False)
+        load_trainable_state(model, state, str(checkpoint))   # strict: every key accounted for
         n_loaded = len(state)
     model.to(device)
     model.eval()

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Install sa2va-vessel and its pinned stack into the current Python (idempotent).
+# torch goes first so that DeepSpeed's source build sees it; DS_BUILD_OPS=0 builds no CUDA ops
+# (they compile just in time where needed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+"$PY" -m pip install -q torch==2.13.0 setuptools wheel
+DS_BUILD_OPS=0 "$PY" -m pip install -q --no-build-isolation -e ".[dev]"

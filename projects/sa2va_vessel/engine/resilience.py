@@ -51,6 +51,9 @@ from mmengine.runner import IterBasedTrainLoop
 #: "temporary failure, try again"). ``slurm/train.sbatch`` requeues the job on it.
 PREEMPTED_EXIT_CODE = 75
 PARTIAL_SUFFIX = '.partial'
+#: Written into the work dir by rank 0 once the preemption checkpoint is complete; the job
+#: script requeues on it (srun's exit status can be 137 when it kills the slower ranks).
+PREEMPTED_MARKER = '.preempted'
 POINTER = 'last_checkpoint'
 _RESUMABLE = re.compile(r'^(iter|epoch)_(\d+)\.pth$')
 _INFO_KEY = 'resume_state'
@@ -451,6 +454,9 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
                            '--resume).')
         runner.save_checkpoint(out_dir, filename, save_optimizer=True,
                                save_param_scheduler=True, by_epoch=False)
+        if mmdist.is_main_process():
+            write_atomic(Path(runner.work_dir) / PREEMPTED_MARKER,
+                         f'{Path(out_dir) / filename} complete at iteration {self._iter + 1}\n')
         self.preempted = True
         runner.preempted = True
         self.stop_training = True

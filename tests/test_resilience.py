@@ -18,6 +18,8 @@ from tests.toy_resume import read_losses
 
 CONFIG = REPO_ROOT / 'tests' / 'configs' / 'toy_resume.py'
 STEPS = 10  # 8 batches per epoch on one rank: crosses an epoch boundary
+# Tests that need no epoch boundary skip mmengine's 2 s pause at each one.
+NO_BOUNDARY = {'train_dataloader.dataset.num_samples': 32}
 
 
 def cfg_for(work_dir: Path, **options) -> Config:
@@ -74,19 +76,19 @@ def test_preempted_run_resumes_bit_exact(tmp_path, at, workers):
 
 def test_resume_without_rng_restore_would_differ(tmp_path, monkeypatch):
     """Control: the exactness above comes from the restored RNG states (dropout)."""
-    reference = uninterrupted(tmp_path)
+    reference = uninterrupted(tmp_path, **NO_BOUNDARY)
     work = tmp_path / 'preempted'
     train(cfg_for(work, custom_hooks=[dict(type='LossTraceHook'),
-                                      dict(type='SignalAtIterHook', at=2)]))
+                                      dict(type='SignalAtIterHook', at=2)], **NO_BOUNDARY))
     monkeypatch.setattr(resilience, 'restore_rng_state', lambda state: None)
-    train(cfg_for(work, resume=True))
+    train(cfg_for(work, resume=True, **NO_BOUNDARY))
     records = read_losses(work)
     assert [r['indices'] for r in records] == [r['indices'] for r in reference]  # data order
     assert [r['losses'] for r in records[3:]] != [r['losses'] for r in reference[3:]]
 
 
 def test_interrupted_save_leaves_previous_checkpoint_usable(tmp_path, monkeypatch):
-    reference = uninterrupted(tmp_path)
+    reference = uninterrupted(tmp_path, **NO_BOUNDARY)
     work = tmp_path / 'crashed'
     from mmengine.fileio.backends.local_backend import LocalBackend
     real_put = LocalBackend.put
@@ -103,7 +105,7 @@ def test_interrupted_save_leaves_previous_checkpoint_usable(tmp_path, monkeypatc
 
     monkeypatch.setattr(LocalBackend, 'put', dying_put)
     with pytest.raises(KeyboardInterrupt):
-        train(cfg_for(work))
+        train(cfg_for(work, **NO_BOUNDARY))
     monkeypatch.setattr(LocalBackend, 'put', real_put)
     # The half-written checkpoint never got its final name; the previous one is intact.
     assert not (work / 'iter_8.pth').exists()
@@ -111,7 +113,7 @@ def test_interrupted_save_leaves_previous_checkpoint_usable(tmp_path, monkeypatc
     assert (work / 'last_checkpoint').read_text().endswith('iter_4.pth')
     torch.load(work / 'iter_4.pth', map_location='cpu', weights_only=False)
 
-    train(cfg_for(work, resume=True))  # removes the partial, resumes at 4
+    train(cfg_for(work, resume=True, **NO_BOUNDARY))  # removes the partial, resumes at 4
     assert not (work / '.iter_8.pth.partial').exists()
     records = read_losses(work)
     # steps 0..6 were traced before the crash (it hit inside step 7's hooks), 4..9 after the
@@ -126,7 +128,7 @@ def test_keep_last_n_never_touches_best(tmp_path):
     work.mkdir()
     (work / 'best_dice_iter_1.pth').write_bytes(b'best')
     train(cfg_for(work, **{'default_hooks.checkpoint.interval': 1,
-                           'default_hooks.checkpoint.max_keep_ckpts': 3}))
+                           'default_hooks.checkpoint.max_keep_ckpts': 3}, **NO_BOUNDARY))
     names = sorted(p.name for p in work.iterdir() if p.suffix == '.pth')
     assert names == ['best_dice_iter_1.pth', 'iter_10.pth', 'iter_8.pth', 'iter_9.pth']
     assert (work / 'last_checkpoint').read_text().endswith('iter_10.pth')

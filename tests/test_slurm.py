@@ -238,23 +238,22 @@ def comparable(records: list[dict]) -> list[tuple]:
     return [(r['iter'], r['indices'], r['losses'], r['weights']) for r in records]
 
 
-def test_sigusr1_two_ranks_zero2_saves_requeues_and_resumes_exactly(tmp_path):
-    # Uninterrupted reference.
-    ref = tmp_path / 'ref'
-    out = run_script(tmp_path, e2e_env(tmp_path, ref), *E2E_ARGS, timeout=300)
-    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
-    reference = [read_losses(ref, rank) for rank in (0, 1)]
-    assert [r['iter'] for r in reference[0]] == list(range(STEPS))
-
-    # The same job, slowed down, gets SIGUSR1 on both tasks (as SLURM signals all tasks).
-    work = tmp_path / 'job'
-    (tmp_path / 'stub.jsonl').unlink()
+def start_script(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen:
     spool = tmp_path / 'spool'
-    proc = subprocess.Popen(['bash', str(spool / 'slurm_script'), *E2E_ARGS], cwd=str(tmp_path),
-                            env=e2e_env(tmp_path, work, TOY_STEP_SLEEP='0.5'),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    spool.mkdir(exist_ok=True)
+    shutil.copy(SCRIPT, spool / 'slurm_script')
+    return subprocess.Popen(['bash', str(spool / 'slurm_script'), *E2E_ARGS], cwd=str(tmp_path),
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
+
+
+def test_sigusr1_two_ranks_zero2_saves_requeues_and_resumes_exactly(tmp_path):
+    # The uninterrupted reference runs alongside the job that gets preempted (it sleeps).
+    ref, work = tmp_path / 'ref', tmp_path / 'job'
+    reference_run = start_script(tmp_path, e2e_env(tmp_path, ref))
+    proc = start_script(tmp_path, e2e_env(tmp_path, work, TOY_STEP_SLEEP='0.5'))
     try:
+        # SIGUSR1 to both tasks once step 2 is done (SLURM signals every task of the job).
         deadline = time.time() + 240
         while len(read_losses(work, 0)) < 2 or not read_losses(work, 1):
             assert proc.poll() is None and time.time() < deadline, 'run ended before the signal'
@@ -262,9 +261,14 @@ def test_sigusr1_two_ranks_zero2_saves_requeues_and_resumes_exactly(tmp_path):
         for rank in (1, 0):
             os.kill(read_losses(work, rank)[0]['pid'], signal.SIGUSR1)
         log, _ = proc.communicate(timeout=240)
+        ref_log, _ = reference_run.communicate(timeout=240)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        for p in (proc, reference_run):
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+    assert reference_run.returncode == 0, ref_log[-6000:]
+    reference = [read_losses(ref, rank) for rank in (0, 1)]
+    assert [r['iter'] for r in reference[0]] == list(range(STEPS))
     assert proc.returncode == 0, log[-6000:]  # requeued
     assert 'preempted:' in log and 'requeueing job 4242' in log
     assert {'tool': 'scontrol', 'args': 'requeue 4242'} in stub_calls(tmp_path)

@@ -44,14 +44,18 @@ def comparable(records: list[dict]) -> list[tuple]:
     return [(r['iter'], r['indices'], r['losses'], r['weights']) for r in records]
 
 
-@pytest.mark.parametrize('at,workers', [(2, 0), (7, 2)], ids=['mid-epoch', 'epoch-end-workers'])
-def test_preempted_run_resumes_bit_exact(tmp_path, at, workers):
+@pytest.mark.parametrize('at,workers,accum', [(2, 0, 1), (7, 2, 1), (3, 0, 2)],
+                         ids=['mid-epoch', 'epoch-end-workers', 'grad-accumulation'])
+def test_preempted_run_resumes_bit_exact(tmp_path, at, workers, accum):
     loader = {'train_dataloader.num_workers': workers,
-              'train_dataloader.persistent_workers': workers > 0}
+              'train_dataloader.persistent_workers': workers > 0,
+              'optim_wrapper.accumulative_counts': accum}
     reference = uninterrupted(tmp_path, **loader)
+    # accum=2: the signal comes in step 2 (half of an accumulation): the run stops after 3
 
     work = tmp_path / 'preempted'
-    hooks = [dict(type='LossTraceHook'), dict(type='SignalAtIterHook', at=at)]
+    hooks = [dict(type='LossTraceHook'),
+             dict(type='SignalAtIterHook', at=at - (1 if accum > 1 else 0))]
     runner = train(cfg_for(work, custom_hooks=hooks, **loader))
     # SIGUSR1 arrived during step `at`: that step finished, a checkpoint of it was saved.
     assert runner.preempted

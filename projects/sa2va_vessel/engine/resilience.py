@@ -439,9 +439,20 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
                          outputs=outputs)
         # Same place as CheckpointHook's save (before the counter moves): runner.iter + 1
         # iterations are done, and that is the iteration the checkpoint resumes at.
-        if any_rank(PREEMPTION.received is not None):
+        # With gradient accumulation, stop only where an optimizer step just happened: the
+        # accumulated gradients of a half-done group are not in any checkpoint.
+        if any_rank(PREEMPTION.received is not None) and self._at_update_boundary():
             self._save_for_preemption()
         self._iter += 1
+
+    def _at_update_boundary(self) -> bool:
+        from .utils import deepspeed_engine_of
+        engine = deepspeed_engine_of(self.runner.model)
+        if engine is not None:
+            return engine.micro_steps % engine.gradient_accumulation_steps() == 0
+        wrapper = self.runner.optim_wrapper
+        counts = getattr(wrapper, '_accumulative_counts', 1)
+        return getattr(wrapper, '_inner_count', 0) % max(1, counts) == 0
 
     def _save_for_preemption(self) -> None:
         runner = self.runner

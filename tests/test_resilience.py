@@ -2,7 +2,6 @@
 runner (one CPU process, seconds). The two-process DeepSpeed version runs in test_slurm.py."""
 from __future__ import annotations
 
-import io
 import uuid
 from pathlib import Path
 

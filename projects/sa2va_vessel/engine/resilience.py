@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import math
 import os
 import random
 import re
@@ -530,7 +529,3 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
             return None
         return states[rank]
 
-
-def epoch_len_hint(n: int, world: int, batch: int) -> int:
-    """Batches per epoch per rank with mmengine's DefaultSampler (round_up=True)."""
-    return math.ceil(math.ceil(n / world) / batch)

@@ -24,7 +24,7 @@ from projects.sa2va_vessel.models.export import (ADAPTER_CONFIG, ADAPTER_WEIGHTS
                                                  OFFICIAL_AUTO_MAP, base_checkpoint_keys, build_model_from_config,
                                                  export_adapter, export_full, load_adapter_export,
                                                  load_training_checkpoint, merged_state_dict)
-from tests.helpers import REPO
+from tests._data_support import REPO_ROOT as REPO
 
 
 def _load_tool(name: str):

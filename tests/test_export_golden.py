@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from projects.sa2va_vessel.models.checkpoint import load_sa2va
 from projects.sa2va_vessel.models.export import build_model_from_config, export_full, merged_state_dict
 from projects.sa2va_vessel.models.name_map import is_passthrough
-from tests.helpers import GOLDEN, LAYOUT_8B, require
+from tests._data_support import GOLDEN, LAYOUT, require
 from tests.test_export import make_trained_checkpoint, write_config
 
 N_GOLDEN_KEYS = 425
@@ -25,11 +25,11 @@ N_GOLDEN_KEYS = 425
 def golden_base(tmp_path_factory) -> Path:
     """A copy of the golden model with the real vocab.json/merges.txt next to it (its README says so)."""
     src = require(GOLDEN / 'sa2va_tiny_internvl', 'golden Sa2VA fixture')
-    require(LAYOUT_8B / 'vocab.json', '8B layout fixture (real tokenizer)')
+    require(LAYOUT / 'vocab.json', '8B layout fixture (real tokenizer)')
     base = tmp_path_factory.mktemp('golden') / 'sa2va_tiny_internvl'
     shutil.copytree(src, base)
     for name in ('vocab.json', 'merges.txt'):
-        shutil.copyfile(LAYOUT_8B / name, base / name)
+        shutil.copyfile(LAYOUT / name, base / name)
     for path in base.iterdir():
         path.chmod(0o644)
     return base

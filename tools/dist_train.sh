@@ -2,6 +2,9 @@
 # Usage: tools/dist_train.sh CONFIG NGPUS [train.py args...]
 # Multi-node: set NNODES, NODE_RANK, MASTER_ADDR (and PORT) on every node.
 # Without CUDA the runner starts gloo instead of NCCL, so this also runs on CPU.
+# On SLURM use slurm/train.sbatch instead (one srun task per GPU; preemption and requeue).
+# SIGTERM to torchrun reaches the workers: they finish the step, save a checkpoint and exit
+# with 75; run again with --resume to continue.
 set -euo pipefail
 if [ $# -lt 2 ]; then
     echo "usage: $0 CONFIG NPROC_PER_NODE [tools/train.py args...]" >&2

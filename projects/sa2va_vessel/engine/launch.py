@@ -1,13 +1,21 @@
-"""Command line of ``tools/train.py``: parse, load the config, apply overrides, train."""
+"""Command line of ``tools/train.py``: parse, load the config, apply overrides, train.
+
+Exit status: 0 done; :data:`~.resilience.PREEMPTED_EXIT_CODE` (75) stopped by SIGUSR1/SIGTERM
+after saving a checkpoint (``slurm/train.sbatch`` requeues the job; run again with
+``--resume`` to continue); 2 the launch check refused the run (the message says what to do).
+"""
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
 from mmengine.config import Config, DictAction
 
+from .launch_check import LaunchError
+from .resilience import PREEMPTED_EXIT_CODE
 from .runner import PLAIN, train
 
 
@@ -20,12 +28,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         f'a path to a json, or {PLAIN!r} for the plain runner; '
                         'default: the config\'s "deepspeed" key')
     parser.add_argument('--resume', nargs='?', const='auto', default=None, metavar='PATH',
-                        help='resume from PATH, or from the latest checkpoint in the work dir '
-                        'when no PATH is given')
+                        help='resume from PATH, or (no PATH, or "auto") from the latest '
+                        'complete checkpoint in the work dir; starts from scratch when there is '
+                        'none, so job scripts can always pass it')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
                         help='override config entries, e.g. train_cfg.max_iters=100')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
-                        help='how the processes were started (dist_train.sh uses pytorch)')
+                        help='how the processes were started: pytorch = torchrun '
+                        '(tools/dist_train.sh), slurm = one srun task per GPU '
+                        '(slurm/train.sbatch)')
     return parser.parse_args(argv)
 
 
@@ -49,4 +60,11 @@ def load_config(args: argparse.Namespace) -> Config:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    train(load_config(parse_args(argv)))
+    cfg = load_config(parse_args(argv))
+    try:
+        runner = train(cfg)
+    except LaunchError as exc:
+        print(f'ERROR: {exc}', file=sys.stderr, flush=True)
+        sys.exit(2)
+    if getattr(runner, 'preempted', False):
+        sys.exit(PREEMPTED_EXIT_CODE)

@@ -26,16 +26,30 @@ import torch
 import torch.distributed as dist
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
-from mmengine.runner import FlexibleRunner, Runner
+from mmengine.runner import FlexibleRunner, IterBasedTrainLoop, Runner
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from . import hooks as _hooks  # noqa: F401  (registers the hooks in mmengine's HOOKS)
+from .launch_check import WorkDirLock, check_launch_environment, env_rank, slurm_to_torch_env
+from .resilience import (ResumableRunnerMixin, find_latest_checkpoint, preemption_signals,
+                         remove_partials)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEEPSPEED_CONFIG_DIR = REPO_ROOT / 'configs' / 'deepspeed'
 PLAIN = 'none'
 
-AnyRunner = Union[Runner, FlexibleRunner]
+
+
+class ResumableRunner(ResumableRunnerMixin, Runner):
+    """mmengine's ``Runner`` with atomic checkpoints, RNG/data position, retention
+    (see :mod:`.resilience`)."""
+
+
+class ResumableFlexibleRunner(ResumableRunnerMixin, FlexibleRunner):
+    """mmengine's ``FlexibleRunner`` (DeepSpeed) with the same additions."""
+
+
+AnyRunner = Union[ResumableRunner, ResumableFlexibleRunner]
 
 
 # -- DeepSpeed config -------------------------------------------------------------------------
@@ -203,6 +217,43 @@ def _prepare_common(cfg: Config) -> None:
     hooks = cfg.get('default_hooks') or {}
     # mmengine asserts on None for hook names it does not know; None means "off" here too.
     cfg.default_hooks = ConfigDict({k: v for k, v in hooks.items() if v is not None})
+    # Retention moves from the CheckpointHook (which deletes the oldest checkpoint *before*
+    # writing the next one) into the runner (deletes only after the new one is complete).
+    ckpt_hook = cfg.default_hooks.get('checkpoint')
+    if ckpt_hook is not None and cfg.get('checkpoint_keep_last') is None:
+        cfg.checkpoint_keep_last = int(ckpt_hook.get('max_keep_ckpts', -1))
+    if ckpt_hook is not None:
+        ckpt_hook['max_keep_ckpts'] = -1
+    train_cfg = cfg.get('train_cfg') or {}
+    if train_cfg.get('type', 'IterBasedTrainLoop' if 'max_iters' in train_cfg else None) in (
+            'IterBasedTrainLoop', IterBasedTrainLoop):
+        train_cfg['type'] = 'ResumableIterBasedTrainLoop'
+    _resolve_auto_resume(cfg)
+
+
+def checkpoint_dir(cfg: Config) -> Path:
+    """Where the CheckpointHook writes: the work dir, or ``out_dir/<work dir name>``."""
+    work_dir = Path(os.path.abspath(cfg.work_dir))
+    out_dir = ((cfg.get('default_hooks') or {}).get('checkpoint') or {}).get('out_dir')
+    return Path(out_dir) / work_dir.name if out_dir else work_dir
+
+
+def _resolve_auto_resume(cfg: Config) -> None:
+    """``resume=True`` without a path: the latest *complete* checkpoint, or a fresh start.
+
+    mmengine would follow ``last_checkpoint`` blindly; here a pointer to a missing or
+    half-written checkpoint is ignored and the highest complete ``iter_<n>.pth`` is taken.
+    """
+    if not cfg.get('resume') or cfg.get('load_from') or cfg.get('work_dir') is None:
+        return
+    latest = find_latest_checkpoint(checkpoint_dir(cfg))
+    if latest is None:
+        print_log(f'--resume auto: no complete checkpoint in {checkpoint_dir(cfg)}; starting '
+                  'from scratch.', logger='current')
+        cfg.resume = False
+    else:
+        print_log(f'--resume auto: resuming from {latest}.', logger='current')
+        cfg.load_from = str(latest)
 
 
 def build_runner(cfg: Config) -> AnyRunner:
@@ -237,7 +288,7 @@ def build_runner(cfg: Config) -> AnyRunner:
                             exclude_frozen_parameters=True)
         # clip_grad and accumulation live in the DeepSpeed json now.
         cfg.optim_wrapper = dict(type='DeepSpeedOptimWrapper', optimizer=optim['optimizer'])
-        runner = FlexibleRunner.from_cfg(cfg)
+        runner = ResumableFlexibleRunner.from_cfg(cfg)
         runner.logger.info(f'DeepSpeed config ({path.name}, resolved):\n'
                            f'{json.dumps(ds_config, indent=2)}')
         return runner
@@ -254,15 +305,37 @@ def build_runner(cfg: Config) -> AnyRunner:
         cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
                                      broadcast_buffers=False)
     cfg.default_hooks.setdefault('trainable_checkpoint', dict(type='TrainableCheckpointHook'))
-    return Runner.from_cfg(cfg)
+    return ResumableRunner.from_cfg(cfg)
 
 
 def train(cfg: Config) -> AnyRunner:
-    """Build the runner, train, and always take the process group down."""
-    try:
-        runner = build_runner(cfg)
-        with trusted_local_checkpoints():
-            runner.train()
-        return runner
-    finally:
-        destroy_distributed()
+    """Check the launch, build the runner, train, and always take the process group down.
+
+    SIGUSR1/SIGTERM during training stop it after the current step with a checkpoint
+    (``runner.preempted`` is then True; ``tools/train.py`` exits with
+    :data:`~.resilience.PREEMPTED_EXIT_CODE`).
+    """
+    cfg = copy.deepcopy(cfg)
+    launcher = cfg.get('launcher', 'none')
+    check_launch_environment(launcher)
+    if launcher == 'slurm':
+        # srun started one task per GPU: map SLURM_* to torch's env:// rendezvous, then it is
+        # the pytorch launcher (one code path for 1..N nodes, DDP or ZeRO-2).
+        slurm_to_torch_env()
+        cfg.launcher = 'pytorch'
+    lock = WorkDirLock(cfg.work_dir) if cfg.get('work_dir') and env_rank(launcher) == 0 else None
+    with preemption_signals():
+        try:
+            if lock is not None:
+                lock.acquire()
+                for stale in remove_partials(checkpoint_dir(cfg)):
+                    print_log(f'Removed {stale.name}, left by an interrupted save.',
+                              logger='current', level=logging.WARNING)
+            runner = build_runner(cfg)
+            with trusted_local_checkpoints():
+                runner.train()
+            return runner
+        finally:
+            destroy_distributed()
+            if lock is not None:
+                lock.release()

@@ -57,6 +57,7 @@ class Sa2VAVesselModel(BaseModel):
                  vision_feature_cache: bool = False,
                  sam2_side_stream: bool = False,
                  compile_llm_layers: bool = False,
+                 compile_frozen_encoders: bool = False,
                  device: str | None = None,
                  vocab_size: int | None = None,
                  seed: int = 0,
@@ -109,6 +110,9 @@ class Sa2VAVesselModel(BaseModel):
         if compile_llm_layers:  # torch.compile each decoder layer (they share one compiled graph)
             for layer in self.sa2va.language_model.model.layers:
                 layer.compile()
+        if compile_frozen_encoders:  # torch.compile the no-grad ViT and SAM2 image encoder
+            self.sa2va.vision_model.compile()
+            self.sa2va.sam2.vision_encoder.compile()
         logger.info('\n' + self.parameter_table())
 
     @staticmethod

@@ -229,7 +229,7 @@ def _nvidia_smi_driver():
 
 def run_benchmark(preset: str, device: str = 'cuda', batch_size: int = 32, image_hw=(512, 512),
                   warmup: int = 3, steps: int = 8, extra_batch_sizes=(), ladder: bool = True,
-                  official: bool = True, deepspeed: bool = False, compile_ok: bool | None = None,
+                  official: bool = True, fast: bool = True, deepspeed: bool = False, compile_ok: bool | None = None,
                   log=print) -> dict:
     cuda = device.startswith('cuda')
     dtype = 'bfloat16' if cuda else 'float32'
@@ -301,10 +301,13 @@ def run_benchmark(preset: str, device: str = 'cuda', batch_size: int = 32, image
                 continue
             project(name, levers, batches, prediction)
         best = levers
-    else:
+    elif fast:
         best = Levers(gradient_checkpointing=False, fused_adamw=True, sam2_side_stream=cuda,
                       compile_llm_layers=compile_ok, compile_frozen_encoders=compile_ok)
         project('fast', best, batches)
+    else:
+        best = Levers(gradient_checkpointing=False, fused_adamw=True, sam2_side_stream=cuda,
+                      compile_llm_layers=compile_ok, compile_frozen_encoders=compile_ok)
     no_cache = best.replace(frozen_cache=False)
     for bs in extra_batch_sizes:
         extra = batches_for(bs)

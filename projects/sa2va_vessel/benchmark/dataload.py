@@ -33,18 +33,17 @@ def prepare(root: Path, n: int, size: int, preset: str = 'sa2va-internvl3-2b') -
     return data, ckpt
 
 
-def bench_loader(data: Path, ckpt: Path, workers: int, batch_size: int, passes: int = 1) -> dict:
+def bench_loader(data: Path, ckpt: Path, workers: int, batch_size: int, passes: int = 3) -> dict:
     ds = VesselSegDataset(str(data), 'train', str(ckpt))
     loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=vessel_collate,
                         persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
-    it = iter(loader)
-    first = next(it)  # worker start-up is not part of the steady rate
+    for first in loader:  # one untimed pass: worker start-up is not part of the steady rate
+        pass
     n_tiles = first['data']['pixel_values'].shape[0] // first['data']['input_ids'].shape[0]
     start, n = time.perf_counter(), 0
-    for _ in range(passes):
-        for batch in it:
+    for _ in range(passes):  # persistent workers: later passes reuse them
+        for batch in loader:
             n += batch['data']['input_ids'].shape[0]
-        it = iter(loader)
     elapsed = time.perf_counter() - start
     return {'workers': workers, 'batch_size': batch_size, 'samples': n, 'seconds': round(elapsed, 3),
             'samples_per_s': round(n / elapsed, 2), 'n_tiles': n_tiles, 'dataset_size': len(ds)}

@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
                     help='time the levers one at a time (default on GPU); --no-ladder: plain and the fastest only')
     ap.add_argument('--no-official', action='store_true', help='skip reference (a)')
     ap.add_argument('--no-fast', action='store_true', help='with --no-ladder: only the references')
+    ap.add_argument('--frozen-cache', action='store_true', help='with --no-ladder: the fast configuration with the '
+                    'frozen-feature cache warm (epoch >= 2 of an unaugmented data set)')
     ap.add_argument('--no-compile', action='store_true')
     ap.add_argument('--deepspeed', action='store_true', help='also time the fastest configuration under ZeRO-2')
     ap.add_argument('--dataload', action='store_true', help='also time VesselSegDataset + collate on CPU')
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             args.preset, args.device, batch_size=args.batch_size or (32 if cuda else 2), image_hw=(h, w),
             warmup=args.warmup if args.warmup is not None else (3 if cuda else 1),
             steps=args.steps or (8 if cuda else 1), extra_batch_sizes=args.extra_batch_sizes,
-            ladder=args.ladder if args.ladder is not None else cuda, official=not args.no_official, fast=not args.no_fast, deepspeed=args.deepspeed,
+            ladder=args.ladder if args.ladder is not None else cuda, official=not args.no_official, fast=not args.no_fast, frozen_cache=args.frozen_cache, deepspeed=args.deepspeed,
             compile_ok=cuda and not args.no_compile)
     if args.dataload or args.dataload_only:
         from projects.sa2va_vessel.benchmark.dataload import run_dataload

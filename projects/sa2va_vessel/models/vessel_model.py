@@ -20,6 +20,7 @@ from transformers import AutoTokenizer
 from .checkpoint import build_preset, load_sa2va
 from .feature_cache import FrozenFeatureCache
 from .lora import DEFAULT_TARGETS, LoraSettings, add_lora
+from .lora import light_token_rows as lora_light_token_rows
 from .losses import mask_losses
 from .presets import PRESET_PREFIX, preset_token_id
 from .sa2va import Sa2VAModules, mask_logits_to_size
@@ -58,6 +59,7 @@ class Sa2VAVesselModel(BaseModel):
                  sam2_side_stream: bool = False,
                  compile_llm_layers: bool = False,
                  compile_frozen_encoders: bool = False,
+                 light_token_rows: bool = False,
                  device: str | None = None,
                  vocab_size: int | None = None,
                  seed: int = 0,
@@ -104,6 +106,8 @@ class Sa2VAVesselModel(BaseModel):
                                 target_modules=tuple(lora_cfg.get('target_modules', DEFAULT_TARGETS)),
                                 token_ids=self.trainable_token_ids)
         self._set_trainable(settings)
+        if light_token_rows:  # token rows without peft's full (vocab x hidden) merged copy per call
+            lora_light_token_rows(self.sa2va.language_model)
         if gradient_checkpointing:
             self.sa2va.language_model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={'use_reentrant': False})

@@ -20,7 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers.modeling_utils import no_init_weights
 
-from .configuration import Sa2VAArchitecture, read_architecture
+from .configuration import Sa2VAArchitecture, architecture_from_config, read_architecture
 from .name_map import (POINT_EMBED, TIED_COPIES, assemble_point_embed, is_passthrough, official_to_ours,
                        ours_to_official)
 from .sa2va import Sa2VAModules
@@ -180,6 +180,28 @@ def load_sa2va(path: str | Path, dtype: torch.dtype | None = None,
         modules.language_model.tie_weights()
     report.n_parameters = sum(p.numel() for p in modules.parameters())
     logger.info(report.summary())
+    return modules, report
+
+
+def build_preset(preset: str, dtype: torch.dtype, device: str | torch.device | None = None,
+                 vocab_size: int | None = None, attn_implementation: str = 'sdpa',
+                 seed: int = 0) -> tuple[Sa2VAModules, LoadReport]:
+    """Random Sa2VA modules at a preset's shapes, drawn directly on ``device`` (no files, no download).
+
+    For benchmarks: the weights are transformers' random init, seeded; the architecture is the
+    one ``tools/make_tiny_sa2va.py`` would write for the preset.
+    """
+    from .presets import official_config, preset_vocab_size
+
+    vocab_size = vocab_size or preset_vocab_size(preset)
+    config, sam2 = official_config(preset, vocab_size=vocab_size, dtype=str(dtype).replace('torch.', ''))
+    arch = architecture_from_config(config, sam2, Path(f'preset:{preset}'))
+    torch.manual_seed(seed)
+    with torch.device(device or 'cpu'):
+        modules = build_modules(arch, dtype, init_weights=True, attn_implementation=attn_implementation)
+    for copy, source in TIED_COPIES.items():
+        _assign(modules, copy, modules.get_buffer(source))
+    report = LoadReport(path=arch.path, dtype=dtype, n_parameters=sum(p.numel() for p in modules.parameters()))
     return modules, report
 
 

@@ -184,7 +184,11 @@ def read_architecture(path: str | Path) -> Sa2VAArchitecture:
     path = Path(path)
     if not path.is_dir():
         raise CheckpointConfigError(f'{path}: not a directory; pass a local Sa2VA checkpoint directory')
-    cfg = _read_json(path / 'config.json')
+    return architecture_from_config(_read_json(path / 'config.json'), read_sam2_official_config(path), path)
+
+
+def architecture_from_config(cfg: dict[str, Any], sam2_official: dict[str, Any], path: Path) -> Sa2VAArchitecture:
+    """The architecture of an official ``config.json`` content (+ SAM2 description); ``path`` names it."""
     model_type = cfg.get('model_type')
     if model_type != 'sa2va_chat' or 'vision_config' not in cfg or 'llm_config' not in cfg:
         raise CheckpointConfigError(
@@ -195,7 +199,6 @@ def read_architecture(path: str | Path) -> Sa2VAArchitecture:
         raise CheckpointConfigError(f"{path / 'config.json'}: ps_version {cfg['ps_version']!r}; only v2 is supported")
     if cfg.get('select_layer', -1) != -1:
         raise CheckpointConfigError(f"{path / 'config.json'}: select_layer {cfg['select_layer']}; only -1 is supported")
-    sam2_official = read_sam2_official_config(path)
     return Sa2VAArchitecture(
         path=path,
         vision=vision_config_from_official(cfg['vision_config'], path),

@@ -7,9 +7,13 @@ delta table per wrapped matrix, merged back on export.
 """
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass, field
 
+import torch
+import torch.nn.functional as F
 from peft import LoraConfig, inject_adapter_in_model
+from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
 from torch import nn
 
 DEFAULT_TARGETS = ('q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj')
@@ -46,3 +50,35 @@ def add_lora(language_model: nn.Module, settings: LoraSettings, lora: bool, toke
         is_lora = 'lora_' in name
         is_token = 'trainable_tokens_delta' in name
         p.requires_grad_((lora and is_lora) or (token_rows and is_token))
+
+
+def _rows_forward(self, x: torch.Tensor, active_adapters, *args, **kwargs) -> torch.Tensor:
+    """peft's trainable-tokens forward without the full merged copy of the matrix.
+
+    peft builds ``W = base.weight.index_copy(0, rows, deltas)`` every call: a (vocab x hidden)
+    copy (1 GiB for an 8B model), which the lm_head keeps alive until backward. Here the frozen
+    matrix is used as it is and only the trainable rows are replaced, in the output: the same
+    values and the same gradient for the deltas.
+    """
+    base = self.base_layer
+    if self.disable_adapters or self.merged or len(active_adapters) != 1 or \
+            not isinstance(base, (nn.Embedding, nn.Linear)) or self._get_embed_scale() is not None:
+        return TrainableTokensLayer.forward_adapters(self, x, active_adapters, *args, **kwargs)
+    adapter = active_adapters[0]
+    index = torch.tensor(self.token_indices[adapter], device=base.weight.device)
+    deltas = self.trainable_tokens_delta[adapter].to(base.weight)
+    if isinstance(base, nn.Embedding):
+        out = F.embedding(x, base.weight, padding_idx=base.padding_idx)
+        hit = (x.unsqueeze(-1) == index).to(out.dtype)  # (..., n_rows) one-hot of the trainable ids
+        return torch.where(hit.sum(-1, keepdim=True) > 0, hit @ deltas, out)
+    return F.linear(x, base.weight).index_copy(-1, index, F.linear(x, deltas))
+
+
+def light_token_rows(language_model: nn.Module) -> int:
+    """Switch every trainable-token layer of ``language_model`` to ``_rows_forward``; returns how many."""
+    n = 0
+    for module in language_model.modules():
+        if isinstance(module, TrainableTokensLayer):
+            module.forward_adapters = types.MethodType(_rows_forward, module)
+            n += 1
+    return n

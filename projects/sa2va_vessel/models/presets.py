@@ -80,3 +80,25 @@ def official_config(preset: str, vocab_size: int, dtype: str) -> tuple[dict[str,
         use_llm_lora=0, tie_word_embeddings=tie, dtype=dtype, output_attentions=False,
         transformers_version=None, vision_config=vision_config, llm_config=llm_config)
     return config, copy.deepcopy(sam2)
+
+
+# Real Sa2VA-InternVL vocabulary: Qwen2.5's 151,643 base tokens + the 36 added tokens (ids
+# 151643..151678), in the order of ``datasets/tiny_tokenizer.ADDED_TOKENS``. A model built from a
+# preset (no checkpoint directory, no tokenizer) takes its special-token ids from this layout.
+REAL_VOCAB_SIZE = 151679
+PRESET_PREFIX = 'preset:'
+
+
+def preset_vocab_size(preset: str) -> int:
+    """The vocabulary a preset model is built with: the real one, or the tiny tokenizer's for 'tiny'."""
+    from ..datasets.tiny_tokenizer import ADDED_TOKENS
+    return 964 + len(ADDED_TOKENS) if preset == 'tiny' else REAL_VOCAB_SIZE
+
+
+def preset_token_id(token: str, vocab_size: int) -> int:
+    """Id of an added token in the real layout: the added tokens are the last ids of the vocabulary."""
+    from ..datasets.tiny_tokenizer import ADDED_TOKENS
+    names = [t for t, _ in ADDED_TOKENS]
+    if token not in names:
+        raise ValueError(f'{token!r} is not one of the Sa2VA added tokens')
+    return vocab_size - len(names) + names.index(token)

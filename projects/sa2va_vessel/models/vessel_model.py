@@ -17,10 +17,12 @@ from mmengine.registry import MODELS
 from torch import nn
 from transformers import AutoTokenizer
 
-from .checkpoint import load_sa2va
+from .checkpoint import build_preset, load_sa2va
 from .feature_cache import FrozenFeatureCache
 from .lora import DEFAULT_TARGETS, LoraSettings, add_lora
+from .lora import light_token_rows as lora_light_token_rows
 from .losses import mask_losses
+from .presets import PRESET_PREFIX, preset_token_id
 from .sa2va import Sa2VAModules, mask_logits_to_size
 
 logger = logging.getLogger(__name__)
@@ -53,21 +55,42 @@ class Sa2VAVesselModel(BaseModel):
                  gradient_checkpointing: bool = True,
                  attn_implementation: str = 'sdpa',
                  sam2_feature_cache_size: int = 0,
+                 vision_feature_cache: bool = False,
+                 sam2_side_stream: bool = False,
+                 compile_llm_layers: bool = False,
+                 compile_frozen_encoders: bool = False,
+                 light_token_rows: bool = False,
+                 device: str | None = None,
+                 vocab_size: int | None = None,
+                 seed: int = 0,
                  data_preprocessor: dict | None = None,
                  init_cfg: dict | None = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.model_path = str(model_path)
-        self.sa2va, self.load_report = load_sa2va(model_path, dtype=DTYPES[dtype],
-                                                  attn_implementation=attn_implementation)
-        tokenizer = AutoTokenizer.from_pretrained(model_path)
-        self.seg_token_id = self._token_id(tokenizer, SEG_TOKEN)
-        self.img_context_id = self._token_id(tokenizer, IMG_CONTEXT_TOKEN)
-        self.trainable_token_ids = [self._token_id(tokenizer, t) for t in trainable_tokens]
+        if self.model_path.startswith(PRESET_PREFIX):
+            # random weights at a published shape, drawn on `device` (benchmarks; no files)
+            self.sa2va, self.load_report = build_preset(
+                self.model_path[len(PRESET_PREFIX):], dtype=DTYPES[dtype] or torch.bfloat16, device=device,
+                vocab_size=vocab_size, attn_implementation=attn_implementation, seed=seed)
+            vocab = self.sa2va.arch.llm.vocab_size
+            token_id = lambda token: preset_token_id(token, vocab)  # noqa: E731
+        else:
+            self.sa2va, self.load_report = load_sa2va(model_path, dtype=DTYPES[dtype],
+                                                      attn_implementation=attn_implementation)
+            tokenizer = AutoTokenizer.from_pretrained(model_path)
+            token_id = lambda token: self._token_id(tokenizer, token)  # noqa: E731
+        self.seg_token_id = token_id(SEG_TOKEN)
+        self.img_context_id = token_id(IMG_CONTEXT_TOKEN)
+        self.trainable_token_ids = [token_id(t) for t in trainable_tokens]
         self.llm_loss_weight = llm_loss_weight
         self.mask_loss_weight = mask_loss_weight
         self.dice_loss_weight = dice_loss_weight
         self.loss_resolution = loss_resolution
         self.sam2_cache = FrozenFeatureCache(sam2_feature_cache_size)
+        # the frozen vision tower's features, under the same keys and capacity (opt-in)
+        self.vision_cache = FrozenFeatureCache(sam2_feature_cache_size if vision_feature_cache else 0)
+        self.sam2_side_stream = sam2_side_stream
+        self._side_stream: torch.cuda.Stream | None = None
         if loss_resolution < 512:
             logger.warning('loss_resolution=%d: vessels 1-2 px wide vanish below about 512 px', loss_resolution)
 
@@ -83,9 +106,17 @@ class Sa2VAVesselModel(BaseModel):
                                 target_modules=tuple(lora_cfg.get('target_modules', DEFAULT_TARGETS)),
                                 token_ids=self.trainable_token_ids)
         self._set_trainable(settings)
+        if light_token_rows:  # token rows without peft's full (vocab x hidden) merged copy per call
+            lora_light_token_rows(self.sa2va.language_model)
         if gradient_checkpointing:
             self.sa2va.language_model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={'use_reentrant': False})
+        if compile_llm_layers:  # torch.compile each decoder layer (they share one compiled graph)
+            for layer in self.sa2va.language_model.model.layers:
+                layer.compile()
+        if compile_frozen_encoders:  # torch.compile the no-grad ViT and SAM2 image encoder
+            self.sa2va.vision_model.compile()
+            self.sa2va.sam2.vision_encoder.compile()
         logger.info('\n' + self.parameter_table())
 
     @staticmethod
@@ -167,15 +198,37 @@ class Sa2VAVesselModel(BaseModel):
                 return self.predict(data, data_samples)
         raise ValueError(f"mode must be 'loss' or 'predict', got {mode!r}")
 
-    def _image_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _cache_keys(data_samples: list | None, n: int) -> list | None:
+        keys = [s.get('frozen_feature_key') if isinstance(s, dict) else None for s in (data_samples or [])]
+        return keys if len(keys) == n and None not in keys else None
+
+    def _image_embeddings(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
+                          data_samples: list | None = None) -> torch.Tensor:
+        keys = self._cache_keys(data_samples, input_ids.shape[0]) if self.vision_cache.enabled else None
         with torch.no_grad():  # the vision tower is frozen
-            features = self.sa2va.vision_features(pixel_values)
+            if keys is None:
+                features = self.sa2va.vision_features(pixel_values)
+            else:
+                features = self._cached_vision_features(pixel_values, input_ids, keys)
         return self.sa2va.mlp1(features.to(self.sa2va.mlp1.linear_1.weight.dtype))
+
+    def _cached_vision_features(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
+                                keys: list) -> torch.Tensor:
+        tiles = ((input_ids == self.img_context_id).sum(1) // self.sa2va.arch.num_image_tokens).tolist()
+        first = [sum(tiles[:i]) for i in range(len(tiles))]
+        missing = [i for i, k in enumerate(keys) if k not in self.vision_cache]
+        if missing:
+            index = torch.cat([torch.arange(first[i], first[i] + tiles[i]) for i in missing]).to(pixel_values.device)
+            fresh = torch.split(self.sa2va.vision_features(pixel_values[index]), [tiles[i] for i in missing])
+            for i, f in zip(missing, fresh):
+                self.vision_cache.put(keys[i], [f])
+        return torch.cat([self.vision_cache.get(k)[0] for k in keys])
 
     def _sam2_features(self, g_pixel_values: torch.Tensor, data_samples: list | None) -> list[torch.Tensor]:
         """The frozen SAM2 backbone's FPN levels, from the cache where the sample allows it."""
-        keys = [s.get('frozen_feature_key') if isinstance(s, dict) else None for s in (data_samples or [])]
-        if not self.sam2_cache.enabled or len(keys) != g_pixel_values.shape[0] or None in keys:
+        keys = self._cache_keys(data_samples, g_pixel_values.shape[0])
+        if not self.sam2_cache.enabled or keys is None:
             with torch.no_grad():  # the SAM2 image encoder is frozen
                 return self.sa2va.sam2_backbone(g_pixel_values)
         missing = [i for i, k in enumerate(keys) if k not in self.sam2_cache]
@@ -187,11 +240,25 @@ class Sa2VAVesselModel(BaseModel):
         per_sample = [self.sam2_cache.get(k) for k in keys]
         return [torch.stack([levels[lv] for levels in per_sample]) for lv in range(len(per_sample[0]))]
 
+    def _side_stream_for(self, g_pixel_values: torch.Tensor) -> torch.cuda.Stream | None:
+        if not (self.sam2_side_stream and g_pixel_values.is_cuda):
+            return None
+        if self._side_stream is None or self._side_stream.device != g_pixel_values.device:
+            self._side_stream = torch.cuda.Stream(device=g_pixel_values.device)
+        return self._side_stream
+
     def _seg_masks(self, data: dict, data_samples: list | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """Teacher-forced pass: last hidden states, [SEG] positions and the decoded masks."""
-        input_ids = data['input_ids']
-        image_embeds = self._image_embeddings(data['pixel_values'])
+        input_ids, g_pixel_values = data['input_ids'], data['g_pixel_values']
+        side = self._side_stream_for(g_pixel_values)
+        if side is not None:
+            # the frozen SAM2 encoder runs on its own stream, overlapped with the ViT and the LLM
+            side.wait_stream(torch.cuda.current_stream(g_pixel_values.device))
+            g_pixel_values.record_stream(side)
+            with torch.cuda.stream(side):
+                fpn = self._sam2_features(g_pixel_values, data_samples)
+        image_embeds = self._image_embeddings(data['pixel_values'], input_ids, data_samples)
         inputs_embeds = self.sa2va.splice_image_embeddings(input_ids, image_embeds, self.img_context_id)
         hidden = self.sa2va.llm_last_hidden(inputs_embeds, data['attention_mask'], data['position_ids'])
 
@@ -201,7 +268,13 @@ class Sa2VAVesselModel(BaseModel):
             raise ValueError(f'every sample needs a [SEG] token; counts per sample: {seg_per_sample.tolist()}')
         language_embeds = self.sa2va.text_hidden_fcs(hidden[is_seg])  # (N_seg, C), row-major order
 
-        fpn = self._sam2_features(data['g_pixel_values'], data_samples)
+        if side is None:
+            fpn = self._sam2_features(g_pixel_values, data_samples)
+        else:
+            main = torch.cuda.current_stream(g_pixel_values.device)
+            main.wait_stream(side)
+            for level in fpn:
+                level.record_stream(main)
         image_embed, high_res = self.sa2va.sam2_decoder_inputs(fpn)
         # one decoder call per [SEG]: repeat each sample's image features for its [SEG] count
         repeat = seg_per_sample.to(image_embed.device)

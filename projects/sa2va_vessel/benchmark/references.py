@@ -1,0 +1,92 @@
+"""The two reference training steps the benchmark measures beside the project's own.
+
+(b) plain composition: what a user writes from transformers' InternVL/Qwen2/Sam2 classes and
+peft with no project-specific levers: the full ``Qwen2ForCausalLM`` forward with ``labels`` (logits
+over the whole vocabulary at every position, transformers' loss), ``output_hidden_states`` for the
+[SEG] state, the frozen encoders called plainly every step, gradient checkpointing on, AdamW with
+its defaults. It runs on the same modules (same weights, same LoRA) as the project's model, so the
+two give the same loss on the same batch.
+
+(a) the official recipe's settings: trainable weights (LoRA, projector, text_hidden_fcs, mask
+decoder) in fp32 under bf16 autocast, ``embed_tokens`` and ``lm_head`` fully trainable in fp32, the
+mask loss on 256x256 logits at 112*112 uniformly random points (point-sampled BCE + Dice), gradient
+checkpointing on, full-vocabulary logits.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..models.losses import dice_loss, mask_losses, resize_masks_nearest, sigmoid_bce
+
+
+def plain_forward(model, data: dict, timer=None, mask_loss: str = 'project') -> dict[str, torch.Tensor]:
+    """Loss dict of the plain composition on ``model.sa2va`` (see module docstring)."""
+    s = model.sa2va
+    t = timer or _NoTimer()
+    input_ids = data['input_ids']
+    with t.stage('vision'):
+        features = s.vision_features(data['pixel_values'])
+        image_embeds = s.mlp1(features.to(s.mlp1.linear_1.weight.dtype))
+    inputs_embeds = s.splice_image_embeddings(input_ids, image_embeds, model.img_context_id)
+    with t.stage('llm_fwd'):
+        out = s.language_model(inputs_embeds=inputs_embeds, attention_mask=data['attention_mask'],
+                               position_ids=data['position_ids'], labels=data['labels'],
+                               output_hidden_states=True, use_cache=False)
+        hidden = out.hidden_states[-1]
+    t.llm_backward_hooks(inputs_embeds, hidden)
+    is_seg = input_ids == model.seg_token_id
+    seg_per_sample = is_seg.sum(dim=1)
+    language_embeds = s.text_hidden_fcs(hidden[is_seg])
+    with t.stage('sam2_encoder'):
+        fpn = s.sam2_backbone(data['g_pixel_values'])
+    with t.stage('decoder'):
+        image_embed, high_res = s.sam2_decoder_inputs(fpn)
+        image_embed = image_embed.repeat_interleave(seg_per_sample, dim=0)
+        high_res = [h.repeat_interleave(seg_per_sample, dim=0) for h in high_res]
+        decoded = s.decode_masks(image_embed, high_res, language_embeds)
+    with t.stage('loss'):
+        if mask_loss == 'points':
+            losses = point_sampled_losses(decoded['mask_logits'], data['masks'], model.mask_loss_weight,
+                                          model.dice_loss_weight)
+        else:
+            losses = mask_losses(decoded['mask_logits'], data['masks'], model.loss_resolution,
+                                 model.mask_loss_weight, model.dice_loss_weight)
+        losses['loss_llm'] = model.llm_loss_weight * out.loss
+    return losses
+
+
+def point_sampled_losses(mask_logits: torch.Tensor, gt_masks: list[torch.Tensor], bce_weight: float,
+                         dice_weight: float, n_points: int = 112 * 112) -> dict[str, torch.Tensor]:
+    """BCE + Dice at ``n_points`` uniform random points of the 256x256 logits (official-style)."""
+    size = mask_logits.shape[-1]
+    target = resize_masks_nearest(gt_masks, size).to(mask_logits.device)
+    points = torch.rand(mask_logits.shape[0], 1, n_points, 2, device=mask_logits.device) * 2 - 1
+    logits = F.grid_sample(mask_logits.unsqueeze(1).float(), points, align_corners=False)[:, 0, 0]
+    labels = F.grid_sample(target.unsqueeze(1), points, align_corners=False)[:, 0, 0]
+    return {'loss_mask': bce_weight * sigmoid_bce(logits, labels), 'loss_dice': dice_weight * dice_loss(logits, labels)}
+
+
+def make_official(model) -> list[torch.nn.Parameter]:
+    """Turn a freshly built Sa2VAVesselModel (token_rows off) into the official recipe's trainable set.
+
+    The trainable groups go to fp32; ``embed_tokens`` and ``lm_head`` become fully trainable fp32
+    matrices. Returns the trainable parameters.
+    """
+    lm = model.sa2va.language_model
+    for p in model.parameters():
+        if p.requires_grad:
+            p.data = p.data.float()
+    for module in {lm.get_input_embeddings(), lm.get_output_embeddings()}:
+        module.weight.data = module.weight.data.float()
+        module.weight.requires_grad_(True)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+class _NoTimer:
+    def stage(self, name):
+        import contextlib
+        return contextlib.nullcontext()
+
+    def llm_backward_hooks(self, inputs_embeds, hidden):
+        pass

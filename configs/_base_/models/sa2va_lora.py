@@ -21,10 +21,10 @@ model = dict(
     gradient_checkpointing=True,
     attn_implementation='sdpa',
     sam2_feature_cache_size=0,      # frozen SAM2 features reused for unaugmented images
-    # speed switches (docs/PERFORMANCE.md); all off by default
+    # speed switches (docs/PERFORMANCE.md); the compile switches recompile per sequence length
     vision_feature_cache=False,     # frozen ViT features too, same keys and capacity as the SAM2 cache
     sam2_side_stream=False,         # frozen SAM2 encoder on its own CUDA stream, overlapped with ViT + LLM
     compile_llm_layers=False,       # torch.compile each decoder layer
     compile_frozen_encoders=False,  # torch.compile the no-grad ViT and SAM2 image encoder
-    light_token_rows=False,         # trainable token rows without peft's full merged matrix copy
+    light_token_rows=True,          # trainable token rows without peft's full merged matrix copy (exact; -2 GiB at 8B)
 )

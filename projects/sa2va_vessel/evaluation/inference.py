@@ -187,7 +187,7 @@ def greedy_seg_generate(model: Any, batch: dict, stop_ids: Sequence[int],
     lm = sa2va.language_model
     embed = lm.get_input_embeddings()
     input_ids, labels, attn = d['input_ids'], d['labels'], d['attention_mask']
-    image_embeds = model._image_embeddings(d['pixel_values'])            # (T, 256, C)
+    image_embeds = model._image_embeddings(d['pixel_values'], input_ids, samples)  # (T, 256, C)
     per_tile = image_embeds.shape[1]
     fpn = model._sam2_features(d['g_pixel_values'], samples)
     image_embed, high_res = sa2va.sam2_decoder_inputs(fpn)

@@ -2,6 +2,7 @@
 import importlib.util
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,3 +77,27 @@ def test_cli_exit_codes(clean, tmp_path, capsys):
     assert mod.main([str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "check" in out and "severity" in out and "no images" in out
+
+
+def test_training_refuses_a_broken_data_set_at_start(tmp_path):
+    """The dataset runs the header-level checks when built, with the checker's messages."""
+    import numpy as np
+    from PIL import Image
+
+    from projects.sa2va_vessel.datasets.check import quick_check
+    from projects.sa2va_vessel.datasets.readers import DataReadError
+    from projects.sa2va_vessel.datasets.synthetic import write_synthetic_dataset
+    from projects.sa2va_vessel.datasets.vessel_dataset import VesselSegDataset
+    from tests._data_support import tiny_checkpoint_dir
+
+    root = tmp_path / "data"
+    write_synthetic_dataset(root, n=4, seed=0, size=96, val_fraction=0.25)
+    assert quick_check(root).n_errors == 0
+    VesselSegDataset(str(root), "train", str(tiny_checkpoint_dir()))  # a sound set builds
+    stem = sorted((root / "masks").iterdir())[0]
+    Image.fromarray(np.zeros((50, 60), np.uint8)).save(stem)
+    report = quick_check(root)
+    assert [(i.kind, Path(i.file).name) for i in report.issues if i.severity == "error"] == \
+        [("size mismatch", stem.name)]
+    with pytest.raises(DataReadError, match=rf"size mismatch: .*{stem.name}"):
+        VesselSegDataset(str(root), "train", str(tiny_checkpoint_dir()))

@@ -91,11 +91,16 @@ def test_missing_files_and_size_mismatch_name_the_file(data_root, tmp_path):
     root = tmp_path / "bad"
     write_synthetic_dataset(root, n=2, seed=0, size=96, val_fraction=0.5)
     (root / "splits" / "train.txt").write_text("synth_00000\nghost\n")
-    with pytest.raises(FileNotFoundError, match="ghost"):
+    # the start-up check names the entry too; without it, indexing the split does
+    with pytest.raises(DataReadError, match="split entry without files: .*ghost"):
         VesselSegDataset(str(root), "train", ckpt)
+    with pytest.raises(FileNotFoundError, match="ghost"):
+        VesselSegDataset(str(root), "train", ckpt, check_on_start=False)
     (root / "splits" / "train.txt").write_text("synth_00000\n")
     Image.new("L", (50, 50)).save(root / "masks" / "synth_00000.png")
-    ds = VesselSegDataset(str(root), "train", ckpt)
+    with pytest.raises(DataReadError, match="size mismatch: .*masks/synth_00000.png"):
+        VesselSegDataset(str(root), "train", ckpt)
+    ds = VesselSegDataset(str(root), "train", ckpt, check_on_start=False)
     with pytest.raises(DataReadError, match="masks/synth_00000.png"):
         ds[0]
 
@@ -124,7 +129,9 @@ def test_on_error_skip_counts_and_logs(tmp_path, caplog):
     write_synthetic_dataset(root, n=3, seed=0, size=96, val_fraction=0.0)
     (root / "masks" / "synth_00000.png").write_bytes(b"junk")
     ckpt = str(tiny_checkpoint_dir())
-    strict = VesselSegDataset(str(root), "train", ckpt)
+    with pytest.raises(DataReadError, match="unreadable: .*masks/synth_00000.png"):
+        VesselSegDataset(str(root), "train", ckpt)  # refused at start
+    strict = VesselSegDataset(str(root), "train", ckpt, check_on_start=False)
     with pytest.raises(DataReadError, match="masks/synth_00000.png"):
         strict[0]
     lenient = VesselSegDataset(str(root), "train", ckpt, on_error="skip")

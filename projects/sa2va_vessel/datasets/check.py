@@ -80,6 +80,48 @@ def _raw_values(path: Path) -> Optional[np.ndarray]:
         return None
 
 
+def _header_size(path: Path) -> Optional[tuple]:
+    """(W, H) from the file header alone (no pixel decoding), or None when unreadable."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except Exception:
+        return None
+
+
+def quick_check(data_root: str | Path, group_regex: Optional[str] = None) -> CheckReport:
+    """The checks that need no pixel decoding, fast enough for every training start.
+
+    Missing and unreadable files (by header), image/mask/FOV size mismatches, split entries
+    without files, samples or groups crossing splits. ``check_dataset`` adds the pixel-level ones
+    (empty or non-binary masks, duplicates, degenerate annotations).
+    """
+    root = Path(data_root)
+    report = CheckReport()
+    images, masks, fovs = _by_stem(root / "images"), _by_stem(root / "masks"), _by_stem(root / "fov")
+    report.n_samples = len(images)
+    if not images:
+        report.add(ERROR, "no images", root / "images", "no image files found")
+    for stem, img_path in images.items():
+        size = _header_size(img_path)
+        if size is None:
+            report.add(ERROR, "unreadable", img_path, "not a readable image")
+            continue
+        if stem not in masks:
+            report.add(ERROR, "missing mask", img_path, f"no masks/{stem}.*")
+            continue
+        for kind, path in (("mask", masks[stem]), ("FOV", fovs.get(stem))):
+            if path is None:
+                continue
+            other = _header_size(path)
+            if other is None:
+                report.add(ERROR, "unreadable", path, "not a readable image")
+            elif other != size:
+                report.add(ERROR, "size mismatch", path, f"{kind} {other} vs image {size} (W, H)")
+    _check_splits(root, images, group_regex, report)
+    return report
+
+
 def check_dataset(data_root: str | Path, group_regex: Optional[str] = None) -> CheckReport:
     """Run every check on `data_root` (images/, masks/, optional fov/, splits/, annotations/)."""
     root = Path(data_root)

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from .conversation import (SEG_ANSWERS, VESSEL_QUESTIONS, encode_turn, make_question,
                            pick_answer, pick_question)
+from .check import quick_check
 from .image_processing import SAM2_SIZE, normalise_sam2, normalise_tiles, sam2_image_uint8, tiles_uint8
 from .readers import IMAGE_EXTENSIONS, DataReadError, read_image, read_mask
 
@@ -105,10 +106,19 @@ class VesselSegDataset(Dataset):
                  seed: int = 0, tokenizer_path: Optional[str] = None,
                  transform: Optional[Callable | dict] = None,
                  questions: tuple = VESSEL_QUESTIONS, answers: tuple = SEG_ANSWERS,
-                 on_error: str = "raise") -> None:
+                 on_error: str = "raise", check_on_start: bool = True) -> None:
         super().__init__()
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if check_on_start:
+            # the header-level checks of tools/check_dataset.py, before hours of GPU time
+            report = quick_check(data_root)
+            if report.n_errors and on_error == "raise":
+                raise DataReadError(f"{data_root}: the data set fails its checks "
+                                    f"(tools/check_dataset.py lists them all):\n{report.table()}")
+            if report.n_errors:  # on_error='skip': the bad samples are skipped and counted later
+                logger.warning("%s: %d check error(s); their samples will be skipped:\n%s",
+                               data_root, report.n_errors, report.table())
         self.on_error = on_error
         self.skipped: Dict[str, str] = {}  # img_path -> reason (per process/worker)
         self.data_root = Path(data_root)

@@ -12,6 +12,7 @@ The checkpoint directory `model_path` supplies the tokenizer and, from its `conf
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 import logging
 import random
 from pathlib import Path
@@ -58,6 +59,32 @@ def tokens_per_tile(cfg: Dict[str, Any]) -> int:
     patch = int(cfg.get("vision_config", {}).get("patch_size", 14))
     ratio = float(cfg.get("downsample_ratio", 0.5))
     return int((image_size // patch) ** 2 * ratio ** 2)
+
+
+@dataclass(frozen=True)
+class CheckpointInputs:
+    """What a checkpoint's config.json fixes about the model inputs: template and tiling."""
+
+    template: str
+    image_size: int
+    use_thumbnail: bool
+    min_num: int
+    max_num: int
+    tokens_per_tile: int
+
+
+def checkpoint_inputs(model_path: str | Path, max_dynamic_patch: Optional[int] = None) -> CheckpointInputs:
+    """The input settings of a Sa2VA checkpoint directory (``max_dynamic_patch`` overrides its own)."""
+    cfg = load_checkpoint_config(model_path)
+    if "template" not in cfg:
+        raise KeyError(f"{Path(model_path) / 'config.json'}: no 'template' entry")
+    min_num = int(cfg.get("min_dynamic_patch", 1))
+    max_num = int(max_dynamic_patch if max_dynamic_patch is not None else cfg.get("max_dynamic_patch", 12))
+    if not cfg.get("dynamic_image_size", True):
+        min_num = max_num = 1  # InternVL without dynamic tiling: one resized tile
+    return CheckpointInputs(template=cfg["template"], image_size=int(cfg.get("force_image_size") or 448),
+                            use_thumbnail=bool(cfg.get("use_thumbnail", True)), min_num=min_num,
+                            max_num=max_num, tokens_per_tile=tokens_per_tile(cfg))
 
 
 def _find_file(folder: Path, stem: str) -> Optional[Path]:
@@ -133,18 +160,11 @@ class VesselSegDataset(Dataset):
         self.answers = tuple(answers)
         self.epoch = 0
 
-        cfg = load_checkpoint_config(model_path)
-        if "template" not in cfg:
-            raise KeyError(f"{Path(model_path) / 'config.json'}: no 'template' entry")
-        self.template: str = cfg["template"]
-        self.image_size = int(cfg.get("force_image_size") or 448)
-        self.use_thumbnail = bool(cfg.get("use_thumbnail", True))
-        self.min_num = int(cfg.get("min_dynamic_patch", 1))
-        self.max_num = int(max_dynamic_patch if max_dynamic_patch is not None
-                           else cfg.get("max_dynamic_patch", 12))
-        if not cfg.get("dynamic_image_size", True):
-            self.min_num = self.max_num = 1  # InternVL without dynamic tiling: one resized tile
-        self.tokens_per_tile = tokens_per_tile(cfg)
+        inputs = checkpoint_inputs(model_path, max_dynamic_patch)
+        self.template: str = inputs.template
+        self.image_size, self.use_thumbnail = inputs.image_size, inputs.use_thumbnail
+        self.min_num, self.max_num = inputs.min_num, inputs.max_num
+        self.tokens_per_tile = inputs.tokens_per_tile
         self.tokenizer = load_tokenizer(tokenizer_path or model_path)
 
         self.samples = self._index(read_split(self.data_root / "splits" / f"{split}.txt"))

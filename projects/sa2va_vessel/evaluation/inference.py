@@ -113,17 +113,12 @@ class SampleBuilder:
     def __init__(self, model_path: str | os.PathLike, max_dynamic_patch: Optional[int] = None,
                  question: Optional[str] = None, answer: Optional[str] = None) -> None:
         from ..datasets.conversation import DEFAULT_ANSWER, DEFAULT_QUESTION
-        from ..datasets.vessel_dataset import load_checkpoint_config, load_tokenizer, tokens_per_tile
-        cfg = load_checkpoint_config(model_path)
-        self.template = cfg['template']
-        self.image_size = int(cfg.get('force_image_size') or 448)
-        self.use_thumbnail = bool(cfg.get('use_thumbnail', True))
-        self.min_num = int(cfg.get('min_dynamic_patch', 1))
-        self.max_num = int(max_dynamic_patch if max_dynamic_patch is not None
-                           else cfg.get('max_dynamic_patch', 12))
-        if not cfg.get('dynamic_image_size', True):
-            self.min_num = self.max_num = 1
-        self.tokens_per_tile = tokens_per_tile(cfg)
+        from ..datasets.vessel_dataset import checkpoint_inputs, load_tokenizer
+        inputs = checkpoint_inputs(model_path, max_dynamic_patch)
+        self.template = inputs.template
+        self.image_size, self.use_thumbnail = inputs.image_size, inputs.use_thumbnail
+        self.min_num, self.max_num = inputs.min_num, inputs.max_num
+        self.tokens_per_tile = inputs.tokens_per_tile
         self.tokenizer = load_tokenizer(model_path)
         self.question = question or DEFAULT_QUESTION
         self.answer = answer or DEFAULT_ANSWER

@@ -21,20 +21,17 @@ from mmengine.config import Config  # noqa: E402
 
 from projects.sa2va_vessel.engine.runner import train  # noqa: E402
 from tests.toy_resume import read_losses  # noqa: E402
+from tests.toy_runs import in_process_cfg  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parent / 'configs' / 'toy_resume.py'
 
 
 def cfg_for(work: Path, args: argparse.Namespace, **options) -> Config:
-    cfg = Config.fromfile(str(CONFIG))
-    cfg.merge_from_dict({
+    return in_process_cfg(CONFIG, work, {
         'model.hidden': 256, 'model.vocab': 512, 'model.lora_rank': 16,
         'train_dataloader.dataset.size': 64, 'train_dataloader.dataset.num_samples': 64,
         'train_cfg.max_iters': args.steps, 'mixed_precision': args.precision,
         'randomness': dict(seed=42, deterministic=args.deterministic), **options})
-    cfg.work_dir, cfg.launcher = str(work), 'none'
-    cfg.experiment_name = f'exact_{uuid.uuid4().hex[:8]}'
-    return cfg
 
 
 def rel(a: str, b: str) -> float:

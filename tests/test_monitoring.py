@@ -9,7 +9,6 @@ import glob
 import hashlib
 import json
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -18,19 +17,14 @@ from mmengine.config import Config
 
 from tests.conftest import REPO_ROOT, free_port, repo_env, run_cmd
 from tests.toy_model import TOY_GROUPS
-from tests.toy_runs import TOY_TRAINABLE, read_trace, tensorboard_scalars
+from tests.toy_runs import TOY_TRAINABLE, in_process_cfg, read_trace, tensorboard_scalars
 
 TOY_VAL_CONFIG = REPO_ROOT / 'tests' / 'configs' / 'toy_val.py'
 BEST = 'vessel/best_dice'
 
 
 def toy_val_cfg(work_dir: Path, options: dict | None = None) -> Config:
-    cfg = Config.fromfile(str(TOY_VAL_CONFIG))
-    cfg.merge_from_dict(options or {})
-    cfg.work_dir = str(work_dir)
-    cfg.experiment_name = f'toyval_{uuid.uuid4().hex[:8]}'
-    cfg.launcher = 'none'
-    return cfg
+    return in_process_cfg(TOY_VAL_CONFIG, work_dir, options)
 
 
 def val_history(work_dir: Path) -> list[dict]:

@@ -2,16 +2,14 @@
 ZeRO-2 ranks under torchrun read disjoint data and hold equal weights."""
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pytest
 import torch
-from mmengine.config import Config
 
 from projects.sa2va_vessel.engine import train
 from tests.conftest import REPO_ROOT, free_port, repo_env, run_cmd
-from tests.toy_runs import read_trace
+from tests.toy_runs import in_process_cfg, read_trace
 
 CONFIG = REPO_ROOT / 'tests' / 'configs' / 'tiny_real.py'
 
@@ -34,10 +32,7 @@ def test_forward_under_no_grad_is_stopped_by_the_guard(tiny_checkpoint, syntheti
         return {k: v.detach().requires_grad_(True) for k, v in losses.items()}
 
     monkeypatch.setattr(Sa2VAVesselModel, 'loss', seed_bug_loss)
-    cfg = Config.fromfile(str(CONFIG))
-    cfg.work_dir, cfg.launcher = str(tmp_path), 'none'
-    cfg.experiment_name = f'nograd_{uuid.uuid4().hex[:8]}'
-    cfg.deepspeed = 'none'
+    cfg = in_process_cfg(CONFIG, tmp_path, {'deepspeed': 'none'})
     with pytest.raises(RuntimeError, match='no autograd path to these trainable groups: lora, token_rows, '
                                            'text_hidden_fcs, mask_decoder, projector'):
         train(cfg)
@@ -65,10 +60,7 @@ def test_training_checkpoint_reloads_to_the_same_predictions(tiny_checkpoint, sy
     from projects.sa2va_vessel.engine.utils import unwrap_model
     monkeypatch.setenv('SA2VA_MODEL_PATH', str(tiny_checkpoint))
     monkeypatch.setenv('VESSEL_DATA_ROOT', str(synthetic_vessels))
-    cfg = Config.fromfile(str(CONFIG))
-    cfg.work_dir, cfg.launcher, cfg.deepspeed = str(tmp_path), 'none', 'none'
-    cfg.experiment_name = f'reload_{uuid.uuid4().hex[:8]}'
-    cfg.default_hooks.checkpoint.interval = 3
+    cfg = in_process_cfg(CONFIG, tmp_path, {'deepspeed': 'none', 'default_hooks.checkpoint.interval': 3})
     runner = train(cfg)
     trained = unwrap_model(runner.model).eval()
     dataset = runner.val_dataloader.dataset

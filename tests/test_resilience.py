@@ -2,7 +2,6 @@
 runner (one CPU process, seconds). The two-process DeepSpeed version runs in test_slurm.py."""
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from projects.sa2va_vessel.engine.launch_check import LaunchError, WorkDirLock
 from projects.sa2va_vessel.engine.runner import train
 from tests.conftest import REPO_ROOT
 from tests.toy_resume import read_losses
+from tests.toy_runs import in_process_cfg
 
 CONFIG = REPO_ROOT / 'tests' / 'configs' / 'toy_resume.py'
 STEPS = 10  # 8 batches per epoch on one rank: crosses an epoch boundary
@@ -23,12 +23,7 @@ NO_BOUNDARY = {'train_dataloader.dataset.num_samples': 32}
 
 def cfg_for(work_dir: Path, **options) -> Config:
     """tests/configs/toy_resume.py for an in-process run (unique experiment name)."""
-    cfg = Config.fromfile(str(CONFIG))
-    cfg.merge_from_dict(options)
-    cfg.work_dir = str(work_dir)
-    cfg.experiment_name = f'toy_{uuid.uuid4().hex[:8]}'
-    cfg.launcher = 'none'
-    return cfg
+    return in_process_cfg(CONFIG, work_dir, options)
 
 
 def uninterrupted(tmp_path: Path, **options) -> list[dict]:

@@ -18,15 +18,20 @@ TOY_TRAINABLE = {'lora_A.weight', 'lora_B.weight', 'text_hidden_fcs.0.weight',
                  'mask_decoder.weight', 'mask_decoder.bias'}
 
 
-def toy_cfg(work_dir: Path, options: Optional[dict[str, Any]] = None) -> Config:
-    """The toy config for an in-process run in ``work_dir`` (unique experiment name, so
-    mmengine's global logger/visualizer instances of earlier runs are not reused)."""
-    cfg = Config.fromfile(str(TOY_CONFIG))
+def in_process_cfg(config: str | Path, work_dir: Path, options: Optional[dict[str, Any]] = None) -> Config:
+    """``config`` for an in-process run in ``work_dir`` (unique experiment name, so mmengine's
+    global logger/visualizer instances of earlier runs are not reused)."""
+    cfg = Config.fromfile(str(config))
     cfg.merge_from_dict(options or {})
     cfg.work_dir = str(work_dir)
-    cfg.experiment_name = f'toy_{uuid.uuid4().hex[:8]}'
+    cfg.experiment_name = f'{Path(config).stem}_{uuid.uuid4().hex[:8]}'
     cfg.launcher = 'none'
     return cfg
+
+
+def toy_cfg(work_dir: Path, options: Optional[dict[str, Any]] = None) -> Config:
+    """The toy config for an in-process run in ``work_dir``."""
+    return in_process_cfg(TOY_CONFIG, work_dir, options)
 
 
 def read_trace(work_dir: Path, rank: int = 0) -> list[dict]:

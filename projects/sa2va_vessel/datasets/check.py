@@ -80,6 +80,16 @@ def _raw_values(path: Path) -> Optional[np.ndarray]:
         return None
 
 
+def _start(root: Path) -> tuple:
+    """An empty report and the image, mask and FOV files of ``root`` by stem."""
+    report = CheckReport()
+    images, masks, fovs = _by_stem(root / "images"), _by_stem(root / "masks"), _by_stem(root / "fov")
+    report.n_samples = len(images)
+    if not images:
+        report.add(ERROR, "no images", root / "images", "no image files found")
+    return report, images, masks, fovs
+
+
 def _header_size(path: Path) -> Optional[tuple]:
     """(W, H) from the file header alone (no pixel decoding), or None when unreadable."""
     try:
@@ -97,11 +107,7 @@ def quick_check(data_root: str | Path, group_regex: Optional[str] = None) -> Che
     (empty or non-binary masks, duplicates, degenerate annotations).
     """
     root = Path(data_root)
-    report = CheckReport()
-    images, masks, fovs = _by_stem(root / "images"), _by_stem(root / "masks"), _by_stem(root / "fov")
-    report.n_samples = len(images)
-    if not images:
-        report.add(ERROR, "no images", root / "images", "no image files found")
+    report, images, masks, fovs = _start(root)
     for stem, img_path in images.items():
         size = _header_size(img_path)
         if size is None:
@@ -125,11 +131,7 @@ def quick_check(data_root: str | Path, group_regex: Optional[str] = None) -> Che
 def check_dataset(data_root: str | Path, group_regex: Optional[str] = None) -> CheckReport:
     """Run every check on `data_root` (images/, masks/, optional fov/, splits/, annotations/)."""
     root = Path(data_root)
-    report = CheckReport()
-    images, masks, fovs = _by_stem(root / "images"), _by_stem(root / "masks"), _by_stem(root / "fov")
-    report.n_samples = len(images)
-    if not images:
-        report.add(ERROR, "no images", root / "images", "no image files found")
+    report, images, masks, fovs = _start(root)
     hashes: Dict[str, List[str]] = defaultdict(list)
     for stem, img_path in images.items():
         try:

@@ -8,7 +8,6 @@ trained modules. See docs/EXPORT.md.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path

@@ -23,7 +23,7 @@ from .lora import DEFAULT_TARGETS, LoraSettings, add_lora
 from .lora import light_token_rows as lora_light_token_rows
 from .losses import mask_losses
 from .presets import PRESET_PREFIX, preset_token_id
-from .sa2va import Sa2VAModules, mask_logits_to_size
+from .sa2va import mask_logits_to_size
 
 logger = logging.getLogger(__name__)
 

@@ -62,3 +62,12 @@ def test_registered_in_functions():
     from mmengine.registry import FUNCTIONS
 
     assert FUNCTIONS.get("vessel_collate") is vessel_collate
+
+
+def test_pad_to_multiple_of_buckets_lengths():
+    a, b = _item(10, 1, (30, 40)), _item(6, 1, (50, 20))
+    data = vessel_collate([a, b], pad_to_multiple_of=8)["data"]
+    assert data["input_ids"].shape == (2, 16)                 # 10 rounded up to a multiple of 8
+    assert data["attention_mask"].sum(1).tolist() == [10, 6]  # padding is masked, labels ignored
+    assert (data["labels"][:, 10:] == IGNORE_INDEX).all()
+    assert vessel_collate([a, b], pad_to_multiple_of=5)["data"]["input_ids"].shape == (2, 10)

@@ -38,8 +38,8 @@ def _check_item(item, tok):
     assert (ids[:first] == ctx).sum() == 256 * n_tiles        # ... image tokens included
     assert seg in labels[labelled].tolist()                   # [SEG] is in the labelled answer
     assert torch.equal(labels[labelled], ids[labelled])
-    assert item["pixel_values"].shape[1:] == (3, 448, 448) and item["pixel_values"].dtype == torch.float32
-    assert item["g_pixel_values"].shape == (3, 1024, 1024)
+    assert item["pixel_values"].shape[1:] == (3, 448, 448) and item["pixel_values"].dtype == torch.uint8
+    assert item["g_pixel_values"].shape == (3, 1024, 1024) and item["g_pixel_values"].dtype == torch.uint8
     h, w = item["ori_size"]
     assert item["masks"].shape == (1, h, w) and item["masks"].dtype == torch.bool
     assert item["pad_token_id"] == tok.pad_token_id

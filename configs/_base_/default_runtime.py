@@ -26,7 +26,13 @@ default_hooks = dict(
 
 env_cfg = dict(
     cudnn_benchmark=False,
-    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    # Loader workers start from a fork server, not by forking the trainer: by the time the loaders
+    # start, the trainer holds a CUDA context, NCCL/compile/TensorBoard threads and a Rust tokenizer
+    # thread pool, and forking a process with live threads can leave a child with a lock held by a
+    # thread that does not exist there (the "segmentation fault in worker" starts). The server is a
+    # clean process that imports the data code once (engine/runner.py preloads it), so 12 workers
+    # still start in seconds.
+    mp_cfg=dict(mp_start_method='forkserver', opencv_num_threads=0),
     dist_cfg=dict(backend='nccl'),  # the runner switches to gloo without CUDA
 )
 

@@ -17,10 +17,13 @@ _REQUIRED = ("pixel_values", "g_pixel_values", "input_ids", "labels", "masks", "
 
 
 @FUNCTIONS.register_module()
-def vessel_collate(samples: Sequence[Dict[str, Any]], pad_token_id: Optional[int] = None) -> Dict[str, Any]:
+def vessel_collate(samples: Sequence[Dict[str, Any]], pad_token_id: Optional[int] = None,
+                   pad_to_multiple_of: Optional[int] = None) -> Dict[str, Any]:
     """Collate VesselSegDataset items (see module docstring).
 
     `pad_token_id` defaults to the items' own 'pad_token_id' (the dataset's tokenizer's).
+    `pad_to_multiple_of` rounds the padded length up (e.g. 64): compiled layers then see a few
+    sequence-length buckets instead of one new shape, and one recompile, per distinct length.
     """
     if len(samples) == 0:
         raise ValueError("vessel_collate: empty batch")
@@ -36,6 +39,8 @@ def vessel_collate(samples: Sequence[Dict[str, Any]], pad_token_id: Optional[int
 
     lengths = [int(s["input_ids"].numel()) for s in samples]
     batch, max_len = len(samples), max(lengths)
+    if pad_to_multiple_of:
+        max_len = -(-max_len // int(pad_to_multiple_of)) * int(pad_to_multiple_of)
     input_ids = torch.full((batch, max_len), int(pad_token_id), dtype=torch.long)
     labels = torch.full((batch, max_len), IGNORE_INDEX, dtype=torch.long)
     attention_mask = torch.zeros((batch, max_len), dtype=torch.bool)

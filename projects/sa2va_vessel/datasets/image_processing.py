@@ -101,18 +101,37 @@ def sam2_image_uint8(image: Image.Image | np.ndarray, size: int = SAM2_SIZE) -> 
 
 
 def _normalise(hwc_uint8: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """(..., H, W, 3) uint8 -> (..., 3, H, W) float32: x / 255 then (x - mean) / std.
-
-    Divides by 255 (not multiply by 1/255) and subtracts then divides, in float32, which
-    is what torchvision's ToTensor + Normalize and SAM2's preprocess_image compute.
-    """
+    """(..., H, W, 3) uint8 -> (..., 3, H, W) float32: x / 255 then (x - mean) / std."""
     arr = np.ascontiguousarray(hwc_uint8)
     if not arr.flags.writeable:  # PIL-backed arrays are read-only; torch wants writable memory
         arr = arr.copy()
-    x = torch.from_numpy(arr).movedim(-1, -3).to(torch.float32).div(255)
-    m = torch.tensor(mean, dtype=torch.float32)[:, None, None]
-    s = torch.tensor(std, dtype=torch.float32)[:, None, None]
+    return normalise_chw(torch.from_numpy(arr).movedim(-1, -3), mean, std)
+
+
+def normalise_chw(chw_uint8: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """(..., 3, H, W) uint8 on any device -> float32: x / 255 then (x - mean) / std.
+
+    Divides by 255 (not multiply by 1/255) and subtracts then divides, in float32, which
+    is what torchvision's ToTensor + Normalize and SAM2's preprocess_image compute; each
+    operation is exactly rounded, so the CPU and the GPU give the same bits.
+    """
+    x = chw_uint8.to(torch.float32).div(255)
+    m = torch.tensor(mean, dtype=torch.float32, device=x.device)[:, None, None]
+    s = torch.tensor(std, dtype=torch.float32, device=x.device)[:, None, None]
     return x.sub(m).div(s).contiguous()
+
+
+def chw_uint8(hwc_uint8: np.ndarray) -> torch.Tensor:
+    """(..., H, W, 3) uint8 array -> (..., 3, H, W) uint8 tensor (what the dataset ships).
+
+    Raw pixels travel from the loader workers to the GPU, which normalises them
+    (``normalise_tiles_tensor`` / ``normalise_sam2_tensor``): a quarter of float32's bytes
+    through shared memory and the host-to-device copy.
+    """
+    arr = np.ascontiguousarray(hwc_uint8)
+    if not arr.flags.writeable:
+        arr = arr.copy()
+    return torch.from_numpy(arr).movedim(-1, -3).contiguous()
 
 
 def normalise_tiles(tiles: np.ndarray) -> torch.Tensor:
@@ -123,6 +142,20 @@ def normalise_tiles(tiles: np.ndarray) -> torch.Tensor:
 def normalise_sam2(image: np.ndarray) -> torch.Tensor:
     """(1024, 1024, 3) uint8 -> (3, 1024, 1024) float32 with SAM2's bf16-rounded constants."""
     return _normalise(image, SAM2_MEAN, SAM2_STD)
+
+
+def normalise_tiles_tensor(pixel_values: torch.Tensor) -> torch.Tensor:
+    """Tiles as the model takes them: uint8 (T, 3, H, W) is normalised, float is already."""
+    if pixel_values.dtype == torch.uint8:
+        return normalise_chw(pixel_values, IMAGENET_MEAN, IMAGENET_STD)
+    return pixel_values
+
+
+def normalise_sam2_tensor(g_pixel_values: torch.Tensor) -> torch.Tensor:
+    """The SAM2 input as the model takes it: uint8 (B, 3, 1024, 1024) is normalised, float is already."""
+    if g_pixel_values.dtype == torch.uint8:
+        return normalise_chw(g_pixel_values, SAM2_MEAN, SAM2_STD)
+    return g_pixel_values
 
 
 def preprocess_image(image: Image.Image | np.ndarray, min_num: int = 1, max_num: int = 12,

@@ -23,10 +23,11 @@ import torch
 from mmengine.registry import DATASETS, TRANSFORMS
 from torch.utils.data import Dataset
 
+from .fast_tokenizer import load_fast_tokenizer
 from .conversation import (SEG_ANSWERS, VESSEL_QUESTIONS, encode_turn, make_question,
                            pick_answer, pick_question)
 from .check import quick_check
-from .image_processing import SAM2_SIZE, normalise_sam2, normalise_tiles, sam2_image_uint8, tiles_uint8
+from .image_processing import SAM2_SIZE, chw_uint8, sam2_image_uint8, tiles_uint8
 from .readers import IMAGE_EXTENSIONS, DataReadError, read_image, read_mask
 
 logger = logging.getLogger(__name__)
@@ -44,13 +45,8 @@ def load_checkpoint_config(model_path: str | Path) -> Dict[str, Any]:
 
 
 def load_tokenizer(path: str | Path):
-    """`AutoTokenizer.from_pretrained(path)` with an error that names the folder."""
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(str(path))
-    except Exception as exc:  # transformers raises many types; all mean "not a tokenizer dir"
-        raise ValueError(f"{path}: cannot load a tokenizer from this folder ({exc})") from exc
+    """The checkpoint's tokenizer, fast, converted from a slow one at most once (fast_tokenizer.py)."""
+    return load_fast_tokenizer(path)
 
 
 def tokens_per_tile(cfg: Dict[str, Any]) -> int:
@@ -233,8 +229,9 @@ class VesselSegDataset(Dataset):
             image, mask, fov = self.transform(image, mask, fov, np.random.default_rng(rng.getrandbits(64)))
 
         tiles = tiles_uint8(image, self.min_num, self.max_num, self.image_size, self.use_thumbnail)
-        pixel_values = normalise_tiles(tiles)
-        g_pixel_values = normalise_sam2(sam2_image_uint8(image, SAM2_SIZE))
+        # raw uint8 pixels: the model normalises them on its device (a quarter of float32's bytes)
+        pixel_values = chw_uint8(tiles)
+        g_pixel_values = chw_uint8(sam2_image_uint8(image, SAM2_SIZE))
 
         qa_rng = rng if self.random_question else None
         question = make_question(pick_question(qa_rng, self.questions))
@@ -242,8 +239,8 @@ class VesselSegDataset(Dataset):
         turn = encode_turn(self.tokenizer, question, answer, n_tiles=len(tiles),
                            template=self.template, tokens_per_tile=self.tokens_per_tile)
         return {
-            "pixel_values": pixel_values,                               # (T, 3, 448, 448) float32
-            "g_pixel_values": g_pixel_values,                           # (3, 1024, 1024) float32
+            "pixel_values": pixel_values,                               # (T, 3, 448, 448) uint8
+            "g_pixel_values": g_pixel_values,                           # (3, 1024, 1024) uint8
             "input_ids": torch.tensor(turn.input_ids, dtype=torch.long),
             "labels": torch.tensor(turn.labels, dtype=torch.long),
             "masks": torch.from_numpy(np.ascontiguousarray(mask))[None],  # (1, H, W) bool

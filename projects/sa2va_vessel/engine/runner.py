@@ -17,6 +17,7 @@ import contextlib
 import copy
 import json
 import logging
+import multiprocessing
 import os
 import socket
 from pathlib import Path
@@ -280,6 +281,9 @@ def build_runner(cfg: Config) -> AnyRunner:
     cfg.env_cfg.dist_cfg.backend = backend
 
     init_distributed(launcher, use_deepspeed)
+    if (cfg.env_cfg.get('mp_cfg') or {}).get('mp_start_method') == 'forkserver':
+        # the fork server imports the data code once; each worker forks from it ready to unpickle
+        multiprocessing.set_forkserver_preload(['projects.sa2va_vessel.datasets'])
 
     if use_deepspeed:
         path = deepspeed_config_path(mode)
@@ -294,9 +298,19 @@ def build_runner(cfg: Config) -> AnyRunner:
         return runner
 
     precision = cfg.get('mixed_precision', None)
-    if on_gpu and precision in ('bf16', 'fp16'):
-        optim.update(type='AmpOptimWrapper',
-                     dtype='bfloat16' if precision == 'bf16' else 'float16')
+    if on_gpu and precision == 'bf16':
+        # bf16 has fp32's exponent range: no loss scaling (torch's GradScaler cannot unscale bf16
+        # gradients anyway). The model keeps its trainables in fp32 and runs its forward under
+        # bf16 autocast itself (Sa2VAVesselModel.trainable_dtype), so AdamW's updates are not
+        # rounded away in bf16 weights.
+        if cfg.model.get('trainable_dtype') != 'float32' or cfg.model.get('dtype') != 'bfloat16':
+            raise ValueError("the plain runner with mixed_precision='bf16' needs model.dtype='bfloat16' "
+                             "and model.trainable_dtype='float32' (fp32 trainables over a bf16 base); "
+                             f"got dtype={cfg.model.get('dtype')!r}, "
+                             f"trainable_dtype={cfg.model.get('trainable_dtype')!r}")
+        optim.update(type='OptimWrapper')
+    elif on_gpu and precision == 'fp16':
+        optim.update(type='AmpOptimWrapper', dtype='float16')
     else:
         optim.update(type='OptimWrapper')
     cfg.optim_wrapper = optim

@@ -182,9 +182,9 @@ def greedy_seg_generate(model: Any, batch: dict, stop_ids: Sequence[int],
     lm = sa2va.language_model
     embed = lm.get_input_embeddings()
     input_ids, labels, attn = d['input_ids'], d['labels'], d['attention_mask']
-    image_embeds = model._image_embeddings(d['pixel_values'], input_ids, samples)  # (T, 256, C)
+    image_embeds = model.image_embeddings(d['pixel_values'], input_ids, samples)  # (T, 256, C)
     per_tile = image_embeds.shape[1]
-    fpn = model._sam2_features(d['g_pixel_values'], samples)
+    fpn = model.sam2_features(d['g_pixel_values'], samples)
     image_embed, high_res = sa2va.sam2_decoder_inputs(fpn)
     stop = set(int(s) for s in stop_ids)
     results, tile0 = [], 0

@@ -74,11 +74,15 @@ def _rows_forward(self, x: torch.Tensor, active_adapters, *args, **kwargs) -> to
     return F.linear(x, base.weight).index_copy(-1, index, F.linear(x, deltas))
 
 
-def light_token_rows(language_model: nn.Module) -> int:
-    """Switch every trainable-token layer of ``language_model`` to ``_rows_forward``; returns how many."""
+def set_light_token_rows(language_model: nn.Module, light: bool = True) -> int:
+    """Switch every trainable-token layer of ``language_model`` to ``_rows_forward`` (or back to
+    peft's own forward); returns how many layers there are."""
     n = 0
     for module in language_model.modules():
         if isinstance(module, TrainableTokensLayer):
-            module.forward_adapters = types.MethodType(_rows_forward, module)
+            if light:
+                module.forward_adapters = types.MethodType(_rows_forward, module)
+            else:
+                vars(module).pop('forward_adapters', None)
             n += 1
     return n

@@ -19,6 +19,7 @@ from torch import nn
 from transformers import InternVLVisionModel, Qwen2ForCausalLM, Sam2Model
 from transformers.models.internvl.modeling_internvl import InternVLMultiModalProjector
 
+from ..datasets.image_processing import normalise_sam2_tensor, normalise_tiles_tensor
 from .configuration import Sa2VAArchitecture
 
 
@@ -49,8 +50,13 @@ class Sa2VAModules(nn.Module):
 
     # ---- MLLM side -------------------------------------------------------------------------
     def vision_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Tiles (T, 3, 448, 448) -> pixel-shuffled ViT features (T, 256, C*4), before mlp1."""
+        """Tiles (T, 3, 448, 448) -> pixel-shuffled ViT features (T, 256, C*4), before mlp1.
+
+        Tiles come as uint8 (the dataset's raw pixels, normalised here on their device) or
+        already normalised float.
+        """
         dtype = self.vision_model.embeddings.patch_embeddings.projection.weight.dtype
+        pixel_values = normalise_tiles_tensor(pixel_values)
         hidden = self.vision_model(pixel_values=pixel_values.to(dtype)).last_hidden_state[:, 1:]
         side = int(hidden.shape[1] ** 0.5)
         hidden = hidden.reshape(hidden.shape[0], side, side, -1)
@@ -80,6 +86,7 @@ class Sa2VAModules(nn.Module):
     def sam2_backbone(self, g_pixel_values: torch.Tensor) -> list[torch.Tensor]:
         """Hiera + FPN: the three kept levels, high to low resolution (256, 128, 64 px at 1024 input)."""
         dtype = self.sam2.vision_encoder.neck.convs[0].weight.dtype
+        g_pixel_values = normalise_sam2_tensor(g_pixel_values)  # uint8 from the dataset, or float
         out = self.sam2.vision_encoder(pixel_values=g_pixel_values.to(dtype))
         return list(out.fpn_hidden_states)
 

@@ -7,7 +7,9 @@ because nothing of theirs trains, not to hide anything.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -15,15 +17,16 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 from torch import nn
-from transformers import AutoTokenizer
 
+from ..datasets.fast_tokenizer import load_fast_tokenizer
 from .checkpoint import build_preset, load_sa2va
 from .feature_cache import FrozenFeatureCache
 from .lora import DEFAULT_TARGETS, LoraSettings, add_lora
-from .lora import light_token_rows as lora_light_token_rows
+from .lora import set_light_token_rows
 from .losses import mask_losses
 from .presets import PRESET_PREFIX, preset_token_id
 from .sa2va import mask_logits_to_size
+from .speed import SpeedSwitches, set_compiled
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +39,20 @@ TRAINABLE_GROUPS = ('lora', 'token_rows', 'text_hidden_fcs', 'mask_decoder', 'pr
 DECODER_FROZEN = ('iou_prediction_head.', 'pred_obj_score_head.', 'output_hypernetworks_mlps.0.')
 
 DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16, None: None}
+
+
+@dataclass
+class SegMaskOutput:
+    """What ``Sa2VAVesselModel.seg_masks`` returns (N = number of [SEG] tokens in the batch)."""
+
+    hidden: torch.Tensor               # (B, L, hidden) LLM last hidden state, after the final norm
+    seg_per_sample: torch.Tensor       # (B,) int64, [SEG] tokens per sample
+    language_embeds: torch.Tensor      # (N, C_sam) text_hidden_fcs at each [SEG], row-major order
+    mask_logits: torch.Tensor          # (N, 256, 256) best-IoU mask logits
+    multimask_logits: torch.Tensor     # (N, 3, 256, 256) the three multimask outputs
+    iou_pred: torch.Tensor             # (N, 3) predicted IoU of each
+    best_index: torch.Tensor           # (N,) argmax of iou_pred
+    object_score_logits: torch.Tensor  # (N,)
 
 
 @MODELS.register_module()
@@ -60,6 +77,7 @@ class Sa2VAVesselModel(BaseModel):
                  compile_llm_layers: bool = False,
                  compile_frozen_encoders: bool = False,
                  light_token_rows: bool = False,
+                 trainable_dtype: str | None = None,
                  device: str | None = None,
                  vocab_size: int | None = None,
                  seed: int = 0,
@@ -77,7 +95,7 @@ class Sa2VAVesselModel(BaseModel):
         else:
             self.sa2va, self.load_report = load_sa2va(model_path, dtype=DTYPES[dtype],
                                                       attn_implementation=attn_implementation)
-            tokenizer = AutoTokenizer.from_pretrained(model_path)
+            tokenizer = load_fast_tokenizer(model_path)
             token_id = lambda token: self._token_id(tokenizer, token)  # noqa: E731
         self.seg_token_id = token_id(SEG_TOKEN)
         self.img_context_id = token_id(IMG_CONTEXT_TOKEN)
@@ -86,10 +104,6 @@ class Sa2VAVesselModel(BaseModel):
         self.mask_loss_weight = mask_loss_weight
         self.dice_loss_weight = dice_loss_weight
         self.loss_resolution = loss_resolution
-        self.sam2_cache = FrozenFeatureCache(sam2_feature_cache_size)
-        # the frozen vision tower's features, under the same keys and capacity (opt-in)
-        self.vision_cache = FrozenFeatureCache(sam2_feature_cache_size if vision_feature_cache else 0)
-        self.sam2_side_stream = sam2_side_stream
         self._side_stream: torch.cuda.Stream | None = None
         if loss_resolution < 512:
             logger.warning('loss_resolution=%d: vessels 1-2 px wide vanish below about 512 px', loss_resolution)
@@ -106,18 +120,40 @@ class Sa2VAVesselModel(BaseModel):
                                 target_modules=tuple(lora_cfg.get('target_modules', DEFAULT_TARGETS)),
                                 token_ids=self.trainable_token_ids)
         self._set_trainable(settings)
-        if light_token_rows:  # token rows without peft's full (vocab x hidden) merged copy per call
-            lora_light_token_rows(self.sa2va.language_model)
-        if gradient_checkpointing:
-            self.sa2va.language_model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={'use_reentrant': False})
-        if compile_llm_layers:  # torch.compile each decoder layer (they share one compiled graph)
-            for layer in self.sa2va.language_model.model.layers:
-                layer.compile()
-        if compile_frozen_encoders:  # torch.compile the no-grad ViT and SAM2 image encoder
-            self.sa2va.vision_model.compile()
-            self.sa2va.sam2.vision_encoder.compile()
+        if trainable_dtype is not None:
+            # e.g. fp32 trainables over a bf16 frozen base: AdamW's small updates are not rounded
+            # away, and forward runs under bf16 autocast (see `forward`)
+            for p in self.parameters():
+                if p.requires_grad:
+                    p.data = p.data.to(DTYPES[trainable_dtype])
+        self.speed = SpeedSwitches()
+        self.set_speed_switches(SpeedSwitches(
+            gradient_checkpointing=gradient_checkpointing, sam2_side_stream=sam2_side_stream,
+            compile_llm_layers=compile_llm_layers, compile_frozen_encoders=compile_frozen_encoders,
+            light_token_rows=light_token_rows, sam2_feature_cache_size=sam2_feature_cache_size,
+            vision_feature_cache=vision_feature_cache))
         logger.info('\n' + self.parameter_table())
+
+    def set_speed_switches(self, switches: SpeedSwitches) -> None:
+        """Apply ``switches`` (models/speed.py) in place; any switch can be turned back off."""
+        lm = self.sa2va.language_model
+        if switches.gradient_checkpointing:
+            lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={'use_reentrant': False})
+        elif lm.is_gradient_checkpointing:
+            lm.gradient_checkpointing_disable()
+        for layer in lm.model.layers:  # the layers share one compiled graph
+            set_compiled(layer, switches.compile_llm_layers)
+        for encoder in (self.sa2va.vision_model, self.sa2va.sam2.vision_encoder):
+            set_compiled(encoder, switches.compile_frozen_encoders)
+        set_light_token_rows(lm, switches.light_token_rows)
+        self.sam2_cache = FrozenFeatureCache(switches.sam2_feature_cache_size)
+        self.vision_cache = FrozenFeatureCache(
+            switches.sam2_feature_cache_size if switches.vision_feature_cache else 0)
+        self.speed = switches
+
+    @property
+    def sam2_side_stream(self) -> bool:
+        return self.speed.sam2_side_stream
 
     @staticmethod
     def _token_id(tokenizer: Any, token: str) -> int:
@@ -191,20 +227,35 @@ class Sa2VAVesselModel(BaseModel):
 
     # ---- forward ---------------------------------------------------------------------------
     def forward(self, data: dict, data_samples: list | None = None, mode: str = 'loss') -> Any:
-        if mode == 'loss':
-            return self.loss(data, data_samples)
-        if mode == 'predict':
-            with torch.no_grad():
-                return self.predict(data, data_samples)
+        with self._autocast(data):
+            if mode == 'loss':
+                return self.loss(data, data_samples)
+            if mode == 'predict':
+                with torch.no_grad():
+                    return self.predict(data, data_samples)
         raise ValueError(f"mode must be 'loss' or 'predict', got {mode!r}")
+
+    def _autocast(self, data: dict) -> Any:
+        """bf16/fp16 autocast on CUDA when trainables are kept in fp32 over a half-precision base.
+
+        Read at every call: DeepSpeed's bf16 mode casts the whole module to bf16 after it was
+        built, and then no autocast is needed (nor wanted: it would change what runs).
+        """
+        frozen = self.sa2va.language_model.model.norm.weight.dtype
+        trainable = next((p.dtype for p in self.parameters() if p.requires_grad), frozen)
+        ids = data.get('input_ids') if isinstance(data, dict) else None
+        on_cuda = isinstance(ids, torch.Tensor) and ids.is_cuda
+        mixed = on_cuda and frozen in (torch.bfloat16, torch.float16) and trainable == torch.float32
+        return torch.autocast('cuda', dtype=frozen, enabled=True) if mixed else contextlib.nullcontext()
 
     @staticmethod
     def _cache_keys(data_samples: list | None, n: int) -> list | None:
         keys = [s.get('frozen_feature_key') if isinstance(s, dict) else None for s in (data_samples or [])]
         return keys if len(keys) == n and None not in keys else None
 
-    def _image_embeddings(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
-                          data_samples: list | None = None) -> torch.Tensor:
+    def image_embeddings(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
+                         data_samples: list | None = None) -> torch.Tensor:
+        """Projected image embeddings (T, tokens_per_tile, hidden): frozen ViT (no grad), trainable mlp1."""
         keys = self._cache_keys(data_samples, input_ids.shape[0]) if self.vision_cache.enabled else None
         with torch.no_grad():  # the vision tower is frozen
             if keys is None:
@@ -225,8 +276,8 @@ class Sa2VAVesselModel(BaseModel):
                 self.vision_cache.put(keys[i], [f])
         return torch.cat([self.vision_cache.get(k)[0] for k in keys])
 
-    def _sam2_features(self, g_pixel_values: torch.Tensor, data_samples: list | None) -> list[torch.Tensor]:
-        """The frozen SAM2 backbone's FPN levels, from the cache where the sample allows it."""
+    def sam2_features(self, g_pixel_values: torch.Tensor, data_samples: list | None = None) -> list[torch.Tensor]:
+        """The frozen SAM2 backbone's FPN levels (B, C, 256/128/64, ...), from the cache where allowed."""
         keys = self._cache_keys(data_samples, g_pixel_values.shape[0])
         if not self.sam2_cache.enabled or keys is None:
             with torch.no_grad():  # the SAM2 image encoder is frozen
@@ -247,9 +298,8 @@ class Sa2VAVesselModel(BaseModel):
             self._side_stream = torch.cuda.Stream(device=g_pixel_values.device)
         return self._side_stream
 
-    def _seg_masks(self, data: dict, data_samples: list | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """Teacher-forced pass: last hidden states, [SEG] positions and the decoded masks."""
+    def seg_masks(self, data: dict, data_samples: list | None = None) -> SegMaskOutput:
+        """Teacher-forced pass: the LLM's last hidden states and one decoded mask per [SEG]."""
         input_ids, g_pixel_values = data['input_ids'], data['g_pixel_values']
         side = self._side_stream_for(g_pixel_values)
         if side is not None:
@@ -257,8 +307,8 @@ class Sa2VAVesselModel(BaseModel):
             side.wait_stream(torch.cuda.current_stream(g_pixel_values.device))
             g_pixel_values.record_stream(side)
             with torch.cuda.stream(side):
-                fpn = self._sam2_features(g_pixel_values, data_samples)
-        image_embeds = self._image_embeddings(data['pixel_values'], input_ids, data_samples)
+                fpn = self.sam2_features(g_pixel_values, data_samples)
+        image_embeds = self.image_embeddings(data['pixel_values'], input_ids, data_samples)
         inputs_embeds = self.sa2va.splice_image_embeddings(input_ids, image_embeds, self.img_context_id)
         hidden = self.sa2va.llm_last_hidden(inputs_embeds, data['attention_mask'], data['position_ids'])
 
@@ -269,7 +319,7 @@ class Sa2VAVesselModel(BaseModel):
         language_embeds = self.sa2va.text_hidden_fcs(hidden[is_seg])  # (N_seg, C), row-major order
 
         if side is None:
-            fpn = self._sam2_features(g_pixel_values, data_samples)
+            fpn = self.sam2_features(g_pixel_values, data_samples)
         else:
             main = torch.cuda.current_stream(g_pixel_values.device)
             main.wait_stream(side)
@@ -281,9 +331,10 @@ class Sa2VAVesselModel(BaseModel):
         image_embed = image_embed.repeat_interleave(repeat, dim=0)
         high_res = [h.repeat_interleave(repeat, dim=0) for h in high_res]
         decoded = self.sa2va.decode_masks(image_embed, high_res, language_embeds)
-        return hidden, seg_per_sample, decoded
+        return SegMaskOutput(hidden=hidden, seg_per_sample=seg_per_sample, language_embeds=language_embeds,
+                             **decoded)
 
-    def _llm_loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def llm_loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Next-token cross-entropy on answer tokens; logits only where a label exists."""
         target = labels[:, 1:]
         keep = target != -100
@@ -293,16 +344,16 @@ class Sa2VAVesselModel(BaseModel):
         return F.cross_entropy(logits.float(), target[keep])
 
     def loss(self, data: dict, data_samples: list | None = None) -> dict[str, torch.Tensor]:
-        hidden, _, decoded = self._seg_masks(data, data_samples)
-        losses = mask_losses(decoded['mask_logits'], data['masks'], self.loss_resolution,
+        out = self.seg_masks(data, data_samples)
+        losses = mask_losses(out.mask_logits, data['masks'], self.loss_resolution,
                              self.mask_loss_weight, self.dice_loss_weight)
-        losses['loss_llm'] = self.llm_loss_weight * self._llm_loss(hidden, data['labels'])
+        losses['loss_llm'] = self.llm_loss_weight * self.llm_loss(out.hidden, data['labels'])
         return losses
 
     def predict(self, data: dict, data_samples: list | None = None) -> list[dict[str, torch.Tensor]]:
         """Mask probabilities at each image's original resolution, one (S, H, W) tensor per sample."""
-        _, seg_per_sample, decoded = self._seg_masks(data, data_samples)
-        per_sample = torch.split(decoded['mask_logits'], seg_per_sample.tolist())
+        out = self.seg_masks(data, data_samples)
+        per_sample = torch.split(out.mask_logits, out.seg_per_sample.tolist())
         results = []
         for i, logits in enumerate(per_sample):
             if data_samples and isinstance(data_samples[i], dict) and 'ori_size' in data_samples[i]:

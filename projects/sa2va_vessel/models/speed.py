@@ -1,0 +1,55 @@
+"""The model's speed switches, in one place: the constructor and the benchmark both use these.
+
+Each switch changes how fast the training step runs, never what it computes, except where its
+comment says so (compiled kernels fuse bf16 operations, so they round differently; measured in
+docs/PERFORMANCE.md). ``Sa2VAVesselModel.set_speed_switches`` applies a ``SpeedSwitches`` and can
+undo any of them, so a benchmark can walk the switches one at a time on one model.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+# Compiled layers see one graph per distinct input shape. The collate pads sequence lengths to
+# buckets (``pad_to_multiple_of``), so a run sees a handful of shapes; past this many graphs per
+# layer dynamo falls back to eager for new shapes instead of compiling without bound.
+COMPILE_CACHE_LIMIT = 16
+
+
+@dataclass(frozen=True)
+class SpeedSwitches:
+    """What ``Sa2VAVesselModel(...)`` takes as the same-named constructor arguments."""
+
+    gradient_checkpointing: bool = True    # recompute LLM activations in backward: memory for ~30% time
+    sam2_side_stream: bool = False         # frozen SAM2 encoder on its own CUDA stream, beside ViT + LLM
+    compile_llm_layers: bool = False       # torch.compile each decoder layer (bf16 rounding differs)
+    compile_frozen_encoders: bool = False  # torch.compile the no-grad ViT and SAM2 image encoder
+    light_token_rows: bool = False         # token rows without peft's (vocab x hidden) merged copy (exact)
+    sam2_feature_cache_size: int = 0       # frozen SAM2 features of unaugmented images reused
+    vision_feature_cache: bool = False     # the ViT features too, same keys and capacity
+
+    def replace(self, **changes) -> 'SpeedSwitches':
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def bound_recompiles() -> None:
+    """Cap dynamo's graphs per compiled frame (see COMPILE_CACHE_LIMIT)."""
+    import torch._dynamo
+
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, COMPILE_CACHE_LIMIT)
+
+
+def set_compiled(module: torch.nn.Module, compiled: bool) -> None:
+    """Compile ``module`` in place, or return it to eager (``nn.Module.compile`` has no undo)."""
+    if compiled:
+        if getattr(module, '_compiled_call_impl', None) is None:
+            bound_recompiles()
+            module.compile()
+    else:
+        module._compiled_call_impl = None

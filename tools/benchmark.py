@@ -4,6 +4,10 @@
         [--extra-batch-sizes 1,8] [--no-ladder] [--no-official] [--deepspeed] --out report.json
     python tools/benchmark.py --device cpu --preset tiny      # CI: tiny shapes on CPU, < 60 s
     python tools/benchmark.py --dataload-only --dataload-workers 0,2,8
+    python tools/benchmark.py --end-to-end --preset sa2va-internvl3-2b --batch-size 8 \
+        [--config configs/vessel_lora.py] [--deepspeed none] [--cfg-options k=v ...]
+        # tools/train.py's own path (runner, DeepSpeed, dataset + workers, hooks), timed, beside the
+        # model step of the plain composition and the `fast` switches at the same batch size
 
 Random weights at the preset's published shape (no downloads), synthetic batches. Prints a table
 and writes the full report (JSON) to --out.
@@ -16,6 +20,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
+
+from mmengine.config import DictAction  # noqa: E402
 
 
 def _ints(text: str) -> list[int]:
@@ -44,8 +50,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--dataload-workers', type=_ints, default=[0, 2])
     ap.add_argument('--dataload-sizes', type=_ints, default=[512, 1000])
     ap.add_argument('--dataload-n', type=int, default=64)
+    ap.add_argument('--end-to-end', action='store_true',
+                    help="time tools/train.py's path with --config (see benchmark/end_to_end.py)")
+    ap.add_argument('--config', type=Path, default=None, help='with --end-to-end: default configs/vessel_lora.py')
+    ap.add_argument('--cfg-options', nargs='+', action=DictAction, default={}, metavar='KEY=VALUE',
+                    help='with --end-to-end: config overrides, as tools/train.py takes them')
+    ap.add_argument('--workers', type=int, default=None, help="with --end-to-end: loader workers (default: the config's)")
+    ap.add_argument('--e2e-deepspeed', default=None, help="with --end-to-end: e.g. none (default: the config's)")
+    ap.add_argument('--e2e-steps', default='5,10,4', help='with --end-to-end: warm-up, timed, split iterations')
+    ap.add_argument('--memory-cap-gib', type=float, default=None,
+                    help='with --end-to-end: cap the process (torch.cuda.set_per_process_memory_fraction)')
+    ap.add_argument('--no-model-step', action='store_true', help='with --end-to-end: skip the model-step references')
+    ap.add_argument('--tokenizer', type=Path, default=None,
+                    help='tokenizer folder for a real-vocabulary preset (default: ../shared/fixtures/'
+                         'sa2va_internvl3_8b_layout when present; tiny uses its own)')
+    ap.add_argument('--work-dir', type=Path, default=Path('work_dirs/bench_e2e'))
+    ap.add_argument('--label', default=None)
     ap.add_argument('--out', type=Path, default=None)
     args = ap.parse_args(argv)
+
+    if args.end_to_end:
+        return end_to_end_main(args, ap)
 
     report: dict = {}
     if not args.dataload_only:
@@ -70,6 +95,54 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(json.dumps(report, indent=1, default=str))
     if 'results' in report:
         print(format_table(report))
+    return 0
+
+
+def end_to_end_main(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
+    import torch
+
+    from projects.sa2va_vessel.benchmark.end_to_end import DEFAULT_CONFIG, run_end_to_end
+
+    cuda = args.device.startswith('cuda')
+    if cuda and not torch.cuda.is_available():
+        ap.error('no CUDA device; use --device cpu --preset tiny')
+    tokenizer = args.tokenizer
+    shared = Path(__file__).resolve().parents[2] / 'shared' / 'fixtures' / 'sa2va_internvl3_8b_layout'
+    if tokenizer is None and args.preset != 'tiny' and shared.is_dir():
+        tokenizer = shared
+    if tokenizer is None and args.preset != 'tiny':
+        ap.error(f'preset {args.preset} uses the real vocabulary: pass --tokenizer DIR (vocab.json + merges.txt)')
+    warmup, steps, split = _ints(args.e2e_steps)
+    options = dict(args.cfg_options or {})
+    batch = args.batch_size
+    report: dict = {'mode': 'end_to_end', 'preset': args.preset, 'device': args.device}
+    if not args.no_model_step:
+        from projects.sa2va_vessel.benchmark.core import format_table, run_benchmark
+        bs = batch or 8
+        step = run_benchmark(args.preset, args.device, batch_size=bs, ladder=False, official=False,
+                             fast=True, compile_ok=cuda and not args.no_compile,
+                             warmup=3 if cuda else 1, steps=8 if cuda else 1)
+        report['model_step'] = step
+        print(format_table(step))
+    h, w = (int(x) for x in args.image_size.lower().split('x'))
+    if h != w:
+        ap.error('--end-to-end writes square synthetic images: give --image-size NxN')
+    e2e = run_end_to_end(args.preset, args.device, config=args.config or DEFAULT_CONFIG, work_dir=args.work_dir,
+                         image_size=h, n_val=2 if not cuda else 4, n_train=64 if not cuda else 256,
+                         batch_size=batch, num_workers=args.workers, warmup=warmup, steps=steps, split_steps=split,
+                         tokenizer_from=tokenizer, deepspeed=args.e2e_deepspeed, cfg_options=options,
+                         memory_cap_gib=args.memory_cap_gib, label=args.label or 'e2e')
+    report['end_to_end'] = e2e
+    if 'model_step' in report:
+        by_name = {r['name']: r for r in report['model_step']['results']}
+        for name in ('plain', 'fast'):
+            if name in by_name and e2e['samples_per_s']:
+                e2e[f'x_{name}_model_step'] = round(e2e['samples_per_s'] / by_name[name]['samples_per_s'], 3)
+        print(f"end-to-end / model step: x plain {e2e.get('x_plain_model_step')}, "
+              f"x fast {e2e.get('x_fast_model_step')}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1, default=str))
     return 0
 
 

@@ -28,13 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import types
-from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
 
 from ..models import vessel_model as vm
-from ..models.lora import _rows_forward
-from ..models.feature_cache import FrozenFeatureCache
 from ..models.lora import DEFAULT_TARGETS
+from ..models.speed import SpeedSwitches
 from . import flops as F
 from .references import make_official, plain_forward
 from .synthetic import make_batch
@@ -49,7 +46,7 @@ LOSS_RTOL, LOSS_ATOL = 2e-2, 2e-3
 
 @dataclass
 class Levers:
-    """The project model's speed switches (its constructor arguments) plus the optimizer choice."""
+    """The model's speed switches (models/speed.py) plus the optimizer choice."""
     gradient_checkpointing: bool = True
     fused_adamw: bool = False
     sam2_side_stream: bool = False
@@ -60,6 +57,15 @@ class Levers:
 
     def replace(self, **kw) -> 'Levers':
         return Levers(**{**self.__dict__, **kw})
+
+    def switches(self, cache_size: int) -> SpeedSwitches:
+        return SpeedSwitches(gradient_checkpointing=self.gradient_checkpointing,
+                             sam2_side_stream=self.sam2_side_stream,
+                             compile_llm_layers=self.compile_llm_layers,
+                             compile_frozen_encoders=self.compile_frozen_encoders,
+                             light_token_rows=self.light_token_rows,
+                             sam2_feature_cache_size=cache_size if self.frozen_cache else 0,
+                             vision_feature_cache=self.frozen_cache)
 
 
 # name, levers, prediction written before measuring (see docs/PERFORMANCE.md)
@@ -78,43 +84,19 @@ LADDER = [
 
 
 def apply_levers(model, lv: Levers, cache_size: int) -> None:
-    """Set the model's switches in place (what its constructor arguments would have set)."""
-    lm = model.sa2va.language_model
-    if lv.gradient_checkpointing:
-        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={'use_reentrant': False})
-    else:
-        lm.gradient_checkpointing_disable()
-    model.sam2_side_stream = lv.sam2_side_stream
-    for layer in lm.model.layers:
-        if lv.compile_llm_layers and getattr(layer, '_compiled_call_impl', None) is None:
-            layer.compile()
-        elif not lv.compile_llm_layers:
-            layer._compiled_call_impl = None
-    for encoder in (model.sa2va.vision_model, model.sa2va.sam2.vision_encoder):
-        if lv.compile_frozen_encoders and getattr(encoder, '_compiled_call_impl', None) is None:
-            encoder.compile()
-        elif not lv.compile_frozen_encoders:
-            encoder._compiled_call_impl = None
-    for module in lm.modules():
-        if isinstance(module, TrainableTokensLayer):
-            if lv.light_token_rows:
-                module.forward_adapters = types.MethodType(_rows_forward, module)
-            else:
-                vars(module).pop('forward_adapters', None)
-    n = cache_size if lv.frozen_cache else 0
-    model.sam2_cache = FrozenFeatureCache(n)
-    model.vision_cache = FrozenFeatureCache(n)
+    """Set the model's switches in place, through its public ``set_speed_switches``."""
+    model.set_speed_switches(lv.switches(cache_size))
 
 
 def instrument(model, timer: StageTimer) -> None:
     s = model.sa2va
-    timer.wrap(model, '_image_embeddings', 'vision')
+    timer.wrap(model, 'image_embeddings', 'vision')
     timer.wrap(s, 'llm_last_hidden', 'llm_fwd', llm=True)
-    timer.wrap(model, '_sam2_features', 'sam2_encoder')
+    timer.wrap(model, 'sam2_features', 'sam2_encoder')
     timer.wrap(s, 'sam2_decoder_inputs', 'decoder')
     timer.wrap(s, 'decode_masks', 'decoder')
     timer.wrap(vm, 'mask_losses', 'loss')
-    timer.wrap(model, '_llm_loss', 'loss')
+    timer.wrap(model, 'llm_loss', 'loss')
 
 
 def build_model(preset: str, device: str, dtype: str, **kw):

@@ -24,7 +24,7 @@ def write_tokenizer(out_dir: Path, tokenizer_from: Path | None = None) -> int:
     By default the project's own small tokenizer; ``tokenizer_from`` copies a real one instead
     (e.g. a Sa2VA checkpoint's, for real vocabulary sizes).
     """
-    from transformers import AutoTokenizer
+    from ..datasets.fast_tokenizer import load_fast_tokenizer
 
     if tokenizer_from is None:
         from ..datasets.tiny_tokenizer import build_tiny_tokenizer
@@ -33,7 +33,22 @@ def write_tokenizer(out_dir: Path, tokenizer_from: Path | None = None) -> int:
         for name in TOKENIZER_FILES:
             if (Path(tokenizer_from) / name).is_file():
                 shutil.copyfile(Path(tokenizer_from) / name, out_dir / name)
-    return len(AutoTokenizer.from_pretrained(out_dir))
+    return len(load_fast_tokenizer(out_dir))
+
+
+def write_preset_inputs(out_dir: str | Path, preset: str, tokenizer_from: str | Path | None = None) -> Path:
+    """A ``preset`` checkpoint directory without weights: tokenizer, ``config.json``, ``sam2_config.json``.
+
+    What a data set needs from a checkpoint (template, tiling, special tokens) while the model
+    itself is built as ``model_path='preset:NAME'`` (random weights drawn on the device).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    vocab_size = write_tokenizer(out_dir, Path(tokenizer_from) if tokenizer_from else None)
+    config, sam2 = official_config(preset, vocab_size=vocab_size, dtype='bfloat16')
+    (out_dir / 'config.json').write_text(json.dumps(config, indent=2))
+    (out_dir / 'sam2_config.json').write_text(json.dumps(sam2, indent=2))
+    return out_dir
 
 
 def write_random_sa2va(out_dir: str | Path, preset: str = 'tiny', seed: int = 0,

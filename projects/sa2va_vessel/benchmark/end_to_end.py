@@ -1,0 +1,251 @@
+"""The end-to-end benchmark: ``tools/train.py CONFIG`` as a user runs it, timed.
+
+``run_end_to_end`` writes synthetic vessel images to disk, loads the config a user would pass to
+``tools/train.py`` (``configs/vessel_lora.py`` by default), points its model at
+``preset:NAME`` (random weights at the published shape) and its data at those images, and
+trains through the same ``engine.runner.train`` that ``tools/train.py`` calls: the runner the
+config asks for (DeepSpeed ZeRO-2 or plain), the real ``VesselSegDataset`` with its loader
+workers, the config's hooks, validation before training included.
+
+``StepTimingHook`` (added to the config's ``custom_hooks``) times two windows after ``warmup``
+iterations:
+
+* throughput: ``steps`` iterations with no synchronisation inside, samples/s = batch x steps /
+  time between two synchronised clock reads;
+* split: ``split_steps`` more iterations with a device synchronisation at every stage boundary, so
+  each stage's wall time is its own: data wait (blocked in the loader), forward, backward,
+  optimizer (DeepSpeed's or the optimizer wrapper's ``step``), and the rest of the iteration
+  (hooks, the guard's checks, moving the batch to the device, loss bookkeeping).
+
+Peak memory is read twice: over the whole run (the first, guarded step and validation included)
+and over the timed windows only.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+
+from ..engine.utils import unwrap_model
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_CONFIG = REPO_ROOT / 'configs' / 'vessel_lora.py'
+SPLIT_STAGES = ('data', 'forward', 'backward', 'optimizer', 'hooks_other')
+
+
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+class _TimedIterator:
+    """Wraps the train loop's data iterator: each ``next`` marks an iteration boundary."""
+
+    def __init__(self, inner: Any, hook: 'StepTimingHook') -> None:
+        self.inner, self.hook = inner, hook
+
+    def __iter__(self) -> '_TimedIterator':
+        return self
+
+    def __next__(self) -> Any:
+        self.hook.iteration_boundary()
+        start = time.perf_counter()
+        batch = next(self.inner)
+        self.hook.record('data', time.perf_counter() - start)
+        return batch
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@HOOKS.register_module()
+class StepTimingHook(Hook):
+    """Times the training iterations of a real run (module docstring); writes JSON to ``out``."""
+
+    priority = 'VERY_HIGH'  # patches before the gradient guard does, so the guard's work counts as hooks
+
+    def __init__(self, out: str, warmup: int, steps: int, split_steps: int) -> None:
+        self.out, self.warmup, self.steps, self.split_steps = Path(out), warmup, steps, split_steps
+        self.n_next = 0
+        self.times: dict[str, list[float]] = {k: [] for k in SPLIT_STAGES + ('iteration',)}
+        self._last_boundary: Optional[float] = None
+        self._window_start: Optional[float] = None
+        self.throughput_s: Optional[float] = None
+        self.peak_before_timing: Optional[int] = None
+        self.batch_size: Optional[int] = None
+
+    # -- which window is running ------------------------------------------------------------
+    def _split_iteration(self, i: int) -> bool:
+        start = self.warmup + self.steps
+        return start <= i < start + self.split_steps
+
+    def _in_split(self) -> bool:
+        return self._split_iteration(self.n_next - 1)  # the iteration whose batch was fetched last
+
+    def record(self, stage: str, seconds: float) -> None:
+        if self._in_split():
+            self.times[stage].append(seconds)
+
+    def iteration_boundary(self) -> None:
+        """Called at each ``next(loader)``, before iteration ``n_next`` fetches its batch."""
+        n = self.n_next
+        if n == self.warmup:  # the throughput window starts
+            _sync()
+            if torch.cuda.is_available():
+                self.peak_before_timing = torch.cuda.max_memory_allocated()
+                torch.cuda.reset_peak_memory_stats()
+            self._window_start = time.perf_counter()
+        if n == self.warmup + self.steps:  # ... ends; the split window starts
+            _sync()
+            self.throughput_s = time.perf_counter() - self._window_start
+        if self._split_iteration(n) or self._split_iteration(n - 1):
+            _sync()
+            now = time.perf_counter()
+            if self._split_iteration(n - 1):
+                self.times['iteration'].append(now - self._last_boundary)
+            self._last_boundary = now
+        self.n_next += 1
+
+    def _timed(self, stage: str, fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if not self._in_split():
+                return fn(*args, **kwargs)
+            _sync()
+            start = time.perf_counter()
+            out = fn(*args, **kwargs)
+            _sync()
+            self.record(stage, time.perf_counter() - start)
+            return out
+        return timed
+
+    # -- hook points ------------------------------------------------------------------------
+    def before_train(self, runner: Any) -> None:
+        loop = runner.train_loop
+        loop.dataloader_iterator = _TimedIterator(loop.dataloader_iterator, self)
+        self.batch_size = loop.dataloader.batch_size
+        model = unwrap_model(runner.model)
+        model.forward = self._timed('forward', model.forward)
+        wrapper = runner.optim_wrapper
+        wrapper.backward = self._timed('backward', wrapper.backward)
+        wrapper.step = self._timed('optimizer', wrapper.step)
+
+    def after_train(self, runner: Any) -> None:
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.out.write_text(json.dumps(self.summary(), indent=1))
+
+    def summary(self) -> dict:
+        cuda = torch.cuda.is_available()
+        split = {k: 1e3 * sum(v) / max(1, len(v)) for k, v in self.times.items()}
+        split['hooks_other'] = max(0.0, split['iteration'] - sum(split[k] for k in SPLIT_STAGES[:-1]))
+        step_ms = 1e3 * self.throughput_s / self.steps if self.throughput_s else None
+        return {
+            'batch_size': self.batch_size, 'warmup': self.warmup, 'steps': self.steps,
+            'split_steps': self.split_steps,
+            'samples_per_s': round(self.batch_size * self.steps / self.throughput_s, 3) if self.throughput_s else None,
+            'step_ms': round(step_ms, 2) if step_ms else None,
+            'split_ms': {k: round(v, 2) for k, v in split.items()},
+            'split_raw_ms': {k: [round(1e3 * x, 2) for x in v] for k, v in self.times.items()},
+            'data_wait_fraction': round(split['data'] / split['iteration'], 4) if split['iteration'] else None,
+            'peak_alloc_gib_run': round(max(self.peak_before_timing or 0, torch.cuda.max_memory_allocated())
+                                        / 2 ** 30, 3) if cuda else None,
+            'peak_alloc_gib_timed': round(torch.cuda.max_memory_allocated() / 2 ** 30, 3) if cuda else None,
+        }
+
+
+def prepare_inputs(work_dir: Path, preset: str, image_size: int, n_train: int, n_val: int,
+                   tokenizer_from: Optional[Path]) -> tuple[Path, Path]:
+    """Synthetic vessels on disk and a weightless checkpoint folder (tokenizer + config.json)."""
+    from ..datasets.synthetic import write_synthetic_dataset
+    from ..models.random_checkpoint import write_preset_inputs
+
+    data_root = work_dir / f'synthetic_{image_size}'
+    if not (data_root / 'splits' / 'train.txt').is_file():
+        n = n_train + n_val
+        write_synthetic_dataset(data_root, n=n, seed=0, size=image_size, val_fraction=n_val / n)
+    inputs = work_dir / f'inputs_{preset}'
+    if not (inputs / 'config.json').is_file():
+        write_preset_inputs(inputs, preset, tokenizer_from)
+    return data_root, inputs
+
+
+def end_to_end_config(config: Path, preset: str, device: str, data_root: Path, inputs: Path, work_dir: Path,
+                      batch_size: Optional[int], num_workers: Optional[int], warmup: int, steps: int,
+                      split_steps: int, deepspeed: Optional[str], cfg_options: Optional[dict],
+                      timing_out: Path) -> Config:
+    """The user's config, pointed at the preset and the synthetic data, with the timing hook."""
+    cfg = Config.fromfile(str(config))
+    cfg.merge_from_dict(dict(cfg_options or {}))
+    cfg.model.model_path = f'preset:{preset}'
+    cfg.model.device = device
+    if not device.startswith('cuda'):  # CPU: fp32 throughout, as the runner trains there
+        cfg.model.dtype, cfg.mixed_precision = 'float32', None
+        cfg.model.pop('trainable_dtype', None)
+    for loader in (cfg.train_dataloader, cfg.val_dataloader):
+        loader.dataset.data_root, loader.dataset.model_path = str(data_root), str(inputs)
+    if batch_size is not None:
+        cfg.train_dataloader.batch_size = batch_size
+    if num_workers is not None:
+        cfg.train_dataloader.num_workers = num_workers
+        cfg.train_dataloader.persistent_workers = num_workers > 0
+    total = warmup + steps + split_steps + 1
+    cfg.train_cfg.max_iters = total
+    cfg.train_cfg.val_interval = total + 1  # validation before training (the config's hook) only
+    ckpt = cfg.default_hooks.get('checkpoint')
+    if ckpt is not None:  # no multi-GB checkpoint write after the timed windows
+        ckpt.update(interval=total + 1, save_last=False)
+    if deepspeed is not None:
+        cfg.deepspeed = deepspeed
+    cfg.work_dir = str(work_dir / 'run')
+    cfg.launcher = 'none'
+    cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
+        dict(type='StepTimingHook', out=str(timing_out), warmup=warmup, steps=steps, split_steps=split_steps)]
+    return cfg
+
+
+def run_end_to_end(preset: str, device: str = 'cuda', config: Path = DEFAULT_CONFIG,
+                   work_dir: Path = Path('work_dirs/bench_e2e'), batch_size: Optional[int] = None,
+                   num_workers: Optional[int] = None, warmup: int = 5, steps: int = 10, split_steps: int = 4,
+                   image_size: int = 512, n_train: int = 256, n_val: int = 4,
+                   tokenizer_from: Optional[Path] = None, deepspeed: Optional[str] = None,
+                   cfg_options: Optional[dict] = None, memory_cap_gib: Optional[float] = None,
+                   label: str = 'e2e', log: Callable = print) -> dict:
+    """Train through ``engine.runner.train`` with the user's config; returns the timing summary."""
+    from ..engine.runner import train
+
+    work_dir = Path(work_dir)
+    data_root, inputs = prepare_inputs(work_dir, preset, image_size, n_train, n_val, tokenizer_from)
+    timing_out = work_dir / f'{label}_timing.json'
+    cfg = end_to_end_config(Path(config), preset, device, data_root, inputs, work_dir / label, batch_size,
+                            num_workers, warmup, steps, split_steps, deepspeed, cfg_options, timing_out)
+    if memory_cap_gib is not None and device.startswith('cuda'):
+        total = torch.cuda.get_device_properties(0).total_memory / 2 ** 30
+        torch.cuda.set_per_process_memory_fraction(min(1.0, memory_cap_gib / total))
+    if device.startswith('cuda'):
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    train(copy.deepcopy(cfg))
+    summary = json.loads(timing_out.read_text())
+    summary.update(label=label, preset=preset, config=str(config), deepspeed=cfg.get('deepspeed'),
+                   num_workers=cfg.train_dataloader.num_workers, image_size=image_size,
+                   memory_cap_gib=memory_cap_gib, wall_s=round(time.perf_counter() - start, 1),
+                   cfg_options=cfg_options or {})
+    if memory_cap_gib is not None and device.startswith('cuda'):
+        torch.cuda.set_per_process_memory_fraction(1.0)
+    log(format_row(summary))
+    return summary
+
+
+def format_row(s: dict) -> str:
+    split = ' '.join(f"{k} {v:.1f}" for k, v in s['split_ms'].items())
+    return (f"{s['label']:>28} bs{s['batch_size']:<3} {s['samples_per_s'] or float('nan'):8.2f} samples/s  "
+            f"{s['step_ms'] or float('nan'):8.1f} ms/step  peak run {s['peak_alloc_gib_run']} GiB  "
+            f"timed {s['peak_alloc_gib_timed']} GiB  data wait {s['data_wait_fraction']}  split ms: {split}")

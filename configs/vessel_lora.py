@@ -1,6 +1,10 @@
-# The real default: LoRA fine-tuning of Sa2VA-InternVL3-2B on a vessel data set, bf16, ZeRO-2.
+# The real default: LoRA fine-tuning of Sa2VA-InternVL3-2B on a vessel data set, bf16, ZeRO-2,
+# for 80-141 GB GPUs (A100/H100/H200; 24 GB cards: configs/vessel_lora_8b_24g.py).
 #   SA2VA_MODEL_PATH=/path/to/Sa2VA-InternVL3-2B VESSEL_DATA_ROOT=/path/to/prepared \
 #   tools/dist_train.sh configs/vessel_lora.py 8
+# Global batch = 32 per GPU x 1 accumulation x GPUs: 256 on 8 GPUs, the official fine-tune's
+# global batch at its lr 4e-5 (on fewer GPUs raise optim_wrapper.accumulative_counts to keep it).
+# Measured on one H200 through tools/benchmark.py --end-to-end (docs/PERFORMANCE.md).
 _base_ = ['./_base_/default_runtime.py', './_base_/schedules/lora_adamw.py',
           './_base_/models/sa2va_lora.py', './_base_/datasets/vessel.py']
 
@@ -8,8 +12,16 @@ deepspeed = 'deepspeed_zero2'
 mixed_precision = 'bf16'
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=2000, val_interval=200)
 val_cfg = dict(type='ValLoop', _delete_=True)
-optim_wrapper = dict(optimizer=dict(type='AdamW', lr=4e-5, betas=(0.9, 0.999), weight_decay=0.05),
+optim_wrapper = dict(optimizer=dict(type='AdamW', lr=4e-5, betas=(0.9, 0.999), weight_decay=0.05,
+                                    fused=True),  # one kernel over all trainables (torch's fused AdamW)
                      clip_grad=dict(max_norm=1.0), accumulative_counts=1)
+train_dataloader = dict(batch_size=32, num_workers=8, pin_memory=True, drop_last=True,
+                        # a few length buckets, so compiled layers see a few shapes
+                        collate_fn=dict(type='vessel_collate', pad_to_multiple_of=64))
+val_dataloader = dict(pin_memory=True)
+# Speed on a large GPU (docs/PERFORMANCE.md): no activation recomputation at micro-batch 32 (2B:
+# ~47 GiB), compiled decoder layers and frozen encoders (recompiles bounded: models/speed.py).
+model = dict(gradient_checkpointing=False, compile_llm_layers=True, compile_frozen_encoders=True)
 # Monitoring (projects/sa2va_vessel/engine/monitor_hooks.py). The best checkpoint is chosen by
 # vessel/best_dice: pooled val Dice at the val-best sweep threshold (the threshold is recorded
 # in best_checkpoint.json beside it, and tools/test.py / tools/predict.py use it). Set

@@ -10,13 +10,15 @@ data_root = '{{$VESSEL_DATA_ROOT:demo_work/synthetic}}'
 
 deepspeed = 'none'
 mixed_precision = None
-model = dict(model_path=model_path, dtype='float32', lora=dict(r=8, alpha=16, dropout=0.0),
-             gradient_checkpointing=False, sam2_feature_cache_size=256)
+model = dict(model_path=model_path, dtype='float32', trainable_dtype=None, lora=dict(r=8, alpha=16, dropout=0.0),
+             gradient_checkpointing=False, sam2_feature_cache_size=256, sam2_side_stream=False,
+             compile_llm_layers=False, compile_frozen_encoders=False)
 train_dataloader = dict(
     batch_size=2, num_workers=1, persistent_workers=True,  # one worker prepares while the step runs
+    pin_memory=False, drop_last=False, collate_fn=dict(pad_to_multiple_of=None),
     dataset=dict(data_root=data_root, model_path=model_path, max_dynamic_patch=1))
 val_dataloader = dict(
-    batch_size=2, num_workers=0, persistent_workers=False,
+    batch_size=2, num_workers=0, persistent_workers=False, pin_memory=False,
     dataset=dict(data_root=data_root, model_path=model_path, max_dynamic_patch=1))
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=300, val_interval=100)
 optim_wrapper = dict(optimizer=dict(type='AdamW', lr=3e-3, weight_decay=0.0), clip_grad=dict(max_norm=1.0))

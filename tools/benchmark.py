@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                          'sa2va_internvl3_8b_layout when present; tiny uses its own)')
     ap.add_argument('--work-dir', type=Path, default=Path('work_dirs/bench_e2e'))
     ap.add_argument('--label', default=None)
+    ap.add_argument('--profile', action='store_true', help='with --end-to-end: torch.profiler tables of the split window')
     ap.add_argument('--out', type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -131,7 +132,7 @@ def end_to_end_main(args: argparse.Namespace, ap: argparse.ArgumentParser) -> in
                          image_size=h, n_val=2 if not cuda else 4, n_train=64 if not cuda else 256,
                          batch_size=batch, num_workers=args.workers, warmup=warmup, steps=steps, split_steps=split,
                          tokenizer_from=tokenizer, deepspeed=args.e2e_deepspeed, cfg_options=options,
-                         memory_cap_gib=args.memory_cap_gib, label=args.label or 'e2e')
+                         memory_cap_gib=args.memory_cap_gib, label=args.label or 'e2e', profile=args.profile)
     report['end_to_end'] = e2e
     if 'model_step' in report:
         by_name = {r['name']: r for r in report['model_step']['results']}

@@ -20,11 +20,12 @@ model = dict(
     loss_resolution=1024,           # never 256: 1-2 px vessels vanish there
     gradient_checkpointing=True,
     attn_implementation='sdpa',
+    trainable_dtype='float32',      # trainables (and so AdamW's updates) in fp32 over the bf16 base
     sam2_feature_cache_size=0,      # frozen SAM2 features reused for unaugmented images
-    # speed switches (docs/PERFORMANCE.md); the compile switches recompile per sequence length
+    # Speed switches (models/speed.py; measured in docs/PERFORMANCE.md). The exact ones are on.
     vision_feature_cache=False,     # frozen ViT features too, same keys and capacity as the SAM2 cache
-    sam2_side_stream=False,         # frozen SAM2 encoder on its own CUDA stream, overlapped with ViT + LLM
-    compile_llm_layers=False,       # torch.compile each decoder layer
+    sam2_side_stream=True,          # frozen SAM2 encoder on its own CUDA stream, overlapped with ViT + LLM (exact)
+    compile_llm_layers=False,       # torch.compile each decoder layer (bf16 rounding differs slightly)
     compile_frozen_encoders=False,  # torch.compile the no-grad ViT and SAM2 image encoder
     light_token_rows=True,          # trainable token rows without peft's full merged matrix copy (exact; -2 GiB at 8B)
 )

@@ -72,8 +72,10 @@ class StepTimingHook(Hook):
 
     priority = 'VERY_HIGH'  # patches before the gradient guard does, so the guard's work counts as hooks
 
-    def __init__(self, out: str, warmup: int, steps: int, split_steps: int) -> None:
+    def __init__(self, out: str, warmup: int, steps: int, split_steps: int, profile: bool = False) -> None:
         self.out, self.warmup, self.steps, self.split_steps = Path(out), warmup, steps, split_steps
+        # torch.profiler over the split window (its timings are then the profiler's, not clean)
+        self.profile, self._profiler, self.profile_table = profile, None, None
         self.n_next = 0
         self.times: dict[str, list[float]] = {k: [] for k in SPLIT_STAGES + ('iteration',)}
         self._last_boundary: Optional[float] = None
@@ -106,6 +108,17 @@ class StepTimingHook(Hook):
         if n == self.warmup + self.steps:  # ... ends; the split window starts
             _sync()
             self.throughput_s = time.perf_counter() - self._window_start
+            if self.profile:
+                self._profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU] + (
+                    [torch.profiler.ProfilerActivity.CUDA] if torch.cuda.is_available() else []))
+                self._profiler.__enter__()
+        if self._profiler is not None and n == self.warmup + self.steps + self.split_steps:
+            self._profiler.__exit__(None, None, None)
+            sort = 'self_cuda_time_total' if torch.cuda.is_available() else 'self_cpu_time_total'
+            averages = self._profiler.key_averages()
+            self.profile_table = averages.table(sort_by=sort, row_limit=30) + '\n' + averages.table(
+                sort_by='cpu_time_total', row_limit=30)
+            self._profiler = None
         if self._split_iteration(n) or self._split_iteration(n - 1):
             _sync()
             now = time.perf_counter()
@@ -141,6 +154,9 @@ class StepTimingHook(Hook):
     def after_train(self, runner: Any) -> None:
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.out.write_text(json.dumps(self.summary(), indent=1))
+        if self.profile_table:
+            self.out.with_suffix('.profile.txt').write_text(self.profile_table)
+            runner.logger.info('profile of the split window:\n' + self.profile_table)
 
     def summary(self) -> dict:
         cuda = torch.cuda.is_available()
@@ -180,7 +196,7 @@ def prepare_inputs(work_dir: Path, preset: str, image_size: int, n_train: int, n
 def end_to_end_config(config: Path, preset: str, device: str, data_root: Path, inputs: Path, work_dir: Path,
                       batch_size: Optional[int], num_workers: Optional[int], warmup: int, steps: int,
                       split_steps: int, deepspeed: Optional[str], cfg_options: Optional[dict],
-                      timing_out: Path) -> Config:
+                      timing_out: Path, profile: bool = False) -> Config:
     """The user's config, pointed at the preset and the synthetic data, with the timing hook."""
     cfg = Config.fromfile(str(config))
     cfg.merge_from_dict(dict(cfg_options or {}))
@@ -207,7 +223,8 @@ def end_to_end_config(config: Path, preset: str, device: str, data_root: Path, i
     cfg.work_dir = str(work_dir / 'run')
     cfg.launcher = 'none'
     cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
-        dict(type='StepTimingHook', out=str(timing_out), warmup=warmup, steps=steps, split_steps=split_steps)]
+        dict(type='StepTimingHook', out=str(timing_out), warmup=warmup, steps=steps, split_steps=split_steps,
+             profile=profile)]
     return cfg
 
 
@@ -217,7 +234,7 @@ def run_end_to_end(preset: str, device: str = 'cuda', config: Path = DEFAULT_CON
                    image_size: int = 512, n_train: int = 256, n_val: int = 4,
                    tokenizer_from: Optional[Path] = None, deepspeed: Optional[str] = None,
                    cfg_options: Optional[dict] = None, memory_cap_gib: Optional[float] = None,
-                   label: str = 'e2e', log: Callable = print) -> dict:
+                   label: str = 'e2e', profile: bool = False, log: Callable = print) -> dict:
     """Train through ``engine.runner.train`` with the user's config; returns the timing summary."""
     from ..engine.runner import train
 
@@ -225,7 +242,7 @@ def run_end_to_end(preset: str, device: str = 'cuda', config: Path = DEFAULT_CON
     data_root, inputs = prepare_inputs(work_dir, preset, image_size, n_train, n_val, tokenizer_from)
     timing_out = work_dir / f'{label}_timing.json'
     cfg = end_to_end_config(Path(config), preset, device, data_root, inputs, work_dir / label, batch_size,
-                            num_workers, warmup, steps, split_steps, deepspeed, cfg_options, timing_out)
+                            num_workers, warmup, steps, split_steps, deepspeed, cfg_options, timing_out, profile)
     if memory_cap_gib is not None and device.startswith('cuda'):
         total = torch.cuda.get_device_properties(0).total_memory / 2 ** 30
         torch.cuda.set_per_process_memory_fraction(min(1.0, memory_cap_gib / total))

@@ -18,7 +18,7 @@ optim_wrapper = dict(optimizer=dict(type='AdamW', lr=4e-5, betas=(0.9, 0.999), w
 train_dataloader = dict(batch_size=32, num_workers=8, pin_memory=True, drop_last=True,
                         # a few length buckets, so compiled layers see a few shapes
                         collate_fn=dict(type='vessel_collate', pad_to_multiple_of=64))
-val_dataloader = dict(pin_memory=True)
+val_dataloader = dict(pin_memory=True, collate_fn=dict(type='vessel_collate', pad_to_multiple_of=64))
 # Speed on a large GPU (docs/PERFORMANCE.md): no activation recomputation at micro-batch 32 (2B:
 # ~47 GiB), compiled decoder layers and frozen encoders (recompiles bounded: models/speed.py).
 model = dict(gradient_checkpointing=False, compile_llm_layers=True, compile_frozen_encoders=True)

@@ -18,7 +18,7 @@ train_dataloader = dict(
     pin_memory=False, drop_last=False, collate_fn=dict(pad_to_multiple_of=None),
     dataset=dict(data_root=data_root, model_path=model_path, max_dynamic_patch=1))
 val_dataloader = dict(
-    batch_size=2, num_workers=0, persistent_workers=False, pin_memory=False,
+    batch_size=2, num_workers=0, persistent_workers=False, pin_memory=False, collate_fn=dict(pad_to_multiple_of=None),
     dataset=dict(data_root=data_root, model_path=model_path, max_dynamic_patch=1))
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=300, val_interval=100)
 optim_wrapper = dict(optimizer=dict(type='AdamW', lr=3e-3, weight_decay=0.0), clip_grad=dict(max_norm=1.0))

@@ -25,6 +25,7 @@ from .lora import DEFAULT_TARGETS, LoraSettings, add_lora
 from .lora import set_light_token_rows
 from .losses import mask_losses
 from .presets import PRESET_PREFIX, preset_token_id
+from .quantize import check_quant_type, import_bitsandbytes, logical_numel, quantize_llm_linears
 from .sa2va import mask_logits_to_size
 from .speed import SpeedSwitches, set_compiled
 
@@ -78,6 +79,7 @@ class Sa2VAVesselModel(BaseModel):
                  compile_frozen_encoders: bool = False,
                  light_token_rows: bool = False,
                  trainable_dtype: str | None = None,
+                 quantize_base: str | None = None,
                  device: str | None = None,
                  vocab_size: int | None = None,
                  seed: int = 0,
@@ -85,6 +87,10 @@ class Sa2VAVesselModel(BaseModel):
                  init_cfg: dict | None = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.model_path = str(model_path)
+        if quantize_base is not None:  # fail before a long load, not after it
+            check_quant_type(quantize_base)
+            import_bitsandbytes()
+        self.quantize_base = quantize_base
         if self.model_path.startswith(PRESET_PREFIX):
             # random weights at a published shape, drawn on `device` (benchmarks; no files)
             self.sa2va, self.load_report = build_preset(
@@ -119,6 +125,11 @@ class Sa2VAVesselModel(BaseModel):
                                 dropout=lora_cfg.get('dropout', 0.05),
                                 target_modules=tuple(lora_cfg.get('target_modules', DEFAULT_TARGETS)),
                                 token_ids=self.trainable_token_ids)
+        if quantize_base is not None:
+            # QLoRA: the frozen projections become 4-bit before LoRA wraps them (models/quantize.py)
+            lm = self.sa2va.language_model
+            n = quantize_llm_linears(lm, quant_type=quantize_base, compute_dtype=lm.model.norm.weight.dtype)
+            logger.info('quantize_base=%s: %d LLM projections are bitsandbytes Linear4bit', quantize_base, n)
         self._set_trainable(settings)
         if trainable_dtype is not None:
             # e.g. fp32 trainables over a bf16 frozen base: AdamW's small updates are not rounded
@@ -214,11 +225,11 @@ class Sa2VAVesselModel(BaseModel):
         for label, module in modules.items():
             params = list(module.parameters())
             train = sum(p.numel() for p in params if p.requires_grad)
-            frozen = sum(p.numel() for p in params if not p.requires_grad)
-            dtypes = sorted({str(p.dtype).replace('torch.', '') for p in params})
+            frozen = sum(logical_numel(p) for p in params if not p.requires_grad)
+            dtypes = sorted({getattr(p, 'quant_type', None) or str(p.dtype).replace('torch.', '') for p in params})
             rows.append((label, f'{train:,}', f'{frozen:,}', '/'.join(dtypes)))
         rows.append(('total', f'{sum(p.numel() for p in self.parameters() if p.requires_grad):,}',
-                     f'{sum(p.numel() for p in self.parameters() if not p.requires_grad):,}', ''))
+                     f'{sum(logical_numel(p) for p in self.parameters() if not p.requires_grad):,}', ''))
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         lines = ['  '.join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
                  for r in rows]

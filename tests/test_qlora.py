@@ -154,6 +154,18 @@ def test_4bit_bytes_at_a_real_width() -> None:
     assert 0.25 < ratio < 0.27, ratio
 
 
+def test_tiny_preset_with_nf4() -> None:
+    """model_path='preset:tiny' (the benchmark's path): quantized, then LoRA on top, runnable."""
+    _bitsandbytes_on_cpu()
+    from projects.sa2va_vessel.models.quantize import is_quantized
+
+    model = Sa2VAVesselModel('preset:tiny', dtype='float32', device='cpu', quantize_base='nf4',
+                             lora=dict(r=4, alpha=8, dropout=0.0), gradient_checkpointing=False)
+    projections = _projections(model)
+    assert len(projections) == len(DEFAULT_TARGETS) * model.sa2va.arch.llm.num_hidden_layers
+    assert all(is_quantized(m.base_layer.weight) for m in projections.values())
+
+
 def test_quantize_before_lora_and_once(tiny_checkpoint) -> None:
     _bitsandbytes_on_cpu()
     from projects.sa2va_vessel.models.quantize import quantize_llm_linears

@@ -91,10 +91,16 @@ class Sa2VAVesselModel(BaseModel):
             check_quant_type(quantize_base)
             import_bitsandbytes()
         self.quantize_base = quantize_base
+        build_device = device
+        if quantize_base is not None and self.model_path.startswith(PRESET_PREFIX) and device is not None \
+                and torch.device(device).type == 'cuda':
+            # QLoRA preset: drawn on the CPU and moved after quantizing, one weight at a time, so the
+            # whole bf16 LLM never sits on the GPU (15 GiB at 8B, 29 GiB at 14B)
+            build_device = 'cpu'
         if self.model_path.startswith(PRESET_PREFIX):
             # random weights at a published shape, drawn on `device` (benchmarks; no files)
             self.sa2va, self.load_report = build_preset(
-                self.model_path[len(PRESET_PREFIX):], dtype=DTYPES[dtype] or torch.bfloat16, device=device,
+                self.model_path[len(PRESET_PREFIX):], dtype=DTYPES[dtype] or torch.bfloat16, device=build_device,
                 vocab_size=vocab_size, attn_implementation=attn_implementation, seed=seed)
             vocab = self.sa2va.arch.llm.vocab_size
             token_id = lambda token: preset_token_id(token, vocab)  # noqa: E731
@@ -130,6 +136,8 @@ class Sa2VAVesselModel(BaseModel):
             lm = self.sa2va.language_model
             n = quantize_llm_linears(lm, quant_type=quantize_base, compute_dtype=lm.model.norm.weight.dtype)
             logger.info('quantize_base=%s: %d LLM projections are bitsandbytes Linear4bit', quantize_base, n)
+            if build_device != device:
+                self.sa2va.to(device)  # Params4bit quantizes each weight on its move
         self._set_trainable(settings)
         if trainable_dtype is not None:
             # e.g. fp32 trainables over a bf16 frozen base: AdamW's small updates are not rounded

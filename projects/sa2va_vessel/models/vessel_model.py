@@ -170,6 +170,16 @@ class Sa2VAVesselModel(BaseModel):
             switches.sam2_feature_cache_size if switches.vision_feature_cache else 0)
         self.speed = switches
 
+    def init_weights(self) -> None:
+        """mmengine's weight init (the runner calls it before training)."""
+        if self.quantize_base is None:
+            return super().init_weights()
+        # mmengine's bookkeeping takes every parameter's mean, which packed 4-bit (uint8) weights
+        # do not have; every weight is already built or loaded, so there is nothing to initialise
+        if self.init_cfg:
+            raise ValueError(f'init_cfg={self.init_cfg!r} cannot be combined with quantize_base')
+        self._is_init = True
+
     @property
     def sam2_side_stream(self) -> bool:
         return self.speed.sam2_side_stream

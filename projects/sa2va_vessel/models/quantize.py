@@ -7,8 +7,9 @@ dtype. It runs before LoRA is injected: peft then wraps each ``Linear4bit`` in i
 
 When the weights are quantized:
 
-* weights on an accelerator (a preset built on ``device='cuda'``) are quantized here, one layer
-  at a time, each bf16 copy freed as soon as its 4-bit copy exists;
+* weights already on an accelerator are quantized here, one layer at a time, each layer's bf16
+  copies freed once its 4-bit copies exist (``Sa2VAVesselModel`` itself draws a ``device='cuda'``
+  preset on the CPU and moves it after this call, so the whole bf16 LLM never sits on the GPU);
 * weights on the CPU while a GPU is present (a checkpoint loaded on the CPU for the runner to
   move) stay in their dtype inside ``Params4bit`` and are quantized on the move to the GPU
   (``Params4bit.to``), again one tensor at a time. Quantizing on the CPU is slow at real sizes

@@ -10,6 +10,9 @@ model = dict(
     type='Sa2VAVesselModel',
     model_path=model_path,
     dtype='bfloat16',               # frozen weights stay in this dtype (no fp32 up-cast)
+    # quantize_base=None,           # 'nf4' / 'fp4': QLoRA, the LLM's frozen q/k/v/o/gate/up/down as 4-bit
+    #                               # bitsandbytes Linear4bit under LoRA (pip install -e '.[qlora]'); the
+    #                               # embeddings, lm_head, norms, ViT and SAM2 stay in `dtype`
     lora=dict(r=128, alpha=256, dropout=0.05,
               target_modules=['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']),
     trainable=dict(lora=True, token_rows=True, text_hidden_fcs=True, mask_decoder=True, projector=True),

@@ -34,6 +34,7 @@ from torch import nn
 
 from .checkpoint import LM_HEAD, CheckpointError, save_safetensors_sharded, shard_files
 from .name_map import official_to_ours, ours_to_official
+from .quantize import dequantized_weight, linear4bit_layers
 
 logger = logging.getLogger(__name__)
 
@@ -117,8 +118,10 @@ def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor], sourc
     missing = [n for n in trainable if n not in state]
     problems = []
     if unexpected:
-        problems.append(f'{len(unexpected)} checkpoint keys that name no tensor of the model built from the config: '
-                        f'{unexpected[:20]}')
+        hint = (' (4-bit base statistics: it was trained with quantize_base; build the model with the same '
+                'quantize_base)' if any('.weight.quant_state.' in k for k in unexpected) else '')
+        problems.append(f'{len(unexpected)} checkpoint keys that name no tensor of the model built from the config'
+                        f'{hint}: {unexpected[:20]}')
     if mismatched:
         problems.append(f'{len(mismatched)} shape mismatches (was it trained with another config, e.g. another '
                         f'LoRA rank?): {mismatched[:20]}')
@@ -206,10 +209,16 @@ def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """
     sa2va = model.sa2va
     state: dict[str, torch.Tensor] = {}
+    # A 4-bit base (quantize_base) is merged as the weight the adapters trained against: its
+    # dequantized nf4/fp4 weight, not the original one; bnb's quantization statistics are dropped.
+    four_bit = linear4bit_layers(sa2va)
+    quant_stats = tuple(f'{name}.weight.' for name in four_bit)
     for name, tensor in sa2va.state_dict().items():
-        if 'lora_' in name or 'trainable_tokens_' in name:
+        if 'lora_' in name or 'trainable_tokens_' in name or name.startswith(quant_stats):
             continue
         state[_clean_name(name)] = tensor.detach().float().clone()
+    for name, layer in four_bit.items():
+        state[_clean_name(f'{name}.weight')] = dequantized_weight(layer)
     for name, layer in _lora_layers(sa2va).items():
         key = f'{name}.weight'
         if key not in state:
@@ -326,6 +335,9 @@ def export_full(model: nn.Module, out_dir: str | Path, dtype: torch.dtype = torc
                 lora_layers_merged=report.n_lora_merged, token_rows=report.token_rows,
                 note='LoRA merged as W + scale * B @ A and token rows written into embed_tokens/lm_head, '
                      'in float32, then cast once', **(provenance or {}))
+    if getattr(model, 'quantize_base', None):
+        info['base_quantization'] = (f'{model.quantize_base}: W is the dequantized 4-bit base weight the '
+                                     'adapters were trained on')
     (out_dir / EXPORT_INFO).write_text(json.dumps(info, indent=2) + '\n')
     report.files.append(EXPORT_INFO)
     if not any(name.startswith('modeling_') for name in carried):

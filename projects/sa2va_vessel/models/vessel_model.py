@@ -25,6 +25,7 @@ from .lora import DEFAULT_TARGETS, LoraSettings, add_lora
 from .lora import set_light_token_rows
 from .losses import mask_losses
 from .presets import PRESET_PREFIX, preset_token_id
+from .quantize import check_quant_type, import_bitsandbytes, logical_numel, quantize_llm_linears
 from .sa2va import mask_logits_to_size
 from .speed import SpeedSwitches, set_compiled
 
@@ -78,6 +79,7 @@ class Sa2VAVesselModel(BaseModel):
                  compile_frozen_encoders: bool = False,
                  light_token_rows: bool = False,
                  trainable_dtype: str | None = None,
+                 quantize_base: str | None = None,
                  device: str | None = None,
                  vocab_size: int | None = None,
                  seed: int = 0,
@@ -85,10 +87,20 @@ class Sa2VAVesselModel(BaseModel):
                  init_cfg: dict | None = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.model_path = str(model_path)
+        if quantize_base is not None:  # fail before a long load, not after it
+            check_quant_type(quantize_base)
+            import_bitsandbytes()
+        self.quantize_base = quantize_base
+        build_device = device
+        if quantize_base is not None and self.model_path.startswith(PRESET_PREFIX) and device is not None \
+                and torch.device(device).type == 'cuda':
+            # QLoRA preset: drawn on the CPU and moved after quantizing, one weight at a time, so the
+            # whole bf16 LLM never sits on the GPU (15 GiB at 8B, 29 GiB at 14B)
+            build_device = 'cpu'
         if self.model_path.startswith(PRESET_PREFIX):
             # random weights at a published shape, drawn on `device` (benchmarks; no files)
             self.sa2va, self.load_report = build_preset(
-                self.model_path[len(PRESET_PREFIX):], dtype=DTYPES[dtype] or torch.bfloat16, device=device,
+                self.model_path[len(PRESET_PREFIX):], dtype=DTYPES[dtype] or torch.bfloat16, device=build_device,
                 vocab_size=vocab_size, attn_implementation=attn_implementation, seed=seed)
             vocab = self.sa2va.arch.llm.vocab_size
             token_id = lambda token: preset_token_id(token, vocab)  # noqa: E731
@@ -119,6 +131,13 @@ class Sa2VAVesselModel(BaseModel):
                                 dropout=lora_cfg.get('dropout', 0.05),
                                 target_modules=tuple(lora_cfg.get('target_modules', DEFAULT_TARGETS)),
                                 token_ids=self.trainable_token_ids)
+        if quantize_base is not None:
+            # QLoRA: the frozen projections become 4-bit before LoRA wraps them (models/quantize.py)
+            lm = self.sa2va.language_model
+            n = quantize_llm_linears(lm, quant_type=quantize_base, compute_dtype=lm.model.norm.weight.dtype)
+            logger.info('quantize_base=%s: %d LLM projections are bitsandbytes Linear4bit', quantize_base, n)
+            if build_device != device:
+                self.sa2va.to(device)  # Params4bit quantizes each weight on its move
         self._set_trainable(settings)
         if trainable_dtype is not None:
             # e.g. fp32 trainables over a bf16 frozen base: AdamW's small updates are not rounded
@@ -150,6 +169,16 @@ class Sa2VAVesselModel(BaseModel):
         self.vision_cache = FrozenFeatureCache(
             switches.sam2_feature_cache_size if switches.vision_feature_cache else 0)
         self.speed = switches
+
+    def init_weights(self) -> None:
+        """mmengine's weight init (the runner calls it before training)."""
+        if self.quantize_base is None:
+            return super().init_weights()
+        # mmengine's bookkeeping takes every parameter's mean, which packed 4-bit (uint8) weights
+        # do not have; every weight is already built or loaded, so there is nothing to initialise
+        if self.init_cfg:
+            raise ValueError(f'init_cfg={self.init_cfg!r} cannot be combined with quantize_base')
+        self._is_init = True
 
     @property
     def sam2_side_stream(self) -> bool:
@@ -214,11 +243,11 @@ class Sa2VAVesselModel(BaseModel):
         for label, module in modules.items():
             params = list(module.parameters())
             train = sum(p.numel() for p in params if p.requires_grad)
-            frozen = sum(p.numel() for p in params if not p.requires_grad)
-            dtypes = sorted({str(p.dtype).replace('torch.', '') for p in params})
+            frozen = sum(logical_numel(p) for p in params if not p.requires_grad)
+            dtypes = sorted({getattr(p, 'quant_type', None) or str(p.dtype).replace('torch.', '') for p in params})
             rows.append((label, f'{train:,}', f'{frozen:,}', '/'.join(dtypes)))
         rows.append(('total', f'{sum(p.numel() for p in self.parameters() if p.requires_grad):,}',
-                     f'{sum(p.numel() for p in self.parameters() if not p.requires_grad):,}', ''))
+                     f'{sum(logical_numel(p) for p in self.parameters() if not p.requires_grad):,}', ''))
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         lines = ['  '.join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
                  for r in rows]

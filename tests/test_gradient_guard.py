@@ -99,7 +99,8 @@ def test_grad_norms_every_n_iters(tmp_path):
 @pytest.mark.parametrize('options, expected', [
     ('model.cut_group=text_hidden_fcs',
      'no autograd path to these trainable groups: text_hidden_fcs.'),
-    ('model.zero_group=lora', 'alone give these trainable groups no gradient: lora.'),
+    # the mask-loss check walks the graph under DeepSpeed, so the gradient check catches this
+    ('model.zero_group=lora', 'gradient exactly zero: lora'),
     ('model.nan_grad_from_iter=2', 'at iteration 2, after the backward, trainable groups got no '
                                    'usable gradient'),
 ])

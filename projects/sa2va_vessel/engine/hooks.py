@@ -292,9 +292,12 @@ class GradientFlowGuardHook(Hook):
     def _check_mask_losses(self) -> None:
         """The mask losses alone must give every unit a non-zero gradient (first step only).
 
-        ``autograd.grad`` returns the gradients instead of accumulating them into ``.grad``
-        (DeepSpeed's gradient hooks do not fire), and ``retain_graph`` keeps the graph for the
-        real backward: the cost is one extra backward pass on the first step.
+        Plain runner: ``autograd.grad`` of the mask losses for one representative parameter per
+        unit; it returns the gradients instead of accumulating them into ``.grad``, and
+        ``retain_graph`` keeps the graph for the real backward: one extra backward pass, once.
+        DeepSpeed runs its gradient-reduction epilogue after *any* backward through the model,
+        so there the check walks the mask losses' autograd graph instead (no compute); it sees
+        a cut path (``.detach()``, ``no_grad``) but not a path multiplied by zero.
         """
         losses = self._losses or {}
         parts = [losses[k] for k in self.mask_losses if k in losses]
@@ -303,6 +306,24 @@ class GradientFlowGuardHook(Hook):
                                f'losses {self.mask_losses} (got {sorted(losses)}); set the '
                                "hook's mask_losses to the loss parts that train the masks.")
         total = sum(p.float() for p in parts)
+        if self._engine is not None:
+            reachable, hidden = reachable_parameters(total) if total.requires_grad else (set(), False)
+            if hidden:
+                return
+            dead = [u for u, ps in self._units.items() if not any(id(p) in reachable for _, p in ps)]
+        else:
+            dead = self._units_without_mask_grad(total)
+        if dead:
+            names = ', '.join(k for k in self.mask_losses if k in losses)
+            raise RuntimeError(
+                f'GradientFlowGuardHook: at iteration {self._runner.iter + 1}, the mask losses '
+                f'({names}) alone give these trainable groups no gradient: '
+                f'{name_units(dead, list(self._units))}. Only the LLM loss reaches them, so '
+                'they learn nothing about masks (the no-grad bug in another form). Look for a '
+                '.detach() / no_grad between them and the mask decoder, e.g. on the [SEG] '
+                'hidden state before text_hidden_fcs.')
+
+    def _units_without_mask_grad(self, total: torch.Tensor) -> list[str]:
         reps = {u: mask_loss_representatives(ps) for u, ps in self._units.items()}
         flat = [p for ps in reps.values() for p in ps]
         if total.requires_grad:
@@ -315,15 +336,7 @@ class GradientFlowGuardHook(Hook):
             got = [by_param[id(p)] for p in ps if by_param[id(p)] is not None]
             if not got or float(torch.nn.utils.get_total_norm(got)) == 0.0:
                 dead.append(unit)
-        if dead:
-            names = ', '.join(k for k in self.mask_losses if k in losses)
-            raise RuntimeError(
-                f'GradientFlowGuardHook: at iteration {self._runner.iter + 1}, the mask losses '
-                f'({names}) alone give these trainable groups no gradient: '
-                f'{name_units(dead, list(self._units))}. Only the LLM loss reaches them, so '
-                'they learn nothing about masks (the no-grad bug in another form). Look for a '
-                '.detach() / no_grad between them and the mask decoder, e.g. on the [SEG] '
-                'hidden state before text_hidden_fcs.')
+        return dead
 
     # -- gradients ----------------------------------------------------------------------------
     @staticmethod

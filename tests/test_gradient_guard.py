@@ -51,8 +51,13 @@ def test_cut_groups_are_named(tmp_path, group, dead):
 
 
 def test_zero_gradient_is_stopped(tmp_path):
-    # Connected to the loss (the graph check passes), but the gradient is exactly zero.
+    # Connected to the loss (the graph check passes), but the gradient is exactly zero. The
+    # mask-loss check sees it first; without it, the gradient check after backward does.
     msg = _train_error(tmp_path, {'model.zero_group': 'text_hidden_fcs'})
+    assert 'the mask losses (loss_mask, loss_dice) alone give these trainable groups no ' \
+           'gradient: lora, text_hidden_fcs.' in msg  # the zeroed prompt cuts LoRA's mask path too
+    msg = _train_error(tmp_path, {'model.zero_group': 'text_hidden_fcs',
+                                  'default_hooks.gradient_guard.mask_losses': ()})
     assert 'after the first backward' in msg
     assert 'gradient exactly zero: text_hidden_fcs\n' in msg
     assert re.search(r'groups that did get a gradient: lora \(.*\), mask_decoder \(', msg)
@@ -94,7 +99,10 @@ def test_grad_norms_every_n_iters(tmp_path):
 @pytest.mark.parametrize('options, expected', [
     ('model.cut_group=text_hidden_fcs',
      'no autograd path to these trainable groups: text_hidden_fcs.'),
+    # the mask-loss check walks the graph under DeepSpeed, so the gradient check catches this
     ('model.zero_group=lora', 'gradient exactly zero: lora'),
+    ('model.nan_grad_from_iter=2', 'at iteration 2, after the backward, trainable groups got no '
+                                   'usable gradient'),
 ])
 def test_guard_under_deepspeed_zero2(tmp_path, options, expected):
     # One process, DeepSpeed ZeRO-2 on gloo: the full gradient comes from safe_get_full_grad.

@@ -14,6 +14,9 @@ Two switches reproduce the bugs the gradient guard must catch:
 * ``cut_group='<name>'``: the output of that group is detached, so it alone gets no gradient.
 * ``zero_group='<name>'``: the output of that group is multiplied by 0: still connected to the
   loss, but its gradient is exactly zero.
+* ``nan_grad_from_iter=N``: from the N-th training forward on (1-based), the gradient flowing
+  back into the LoRA output turns NaN (the loss stays finite).
+* ``skip_step_after=N``: ``train_step`` stops calling ``optim_wrapper.step()`` after N steps.
 """
 from __future__ import annotations
 
@@ -42,6 +45,8 @@ class ToySegModel(BaseModel):
                  forward_under_no_grad: bool = False,
                  cut_group: Optional[str] = None,
                  zero_group: Optional[str] = None,
+                 nan_grad_from_iter: Optional[int] = None,
+                 skip_step_after: Optional[int] = None,
                  data_preprocessor: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor)
         for arg, value in (('cut_group', cut_group), ('zero_group', zero_group)):
@@ -50,6 +55,10 @@ class ToySegModel(BaseModel):
         self.forward_under_no_grad = forward_under_no_grad
         self.cut_group = cut_group
         self.zero_group = zero_group
+        self.nan_grad_from_iter = nan_grad_from_iter
+        self.skip_step_after = skip_step_after
+        self._train_forwards = 0
+        self._train_steps = 0
         # Frozen parts (stand-ins for the vision tower, the LLM body and the SAM2 encoder).
         self.vision_tower = nn.Conv2d(3, hidden, 3, padding=1)
         self.embed_tokens = nn.Embedding(vocab, hidden)
@@ -74,8 +83,7 @@ class ToySegModel(BaseModel):
         for group, starts in prefixes.items():
             params = [(n, p) for n, p in self.named_parameters()
                       if n.startswith(starts) and p.requires_grad]
-            if params:
-                groups[group] = params
+            groups[group] = params  # every group is switched on, empty when frozen
         return groups
 
     def parameter_table(self) -> str:
@@ -89,6 +97,19 @@ class ToySegModel(BaseModel):
             state = 'trainable' if any(p.requires_grad for p in params) else 'frozen'
             rows.append(f'{name:<17} {state:<10} {count}')
         return '\n'.join(rows)
+
+    def train_step(self, data: Any, optim_wrapper: Any) -> dict[str, torch.Tensor]:
+        self._train_steps += 1
+        if self.skip_step_after is None or self._train_steps <= self.skip_step_after:
+            return super().train_step(data, optim_wrapper)
+        # The planted bug: backward runs, the optimizer step is skipped.
+        with optim_wrapper.optim_context(self):
+            data = self.data_preprocessor(data, True)
+            losses = self._run_forward(data, mode='loss')
+        parsed, log_vars = self.parse_losses(losses)
+        optim_wrapper.backward(parsed)
+        optim_wrapper.zero_grad()
+        return log_vars
 
     # -- forward ------------------------------------------------------------------------------
     def forward(self,
@@ -122,6 +143,10 @@ class ToySegModel(BaseModel):
             image_feats = self.vision_tower(pixel_values)                    # (B, C, H, W)
             token_embeds = self.embed_tokens(data['input_ids'])              # (B, L, C)
         lora_delta = self._cut('lora', self.lora_B(self.lora_A(token_embeds)))
+        if lora_delta.requires_grad and self.nan_grad_from_iter is not None:
+            self._train_forwards += 1
+            if self._train_forwards >= self.nan_grad_from_iter:
+                lora_delta.register_hook(lambda g: torch.full_like(g, float('nan')))
         hidden = token_embeds + lora_delta
         seg_hidden = hidden[:, -1]                                           # (B, C) at "[SEG]"
         prompt = self._cut('text_hidden_fcs', self.text_hidden_fcs(seg_hidden))

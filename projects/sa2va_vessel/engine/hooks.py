@@ -1,30 +1,37 @@
 """Runner hooks: the gradient-flow guard and trainable-only checkpoints.
 
-How the guard sees gradients in both runners
---------------------------------------------
-Both ``OptimWrapper``/``AmpOptimWrapper`` (plain runner) and ``DeepSpeedOptimWrapper``
-(FlexibleRunner) implement ``update_params(loss)`` as ``self.backward(loss)`` then ``self.step()``
-(the plain wrappers then ``zero_grad()``, DeepSpeed frees the reduced gradients in ``step``).
-So ``after_train_iter`` is too late to read gradients in either runner. The guard instead
-replaces ``backward`` and ``step`` on the optimizer-wrapper *instance* at ``before_train``:
+The gradient-flow guard watches the whole run
+---------------------------------------------
+It stops the run with a ``RuntimeError`` that names the groups (or LoRA module kinds, see
+:mod:`.guard_probe`) and the iteration, when
 
-* right after the original ``backward`` (and only at a gradient-accumulation boundary, i.e. just
-  before a real optimizer step) it reads every group's gradient: ``param.grad`` in the plain
-  runner (already all-reduced by DDP; divided by the AMP loss scale), and
-  ``deepspeed.utils.safe_get_full_grad`` under DeepSpeed, which reassembles ZeRO-2's partitioned
-  gradient (a collective, so every rank runs it for the same parameters in the same order);
-* around the first real ``step`` it snapshots the trainable weights (DeepSpeed: the fp32 master
-  copy via ``safe_get_full_fp32_param``, since a tiny warm-up step may not move bf16 weights)
-  and compares them afterwards.
+* before training: a group the config switches on has no trainable parameter
+  (``model.trainable_groups()`` lists every switched-on group, empty when frozen);
+* before the first backward: the loss has no autograd path to a unit;
+* on the first step: the mask losses alone (``autograd.grad`` of ``loss_mask + loss_dice``,
+  graph retained, for one representative parameter per unit) give a unit no gradient: the LLM
+  loss would then hide that masks teach LoRA, the ``[SEG]`` rows or the projector nothing;
+* after every backward that ends in an optimizer step (before that step): a unit's gradient is
+  missing, exactly zero, or non-finite, or a loss part is non-finite. Nothing has been updated
+  and no checkpoint written for this iteration yet;
+* after the first optimizer step and then every ``window`` iterations: a unit's weights did not
+  change since the last check (a skipped ``step()``, lr 0, parameters not in the optimizer).
 
-On the first check it raises ``RuntimeError`` naming the groups that got nothing. Every
-``interval`` iterations it writes ``train/grad_norm/<group>`` to the message hub; the
-LoggerHook forwards those to TensorBoard as ``grad_norm/<group>``.
+How it sees gradients in both runners
+-------------------------------------
+``OptimWrapper``/``AmpOptimWrapper`` and ``DeepSpeedOptimWrapper`` implement
+``update_params(loss)`` as ``self.backward(loss)`` then ``self.step()``, and the gradients are
+gone after it, so the guard replaces ``backward`` and ``step`` on the optimizer-wrapper
+*instance* at ``before_train`` (and restores them at ``after_train``). The per-loss values come
+from a forward hook on the model. Its own time per iteration goes to the message hub as
+``train/guard_ms`` (in the log line and TensorBoard as ``guard_ms``); the one-time mask-loss
+check is logged on its own line.
 """
 from __future__ import annotations
 
 import functools
 import math
+import time
 from collections import OrderedDict
 from typing import Any, Callable, Optional
 
@@ -33,6 +40,8 @@ from mmengine.hooks import Hook, LoggerHook
 from mmengine.registry import HOOKS
 from torch import nn
 
+from .guard_probe import (ParamProbe, group_of, mask_loss_representatives, name_units,
+                          split_units)
 from .utils import deepspeed_engine_of, unwrap_model
 
 Groups = dict[str, list[tuple[str, nn.Parameter]]]
@@ -46,16 +55,21 @@ _LIKELY_CAUSES = (
 
 
 def _trainable_groups(model: nn.Module) -> Groups:
-    if not hasattr(model, 'trainable_groups'):
-        raise TypeError(f'{type(model).__name__} has no trainable_groups(); the model contract '
-                        '(docs/ARCHITECTURE.md) requires it for the gradient guard.')
-    groups = model.trainable_groups()
-    groups = {g: [(n, p) for n, p in params if p.requires_grad] for g, params in groups.items()}
-    groups = {g: params for g, params in groups.items() if params}
+    """The model's trainable groups without the empty ones (monitoring hooks read this)."""
+    groups = {g: ps for g, ps in _switched_on_groups(model).items() if ps}
     if not groups:
         raise RuntimeError('model.trainable_groups() returned no trainable parameter: nothing '
                            'would be trained. Check the config switches that unfreeze parts.')
     return groups
+
+
+def _switched_on_groups(model: nn.Module) -> Groups:
+    """Every group the config switches on, with its parameters that require grad."""
+    if not hasattr(model, 'trainable_groups'):
+        raise TypeError(f'{type(model).__name__} has no trainable_groups(); the model contract '
+                        '(docs/ARCHITECTURE.md) requires it for the gradient guard.')
+    return {g: [(n, p) for n, p in params if p.requires_grad]
+            for g, params in model.trainable_groups().items()}
 
 
 def reachable_parameters(loss: torch.Tensor) -> tuple[set[int], bool]:
@@ -81,47 +95,94 @@ def reachable_parameters(loss: torch.Tensor) -> tuple[set[int], bool]:
 
 @HOOKS.register_module()
 class GradientFlowGuardHook(Hook):
-    """Stop the run when a trainable group gets no gradient or does not move; log grad norms.
+    """Stop the run when a trainable unit gets no gradient, a bad one, or does not move.
 
     Args:
         interval: log ``grad_norm/<group>`` every this many iterations. ``None`` uses the
             LoggerHook's interval, so every logged line has a fresh value.
-        check: run the first-step checks (switch off only to debug a known-broken model).
+        window: check every this many iterations that each unit's weights changed (rounded
+            up to a multiple of the gradient-accumulation count). ``None``: the log interval.
+        check: run the checks (switch off only to debug a known-broken model).
         log_parameter_table: log ``model.parameter_table()`` before training.
+        mask_losses: the loss parts that must, alone, reach every unit on the first step
+            (``()`` skips that check).
     """
 
     priority = 'VERY_HIGH'  # patch the optimizer wrapper before any other hook uses it
 
-    def __init__(self, interval: Optional[int] = None, check: bool = True,
-                 log_parameter_table: bool = True) -> None:
-        if interval is not None and interval < 1:
-            raise ValueError(f'interval must be >= 1, got {interval}')
+    def __init__(self, interval: Optional[int] = None, window: Optional[int] = None,
+                 check: bool = True, log_parameter_table: bool = True,
+                 mask_losses: tuple[str, ...] = ('loss_mask', 'loss_dice')) -> None:
+        for arg, value in (('interval', interval), ('window', window)):
+            if value is not None and value < 1:
+                raise ValueError(f'{arg} must be >= 1, got {value}')
         self.interval = interval
+        self.window = window
         self.check = check
         self.log_parameter_table = log_parameter_table
-        self._grad_checked = not check
-        self._step_checked = not check
-        self._graph_checked = not check
+        self.mask_losses = tuple(mask_losses)
         self._originals: dict[str, Callable] = {}
+        self._hook_handle: Any = None
 
     # -- hook points --------------------------------------------------------------------------
     def before_train(self, runner: Any) -> None:
         model = unwrap_model(runner.model)
         self._runner = runner
+        switched = _switched_on_groups(model)
+        empty = [g for g, ps in switched.items() if not ps]
+        if empty and self.check:
+            raise RuntimeError(
+                'GradientFlowGuardHook: before iteration 1, these groups are switched on in the '
+                f'config (model.trainable) but have no trainable parameter: {", ".join(empty)}. '
+                'Something froze them after the model was built (requires_grad_(False), peft '
+                'enable_adapters(False) / disable_adapter()), or the switch names a part the '
+                'model lacks. Switch them off in the config, or find what froze them.')
         self._groups = _trainable_groups(model)
+        self._units = split_units(self._groups)
         self._engine = deepspeed_engine_of(runner.model)
+        self._probe = ParamProbe(self._units, self._engine)
+        loggers = [h for h in runner.hooks if isinstance(h, LoggerHook)]
         if self.interval is None:
-            loggers = [h for h in runner.hooks if isinstance(h, LoggerHook)]
             self.interval = loggers[0].interval if loggers else 10
+        accum = self._accumulation(runner.optim_wrapper)
+        window = self.window or self.interval
+        self._window = -(-window // accum) * accum  # weights move only at update boundaries
+        self._accum = accum
         if self.log_parameter_table and hasattr(model, 'parameter_table'):
             runner.logger.info('Parameter table:\n' + model.parameter_table())
         summary = ', '.join(f'{g} ({sum(p.numel() for _, p in ps)} params)'
                             for g, ps in self._groups.items())
         runner.logger.info(f'Trainable groups: {summary}')
+        # state of the checks
+        self._graph_checked = not self.check
+        self._mask_checked = not (self.check and self.mask_losses)
+        self._first_update_checked = not self.check
+        self._first_backward = True
+        self._losses: Optional[dict] = None
+        self._ms = 0.0
+        self._start_iter = runner.iter
+        self._ref = self._probe.sample_weights() if self.check else None
+        self._ref_iter = runner.iter
+        self._steps = self._skipped = 0
+        self._hook_handle = model.register_forward_hook(self._capture_losses)
         self._patch(runner.optim_wrapper)
 
     def after_train(self, runner: Any) -> None:
         self._unpatch(runner.optim_wrapper)
+        if self._hook_handle is not None:
+            self._hook_handle.remove()
+            self._hook_handle = None
+
+    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None,
+                         outputs: Any = None) -> None:
+        done = runner.iter + 1
+        since_start = done - self._start_iter
+        if self.check and since_start % self._accum == 0 and (
+                not self._first_update_checked or done % self._window == 0):
+            with self._timed():
+                self._check_weights_moved(done)
+        runner.message_hub.update_scalar('train/guard_ms', self._ms)
+        self._ms = 0.0
 
     # -- patching -----------------------------------------------------------------------------
     def _patch(self, optim_wrapper: Any) -> None:
@@ -136,17 +197,22 @@ class GradientFlowGuardHook(Hook):
 
         @functools.wraps(orig_backward)
         def backward(loss: torch.Tensor, **kwargs: Any) -> None:
-            if not self._graph_checked:
-                self._graph_checked = True
-                self._check_graph(loss)
+            self._before_backward(loss)
             orig_backward(loss, **kwargs)
-            self._after_backward(optim_wrapper)
+            if self._is_update_boundary(optim_wrapper):
+                with self._timed():
+                    self._check_grads(optim_wrapper)
+            self._losses = None
 
         @functools.wraps(orig_step)  # keeps `_with_counter`, which the schedulers check
         def step(**kwargs: Any) -> Any:
-            if self._step_checked or not self._is_update_boundary(optim_wrapper):
+            if not self._is_update_boundary(optim_wrapper):
                 return orig_step(**kwargs)
-            return self._checked_step(optim_wrapper, orig_step, **kwargs)
+            skip_state = self._skip_state(optim_wrapper)
+            out = orig_step(**kwargs)
+            self._steps += 1
+            self._skipped += int(self._skip_state(optim_wrapper) != skip_state)
+            return out
 
         # Instance attributes shadow the class methods; update_params() calls self.backward()
         # and self.step(), so the patch is seen by both mmengine runners.
@@ -161,9 +227,43 @@ class GradientFlowGuardHook(Hook):
                 optim_wrapper.__dict__[name] = original
         self._originals = {}
 
-    # -- autograd graph (before the first backward) --------------------------------------------
+    def _capture_losses(self, module: nn.Module, args: Any, output: Any) -> None:
+        if isinstance(output, dict):  # mode='loss'; predict returns a list
+            self._losses = output
+
+    class _Timer:
+        def __init__(self, hook: 'GradientFlowGuardHook') -> None:
+            self.hook = hook
+
+        def __enter__(self) -> None:
+            _sync_cuda()  # time the guard's work, not the backward still queued on the GPU
+            self.t0 = time.perf_counter()
+
+        def __exit__(self, *exc: Any) -> None:
+            _sync_cuda()
+            self.hook._ms += (time.perf_counter() - self.t0) * 1e3
+
+    def _timed(self) -> '_Timer':
+        return self._Timer(self)
+
+    # -- before the first backward ------------------------------------------------------------
+    def _before_backward(self, loss: torch.Tensor) -> None:
+        if not self._first_backward:
+            return
+        self._first_backward = False
+        if not self._graph_checked:
+            self._graph_checked = True
+            self._check_graph(loss)
+        if not self._mask_checked:
+            self._mask_checked = True
+            t0 = time.perf_counter()
+            self._check_mask_losses()
+            self._runner.logger.info(f'GradientFlowGuardHook: the mask losses reach every '
+                                     f'trainable unit ({(time.perf_counter() - t0) * 1e3:.0f} ms, '
+                                     'once).')
+
     def _check_graph(self, loss: torch.Tensor) -> None:
-        """Fail before backward when the loss has no autograd path to a whole group.
+        """Fail before backward when the loss has no autograd path to a unit.
 
         Needed because a dead group does not always reach the gradient check: DeepSpeed ZeRO-2
         crashes inside ``engine.backward`` (IndexError in ``reduce_ipg_grads``) when no
@@ -177,27 +277,79 @@ class GradientFlowGuardHook(Hook):
         reachable, hidden = reachable_parameters(loss)
         if hidden:
             return
-        dead = [g for g, params in self._groups.items()
+        dead = [u for u, params in self._units.items()
                 if not any(id(p) in reachable for _, p in params)]
         if not dead:
             return
-        alive = [g for g in self._groups if g not in dead]
+        alive = [u for u in self._units if u not in dead]
+        units = list(self._units)
         raise RuntimeError(
             'GradientFlowGuardHook: before the first backward, the loss has no autograd path '
-            f'to these trainable groups: {", ".join(dead)}. They would get no gradient.\n'
-            f'  groups that are connected: {", ".join(alive) or "none"}\n  ' + _LIKELY_CAUSES)
+            f'to these trainable groups: {name_units(dead, units)}. They would get no gradient.\n'
+            f'  groups that are connected: {name_units(alive, units) or "none"}\n  '
+            + _LIKELY_CAUSES)
+
+    def _check_mask_losses(self) -> None:
+        """The mask losses alone must give every unit a non-zero gradient (first step only).
+
+        Plain runner: ``autograd.grad`` of the mask losses for one representative parameter per
+        unit; it returns the gradients instead of accumulating them into ``.grad``, and
+        ``retain_graph`` keeps the graph for the real backward: one extra backward pass, once.
+        DeepSpeed runs its gradient-reduction epilogue after *any* backward through the model,
+        so there the check walks the mask losses' autograd graph instead (no compute); it sees
+        a cut path (``.detach()``, ``no_grad``) but not a path multiplied by zero.
+        """
+        losses = self._losses or {}
+        parts = [losses[k] for k in self.mask_losses if k in losses]
+        if not parts:
+            raise RuntimeError(f'GradientFlowGuardHook: the model returned none of the mask '
+                               f'losses {self.mask_losses} (got {sorted(losses)}); set the '
+                               "hook's mask_losses to the loss parts that train the masks.")
+        total = sum(p.float() for p in parts)
+        if self._engine is not None:
+            reachable, hidden = reachable_parameters(total) if total.requires_grad else (set(), False)
+            if hidden:
+                return
+            dead = [u for u, ps in self._units.items() if not any(id(p) in reachable for _, p in ps)]
+        else:
+            dead = self._units_without_mask_grad(total)
+        if dead:
+            names = ', '.join(k for k in self.mask_losses if k in losses)
+            raise RuntimeError(
+                f'GradientFlowGuardHook: at iteration {self._runner.iter + 1}, the mask losses '
+                f'({names}) alone give these trainable groups no gradient: '
+                f'{name_units(dead, list(self._units))}. Only the LLM loss reaches them, so '
+                'they learn nothing about masks (the no-grad bug in another form). Look for a '
+                '.detach() / no_grad between them and the mask decoder, e.g. on the [SEG] '
+                'hidden state before text_hidden_fcs.')
+
+    def _units_without_mask_grad(self, total: torch.Tensor) -> list[str]:
+        reps = {u: mask_loss_representatives(ps) for u, ps in self._units.items()}
+        flat = [p for ps in reps.values() for p in ps]
+        if total.requires_grad:
+            grads = torch.autograd.grad(total, flat, retain_graph=True, allow_unused=True)
+        else:
+            grads = (None,) * len(flat)
+        by_param = {id(p): g for p, g in zip(flat, grads)}
+        dead = []
+        for unit, ps in reps.items():
+            got = [by_param[id(p)] for p in ps if by_param[id(p)] is not None]
+            if not got or float(torch.nn.utils.get_total_norm(got)) == 0.0:
+                dead.append(unit)
+        return dead
 
     # -- gradients ----------------------------------------------------------------------------
+    @staticmethod
+    def _accumulation(optim_wrapper: Any) -> int:
+        engine = getattr(optim_wrapper, 'model', None)
+        if engine is not None and hasattr(engine, 'gradient_accumulation_steps'):
+            return max(1, int(engine.gradient_accumulation_steps()))
+        return max(1, int(getattr(optim_wrapper, '_accumulative_counts', 1)))
+
     def _is_update_boundary(self, optim_wrapper: Any) -> bool:
         if self._engine is not None:
             return bool(self._engine.is_gradient_accumulation_boundary())
         return bool(optim_wrapper.should_update())
-
-    def _grad_of(self, param: nn.Parameter) -> Optional[torch.Tensor]:
-        if self._engine is not None:
-            from deepspeed.utils import safe_get_full_grad
-            return safe_get_full_grad(param)
-        return param.grad
 
     def _loss_scale(self, optim_wrapper: Any) -> float:
         # AmpOptimWrapper's backward multiplies the loss by the GradScaler's scale.
@@ -206,82 +358,85 @@ class GradientFlowGuardHook(Hook):
             return float(scaler.get_scale())
         return 1.0
 
+    def _overflow_is_normal(self, optim_wrapper: Any) -> bool:
+        """fp16 with a dynamic loss scale: an inf gradient means "skip and lower the scale"."""
+        if self._engine is not None:
+            return bool(self._engine.fp16_enabled())
+        scaler = getattr(optim_wrapper, 'loss_scaler', None)
+        return (scaler is not None and scaler.is_enabled()
+                and getattr(optim_wrapper, 'cast_dtype', None) in (None, torch.float16))
+
     def group_grad_norms(self, optim_wrapper: Any) -> dict[str, Optional[float]]:
         """L2 norm of each group's gradient; ``None`` when no parameter of it has a gradient."""
-        scale = self._loss_scale(optim_wrapper)
-        norms: dict[str, Optional[float]] = OrderedDict()
-        for group, params in self._groups.items():
-            total, seen = 0.0, False
-            for _, param in params:
-                grad = self._grad_of(param)
-                if grad is None:
-                    continue
-                seen = True
-                total += float(grad.detach().float().norm()) ** 2
-            norms[group] = math.sqrt(total) / scale if seen else None
-        return norms
+        norms, _ = self._probe.grad_norms(self._loss_scale(optim_wrapper))
+        return self._by_group(norms)
 
-    def _after_backward(self, optim_wrapper: Any) -> None:
-        if not self._is_update_boundary(optim_wrapper):
-            return
+    def _by_group(self, norms: dict[str, Optional[float]]) -> dict[str, Optional[float]]:
+        out: dict[str, Optional[float]] = OrderedDict()
+        for unit, norm in norms.items():
+            group = group_of(unit)
+            if norm is None:
+                out.setdefault(group, None)
+            else:
+                out[group] = math.sqrt((out.get(group) or 0.0) ** 2 + norm ** 2)
+        return out
+
+    def _check_grads(self, optim_wrapper: Any) -> None:
+        """Every step, before the optimizer step: finite losses, a usable gradient per unit."""
+        losses = {k: v for k, v in (self._losses or {}).items()
+                  if isinstance(v, torch.Tensor) and v.numel() > 0}
+        bad_loss = torch.zeros(1)
+        if losses:
+            finite = torch.stack([torch.isfinite(v.detach()).all() for v in losses.values()])
+            bad_loss = (~finite).any().float().reshape(1)
+        norms, extra = self._probe.grad_norms(self._loss_scale(optim_wrapper), bad_loss)
         runner = self._runner
-        need_check = not self._grad_checked
-        need_log = (runner.iter + 1) % self.interval == 0
-        if not (need_check or need_log):
-            return
-        norms = self.group_grad_norms(optim_wrapper)
-        if need_check:
-            self._grad_checked = True
-            self._raise_on_bad_grads(norms)
-        if need_log:
-            for group, norm in norms.items():
+        if (runner.iter + 1) % self.interval == 0:
+            for group, norm in self._by_group(norms).items():
                 runner.message_hub.update_scalar(f'train/grad_norm/{group}',
                                                  0.0 if norm is None else norm)
-
-    def _raise_on_bad_grads(self, norms: dict[str, Optional[float]]) -> None:
-        missing = [g for g, n in norms.items() if n is None]
-        zero = [g for g, n in norms.items() if n is not None and n == 0.0]
-        bad = [g for g, n in norms.items() if n is not None and not math.isfinite(n)]
-        if not (missing or zero or bad):
-            self._runner.logger.info('GradientFlowGuardHook: every trainable group got a '
-                                     'gradient: ' + ', '.join(f'{g}={n:.3e}'
-                                                              for g, n in norms.items()))
+        if not self.check:
             return
-        ok = [f'{g} (|grad|={n:.3e})' for g, n in norms.items()
+        first = not self._first_update_checked and runner.iter + 1 - self._start_iter <= self._accum
+        if self._overflow_is_normal(optim_wrapper):
+            norms = OrderedDict((u, n) for u, n in norms.items()
+                                if n is None or math.isfinite(n))  # the scaler skips the step
+        missing = [u for u, n in norms.items() if n is None]
+        zero = [u for u, n in norms.items() if n is not None and n == 0.0]
+        bad = [u for u, n in norms.items() if n is not None and not math.isfinite(n)]
+        loss_bad = bool(extra is not None and float(extra[0]) > 0)
+        if first and not (missing or zero or bad or loss_bad):
+            runner.logger.info('GradientFlowGuardHook: every trainable group got a gradient: '
+                               + ', '.join(f'{g}={n:.3e}' for g, n in norms.items()))
+        if not (missing or zero or bad or loss_bad):
+            return
+        units = list(self._units)
+        where = 'after the first backward' if first else \
+            f'at iteration {runner.iter + 1}, after the backward'
+        ok = [f'{u} (|grad|={n:.3e})' for u, n in norms.items()
               if n is not None and n != 0.0 and math.isfinite(n)]
-        lines = ['GradientFlowGuardHook: after the first backward, trainable groups got no '
-                 'usable gradient.']
+        lines = [f'GradientFlowGuardHook: {where}, trainable groups got no usable gradient. '
+                 'Stopped before the optimizer step: the weights and checkpoints are as after '
+                 f'iteration {runner.iter}.']
         if missing:
-            lines.append(f'  no gradient at all (.grad is None): {", ".join(missing)}')
+            lines.append(f'  no gradient at all (.grad is None): {name_units(missing, units)}')
         if zero:
-            lines.append(f'  gradient exactly zero: {", ".join(zero)}')
+            lines.append(f'  gradient exactly zero: {name_units(zero, units)}')
         if bad:
-            lines.append(f'  non-finite gradient (inf/nan): {", ".join(bad)} -- check the '
+            lines.append(f'  non-finite gradient (inf/nan): {name_units(bad, units)} -- check the '
                          'loss for log(0)/division by zero and the mixed-precision setting')
+        if loss_bad:
+            parts = ', '.join(f'{k}={float(v.detach().float().mean()):.4g}'
+                              for k, v in losses.items())
+            lines.append(f'  non-finite loss on some rank (this rank: {parts or "unknown"})')
         lines.append(f'  groups that did get a gradient: {", ".join(ok) or "none"}')
         if missing or zero:
             lines.append('  ' + _LIKELY_CAUSES)
         raise RuntimeError('\n'.join(lines))
 
     # -- weights ------------------------------------------------------------------------------
-    def _snapshot(self) -> dict[str, list[torch.Tensor]]:
-        if self._engine is not None:
-            from deepspeed.utils import safe_get_full_fp32_param
-
-            def read(p: nn.Parameter) -> torch.Tensor:
-                full = safe_get_full_fp32_param(p)
-                return (p if full is None else full).detach().to('cpu', torch.float32, copy=True)
-        else:
-            # on the host: two full fp32 copies of 8B's 368 M trainables would be 2.7 GiB of GPU
-            def read(p: nn.Parameter) -> torch.Tensor:
-                return p.detach().to('cpu', torch.float32, copy=True)
-        return {g: [read(p) for _, p in params] for g, params in self._groups.items()}
-
-    def _step_skipped(self, optim_wrapper: Any, before: tuple) -> bool:
-        # A dynamic loss scaler skips steps on overflow (fp16); that is not a dead group.
-        return self._skip_state(optim_wrapper) != before
-
     def _skip_state(self, optim_wrapper: Any) -> tuple:
+        # A dynamic loss scaler skips steps on overflow (fp16); that is not a dead group.
         if self._engine is not None:
             return (getattr(self._engine, 'skipped_steps', 0),)
         scaler = getattr(optim_wrapper, 'loss_scaler', None)
@@ -289,30 +444,43 @@ class GradientFlowGuardHook(Hook):
             return (float(scaler.get_scale()),)
         return ()
 
-    def _checked_step(self, optim_wrapper: Any, orig_step: Callable, **kwargs: Any) -> Any:
-        before = self._snapshot()
-        skip_state = self._skip_state(optim_wrapper)
-        out = orig_step(**kwargs)
-        if self._step_skipped(optim_wrapper, skip_state):
-            self._runner.logger.warning('GradientFlowGuardHook: the first optimizer step was '
-                                        'skipped (loss-scale overflow); checking the next one.')
-            return out
-        after = self._snapshot()
-        self._step_checked = True
-        unchanged = [g for g in self._groups
-                     if all(torch.equal(b, a) for b, a in zip(before[g], after[g]))]
-        if unchanged:
-            lrs = sorted({float(pg['lr']) for pg in optim_wrapper.param_groups})
-            raise RuntimeError(
-                'GradientFlowGuardHook: after the first optimizer step these trainable groups '
-                f'did not change: {", ".join(unchanged)}.\n'
-                f'  learning rates at this step: {lrs}\n'
-                '  Causes: no gradient reached them (see above; ' + _LIKELY_CAUSES + '), a '
-                'learning rate of 0 at step 1 (warm-up start_factor=0), or the parameters are '
-                'not in the optimizer (it was built before requires_grad was set).')
-        self._runner.logger.info('GradientFlowGuardHook: every trainable group changed after '
-                                 'the first optimizer step.')
-        return out
+    def _check_weights_moved(self, done: int) -> None:
+        """Each unit's sampled weights must differ from the last check's."""
+        now = self._probe.sample_weights()
+        changed = self._probe.changed(self._ref, now)
+        first = not self._first_update_checked
+        span, steps, skipped = (self._ref_iter + 1, done), self._steps, self._skipped
+        self._ref, self._ref_iter, self._steps, self._skipped = now, done, 0, 0
+        self._first_update_checked = True
+        unchanged = [u for u, c in changed.items() if not c]
+        runner = self._runner
+        if not unchanged:
+            if first:
+                runner.logger.info('GradientFlowGuardHook: every trainable group changed after '
+                                   'the first optimizer step.')
+            return
+        if steps and skipped == steps:  # fp16 overflow on every step of the window
+            runner.logger.warning(f'GradientFlowGuardHook: all {steps} optimizer steps of '
+                                  f'iterations {span[0]}..{span[1]} were skipped by the loss '
+                                  'scaler (fp16 overflow); the weights did not move.')
+            return
+        lrs = sorted({float(pg['lr']) for pg in runner.optim_wrapper.param_groups})
+        where = 'after the first optimizer step' if first else \
+            f'over iterations {span[0]}..{span[1]} (window of {self._window})'
+        cause = ('optimizer.step() was not called in these iterations (a train_step that skips '
+                 'it?)' if steps == 0 else
+                 f'{steps} optimizer step(s) ran; causes: no gradient reached them, a learning '
+                 'rate of 0 (warm-up start_factor=0, a schedule ending at 0), or the parameters '
+                 'are not in the optimizer (it was built before requires_grad was set)')
+        raise RuntimeError(
+            f'GradientFlowGuardHook: {where} these trainable groups did not change: '
+            f'{name_units(unchanged, list(self._units))}.\n  Their update norm is 0.\n'
+            f'  learning rates at this step: {lrs}\n  {cause}.')
+
+
+def _sync_cuda() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 @HOOKS.register_module()

@@ -248,6 +248,10 @@ class InsufficientDiskSpace(RuntimeError):
     pass
 
 
+class NonFiniteWeights(RuntimeError):
+    """A save was refused: trainable weights hold NaN/inf (nothing written, pointer unchanged)."""
+
+
 # -- runner mixin -----------------------------------------------------------------------------
 class ResumableRunnerMixin:
     """Atomic, size-checked, retention-managed checkpoints with RNG and data position.
@@ -286,6 +290,7 @@ class ResumableRunnerMixin:
         step = meta.get('iter', self.iter + (0 if by_epoch else 1))
         if self._last_saved == (filename, step) and final.exists():
             return  # already saved at this step (periodic hook, then the preemption save)
+        self._check_finite_weights(out, filename)
 
         if mmdist.is_main_process():
             out.mkdir(parents=True, exist_ok=True)
@@ -344,6 +349,20 @@ class ResumableRunnerMixin:
         per_param = 16 if self.cfg.get('mixed_precision') else 12
         return (trainable * per_param + buffers,
                 f'{trainable:,} trainable parameters x {per_param} bytes')
+
+    def _check_finite_weights(self, out: Path, filename: str) -> None:
+        """Never write (or point ``last_checkpoint`` to) weights that hold NaN/inf."""
+        from .guard_probe import nonfinite_parameters
+        from .utils import unwrap_model
+        bad = nonfinite_parameters(unwrap_model(self.model))
+        if any_rank(bool(bad)):
+            latest = find_latest_checkpoint(out)
+            raise NonFiniteWeights(
+                f'Refusing to save {filename} in {out}: {len(bad)} trainable tensor(s) hold '
+                f'NaN/inf (on rank {mmdist.get_rank()}: {bad[:3]}{" ..." if len(bad) > 3 else ""}'
+                f'). Nothing was written; last_checkpoint still names {latest or "none"}. The '
+                'gradient-flow guard stops such runs before the step (is it switched off?); '
+                'resume from the last checkpoint with a lower learning rate.')
 
     def _check_free_space(self, out: Path, filename: str) -> None:
         need, why = self.expected_checkpoint_bytes(out)

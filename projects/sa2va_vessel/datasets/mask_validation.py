@@ -94,9 +94,9 @@ class MaskProblem:
 class MaskValidationError(DataReadError):
     """A mask holds something other than a sound binary vessel mask; `problems` lists why."""
 
-    def __init__(self, problems: List[MaskProblem]) -> None:
+    def __init__(self, problems: List[MaskProblem], message: Optional[str] = None) -> None:
         self.problems = list(problems)
-        super().__init__("; ".join(str(p) for p in self.problems))
+        super().__init__(message or "; ".join(str(p) for p in self.problems))
 
 
 @dataclass

@@ -111,6 +111,11 @@ def test_upper_case_extension_found_by_checker_and_dataset(tmp_path):
     ds = VesselSegDataset(str(root), "train", str(tiny_checkpoint_dir()))
     assert ds[0]["img_path"].endswith("good0.Png")
     assert ds.samples[0]["mask"].name == "good0.PNG"
+    src = fives_source(tmp_path / "FIVES")                              # and at preparation
+    gt = src / "train" / "Ground truth"
+    (gt / "0_A.png").rename(gt / "0_A.PNG")
+    man = prepare_dataset("fives", src, tmp_path / "out", progress=False)
+    assert man["n_samples"] == 2 and man["unpaired"] == []
 
 
 def test_checker_and_dataset_agree_on_every_file(tmp_path):

@@ -48,7 +48,7 @@ def test_each_problem_is_found(clean, tmp_path):
     report = check_dataset(root)
     kinds = _kinds(report)
     for expected in [("unreadable", "error"), ("duplicate image", "error"), ("empty mask", "error"),
-                     ("size mismatch", "error"), ("non-binary mask", "warning"),
+                     ("size mismatch", "error"), ("non-binary mask", "error"),
                      ("sample crosses splits", "error"), ("split entry without files", "error"),
                      ("degenerate shape", "error"), ("not in any split", "warning")]:
         assert expected in kinds, (expected, report.table())

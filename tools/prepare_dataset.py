@@ -1,10 +1,17 @@
 """Convert a public vessel data set folder into the canonical layout.
 
     python tools/prepare_dataset.py {drive,chase_db1,stare,hrf,fives,xcad} SRC_DIR OUT_DIR
-           [--estimate-fov] [--val-fraction 0.25] [--seed 0]
+           [--estimate-fov] [--val-fraction 0.25] [--seed 0] [--overwrite]
+           [--skip-bad-masks] [--max-vessel-fraction 0.5] [--allow-non-binary]
+           [--allow-large-images]
 
-Writes OUT_DIR/images, masks, fov (when available), splits/*.txt and manifest.json.
-See projects/sa2va_vessel/datasets/prepare.py for the expected source layouts.
+Writes OUT_DIR/images, masks, fov (when available), splits/*.txt and manifest.json, all at once
+(a failed run leaves no OUT_DIR). A non-empty OUT_DIR is refused unless --overwrite, which
+replaces it whole. Every mask is checked (empty, all-vessel, mostly vessel, non-binary, alpha
+channel, 16-bit range: datasets/mask_validation.py); a bad one stops the run listing every bad
+mask, or with --skip-bad-masks is left out and listed. Source files left unpaired are listed
+here and in the manifest. See projects/sa2va_vessel/datasets/prepare.py for the source layouts.
+Exit status: 0 written, 2 refused (nothing written).
 """
 from __future__ import annotations
 
@@ -14,8 +21,42 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
+from projects.sa2va_vessel.datasets.mask_validation import MaskRules  # noqa: E402
 from projects.sa2va_vessel.datasets.prepare import LAYOUTS, prepare_dataset  # noqa: E402
 from projects.sa2va_vessel.datasets.readers import DataReadError  # noqa: E402
+
+
+def add_output_options(p: argparse.ArgumentParser) -> None:
+    """The options every preparation command shares (output folder, mask rules, pixel limit)."""
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR whole")
+    p.add_argument("--skip-bad-masks", action="store_true",
+                   help="leave samples with a bad mask out (listed in the manifest) instead of stopping")
+    p.add_argument("--max-vessel-fraction", type=float, default=MaskRules.max_vessel_fraction,
+                   help="refuse masks with more vessel than this fraction of the FOV (default 0.5)")
+    p.add_argument("--allow-non-binary", action="store_true",
+                   help="accept masks with more than two values (binarised at > 127; listed as warnings)")
+    p.add_argument("--allow-large-images", action="store_true",
+                   help="read images above PIL's pixel limit (trusted files only)")
+
+
+def print_report(manifest: dict, out: Path, max_lines: int = 20) -> None:
+    """What was written, left unpaired and skipped (the manifest holds the full lists)."""
+    print(f"{manifest['source']}: {manifest['n_samples']} samples -> {out}; splits {manifest['splits']}")
+    for key, title in (("unpaired", "unpaired source files (not prepared)"), ("skipped", "skipped masks"),
+                       ("warnings", "warnings")):
+        items = manifest.get(key) or []
+        if not items:
+            continue
+        print(f"{len(items)} {title}:")
+        for item in items[:max_lines]:
+            if isinstance(item, dict) and "missing" in item:
+                print(f"  {item['file']}: {item['kind']} without {item['missing']}")
+            elif isinstance(item, dict):
+                print(f"  {item['mask']}: {'; '.join(item['problems'])}")
+            else:
+                print(f"  {item}")
+        if len(items) > max_lines:
+            print(f"  ... {len(items) - max_lines} more (manifest.json lists all)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,13 +67,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--estimate-fov", action="store_true", help="threshold a FOV where the source has none")
     p.add_argument("--val-fraction", type=float, default=0.25)
     p.add_argument("--seed", type=int, default=0)
+    add_output_options(p)
     args = p.parse_args(argv)
     try:
-        manifest = prepare_dataset(args.dataset, args.src, args.out, args.estimate_fov, args.val_fraction, args.seed)
-    except (FileNotFoundError, KeyError, ValueError, DataReadError) as exc:
+        rules = MaskRules(args.max_vessel_fraction, args.allow_non_binary)
+        manifest = prepare_dataset(args.dataset, args.src, args.out, args.estimate_fov, args.val_fraction,
+                                   args.seed, overwrite=args.overwrite, mask_rules=rules,
+                                   skip_bad_masks=args.skip_bad_masks,
+                                   allow_large_images=args.allow_large_images)
+    except (FileNotFoundError, FileExistsError, KeyError, ValueError, DataReadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{args.dataset}: {manifest['n_samples']} samples -> {args.out}; splits {manifest['splits']}")
+    print_report(manifest, args.out)
     return 0
 
 

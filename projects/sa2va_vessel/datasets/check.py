@@ -1,10 +1,14 @@
 """Sanity checks of a canonical data folder before training on it.
 
-Errors: missing or unreadable files, image/mask/FOV size mismatch, empty masks, degenerate
-annotation shapes (annotations/*.json, LabelMe), duplicate images (same pixels), a sample
-or a group in more than one split, split entries without files.
-Warnings: masks that are not strictly binary (0/255 or 0/1; still usable by the rule in
-readers.py), images not listed in any split.
+Files are found by files.py and masks judged by mask_validation.py, the dataset's own
+resolver and rules, so the checker and the loader agree on every file.
+Errors: missing or unreadable files, duplicate stems (s1.png beside s1.tif), images above
+PIL's pixel limit, image/mask/FOV size mismatch, every mask problem of mask_validation.py
+(empty, all-vessel, mostly vessel, non-binary, alpha channel, 16-bit range), degenerate
+annotation shapes (annotations/*.json, LabelMe), duplicate images (same pixels), a sample or
+a group in more than one split, split entries without files.
+Warnings: masks or FOVs without an image, images without a FOV (when fov/ has files),
+non-image files, images not listed in any split, non-binary masks when allowed.
 """
 from __future__ import annotations
 
@@ -12,12 +16,12 @@ import hashlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple, Union
 
-import numpy as np
-from PIL import Image
-
-from .readers import IMAGE_EXTENSIONS, DataReadError, read_image, read_labelme, read_mask
+from .files import PairReport, index_folder, resolve_pairs
+from .mask_validation import MaskRules, check_mask_values
+from .readers import (DataReadError, ImageTooLargeError, image_size, read_image, read_labelme, read_mask,
+                      read_mask_raw)
 from .splits import group_of
 
 ERROR, WARNING = "error", "warning"
@@ -61,114 +65,118 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def _by_stem(folder: Path) -> Dict[str, Path]:
-    out: Dict[str, Path] = {}
-    if folder.is_dir():
-        for f in sorted(folder.iterdir()):
-            name = f.name.lower()
-            for ext in IMAGE_EXTENSIONS:
-                if f.is_file() and name.endswith(ext):
-                    out[f.name[: -len(ext)]] = f
-                    break
-    return out
-
-
-def _raw_values(path: Path) -> Optional[np.ndarray]:
-    try:
-        return np.asarray(Image.open(path).convert("L") if Image.open(path).mode == "P" else Image.open(path))
-    except Exception:  # unreadable files are reported by read_mask already
-        return None
-
-
-def _start(root: Path) -> tuple:
-    """An empty report and the image, mask and FOV files of ``root`` by stem."""
+def _start(root: Path) -> Tuple[CheckReport, PairReport]:
+    """An empty report and the resolved files of ``root`` (files.py: the dataset's resolver),
+    with duplicate stems (errors) and unpaired files already reported."""
     report = CheckReport()
-    images, masks, fovs = _by_stem(root / "images"), _by_stem(root / "masks"), _by_stem(root / "fov")
-    report.n_samples = len(images)
-    if not images:
+    files = resolve_pairs(root / "images", root / "masks", root / "fov")
+    n_images = len(index_folder(root / "images").files)
+    report.n_samples = n_images
+    if not n_images and not files.duplicates:
         report.add(ERROR, "no images", root / "images", "no image files found")
-    return report, images, masks, fovs
+    for dup in files.duplicates:
+        report.add(ERROR, "duplicate stem", dup.paths[0],
+                   f"{', '.join(str(p) for p in dup.paths)}: one file per stem (which one would be read?)")
+    for u in files.unpaired:
+        if u.missing == "mask":
+            report.add(ERROR, "missing mask", u.path, f"no masks/{u.stem}.* for this image")
+        elif u.missing == "fov":
+            report.add(WARNING, "missing FOV", u.path, "fov/ has files but none for this image")
+        else:
+            report.add(WARNING, f"orphan {u.kind}", u.path, "no image with this stem")
+    for path in files.ignored:
+        report.add(WARNING, "not an image", path, "no image extension; ignored by every tool")
+    return report, files
 
 
-def _header_size(path: Path) -> Optional[tuple]:
-    """(W, H) from the file header alone (no pixel decoding), or None when unreadable."""
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except Exception:
-        return None
+def _all_stems(root: Path) -> Dict[str, Path]:
+    """Every image stem of images/ (duplicates included, by their first file), for the split checks."""
+    index = index_folder(root / "images")
+    stems = dict(index.files)
+    stems.update({d.stem: d.paths[0] for d in index.duplicates})
+    return stems
 
 
-def quick_check(data_root: str | Path, group_regex: Optional[str] = None) -> CheckReport:
+def quick_check(data_root: str | Path, group_regex: Optional[str] = None,
+                allow_large_images: bool = False) -> CheckReport:
     """The checks that need no pixel decoding, fast enough for every training start.
 
-    Missing and unreadable files (by header), image/mask/FOV size mismatches, split entries
-    without files, samples or groups crossing splits. ``check_dataset`` adds the pixel-level ones
-    (empty or non-binary masks, duplicates, degenerate annotations).
+    Missing and unreadable files (by header), duplicate stems, unpaired files, images above the
+    pixel limit, image/mask/FOV size mismatches, split entries without files, samples or groups
+    crossing splits. ``check_dataset`` adds the pixel-level ones (mask content, duplicates by
+    pixels, degenerate annotations).
     """
     root = Path(data_root)
-    report, images, masks, fovs = _start(root)
-    for stem, img_path in images.items():
-        size = _header_size(img_path)
-        if size is None:
-            report.add(ERROR, "unreadable", img_path, "not a readable image")
+    report, files = _start(root)
+    for stem, sample in files.pairs.items():
+        try:
+            size = image_size(sample.image, allow_large_images)
+        except ImageTooLargeError as exc:
+            report.add(ERROR, "image too large", sample.image, str(exc).split(": ", 1)[-1])
             continue
-        if stem not in masks:
-            report.add(ERROR, "missing mask", img_path, f"no masks/{stem}.*")
+        except DataReadError:
+            report.add(ERROR, "unreadable", sample.image, "not a readable image")
             continue
-        for kind, path in (("mask", masks[stem]), ("FOV", fovs.get(stem))):
+        for kind, path in (("mask", sample.mask), ("FOV", sample.fov)):
             if path is None:
                 continue
-            other = _header_size(path)
-            if other is None:
+            try:
+                other = image_size(path, allow_large_images)
+            except DataReadError:
                 report.add(ERROR, "unreadable", path, "not a readable image")
-            elif other != size:
+                continue
+            if other != size:
                 report.add(ERROR, "size mismatch", path, f"{kind} {other} vs image {size} (W, H)")
-    _check_splits(root, images, group_regex, report)
+    _check_splits(root, _all_stems(root), group_regex, report)
     return report
 
 
-def check_dataset(data_root: str | Path, group_regex: Optional[str] = None) -> CheckReport:
-    """Run every check on `data_root` (images/, masks/, optional fov/, splits/, annotations/)."""
+def check_dataset(data_root: str | Path, group_regex: Optional[str] = None,
+                  mask_rules: Union[MaskRules, dict, None] = None,
+                  allow_large_images: bool = False) -> CheckReport:
+    """Run every check on `data_root` (images/, masks/, optional fov/, splits/, annotations/).
+
+    Masks are judged by mask_validation.py with `mask_rules` (the dataset's rules: an error
+    here is a refused or skipped sample there).
+    """
     root = Path(data_root)
-    report, images, masks, fovs = _start(root)
+    report, files = _start(root)
     hashes: Dict[str, List[str]] = defaultdict(list)
+    images = index_folder(root / "images").files
     for stem, img_path in images.items():
         try:
-            image = read_image(img_path)
+            image = read_image(img_path, allow_large_images)
+        except ImageTooLargeError as exc:
+            report.add(ERROR, "image too large", img_path, str(exc).split(": ", 1)[-1])
+            continue
         except DataReadError as exc:
             report.add(ERROR, "unreadable", img_path, str(exc))
             continue
         hashes[hashlib.sha256(image.tobytes() + str(image.shape).encode()).hexdigest()].append(stem)
-        if stem not in masks:
-            report.add(ERROR, "missing mask", img_path, f"no masks/{stem}.*")
-            continue
-        try:
-            mask = read_mask(masks[stem])
-        except DataReadError as exc:
-            report.add(ERROR, "unreadable", masks[stem], str(exc))
-            continue
-        if mask.shape != image.shape[:2]:
-            report.add(ERROR, "size mismatch", masks[stem],
-                       f"mask {mask.shape[::-1]} vs image {image.shape[1::-1]} (W, H)")
-        elif not mask.any():
-            report.add(ERROR, "empty mask", masks[stem], "no vessel pixel")
-        raw = _raw_values(masks[stem])
-        if raw is not None and raw.dtype != bool:
-            values = set(np.unique(raw).tolist())
-            if not (values <= {0, 255} or values <= {0, 1} or values <= {0, 65535}):
-                report.add(WARNING, "non-binary mask", masks[stem],
-                           f"{len(values)} distinct values (binarised by the readers.py rule)")
-        if stem in fovs:
+        sample = files.pairs.get(stem)
+        if sample is None:
+            continue  # no mask: reported by _start
+        fov = None
+        if sample.fov is not None:
             try:
-                fov = read_mask(fovs[stem])
-                if fov.shape != image.shape[:2]:
-                    report.add(ERROR, "size mismatch", fovs[stem],
-                               f"FOV {fov.shape[::-1]} vs image {image.shape[1::-1]} (W, H)")
+                fov = read_mask(sample.fov, allow_large_images)
             except DataReadError as exc:
-                report.add(ERROR, "unreadable", fovs[stem], str(exc))
-    for stem in sorted(set(masks) - set(images)):
-        report.add(WARNING, "orphan mask", masks[stem], "no image with this stem")
+                report.add(ERROR, "unreadable", sample.fov, str(exc))
+            if fov is not None and fov.shape != image.shape[:2]:
+                report.add(ERROR, "size mismatch", sample.fov,
+                           f"FOV {fov.shape[::-1]} vs image {image.shape[1::-1]} (W, H)")
+                fov = None
+        try:
+            raw = read_mask_raw(sample.mask, allow_large_images)
+        except DataReadError as exc:
+            report.add(ERROR, "unreadable", sample.mask, str(exc))
+            continue
+        if raw.shape[:2] != image.shape[:2]:
+            report.add(ERROR, "size mismatch", sample.mask,
+                       f"mask {raw.shape[1::-1]} vs image {image.shape[1::-1]} (W, H)")
+            continue
+        for problem in check_mask_values(raw, fov, mask_rules, str(sample.mask)).problems:
+            report.add(problem.severity, problem.kind, sample.mask, problem.detail)
     for stems in hashes.values():
         if len(stems) > 1:
             report.add(ERROR, "duplicate image", images[stems[0]], f"same pixels as {', '.join(stems[1:])}")
@@ -183,7 +191,7 @@ def check_dataset(data_root: str | Path, group_regex: Optional[str] = None) -> C
         for msg in res.skipped:
             report.add(ERROR, "degenerate shape", ann, msg.split(": ", 1)[-1])
 
-    _check_splits(root, images, group_regex, report)
+    _check_splits(root, _all_stems(root), group_regex, report)
     return report
 
 

@@ -28,6 +28,49 @@ def polygon_area(points: Sequence[Point]) -> float:
     return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2.0)
 
 
+def enclosed_area(points: Sequence[Point]) -> float:
+    """The area a closed polygon encloses, counting self-intersecting parts as positive.
+
+    The shoelace sum is signed: the two lobes of a symmetric bow-tie cancel to 0. This is the
+    integral of |winding number| instead, exact: between consecutive x-coordinates of the
+    vertices and edge crossings no two edges cross, so each such slab is a stack of trapezoids
+    whose winding number is the running sum of the edge directions.
+    """
+    if len(points) < 3:
+        return 0.0
+    xy = np.asarray(points, dtype=np.float64)
+    p0, p1 = xy, np.roll(xy, -1, axis=0)
+    keep = p0[:, 0] != p1[:, 0]  # vertical edges bound no slab area
+    p0, p1 = p0[keep], p1[keep]
+    if len(p0) < 2:
+        return 0.0
+    xs = [xy[:, 0]]
+    d = p1 - p0
+    for i in range(len(p0)):  # x of every proper crossing of edge i with a later edge
+        q0, e = p0[i + 1:], d[i + 1:]
+        denom = d[i, 0] * e[:, 1] - d[i, 1] * e[:, 0]
+        ok = denom != 0
+        diff = q0[ok] - p0[i]
+        t = (diff[:, 0] * e[ok, 1] - diff[:, 1] * e[ok, 0]) / denom[ok]
+        u = (diff[:, 0] * d[i, 1] - diff[:, 1] * d[i, 0]) / denom[ok]
+        inside = (t > 0) & (t < 1) & (u > 0) & (u < 1)
+        xs.append(p0[i, 0] + t[inside] * d[i, 0])
+    cuts = np.unique(np.concatenate(xs))
+    lo, hi = np.minimum(p0[:, 0], p1[:, 0]), np.maximum(p0[:, 0], p1[:, 0])
+    direction = np.sign(d[:, 0])
+    area = 0.0
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        xm = 0.5 * (a + b)
+        active = (lo < xm) & (xm < hi)
+        if active.sum() < 2:
+            continue
+        y = p0[active, 1] + (xm - p0[active, 0]) * d[active, 1] / d[active, 0]
+        order = np.argsort(y)
+        winding = np.cumsum(direction[active][order])[:-1]
+        area += float((b - a) * np.sum(np.abs(winding) * np.diff(y[order])))
+    return area
+
+
 def flat_to_points(flat: Sequence[float]) -> List[Point]:
     """COCO's flat [x1, y1, x2, y2, ...] -> [(x1, y1), ...]."""
     if len(flat) % 2:
@@ -41,8 +84,13 @@ def _canvas(hw: Tuple[int, int]) -> Tuple[Image.Image, ImageDraw.ImageDraw]:
 
 
 def polygon_mask(points: Sequence[Point], hw: Tuple[int, int]) -> np.ndarray:
-    """Fill a polygon (pixel-centre coordinates, outline included) into an (H, W) mask."""
-    if len(points) < 3 or polygon_area(points) <= 0.0:
+    """Fill a polygon (pixel-centre coordinates, outline included) into an (H, W) mask.
+
+    Degenerate (DegenerateShapeError): fewer than 3 points or no enclosed area. A
+    self-intersecting polygon whose signed area cancels (a symmetric bow-tie) is not.
+    """
+    # the signed shoelace sum is the fast test; only when it is 0 is the exact area needed
+    if len(points) < 3 or (polygon_area(points) <= 0.0 and enclosed_area(points) <= 0.0):
         raise DegenerateShapeError(f"polygon with {len(points)} point(s) and zero area")
     img, draw = _canvas(hw)
     draw.polygon([(float(x), float(y)) for x, y in points], fill=1, outline=1)

@@ -13,12 +13,18 @@ Rules (one place, so every reader agrees):
 Annotation files (LabelMe JSON, COCO instances, Sa2VA annotations.json) are rasterised
 to the same bool masks (see rasterize.py). Every failure raises DataReadError naming the
 file; annotation readers can instead skip bad shapes (strict=False) and list them.
+
+Images above PIL's pixel limit (`PIL.Image.MAX_IMAGE_PIXELS`, ~89 M pixels) raise
+ImageTooLargeError (a DataReadError) unless the reader is called with `allow_large=True`.
+What a mask *holds* (empty, inverted, vessels in the alpha channel, ...) is judged by
+mask_validation.py on the raw values of `read_mask_raw`.
 """
 from __future__ import annotations
 
 import base64
 import io
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
@@ -35,20 +41,61 @@ class DataReadError(ValueError):
     """A data file could not be read or does not hold what it should."""
 
 
-def _open(path: str | Path) -> Image.Image:
-    try:
-        if str(path).lower().endswith(".gz"):  # STARE ships gzipped PPMs
-            import gzip
+class ImageTooLargeError(DataReadError):
+    """An image has more pixels than PIL's decompression-bomb limit and was not allowed."""
 
-            img = Image.open(io.BytesIO(gzip.decompress(Path(path).read_bytes())))
-        else:
-            img = Image.open(path)
-        img.load()
+
+def _too_large(path: str | Path, pixels: Optional[int], detail: str = "") -> ImageTooLargeError:
+    size = f"{pixels} pixels" if pixels is not None else detail
+    return ImageTooLargeError(
+        f"{path}: image too large ({size}, above PIL's limit Image.MAX_IMAGE_PIXELS = "
+        f"{Image.MAX_IMAGE_PIXELS}); if the file is trusted, allow it with --allow-large-images "
+        f"(allow_large_images=True)")
+
+
+def _open_header(path: str | Path, allow_large: bool = False) -> Image.Image:
+    """Open an image lazily (header only), enforcing the pixel limit with a named error."""
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        with warnings.catch_warnings():
+            # PIL warns between 1x and 2x its limit and raises above; we raise our own error instead.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            if allow_large:
+                Image.MAX_IMAGE_PIXELS = None  # PIL's only switch for its bomb check
+            try:
+                if str(path).lower().endswith(".gz"):  # STARE ships gzipped PPMs
+                    import gzip
+
+                    img = Image.open(io.BytesIO(gzip.decompress(Path(path).read_bytes())))
+                else:
+                    img = Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
+    except Image.DecompressionBombError as exc:
+        raise _too_large(path, None, str(exc).split(" exceeds")[0]) from None
     except FileNotFoundError:
         raise DataReadError(f"{path}: file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, EOFError) as exc:
         raise DataReadError(f"{path}: cannot read image ({exc})") from exc
+    pixels = img.size[0] * img.size[1]
+    if not allow_large and limit is not None and pixels > limit:
+        raise _too_large(path, pixels)
     return img
+
+
+def _open(path: str | Path, allow_large: bool = False) -> Image.Image:
+    img = _open_header(path, allow_large)
+    try:
+        img.load()
+    except (OSError, SyntaxError, EOFError, ValueError) as exc:
+        raise DataReadError(f"{path}: cannot read image ({exc})") from exc
+    return img
+
+
+def image_size(path: str | Path, allow_large: bool = False) -> Tuple[int, int]:
+    """(W, H) from the file header alone (no pixel decoding); DataReadError when unreadable."""
+    with _open_header(path, allow_large) as img:
+        return img.size
 
 
 def _to_array(img: Image.Image, path: str | Path) -> np.ndarray:
@@ -70,9 +117,9 @@ def _to_array(img: Image.Image, path: str | Path) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, allow_large: bool = False) -> np.ndarray:
     """An image file as uint8 RGB (H, W, 3)."""
-    img = _open(path)
+    img = _open(path, allow_large)
     arr = _to_array(img, path)
     if arr.dtype == bool:
         arr = arr.astype(np.uint8) * 255
@@ -106,13 +153,23 @@ def binarise(values: np.ndarray, source: str | Path = "<array>") -> np.ndarray:
     raise DataReadError(f"{source}: unsupported mask dtype {values.dtype}")
 
 
-def read_mask(path: str | Path) -> np.ndarray:
-    """A mask (or FOV) file as bool (H, W) by the binarisation rule above."""
-    img = _open(path)
-    arr = _to_array(img, path)
-    if arr.ndim == 3 and arr.shape[2] in (2, 4):
-        arr = arr[..., :-1]  # drop alpha
-    return binarise(arr, path)
+def read_mask_raw(path: str | Path, allow_large: bool = False) -> np.ndarray:
+    """A mask file's values before binarisation: palette images as their colours, 1-bit as
+    bool, 16-bit kept as uint16, alpha kept (L, LA, RGB or RGBA layout: (H, W[, C]))."""
+    return _to_array(_open(path, allow_large), path)
+
+
+def mask_from_raw(raw: np.ndarray, source: str | Path = "<array>") -> np.ndarray:
+    """The binarisation rule on `read_mask_raw` values: alpha dropped, then `binarise`."""
+    if raw.ndim == 3 and raw.shape[2] in (2, 4):
+        raw = raw[..., :-1]  # drop alpha
+    return binarise(raw, source)
+
+
+def read_mask(path: str | Path, allow_large: bool = False) -> np.ndarray:
+    """A mask (or FOV) file as bool (H, W) by the binarisation rule above (no content checks;
+    see mask_validation.read_checked_mask for those)."""
+    return mask_from_raw(read_mask_raw(path, allow_large), path)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,8 +2,11 @@
 
 Layout under `data_root` (what tools/make_synthetic_vessels.py and tools/prepare_dataset.py
 write): `images/<stem>.<ext>`, `masks/<stem>.<ext>`, optional `fov/<stem>.<ext>`, and
-`splits/<split>.txt` with one stem per line. Masks are binarised by the rule in readers.py
-(8-bit: pixel > 127).
+`splits/<split>.txt` with one stem per line. Files are found by files.py (the checker's
+resolver: case-insensitive extensions, duplicate stems refused). Masks are binarised by the
+rule in readers.py (8-bit: pixel > 127) and judged by mask_validation.py the first time each is
+read (empty, all-vessel, mostly vessel, non-binary, alpha channel, 16-bit range); the verdict is
+cached, so later epochs pay nothing.
 
 The checkpoint directory `model_path` supplies the tokenizer and, from its `config.json`,
 `template`, `force_image_size`, `min_dynamic_patch`, `max_dynamic_patch`, `use_thumbnail`,
@@ -27,8 +30,10 @@ from .fast_tokenizer import load_fast_tokenizer
 from .conversation import (SEG_ANSWERS, VESSEL_QUESTIONS, encode_turn, make_question,
                            pick_answer, pick_question)
 from .check import quick_check
+from .files import DuplicateStemError, resolve_pairs
 from .image_processing import SAM2_SIZE, chw_uint8, sam2_image_uint8, tiles_uint8
-from .readers import IMAGE_EXTENSIONS, DataReadError, read_image, read_mask
+from .mask_validation import MaskProblem, MaskRules, MaskValidationError, as_rules, check_mask_values
+from .readers import DataReadError, mask_from_raw, read_image, read_mask, read_mask_raw
 
 logger = logging.getLogger(__name__)
 
@@ -83,14 +88,6 @@ def checkpoint_inputs(model_path: str | Path, max_dynamic_patch: Optional[int] =
                             max_num=max_num, tokens_per_tile=tokens_per_tile(cfg))
 
 
-def _find_file(folder: Path, stem: str) -> Optional[Path]:
-    for ext in IMAGE_EXTENSIONS:
-        for candidate in (folder / f"{stem}{ext}", folder / f"{stem}{ext.upper()}"):
-            if candidate.is_file():
-                return candidate
-    return None
-
-
 def read_split(path: str | Path) -> List[str]:
     """Stems listed in a split file (blank lines and '#' comments ignored)."""
     p = Path(path)
@@ -119,9 +116,13 @@ class VesselSegDataset(Dataset):
             before tiling (augmentation; geometric changes must move mask and fov too), or
             a TRANSFORMS config dict such as dict(type='VesselAugment'). Leave None for val.
         questions, answers: the phrase lists to draw from.
-        on_error: 'raise' (default, strict): a bad file raises DataReadError naming it;
-            'skip': the bad sample is logged, counted in `self.skipped`, and the next
-            readable sample is returned instead.
+        on_error: 'raise' (default, strict): a bad file raises DataReadError naming it
+            (a bad mask: MaskValidationError naming the file and the problem);
+            'skip': the bad sample is logged, counted in `self.skipped` (by problem kind in
+            `self.skip_counts()`), and the next readable sample is returned instead.
+        mask_rules: mask_validation.MaskRules or a dict of its fields, e.g.
+            dict(max_vessel_fraction=0.6, allow_non_binary=True); default MaskRules().
+        allow_large_images: read images above PIL's pixel limit (else ImageTooLargeError).
     """
 
     def __init__(self, data_root: str, split: str, model_path: str,
@@ -129,13 +130,16 @@ class VesselSegDataset(Dataset):
                  seed: int = 0, tokenizer_path: Optional[str] = None,
                  transform: Optional[Callable | dict] = None,
                  questions: tuple = VESSEL_QUESTIONS, answers: tuple = SEG_ANSWERS,
-                 on_error: str = "raise", check_on_start: bool = True) -> None:
+                 on_error: str = "raise", check_on_start: bool = True,
+                 mask_rules: Optional[MaskRules | dict] = None, allow_large_images: bool = False) -> None:
         super().__init__()
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        self.mask_rules = as_rules(mask_rules)
+        self.allow_large_images = bool(allow_large_images)
         if check_on_start:
             # the header-level checks of tools/check_dataset.py, before hours of GPU time
-            report = quick_check(data_root)
+            report = quick_check(data_root, allow_large_images=self.allow_large_images)
             if report.n_errors and on_error == "raise":
                 raise DataReadError(f"{data_root}: the data set fails its checks "
                                     f"(tools/check_dataset.py lists them all):\n{report.table()}")
@@ -144,6 +148,9 @@ class VesselSegDataset(Dataset):
                                data_root, report.n_errors, report.table())
         self.on_error = on_error
         self.skipped: Dict[str, str] = {}  # img_path -> reason (per process/worker)
+        self._skip_kinds: Dict[str, str] = {}  # img_path -> problem kind, for skip_counts()
+        # mask path -> its problems, judged at its first read (per process/worker)
+        self._mask_verdicts: Dict[str, List[MaskProblem]] = {}
         self.data_root = Path(data_root)
         self.split = split
         self.seed = int(seed)
@@ -166,16 +173,19 @@ class VesselSegDataset(Dataset):
         self.samples = self._index(read_split(self.data_root / "splits" / f"{split}.txt"))
 
     def _index(self, stems: List[str]) -> List[Dict[str, Optional[Path]]]:
-        fov_dir = self.data_root / "fov"
+        root = self.data_root
+        files = resolve_pairs(root / "images", root / "masks", root / "fov")
         samples, missing = [], []
+        without_mask = {u.stem for u in files.unpaired if u.kind == "image" and u.missing == "mask"}
         for stem in stems:
-            image = _find_file(self.data_root / "images", stem)
-            mask = _find_file(self.data_root / "masks", stem)
-            if image is None or mask is None:
-                missing.append(f"{stem} ({'image' if image is None else 'mask'})")
+            if stem in files.duplicate_stems:
+                # never pick one of two files silently: the checker reports the same error
+                raise DuplicateStemError(f"{root}: split {self.split!r}: {files.duplicate_stems[stem]}")
+            pair = files.pairs.get(stem)
+            if pair is None:
+                missing.append(f"{stem} ({'mask' if stem in without_mask else 'image'})")
                 continue
-            fov = _find_file(fov_dir, stem) if fov_dir.is_dir() else None
-            samples.append({"stem": stem, "image": image, "mask": mask, "fov": fov})
+            samples.append({"stem": stem, "image": pair.image, "mask": pair.mask, "fov": pair.fov})
         if missing:
             shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
             raise FileNotFoundError(f"{self.data_root}: {len(missing)} sample(s) of split "
@@ -196,16 +206,39 @@ class VesselSegDataset(Dataset):
     def load(self, index: int) -> Dict[str, Any]:
         """The raw arrays of one sample: image uint8 (H,W,3), mask/fov bool (H,W)."""
         entry = self.samples[index]
-        image = read_image(entry["image"])
-        mask = read_mask(entry["mask"])
-        fov = read_mask(entry["fov"]) if entry["fov"] is not None else None
-        if mask.shape != image.shape[:2]:
-            raise DataReadError(f"{entry['mask']}: mask size {mask.shape[::-1]} (W, H) differs from "
-                                f"image {entry['image']} size {image.shape[1::-1]}")
+        image = read_image(entry["image"], self.allow_large_images)
+        fov = read_mask(entry["fov"], self.allow_large_images) if entry["fov"] is not None else None
         if fov is not None and fov.shape != image.shape[:2]:
             raise DataReadError(f"{entry['fov']}: FOV size {fov.shape[::-1]} (W, H) differs from "
                                 f"image {entry['image']} size {image.shape[1::-1]}")
+        mask = self._read_mask(entry["mask"], fov, entry["image"], image.shape[:2])
         return {"image": image, "mask": mask, "fov": fov, "img_path": str(entry["image"])}
+
+    def _read_mask(self, path: Path, fov: Optional[np.ndarray], image_path: Path, image_hw: tuple) -> np.ndarray:
+        """The mask, judged by mask_validation.py at its first read; a bad one raises
+        MaskValidationError every time (from the cached verdict, without re-reading)."""
+        key = str(path)
+        verdict = self._mask_verdicts.get(key)
+        if verdict:
+            raise MaskValidationError(verdict)
+        raw = read_mask_raw(path, self.allow_large_images)
+        if raw.shape[:2] != tuple(image_hw):
+            raise DataReadError(f"{path}: mask size {raw.shape[1::-1]} (W, H) differs from "
+                                f"image {image_path} size {tuple(image_hw)[::-1]}")
+        if verdict is not None:  # judged sound before: decode only
+            return mask_from_raw(raw, path)
+        checked = check_mask_values(raw, fov, self.mask_rules, key)
+        self._mask_verdicts[key] = checked.errors
+        checked.raise_for_errors()
+        return checked.mask
+
+    def skip_counts(self) -> Dict[str, int]:
+        """How many samples were skipped (on_error='skip'), by problem kind ('unreadable' for
+        files that failed to read)."""
+        counts: Dict[str, int] = {}
+        for kind in self._skip_kinds.values():
+            counts[kind] = counts.get(kind, 0) + 1
+        return counts
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
         if self.on_error == "raise":
@@ -218,7 +251,10 @@ class VesselSegDataset(Dataset):
                 path = str(self.samples[i]["image"])
                 if path not in self.skipped:
                     self.skipped[path] = str(exc)
-                    logger.warning("skipping sample %d (%d skipped so far): %s", i, len(self.skipped), exc)
+                    self._skip_kinds[path] = (", ".join(sorted({p.kind for p in exc.problems}))
+                                              if isinstance(exc, MaskValidationError) else "unreadable")
+                    logger.warning("skipping sample %d (%d skipped so far: %s): %s", i, len(self.skipped),
+                                   self.skip_counts(), exc)
         raise DataReadError(f"{self.data_root}: every sample of split {self.split!r} failed to load")
 
     def _item(self, index: int) -> Dict[str, Any]:

@@ -134,10 +134,10 @@ class ModelPredictor:
 def save_probability(prob: np.ndarray, path_stem: Path, prob_format: str = 'png16') -> Path:
     """``<stem>.png`` (uint16, round(p * 65535)) or ``<stem>.npy`` (float32)."""
     if prob_format == 'npy':
-        path = path_stem.with_suffix('.npy')
+        path = path_stem.with_name(path_stem.name + '.npy')  # not with_suffix: stems may hold dots
         np.save(path, prob.astype(np.float32))
     elif prob_format == 'png16':
-        path = path_stem.with_suffix('.png')
+        path = path_stem.with_name(path_stem.name + '.png')
         arr = np.round(np.clip(prob, 0.0, 1.0) * 65535.0).astype(np.uint16)
         Image.fromarray(arr).save(path)
     else:
@@ -159,6 +159,7 @@ def predict_folder(cfg: Any, checkpoint: str, input_dir: str, out_dir: str,
                    max_dynamic_patch: Optional[int] = None, device: Optional[str] = None) -> dict:
     """Predict every image of ``input_dir``; writes ``prob/``, ``mask/`` (0/255 PNG) and
     ``predictions.json`` under ``out_dir``; returns that manifest."""
+    from ..datasets.files import list_images, split_stem
     from ..datasets.readers import IMAGE_EXTENSIONS, read_image
     from .inference import best_record_for, load_eval_model
     model, info = load_eval_model(cfg, checkpoint, device)
@@ -172,10 +173,11 @@ def predict_folder(cfg: Any, checkpoint: str, input_dir: str, out_dir: str,
         else:
             threshold, source = 0.5, 'default'
     predictor = ModelPredictor(model, max_dynamic_patch=max_dynamic_patch, mode=mode)
-    exts = {e.lower() for e in IMAGE_EXTENSIONS}
-    images = sorted(p for p in Path(input_dir).iterdir() if p.suffix.lower() in exts)
+    # the dataset's resolver: case-insensitive extensions; two files of one stem are refused,
+    # as their outputs (named by stem) would overwrite each other
+    images = list_images(input_dir)
     if not images:
-        raise FileNotFoundError(f'{input_dir}: no images ({sorted(exts)})')
+        raise FileNotFoundError(f'{input_dir}: no images ({sorted(IMAGE_EXTENSIONS)})')
     out = Path(out_dir)
     (out / 'prob').mkdir(parents=True, exist_ok=True)
     (out / 'mask').mkdir(parents=True, exist_ok=True)
@@ -184,11 +186,12 @@ def predict_folder(cfg: Any, checkpoint: str, input_dir: str, out_dir: str,
         image = read_image(path)
         missing_before = predictor.missing
         prob, n_windows = sliding_window_predict(image, predictor, window, overlap)
-        prob_path = save_probability(prob, out / 'prob' / path.stem, prob_format)
+        stem = split_stem(path.name)[0]
+        prob_path = save_probability(prob, out / 'prob' / stem, prob_format)
         mask = np.where(prob >= threshold, 255, 0).astype(np.uint8)
-        Image.fromarray(mask).save(out / 'mask' / f'{path.stem}.png')
+        Image.fromarray(mask).save(out / 'mask' / f'{stem}.png')
         entries.append({'image': str(path), 'size': list(image.shape[:2]), 'windows': n_windows,
-                        'prob': str(prob_path), 'mask': str(out / 'mask' / f'{path.stem}.png'),
+                        'prob': str(prob_path), 'mask': str(out / 'mask' / f'{stem}.png'),
                         'missing_seg_windows': predictor.missing - missing_before})
         logger.info('%s: %d window(s), %.2f%% vessel', path.name, n_windows,
                     100.0 * float((mask > 0).mean()))

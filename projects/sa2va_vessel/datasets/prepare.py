@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from .readers import read_image, read_mask
-from .splits import split_by_groups, write_split_files
+from .protocols import DEFAULT_VAL_FRACTION, protocol_splits, write_protocol
 
 
 @dataclass
@@ -162,12 +162,14 @@ def estimate_fov(image: np.ndarray, threshold: int = 20) -> np.ndarray:
 
 
 def prepare_dataset(name: str, src_root: str | Path, out_dir: str | Path, estimate_missing_fov: bool = False,
-                    val_fraction: float = 0.25, seed: int = 0) -> Dict[str, object]:
+                    val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = 0, protocol: Optional[str] = None,
+                    k: Optional[int] = None) -> Dict[str, object]:
     """Convert one source data set; returns (and writes) the manifest.
 
-    Splits: the official train/test split where the source has one (train.txt, and the test
-    part as val.txt and test.txt); otherwise a seeded, group-aware train/val split. all.txt
-    always lists every sample.
+    Splits: the published protocol (``protocol``, default: the data set's first one in
+    protocols.py; ``k`` folds for the k-fold ones), with val taken from the training part
+    only (seeded, group-aware, ``val_fraction``). Written to splits/*.txt, splits/PROTOCOL.md
+    and the manifest's "protocol" entry.
     """
     key = name.lower()
     if key not in LAYOUTS:
@@ -176,6 +178,11 @@ def prepare_dataset(name: str, src_root: str | Path, out_dir: str | Path, estima
     if not src.is_dir():
         raise FileNotFoundError(f"{src}: source folder not found")
     samples = LAYOUTS[key](src)
+    # The published train/test protocol, val from its training part (protocols.py); decided
+    # before any file is written, so that an incomplete source fails fast.
+    splits, protocol_record = protocol_splits(
+        key, [{"stem": s.stem, "group": s.group, "official_split": s.official_split} for s in samples],
+        protocol, val_fraction, seed, k)
     for sub in ("images", "masks", "fov"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     records = []
@@ -201,21 +208,9 @@ def prepare_dataset(name: str, src_root: str | Path, out_dir: str | Path, estima
             "fov": ({"source": str(s.fov.relative_to(src)), "sha256": sha256_file(s.fov)} if s.fov is not None
                     else ({"source": "estimated"} if fov is not None else None)),
         })
-    stems = [r["stem"] for r in records]
-    splits: Dict[str, List[str]] = {"all": sorted(stems)}
-    official = {r["official_split"] for r in records}
-    if official == {"train", "test"}:
-        splits["train"] = sorted(r["stem"] for r in records if r["official_split"] == "train")
-        splits["val"] = splits["test"] = sorted(r["stem"] for r in records if r["official_split"] == "test")
-    else:
-        groups = {r["stem"]: r["group"] or r["stem"] for r in records}
-        # Splitting on the group names themselves keeps group members together.
-        tagged = [f"{groups[s]}\x1f{s}" for s in stems]
-        train, val = split_by_groups(tagged, val_fraction, r"^([^\x1f]*)\x1f", seed)
-        splits["train"] = sorted(t.split("\x1f", 1)[1] for t in train)
-        splits["val"] = sorted(t.split("\x1f", 1)[1] for t in val)
-    write_split_files(out, splits)
+    write_protocol(out, splits, protocol_record)
     manifest = {"source": key, "source_root": str(src.resolve()), "n_samples": len(records),
-                "splits": {k: len(v) for k, v in splits.items()}, "samples": records}
+                "protocol": protocol_record,
+                "splits": {name: len(v) for name, v in splits.items()}, "samples": records}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest

@@ -28,6 +28,7 @@ from .conversation import (SEG_ANSWERS, VESSEL_QUESTIONS, encode_turn, make_ques
 from .check import quick_check
 from .image_processing import SAM2_SIZE, normalise_sam2, normalise_tiles, sam2_image_uint8, tiles_uint8
 from .readers import IMAGE_EXTENSIONS, DataReadError, read_image, read_mask
+from .splits import check_split_leaks
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +138,9 @@ class VesselSegDataset(Dataset):
         super().__init__()
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        # Always (not only with check_on_start): val sharing images with test would let model
+        # selection read test images; only split files are read, so this costs nothing.
+        check_split_leaks(data_root, split)
         if check_on_start:
             # the header-level checks of tools/check_dataset.py, before hours of GPU time
             report = quick_check(data_root)

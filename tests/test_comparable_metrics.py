@@ -78,6 +78,18 @@ def test_hd95_is_the_95th_percentile_not_the_max() -> None:
     assert surface_scores(pred, gt)['hd95'] > 10.0
 
 
+def test_surface_distances_equal_the_distance_transform() -> None:
+    from scipy.ndimage import distance_transform_edt
+    from projects.sa2va_vessel.evaluation.surface import surface_distances
+    for seed in range(4):
+        gt, pred = _vessels(seed), _vessels(seed + 50)
+        d_p, d_g = surface_distances(pred, gt)
+        sp, sg = mask_surface(pred), mask_surface(gt)
+        # reference: Euclidean distance transform of the other rim, read at this rim (row-major)
+        np.testing.assert_allclose(d_p, distance_transform_edt(~sg)[sp], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(d_g, distance_transform_edt(~sp)[sg], rtol=0, atol=1e-12)
+
+
 def test_surface_empty_cases_and_fov() -> None:
     empty, gt = np.zeros((30, 40), bool), np.zeros((30, 40), bool)
     gt[10:15, 5:35] = True

@@ -207,6 +207,9 @@ def test_skeleton_speed_512() -> None:
 
 
 # ---------------------------------------------------------------------------- clDice
+GH = 'guo_hall'   # the hand-derived skeletons below are Guo-Hall's
+
+
 def test_cldice_half_covered_line() -> None:
     gt = line_3px()                # skeleton: row 5, cols 3..11 (9 px)
     pred = np.zeros_like(gt)
@@ -214,18 +217,18 @@ def test_cldice_half_covered_line() -> None:
     # Tprec = |skel(pred) & gt| / |skel(pred)| = 1 (pred inside gt)
     # Tsens = |skel(gt) & pred| / |skel(gt)| = cols 3..7 of 3..11 = 5 / 9
     # clDice = 2 * 1 * 5/9 / (1 + 5/9) = 5/7
-    counts = M.cldice_counts(pred, gt)
+    counts = M.cldice_counts(pred, gt, skeleton=GH)
     assert counts[0] == counts[1] > 0 and counts[2:].tolist() == [5, 9]
-    assert M.cldice(pred, gt) == pytest.approx(5 / 7)
-    assert M.cldice(gt, gt) == 1.0
+    assert M.cldice(pred, gt, skeleton=GH) == pytest.approx(5 / 7)
+    assert M.cldice(gt, gt, skeleton=GH) == 1.0
     # from probabilities, with a threshold
     prob = np.where(pred, 0.9, np.where(gt, 0.3, 0.0)).astype(np.float32)
-    assert M.cldice(prob, gt, 0.5) == pytest.approx(5 / 7)
-    assert M.cldice(prob, gt, 0.25) == 1.0
+    assert M.cldice(prob, gt, 0.5, skeleton=GH) == pytest.approx(5 / 7)
+    assert M.cldice(prob, gt, 0.25, skeleton=GH) == 1.0
     # FOV that keeps only the left half: both skeletonised inside it
     fov = np.zeros_like(gt)
     fov[:, :8] = True
-    assert M.cldice(pred, gt, fov=fov) == 1.0
+    assert M.cldice(pred, gt, fov=fov, skeleton=GH) == 1.0
 
 
 def test_cldice_wide_prediction() -> None:
@@ -234,8 +237,8 @@ def test_cldice_wide_prediction() -> None:
     pred[4:7, :] = True            # the line extended to both borders
     # skel(gt) inside pred -> Tsens 1; skel(pred) = row 5, cols 1..13, of which cols 2..12 are
     # in gt -> Tprec 11/13; clDice = 2 * 11/13 / (1 + 11/13) = 22/24
-    assert M.cldice_counts(pred, gt).tolist() == [11, 13, 9, 9]
-    assert M.cldice(pred, gt) == pytest.approx(22 / 24)
+    assert M.cldice_counts(pred, gt, skeleton=GH).tolist() == [11, 13, 9, 9]
+    assert M.cldice(pred, gt, skeleton=GH) == pytest.approx(22 / 24)
 
 
 # ------------------------------------------------------------------------------- AUC

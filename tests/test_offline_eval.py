@@ -128,3 +128,37 @@ def test_test_py_on_exported_directory(trained, tiny_checkpoint):
     assert summary['threshold_source'] == 'config'
     metrics = summary['modes']['teacher']['metrics']
     assert metrics['vessel/n_images'] == 2 and metrics['vessel/threshold'] == 0.5
+
+
+def test_test_split_refuses_the_sweep_and_writes_the_results_table(trained, synthetic_vessels, tmp_path):
+    import shutil
+    from projects.sa2va_vessel.evaluation.cli import test_main
+    data = tmp_path / 'data'
+    shutil.copytree(synthetic_vessels, data)
+    stems = (data / 'splits' / 'train.txt').read_text().split()
+    (data / 'splits' / 'train.txt').write_text(''.join(s + '\n' for s in stems[2:]))
+    (data / 'splits' / 'test.txt').write_text(''.join(s + '\n' for s in stems[:2]))
+    (data / 'splits' / 'PROTOCOL.md').write_text('# Protocol: synthetic_holdout\n')
+    record = json.loads((trained / 'best_checkpoint.json').read_text())
+    args = [str(trained / 'vessel_lora_tiny.py'), str(trained / record['checkpoint']), '--split', 'test',
+            '--mode', 'teacher', '--num-overlays', '0', '--n-boot', '200',
+            '--cfg-options', f'val_dataloader.dataset.data_root={data}']
+    out = tmp_path / 'refused'
+    summary = test_main(args + ['--out', str(out)])
+    metrics = summary['modes']['teacher']['metrics']
+    assert summary['protocol'] == 'synthetic_holdout' and summary['threshold_source'] == 'best_checkpoint.json'
+    assert not any(k.startswith(('vessel/best_thr', 'vessel/best_dice')) for k in metrics)
+    assert 'vessel/global_dice' in metrics and not (out / 'teacher' / 'threshold_curve.png').exists()
+    assert any('refused' in n for n in summary['modes']['teacher']['notes'])
+    table = list(csv.DictReader(open(out / 'teacher' / f'results_{data.name}_test.csv')))
+    assert [r['metric'] for r in table][:2] == ['dice', 'cldice'] and len(table) == 13
+    assert {r['protocol'] for r in table} == {'synthetic_holdout'} and {r['n'] for r in table} == {'2'}
+    per_image = list(csv.DictReader(open(out / 'teacher' / 'per_image.csv')))
+    dice = [float(r['dice']) for r in per_image]
+    assert float(table[0]['mean']) == pytest.approx(sum(dice) / 2)
+    md = (out / 'teacher' / f'results_{data.name}_test.md').read_text()
+    assert 'protocol: synthetic_holdout' in md and '| hd95 (px) | 2 |' in md
+
+    allowed = test_main(args + ['--allow-test-sweep'])['modes']['teacher']
+    assert 'vessel/best_dice_optimistic' in allowed['metrics'] and 'vessel/best_dice' not in allowed['metrics']
+    assert any('optimistic' in n for n in allowed['notes'])

@@ -1,7 +1,10 @@
 """Evaluate: python tools/test.py CONFIG CHECKPOINT [--split val|test] [--out DIR]
 [--mode teacher|generate|both] [--threshold T] [--max-new-tokens N] [--num-overlays K]
-[--device D] [--cfg-options k=v ...]. CHECKPOINT: a training checkpoint (.pth file or DeepSpeed
-directory) or an exported official-layout model directory."""
+[--allow-test-sweep] [--n-boot 2000] [--seed 0] [--device D] [--cfg-options k=v ...].
+CHECKPOINT: a training checkpoint (.pth file or DeepSpeed directory) or an exported
+official-layout model directory. Writes <out>/<mode>/results_<dataset>_<split>.{csv,md}
+(mean +- sd and bootstrap 95% CI per metric, the split protocol named). On a test split the
+threshold sweep is refused unless --allow-test-sweep (then labelled *_optimistic)."""
 import sys
 from pathlib import Path
 

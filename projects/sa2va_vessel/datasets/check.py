@@ -6,7 +6,8 @@ Errors: missing or unreadable files, duplicate stems (s1.png beside s1.tif), ima
 PIL's pixel limit, image/mask/FOV size mismatch, every mask problem of mask_validation.py
 (empty, all-vessel, mostly vessel, non-binary, alpha channel, 16-bit range), degenerate
 annotation shapes (annotations/*.json, LabelMe), duplicate images (same pixels), a sample or
-a group in more than one split, split entries without files.
+a sample or a group in two splits that must be disjoint
+(train/val/test, val/test, trainval/test, per fold), split entries without files.
 Warnings: masks or FOVs without an image, images without a FOV (when fov/ has files),
 non-image files, images not listed in any split, non-binary masks when allowed.
 """
@@ -22,7 +23,7 @@ from .files import PairReport, index_folder, resolve_pairs
 from .mask_validation import MaskRules, check_mask_values
 from .readers import (DataReadError, ImageTooLargeError, image_size, read_image, read_labelme, read_mask,
                       read_mask_raw)
-from .splits import group_of
+from .splits import disjoint_pairs, group_of
 
 ERROR, WARNING = "error", "warning"
 
@@ -206,26 +207,20 @@ def _check_splits(root: Path, images: Dict[str, Path], group_regex: Optional[str
     for name, stems in splits.items():
         for s in sorted(set(stems) - set(images)):
             report.add(ERROR, "split entry without files", split_dir / f"{name}.txt", s)
-    # A training split must share no sample and no group with its evaluation splits:
-    # 'train' vs 'val'/'test', 'fold0_train' vs 'fold0_val', ... ('all' overlaps by design).
-    for name in splits:
-        if not name.endswith("train"):
+    # Splits that must share no sample and no group (splits.LEAK_PAIRS): train vs val/test,
+    # val vs test, trainval vs test, and the same inside each fold ('all' overlaps by design).
+    for a, b in disjoint_pairs(splits):
+        for s in sorted(set(splits[a]) & set(splits[b])):
+            report.add(ERROR, "sample crosses splits", split_dir, f"{s} in {a} and {b}")
+        try:
+            shared = sorted({group_of(s, group_regex) for s in splits[a]}
+                            & {group_of(s, group_regex) for s in splits[b]})
+        except ValueError as exc:
+            report.add(ERROR, "group regex", split_dir, str(exc))
             continue
-        prefix = name[: -len("train")]
-        for other in (f"{prefix}val", f"{prefix}test"):
-            if other not in splits:
-                continue
-            for s in sorted(set(splits[name]) & set(splits[other])):
-                report.add(ERROR, "sample crosses splits", split_dir, f"{s} in {name} and {other}")
-            try:
-                train_groups = {group_of(s, group_regex) for s in splits[name]}
-                shared = sorted(train_groups & {group_of(s, group_regex) for s in splits[other]})
-            except ValueError as exc:
-                report.add(ERROR, "group regex", split_dir, str(exc))
-                continue
-            if group_regex is not None:
-                for g in shared:
-                    report.add(ERROR, "group crosses splits", split_dir, f"group {g} in {name} and {other}")
+        if group_regex is not None:
+            for g in shared:
+                report.add(ERROR, "group crosses splits", split_dir, f"group {g} in {a} and {b}")
     listed = set().union(*map(set, splits.values()))
     for s in sorted(set(images) - listed):
         report.add(WARNING, "not in any split", images[s], "listed in no split file")

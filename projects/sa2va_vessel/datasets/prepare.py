@@ -42,6 +42,7 @@ from tqdm import tqdm
 from .files import PairReport, UnpairedFile, resolve_pairs
 from .mask_validation import MaskRules, MaskValidationError, as_rules, check_mask_values
 from .readers import read_image, read_mask, read_mask_raw
+from .protocols import DEFAULT_VAL_FRACTION, protocol_splits, protocols_of, write_protocol
 from .splits import split_by_groups, write_split_files
 
 
@@ -241,9 +242,10 @@ def _publish(tmp: Path, out: Path) -> None:
 
 def write_prepared(listing: SourceListing | List[SourceSample], out_dir: str | Path, source: str,
                    src_root: str | Path | None = None, estimate_missing_fov: bool = False,
-                   val_fraction: float = 0.25, seed: int = 0, overwrite: bool = False,
+                   val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = 0, overwrite: bool = False,
                    mask_rules: MaskRules | dict | None = None, skip_bad_masks: bool = False,
-                   allow_large_images: bool = False, progress: bool = True) -> Dict[str, object]:
+                   allow_large_images: bool = False, progress: bool = True, protocol: Optional[str] = None,
+                   k: Optional[int] = None) -> Dict[str, object]:
     """Write samples (source files) into the canonical layout of `out_dir`; returns the manifest.
 
     Atomic: everything is written into a hidden sibling folder (`.OUT.partial-*`) that is renamed
@@ -253,9 +255,8 @@ def write_prepared(listing: SourceListing | List[SourceSample], out_dir: str | P
     MaskValidationError listing all bad masks, or with `skip_bad_masks` the sample is left out and
     listed in the manifest's `skipped`. Unpaired source files are listed in `unpaired`.
 
-    Splits: the official train/test split where the source has one (train.txt, and the test
-    part as val.txt and test.txt); otherwise a seeded, group-aware train/val split. all.txt
-    always lists every sample.
+    Splits: a public set's published protocol (protocols.py; val from its training part only);
+    otherwise a seeded, group-aware train/val split. all.txt always lists every sample.
     """
     if not isinstance(listing, SourceListing):
         listing = SourceListing(list(listing))
@@ -267,7 +268,7 @@ def write_prepared(listing: SourceListing | List[SourceSample], out_dir: str | P
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         manifest = _write_all(listing, tmp, source, src, estimate_missing_fov, val_fraction, seed, rules,
-                              skip_bad_masks, allow_large_images, progress)
+                              skip_bad_masks, allow_large_images, progress, protocol, k)
         _publish(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -286,7 +287,8 @@ def _relative(path: Path, src: Optional[Path]) -> str:
 
 def _write_all(listing: SourceListing, out: Path, source: str, src: Optional[Path], estimate_missing_fov: bool,
                val_fraction: float, seed: int, rules: MaskRules, skip_bad_masks: bool,
-               allow_large_images: bool, progress: bool) -> Dict[str, object]:
+               allow_large_images: bool, progress: bool, protocol: Optional[str] = None,
+               k: Optional[int] = None) -> Dict[str, object]:
     for sub in ("images", "masks", "fov"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     records, skipped, bad, warnings = [], [], [], []
@@ -333,21 +335,24 @@ def _write_all(listing: SourceListing, out: Path, source: str, src: Optional[Pat
     if not records:
         raise ValueError(f"{source}: every one of the {len(samples)} masks was refused; nothing to write")
     stems = [r["stem"] for r in records]
-    splits: Dict[str, List[str]] = {"all": sorted(stems)}
-    official = {r["official_split"] for r in records}
-    if official == {"train", "test"}:
-        splits["train"] = sorted(r["stem"] for r in records if r["official_split"] == "train")
-        splits["val"] = splits["test"] = sorted(r["stem"] for r in records if r["official_split"] == "test")
+    protocol_record = None
+    if protocols_of(source):
+        # a public set: its published train/test protocol, val from the training part only
+        # (protocols.py); the skipped samples are already out of `records`
+        splits, protocol_record = protocol_splits(source, records, protocol, val_fraction, seed, k)
+        write_protocol(out, splits, protocol_record)
     else:
+        splits = {"all": sorted(stems)}
         groups = {r["stem"]: r["group"] or r["stem"] for r in records}
         # Splitting on the group names themselves keeps group members together.
         tagged = [f"{groups[s]}\x1f{s}" for s in stems]
         train, val = split_by_groups(tagged, val_fraction, r"^([^\x1f]*)\x1f", seed)
         splits["train"] = sorted(t.split("\x1f", 1)[1] for t in train)
         splits["val"] = sorted(t.split("\x1f", 1)[1] for t in val)
-    write_split_files(out, splits)
+        write_split_files(out, splits)
     manifest = {"source": source, "source_root": str(src.resolve()) if src is not None else None,
-                "n_samples": len(records), "splits": {k: len(v) for k, v in splits.items()},
+                "n_samples": len(records), "protocol": protocol_record,
+                "splits": {name: len(v) for name, v in splits.items()},
                 "mask_rules": {"max_vessel_fraction": rules.max_vessel_fraction,
                                "allow_non_binary": rules.allow_non_binary},
                 "unpaired": [u.to_json(src) for u in listing.unpaired],
@@ -357,10 +362,17 @@ def _write_all(listing: SourceListing, out: Path, source: str, src: Optional[Pat
 
 
 def prepare_dataset(name: str, src_root: str | Path, out_dir: str | Path, estimate_missing_fov: bool = False,
-                    val_fraction: float = 0.25, seed: int = 0, overwrite: bool = False,
+                    val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = 0, overwrite: bool = False,
                     mask_rules: MaskRules | dict | None = None, skip_bad_masks: bool = False,
-                    allow_large_images: bool = False, progress: bool = True) -> Dict[str, object]:
-    """Convert one source data set of LAYOUTS; returns (and writes) the manifest (write_prepared)."""
+                    allow_large_images: bool = False, progress: bool = True, protocol: Optional[str] = None,
+                    k: Optional[int] = None) -> Dict[str, object]:
+    """Convert one source data set of LAYOUTS; returns (and writes) the manifest (write_prepared).
+
+    Splits: the published protocol (``protocol``, default: the data set's first one in
+    protocols.py; ``k`` folds for the k-fold ones), with val taken from the training part
+    only (seeded, group-aware, ``val_fraction``), in splits/*.txt, splits/PROTOCOL.md and the
+    manifest's "protocol" entry.
+    """
     key = name.lower()
     if key not in LAYOUTS:
         raise KeyError(f"unknown data set {name!r}; known: {sorted(LAYOUTS)}")
@@ -369,4 +381,4 @@ def prepare_dataset(name: str, src_root: str | Path, out_dir: str | Path, estima
         raise FileNotFoundError(f"{src}: source folder not found")
     _check_output(Path(out_dir), src, overwrite)  # before the (slow) listing of the source
     return write_prepared(LAYOUTS[key](src), out_dir, key, src, estimate_missing_fov, val_fraction, seed,
-                          overwrite, mask_rules, skip_bad_masks, allow_large_images, progress)
+                          overwrite, mask_rules, skip_bad_masks, allow_large_images, progress, protocol, k)

@@ -83,6 +83,59 @@ def groups_crossing(splits: Mapping[str, Sequence[str]], group_regex: Optional[s
     return {g: sorted(n) for g, n in where.items() if len(n) > 1}
 
 
+# Split roles that must never share a sample (or a group); per prefix, so fold<i>_val is checked
+# against fold<i>_test. Longest role first: 'trainval' also ends in 'val'.
+LEAK_PAIRS: Tuple[Tuple[str, str], ...] = (("train", "val"), ("train", "test"), ("val", "test"),
+                                           ("trainval", "test"))
+_ROLES = ("trainval", "train", "val", "test")
+
+
+def split_role(name: str) -> Optional[Tuple[str, str]]:
+    """(prefix, role) of a split name: 'val' -> ('', 'val'), 'fold3_test' -> ('fold3_', 'test');
+    None for names without a role ('all', 'extra')."""
+    for role in _ROLES:
+        if name == role or name.endswith("_" + role):
+            return name[: -len(role)], role
+    return None
+
+
+def disjoint_pairs(names: Sequence[str]) -> List[Tuple[str, str]]:
+    """The pairs among ``names`` that must be disjoint (LEAK_PAIRS within one prefix)."""
+    by_prefix: Dict[str, Dict[str, str]] = defaultdict(dict)
+    for n in names:
+        parsed = split_role(n)
+        if parsed is not None:
+            by_prefix[parsed[0]][parsed[1]] = n
+    return [(roles[a], roles[b]) for roles in by_prefix.values() for a, b in LEAK_PAIRS
+            if a in roles and b in roles]
+
+
+def check_split_leaks(data_root: str | Path, split: str) -> None:
+    """Raise ValueError when ``split`` or a split of its fold overlaps one it must not (e.g. val
+    and test share an image): model selection on val would then read test images.
+
+    Only the split files themselves are read (cheap enough for every dataset start).
+    """
+    folder = Path(data_root) / "splits"
+    parsed = split_role(split)
+    if parsed is None:
+        return
+    prefix = parsed[0]
+    splits = {}
+    for role in _ROLES:
+        f = folder / f"{prefix}{role}.txt"
+        if f.is_file():
+            splits[f"{prefix}{role}"] = {ln.strip() for ln in f.read_text().splitlines()
+                                         if ln.strip() and not ln.strip().startswith("#")}
+    for a, b in disjoint_pairs(list(splits)):
+        shared = sorted(splits[a] & splits[b])
+        if shared:
+            shown = ", ".join(shared[:5]) + (" ..." if len(shared) > 5 else "")
+            why = "model selection would read test images" if b.endswith("test") else "they must be disjoint"
+            raise ValueError(f"{folder}: {a}.txt and {b}.txt share {len(shared)} sample(s) ({shown}); {why} "
+                             "(tools/prepare_dataset.py and tools/make_splits.py write disjoint splits)")
+
+
 def write_split_files(data_root: str | Path, splits: Mapping[str, Sequence[str]]) -> None:
     """Write data_root/splits/<name>.txt, one stem per line."""
     folder = Path(data_root) / "splits"

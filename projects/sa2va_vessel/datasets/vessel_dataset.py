@@ -34,6 +34,7 @@ from .files import DuplicateStemError, resolve_pairs
 from .image_processing import SAM2_SIZE, chw_uint8, sam2_image_uint8, tiles_uint8
 from .mask_validation import MaskProblem, MaskRules, MaskValidationError, as_rules, check_mask_values
 from .readers import DataReadError, mask_from_raw, read_image, read_mask, read_mask_raw
+from .splits import check_split_leaks
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +138,9 @@ class VesselSegDataset(Dataset):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         self.mask_rules = as_rules(mask_rules)
         self.allow_large_images = bool(allow_large_images)
+        # Always (not only with check_on_start): val sharing images with test would let model
+        # selection read test images; only split files are read, so this costs nothing.
+        check_split_leaks(data_root, split)
         if check_on_start:
             # the header-level checks of tools/check_dataset.py, before hours of GPU time
             report = quick_check(data_root, allow_large_images=self.allow_large_images)

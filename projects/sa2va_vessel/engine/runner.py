@@ -209,7 +209,22 @@ def trusted_local_checkpoints() -> Iterator[None]:
 
 
 # -- runner -----------------------------------------------------------------------------------
+def check_selection_split(cfg: Config) -> None:
+    """Refuse a config that validates on a test split: the best checkpoint and the threshold
+    are chosen on validation, so a test split there would select on test images."""
+    from ..datasets.splits import split_role
+    dataset = (cfg.get('val_dataloader') or {}).get('dataset') or {}
+    split = dataset.get('split') if isinstance(dataset, dict) else None
+    role = split_role(split) if isinstance(split, str) else None
+    if role is not None and role[1] == 'test':
+        raise ValueError(f'val_dataloader.dataset.split is {split!r}: validation chooses the best '
+                         'checkpoint and threshold and must not read test images; use the val '
+                         'split (tools/prepare_dataset.py writes one from the training part) and '
+                         'evaluate test with tools/test.py --split test')
+
+
 def _prepare_common(cfg: Config) -> None:
+    check_selection_split(cfg)
     if cfg.get('param_scheduler') is None and cfg.get('lr_schedule') is not None:
         max_iters = cfg.train_cfg.get('max_iters')
         if max_iters is None:

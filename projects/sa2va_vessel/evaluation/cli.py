@@ -44,6 +44,13 @@ def test_main(argv: Optional[Sequence[str]] = None) -> dict:
                         help='generation mode: longest answer (default 32)')
     parser.add_argument('--num-overlays', type=int, default=8,
                         help='overlay PNGs per mode (default 8)')
+    parser.add_argument('--allow-test-sweep', action='store_true',
+                        help='on a test split, also report the sweep-best threshold and Dice, '
+                        'labelled *_optimistic (refused by default: it picks the threshold on the '
+                        'images it scores)')
+    parser.add_argument('--n-boot', type=int, default=2000,
+                        help='bootstrap resamples of the 95%% intervals (default 2000)')
+    parser.add_argument('--seed', type=int, default=0, help='bootstrap seed (default 0)')
     parser.add_argument('--device', help='cuda / cpu (default: cuda when available)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE')
     args = parser.parse_args(argv)
@@ -54,12 +61,18 @@ def test_main(argv: Optional[Sequence[str]] = None) -> dict:
     modes = ('teacher', 'generate') if args.mode == 'both' else (args.mode,)
     summary = evaluate(cfg, args.checkpoint, split=args.split, out_dir=args.out, modes=modes,
                        threshold=args.threshold, max_new_tokens=args.max_new_tokens,
-                       num_overlays=args.num_overlays, device=args.device)
+                       num_overlays=args.num_overlays, device=args.device,
+                       allow_test_sweep=args.allow_test_sweep, n_boot=args.n_boot, seed=args.seed)
+    shown = ('n_images', 'threshold', 'global_dice', 'mean_dice', 'global_cldice', 'mean_hd95',
+             'mean_betti0_error', 'global_roc_auc', 'best_thr', 'best_dice', 'n_missing_seg',
+             'missing_seg_rate')
     brief = {mode: {k: v for k, v in res['metrics'].items()
-                    if k.split('/')[-1] in ('n_images', 'threshold', 'global_dice', 'mean_dice',
-                                            'global_cldice', 'global_roc_auc', 'best_thr',
-                                            'best_dice', 'n_missing_seg', 'missing_seg_rate')}
+                    if k.split('/')[-1].removesuffix('_optimistic') in shown}
              for mode, res in summary['modes'].items()}
+    for res in summary['modes'].values():
+        for note in res['notes']:
+            if 'sweep' in note:
+                print(f'note: {note}', file=sys.stderr)
     print(json.dumps(brief, indent=2))
     return summary
 

@@ -31,13 +31,16 @@ from typing import Sequence
 
 import numpy as np
 
+from .surface import DEFAULT_NSD_TOLERANCE, surface_scores
+from .topology import betti_errors
+
 __all__ = [
     'SWEEP_THRESHOLDS', 'DEFAULT_AUC_BINS', 'COUNT_FIELDS',
     'check_probabilities', 'confusion_counts', 'dice_score', 'iou_score', 'sensitivity',
     'specificity', 'precision_score', 'accuracy', 'binary_metrics', 'skeletonize',
     'cldice_counts', 'cldice_from_counts', 'cldice', 'auc_from_ranked_counts', 'roc_auc',
     'average_precision', 'auc_bin_edges', 'probability_histograms', 'threshold_sweep_counts',
-    'threshold_sweep', 'best_threshold', 'image_summary',
+    'threshold_sweep', 'best_threshold', 'image_summary', 'SKELETONS', 'skeleton_of',
 ]
 
 # 0.05, 0.10, ..., 0.95; rounded so that 0.15 here is the same float64 as the literal 0.15.
@@ -275,11 +278,28 @@ def skeletonize(mask: np.ndarray) -> np.ndarray:
     return img[1:-1, 1:-1].astype(bool)
 
 
+# Skeletons clDice can use. 'skimage' (the default) is skimage.morphology.skeletonize, the
+# skeleton of the clDice authors' reference code, so values compare with published clDice;
+# 'guo_hall' is this module's thinning (no scikit-image needed, keeps 2-px diagonals whole).
+SKELETONS: tuple[str, ...] = ('skimage', 'guo_hall')
+
+
+def skeleton_of(mask: np.ndarray, skeleton: str = 'skimage') -> np.ndarray:
+    """The skeleton of a 2-D bool mask by the method named in ``SKELETONS``."""
+    if skeleton == 'skimage':
+        from skimage.morphology import skeletonize as sk_skeletonize   # heavy import: lazy
+        return sk_skeletonize(np.asarray(mask, dtype=bool))
+    if skeleton == 'guo_hall':
+        return skeletonize(mask)
+    raise ValueError(f'unknown skeleton {skeleton!r}; known: {SKELETONS}')
+
+
 # ---------------------------------------------------------------------------------- clDice
 def cldice_counts(pred: np.ndarray, gt: np.ndarray, threshold: float = 0.5,
-                  fov: np.ndarray | None = None) -> np.ndarray:
+                  fov: np.ndarray | None = None, skeleton: str = 'skimage') -> np.ndarray:
     """``[|S_p & G|, |S_p|, |S_g & P|, |S_g|]`` (int64) for clDice, where P, G are the
-    prediction and ground truth restricted to the FOV and S_p, S_g their skeletons.
+    prediction and ground truth restricted to the FOV and S_p, S_g their skeletons
+    (``skeleton``: see ``SKELETONS``).
 
     Counts rather than ratios so that they can be summed over images (pooled clDice).
     """
@@ -292,7 +312,7 @@ def cldice_counts(pred: np.ndarray, gt: np.ndarray, threshold: float = 0.5,
     if fov is not None:
         f = _as_bool_mask(fov, 'fov')
         p, g = p & f, g & f   # skeletonise only what lies inside the FOV
-    sp, sg = skeletonize(p), skeletonize(g)
+    sp, sg = skeleton_of(p, skeleton), skeleton_of(g, skeleton)
     return np.array([np.count_nonzero(sp & g), np.count_nonzero(sp),
                      np.count_nonzero(sg & p), np.count_nonzero(sg)], dtype=np.int64)
 
@@ -310,9 +330,9 @@ def cldice_from_counts(counts: np.ndarray) -> float:
 
 
 def cldice(pred: np.ndarray, gt: np.ndarray, threshold: float = 0.5,
-           fov: np.ndarray | None = None) -> float:
+           fov: np.ndarray | None = None, skeleton: str = 'skimage') -> float:
     """Centreline Dice (Shit et al., CVPR 2021) of one 2-D prediction, inside ``fov``."""
-    return cldice_from_counts(cldice_counts(pred, gt, threshold, fov))
+    return cldice_from_counts(cldice_counts(pred, gt, threshold, fov, skeleton))
 
 
 # ------------------------------------------------------------------------- ranking metrics
@@ -469,13 +489,15 @@ def threshold_sweep(prob: np.ndarray, gt: np.ndarray, fov: np.ndarray | None = N
 def image_summary(prob: np.ndarray, gt: np.ndarray, fov: np.ndarray | None = None,
                   threshold: float = 0.5, thresholds: Sequence[float] = SWEEP_THRESHOLDS,
                   n_bins: int = DEFAULT_AUC_BINS,
-                  allow_binary: bool = False) -> dict[str, np.ndarray | float]:
+                  allow_binary: bool = False, skeleton: str = 'skimage',
+                  nsd_tolerance: float = DEFAULT_NSD_TOLERANCE) -> dict[str, np.ndarray | float]:
     """Everything the evaluator keeps of one 2-D prediction, a few KB, never the image:
 
     ``counts`` (4,) at ``threshold``; ``sweep_counts`` (T, 4); ``pos_hist``/``neg_hist``
     (n_bins,) for pooled AUC; ``cldice_counts`` (4,); and the per-image scores ``dice``,
     ``iou``, ``cldice``, ``sens``, ``spec``, ``precision``, ``acc``, ``roc_auc``, ``pr_auc``
-    (exact, from the full-resolution probabilities).
+    (exact, from the full-resolution probabilities), ``hd95``, ``nsd`` (surface.py) and
+    ``betti0_error``, ``betti1_error`` (topology.py) of the mask at ``threshold``.
     """
     prob = check_probabilities(prob, allow_binary)
     gt = _as_bool_mask(gt, 'gt')
@@ -484,7 +506,10 @@ def image_summary(prob: np.ndarray, gt: np.ndarray, fov: np.ndarray | None = Non
     counts = _counts_sorted(pos, neg, np.array([threshold], dtype=np.float64))[0]
     roc, ap = _exact_auc_sorted(pos, neg)
     pos_hist, neg_hist = _histograms(pos, neg, auc_bin_edges(n_bins))
-    cl_counts = cldice_counts(prob, gt, threshold, fov)
+    cl_counts = cldice_counts(prob, gt, threshold, fov, skeleton)
+    hard = prob >= threshold
+    surf = surface_scores(hard, gt, fov, nsd_tolerance)
+    betti = betti_errors(hard, gt, fov)
     return {
         'counts': counts,
         'sweep_counts': _counts_sorted(pos, neg, _check_thresholds(thresholds)),
@@ -493,4 +518,6 @@ def image_summary(prob: np.ndarray, gt: np.ndarray, fov: np.ndarray | None = Non
         'cldice': cldice_from_counts(cl_counts), 'sens': sensitivity(counts),
         'spec': specificity(counts), 'precision': precision_score(counts),
         'acc': accuracy(counts), 'roc_auc': roc, 'pr_auc': ap,
+        'hd95': surf['hd95'], 'nsd': surf['nsd'],
+        'betti0_error': betti['betti0_error'], 'betti1_error': betti['betti1_error'],
     }

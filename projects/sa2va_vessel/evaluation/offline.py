@@ -13,10 +13,12 @@ Modes:
 Thresholds: ``VesselSegMetric`` reports everything at one operating threshold plus the sweep.
 The operating threshold is ``threshold`` when given, else the one recorded in
 ``best_checkpoint.json`` beside the checkpoint (chosen on val), else the config's (0.5). The
-sweep-best values (``best_thr``/``best_dice``) do not depend on it; on a test split they are the
-test set's own optimum, reported for reference only, never to choose a threshold.
+sweep-best values (``best_thr``/``best_dice``) do not depend on it. On a test split they would
+be the test set's own optimum: they are left out (and no threshold curve is drawn) unless
+``allow_test_sweep``, and then reported as ``*_optimistic``.
 
 Output (``out_dir``): ``summary.json``; per mode ``<mode>/per_image.csv``,
+``<mode>/results_<dataset>_<split>.{csv,md}`` (mean +- sd, bootstrap 95% CI, protocol named),
 ``<mode>/threshold_curve.png`` and ``<mode>/overlays/<stem>.png`` (image | ground truth |
 probability | errors: TP white, FP red, FN blue, outside the FOV grey).
 """
@@ -32,15 +34,44 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from . import visualize as V
 from .inference import best_record_for, greedy_seg_generate, load_eval_model, stop_token_ids
+from .results_table import dataset_name, protocol_name, table_rows, write_results_table
+from .stats import DEFAULT_N_BOOT
 from .vessel_metric import VesselSegMetric
 
 logger = logging.getLogger(__name__)
 
 MODES = ('teacher', 'generate')
-CSV_SCORES = ('dice', 'iou', 'cldice', 'sens', 'spec', 'precision', 'acc', 'roc_auc', 'pr_auc')
+CSV_SCORES = ('dice', 'iou', 'cldice', 'sens', 'spec', 'precision', 'acc', 'roc_auc', 'pr_auc',
+              'hd95', 'nsd', 'betti0_error', 'betti1_error')
+# Values chosen by sweeping the threshold on the evaluated images themselves.
+SWEEP_KEYS = ('vessel/best_thr', 'vessel/best_dice', 'vessel/best_thr_mean', 'vessel/best_dice_mean')
+OPTIMISTIC_NOTE = ('threshold sweep on the test split: the *_optimistic values pick the threshold on '
+                   'the images they score, an optimistic bound, not a result')
+
+
+def is_test_split(split: str) -> bool:
+    """``test``, ``fold3_test``, ...: a split that only the final evaluation may read."""
+    from ..datasets.splits import split_role
+    role = split_role(split)
+    return role is not None and role[1] == 'test'
+
+
+def _sweep_policy(metrics: dict, split: str, allow_test_sweep: bool) -> tuple[dict, Optional[str]]:
+    """On a test split, drop the sweep-chosen values, or with ``allow_test_sweep`` keep them
+    renamed ``*_optimistic``; other splits unchanged. Returns (metrics, note or None)."""
+    if not is_test_split(split):
+        return metrics, None
+    swept = [k for k in metrics if k in SWEEP_KEYS or k.startswith('vessel/global_dice@')]
+    if not allow_test_sweep:
+        return ({k: v for k, v in metrics.items() if k not in swept},
+                'threshold sweep refused on the test split (pass --allow-test-sweep for an '
+                'optimistic bound); the operating threshold is used as given')
+    return ({(f'{k}_optimistic' if k in swept else k): v for k, v in metrics.items()},
+            OPTIMISTIC_NOTE)
 
 
 def build_split_dataloader(cfg: Any, split: str, model_path: Optional[str] = None) -> Any:
@@ -80,8 +111,13 @@ def _plain(v: Any) -> Any:
 def evaluate(cfg: Any, checkpoint: str, split: str = 'val', out_dir: Optional[str] = None,
              modes: Sequence[str] = MODES, threshold: Optional[float] = None,
              max_new_tokens: int = 32, num_overlays: int = 8, max_side: int = 1024,
-             device: Optional[str] = None) -> dict:
-    """Evaluate and write the outputs (see module docstring); returns the summary dict."""
+             device: Optional[str] = None, allow_test_sweep: bool = False,
+             n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> dict:
+    """Evaluate and write the outputs (see module docstring); returns the summary dict.
+
+    On a test split the threshold sweep is refused (its best values are left out) unless
+    ``allow_test_sweep``, and then they are named ``*_optimistic``.
+    """
     for mode in modes:
         if mode not in MODES:
             raise ValueError(f'unknown mode {mode!r}; known: {MODES}')
@@ -98,9 +134,16 @@ def evaluate(cfg: Any, checkpoint: str, split: str = 'val', out_dir: Optional[st
     tokenizer = loader.dataset.tokenizer
     stops = stop_token_ids(tokenizer, loader.dataset.template)
 
+    data_root = loader.dataset.data_root
+    dataset, protocol = dataset_name(data_root), protocol_name(data_root)
+    if is_test_split(split) and threshold_source == 'config':
+        logger.warning('evaluating %s without a threshold chosen on val (no best_checkpoint.json, '
+                       'no --threshold): using the config\'s %s', split,
+                       _metric_from_cfg(cfg, None).threshold)
     summary: dict[str, Any] = {
         'config': getattr(cfg, 'filename', None), 'checkpoint': str(checkpoint),
         'checkpoint_kind': info['kind'], 'split': split, 'n_samples': len(loader.dataset),
+        'dataset': dataset, 'protocol': protocol,
         'threshold_source': threshold_source, 'best_record': record, 'modes': {}}
     out = Path(out_dir) if out_dir else None
     for mode in modes:
@@ -108,7 +151,7 @@ def evaluate(cfg: Any, checkpoint: str, split: str = 'val', out_dir: Optional[st
         metric = _metric_from_cfg(cfg, threshold)
         rows: list[dict] = []
         overlays: list[tuple[str, np.ndarray]] = []
-        for batch in loader:
+        for batch in tqdm(loader, desc=f'{mode} {split}', unit='batch', dynamic_ncols=True):
             if mode == 'teacher':
                 preds = model.val_step(batch)
                 texts = [''] * len(preds)
@@ -148,10 +191,18 @@ def evaluate(cfg: Any, checkpoint: str, split: str = 'val', out_dir: Optional[st
         if mode == 'generate':
             n = max(1, len(loader.dataset))
             metrics['vessel/missing_seg_rate'] = metrics.get('vessel/n_missing_seg', 0) / n
-        summary['modes'][mode] = {'metrics': metrics, 'curve': metric.curve,
-                                  'seconds': round(time.time() - start, 3)}
+        metrics, sweep_note = _sweep_policy(metrics, split, allow_test_sweep)
+        curve = None if sweep_note and not allow_test_sweep else metric.curve
+        table = table_rows(rows, dataset=dataset, split=split, protocol=protocol, mode=mode,
+                           threshold=metric.threshold, n_boot=n_boot, seed=seed)
+        notes = [f'threshold source: {threshold_source}', f'nsd tolerance: {metric.nsd_tolerance} px',
+                 f'clDice skeleton: {metric.skeleton}'] + ([sweep_note] if sweep_note else [])
+        summary['modes'][mode] = {'metrics': metrics, 'curve': curve, 'table': table,
+                                  'notes': notes, 'seconds': round(time.time() - start, 3)}
         if out is not None:
-            _write_mode(out / mode, rows, metric, metrics, overlays)
+            _write_mode(out / mode, rows, metric, metrics, overlays, curve)
+            if table:
+                write_results_table(out / mode, table, notes, n_boot=n_boot, seed=seed)
         logger.info('%s: %s', mode, json.dumps({k: metrics[k] for k in metrics
                                                if k.endswith(('dice', 'thr', 'missing_seg'))}))
     if out is not None:
@@ -161,18 +212,19 @@ def evaluate(cfg: Any, checkpoint: str, split: str = 'val', out_dir: Optional[st
 
 
 def _write_mode(folder: Path, rows: list[dict], metric: VesselSegMetric, metrics: dict,
-                overlays: list[tuple[str, np.ndarray]]) -> None:
+                overlays: list[tuple[str, np.ndarray]], curve: Optional[dict]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if rows:
         with open(folder / 'per_image.csv', 'w', newline='') as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-    if metric.curve:
-        chart = V.draw_curve(metric.curve, ('global_dice', 'mean_dice', 'global_sens',
-                                            'global_precision'),
+    if curve:
+        chart = V.draw_curve(curve, ('global_dice', 'mean_dice', 'global_sens',
+                                     'global_precision'),
                              threshold=metric.threshold,
-                             best_threshold=metrics.get('vessel/best_thr'))
+                             best_threshold=metrics.get('vessel/best_thr',
+                                                        metrics.get('vessel/best_thr_optimistic')))
         V.save_png(chart, str(folder / 'threshold_curve.png'))
     if overlays:
         (folder / 'overlays').mkdir(exist_ok=True)

@@ -160,6 +160,7 @@ def predict_folder(cfg: Any, checkpoint: str, input_dir: str, out_dir: str,
     """Predict every image of ``input_dir``; writes ``prob/``, ``mask/`` (0/255 PNG) and
     ``predictions.json`` under ``out_dir``; returns that manifest."""
     from ..datasets.files import list_images, split_stem
+    from tqdm import tqdm
     from ..datasets.readers import IMAGE_EXTENSIONS, read_image
     from .inference import best_record_for, load_eval_model
     model, info = load_eval_model(cfg, checkpoint, device)
@@ -182,7 +183,7 @@ def predict_folder(cfg: Any, checkpoint: str, input_dir: str, out_dir: str,
     (out / 'prob').mkdir(parents=True, exist_ok=True)
     (out / 'mask').mkdir(parents=True, exist_ok=True)
     entries = []
-    for path in images:
+    for path in tqdm(images, desc='predict', unit='image', dynamic_ncols=True):
         image = read_image(path)
         missing_before = predictor.missing
         prob, n_windows = sliding_window_predict(image, predictor, window, overlap)

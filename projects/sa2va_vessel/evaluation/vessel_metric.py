@@ -20,7 +20,7 @@ from . import metrics as M
 
 # Per-image scores that image_summary returns and compute_metrics averages.
 _SCORES: tuple[str, ...] = ('dice', 'iou', 'cldice', 'sens', 'spec', 'precision', 'acc',
-                            'roc_auc', 'pr_auc')
+                            'roc_auc', 'pr_auc', 'hd95', 'nsd', 'betti0_error', 'betti1_error')
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -55,6 +55,9 @@ class VesselSegMetric(BaseMetric):
         allow_binary: accept predictions that hold only {0, 1} (otherwise ``ValueError``).
         log_curve: also return the pooled Dice of every sweep threshold as scalars
             ``global_dice@<t>`` (the curve is always in ``self.curve``).
+        skeleton: clDice skeleton, ``'skimage'`` (default; the clDice reference code's, so
+            values compare with published ones) or ``'guo_hall'`` (see metrics.SKELETONS).
+        nsd_tolerance: NSD tolerance in pixels (surface.py).
         collect_device, prefix, collect_dir: see ``mmengine.evaluator.BaseMetric``.
     """
 
@@ -65,6 +68,8 @@ class VesselSegMetric(BaseMetric):
                  n_bins: int = M.DEFAULT_AUC_BINS,
                  allow_binary: bool = False,
                  log_curve: bool = False,
+                 skeleton: str = 'skimage',
+                 nsd_tolerance: float = M.DEFAULT_NSD_TOLERANCE,
                  collect_device: str = 'cpu',
                  prefix: str | None = None,
                  collect_dir: str | None = None) -> None:
@@ -80,6 +85,10 @@ class VesselSegMetric(BaseMetric):
         self.n_bins = int(n_bins)
         self.allow_binary = allow_binary
         self.log_curve = log_curve
+        if skeleton not in M.SKELETONS:
+            raise ValueError(f'skeleton must be one of {M.SKELETONS}, got {skeleton!r}')
+        self.skeleton = skeleton
+        self.nsd_tolerance = float(nsd_tolerance)
         # Threshold curve of the last evaluation, on every rank (see evaluate()).
         self.curve: dict[str, list[float]] | None = None
 
@@ -120,7 +129,8 @@ class VesselSegMetric(BaseMetric):
             per_mask = [
                 M.image_summary(prob[s], mask[s], fov, threshold=self.threshold,
                                 thresholds=self.thresholds, n_bins=self.n_bins,
-                                allow_binary=self.allow_binary or bool(missing))
+                                allow_binary=self.allow_binary or bool(missing),
+                                skeleton=self.skeleton, nsd_tolerance=self.nsd_tolerance)
                 for s in range(mask.shape[0])
             ]
             result = {'img_path': gt_sample.get('img_path'), 'masks': per_mask}
@@ -137,7 +147,8 @@ class VesselSegMetric(BaseMetric):
           ``n_missing_seg`` (samples without a generated [SEG]; only when the predictions
           say, i.e. in generation mode);
         * ``mean_<s>``: mean over images of the per-image score, NaN-skipping, for s in
-          dice, iou, cldice, sens, spec, precision, acc, roc_auc, pr_auc (AUCs exact);
+          dice, iou, cldice, sens, spec, precision, acc, roc_auc, pr_auc (AUCs exact),
+          hd95, nsd (pixels; surface.py), betti0_error, betti1_error (topology.py);
         * ``global_<s>``: the same scores from pixels pooled over all images (confusion
           counts summed; clDice from summed skeleton counts; AUCs from summed histograms);
         * ``best_thr``/``best_dice``: sweep threshold maximising pooled Dice and that Dice

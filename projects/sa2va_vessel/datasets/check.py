@@ -17,6 +17,7 @@ from typing import Dict, List, Optional
 import numpy as np
 from PIL import Image
 
+from .progress import progress
 from .readers import IMAGE_EXTENSIONS, DataReadError, read_image, read_labelme, read_mask
 from .splits import group_of
 
@@ -133,7 +134,7 @@ def check_dataset(data_root: str | Path, group_regex: Optional[str] = None) -> C
     root = Path(data_root)
     report, images, masks, fovs = _start(root)
     hashes: Dict[str, List[str]] = defaultdict(list)
-    for stem, img_path in images.items():
+    for stem, img_path in progress(images.items(), desc="check", total=len(images), unit="img"):
         try:
             image = read_image(img_path)
         except DataReadError as exc:

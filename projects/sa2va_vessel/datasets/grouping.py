@@ -223,3 +223,23 @@ def patients_crossing(splits: Mapping[str, Sequence[str]], groups: Mapping[str, 
             if s in groups:
                 where[groups[s].patient].add(name)
     return {p: sorted(n) for p, n in where.items() if len(n) > 1}
+
+
+def patient_split_problems(data_root: str | Path) -> List[str]:
+    """'patient P in train and val' lines for the train/val/test(-like) split files of a data set
+    whose manifest records patients (empty when it records none or nothing crosses)."""
+    groups = manifest_groups(data_root)
+    folder = Path(data_root) / "splits"
+    if not groups or not folder.is_dir():
+        return []
+    splits = {f.stem: [s.strip() for s in f.read_text().splitlines() if s.strip() and not s.startswith("#")]
+              for f in sorted(folder.glob("*.txt"))}
+    problems = []
+    for name in splits:
+        if not name.endswith("train"):
+            continue
+        prefix = name[: -len("train")]
+        pair = {n: splits[n] for n in (name, f"{prefix}val", f"{prefix}test") if n in splits}
+        for patient, where in sorted(patients_crossing(pair, groups).items()):
+            problems.append(f"patient {patient} in {' and '.join(where)}")
+    return problems

@@ -25,6 +25,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 from PIL import Image
 
+from .progress import progress
 from .readers import read_image, read_mask
 from .splits import split_by_groups, write_split_files
 
@@ -179,7 +180,7 @@ def prepare_dataset(name: str, src_root: str | Path, out_dir: str | Path, estima
     for sub in ("images", "masks", "fov"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     records = []
-    for s in samples:
+    for s in progress(samples, desc=f"prepare {key}", unit="img"):
         image = read_image(s.image)
         mask = read_mask(s.mask)
         if mask.shape != image.shape[:2]:

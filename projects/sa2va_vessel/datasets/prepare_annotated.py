@@ -284,7 +284,11 @@ def _splits(records: List[dict], groups: Optional[Dict[str, SampleGroup]], val_f
             patient_of = {}
             notes.append("splits: per sample (no --group-regex/--groups: frames of one patient may fall "
                          "in both train and val)")
-        train, val = split_by_patient(stems, patient_of, val_fraction, seed)
+        if len({patient_of.get(s, s) for s in stems}) < 2:
+            notes.append("WARNING: one patient (or sample) only: everything is in train, val is empty")
+            train, val = list(stems), []
+        else:
+            train, val = split_by_patient(stems, patient_of, val_fraction, seed)
         out = {"train": train, "val": val}
     out = {"all": stems, **out}
     return {k: frame_order(v, by_stem) for k, v in out.items()}, notes + split_summary(out, by_stem)

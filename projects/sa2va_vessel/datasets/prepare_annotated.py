@@ -332,6 +332,7 @@ def prepare_annotated(found: FoundSet, out_dir: str | Path, on_error: str = "fai
         try:
             image = s.load_image()
             res = s.rasterise(image.shape[:2])
+            shape_counts.update(p.kind for p in res.problems)  # counted also when the sample goes
             if not res.mask.any():
                 detail = f"{len(res.problems)} shape(s) skipped" if res.problems else "no vessel shape"
                 raise EmptyMaskError(f"{s.annotation}: sample {s.name!r}: empty mask ({detail})")
@@ -344,7 +345,6 @@ def prepare_annotated(found: FoundSet, out_dir: str | Path, on_error: str = "fai
         _save_mask(out / "masks" / f"{s.stem}.png", res.mask)
         for cat, m in sorted(res.by_category.items()):
             _save_mask(out / "segments" / safe_stem(cat) / f"{s.stem}.png", m)
-        shape_counts.update(p.kind for p in res.problems)
         g = groups.get(s.name) if groups else None
         records.append({
             "stem": s.stem, "name": s.name, "group": g.patient if g else None,

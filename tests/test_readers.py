@@ -109,12 +109,12 @@ def test_labelme_mask_shape(tmp_path):
 def test_labelme_degenerate_strict_and_lenient(tmp_path):
     shapes = [{"label": "v", "shape_type": "polygon", "points": [[1, 1], [5, 5], [9, 9]]},  # collinear
               {"label": "v", "shape_type": "polygon", "points": [[1, 1], [8, 1], [8, 8]]},
-              {"label": "v", "shape_type": "linestrip", "points": [[1, 1], [8, 1]]}]
+              {"label": "v", "shape_type": "point", "points": [[1, 1]]}]  # no area: unsupported
     path = _labelme(tmp_path, shapes)
     with pytest.raises(DataReadError, match=r"a.json: shape 0 \(polygon"):
         read_labelme(path)
     res = read_labelme(path, strict=False)
-    assert res.n_shapes == 1 and len(res.skipped) == 2 and "shape 2 (linestrip" in res.skipped[1]
+    assert res.n_shapes == 1 and len(res.skipped) == 2 and "shape 2 (point" in res.skipped[1]
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(DataReadError, match="bad.json: invalid JSON"):
         read_labelme(tmp_path / "bad.json")
@@ -135,7 +135,8 @@ def test_coco_polygons_and_rle(tmp_path):
     }
     (tmp_path / "coco.json").write_text(json.dumps(doc))
     out = read_coco(tmp_path / "coco.json", categories=["vessel"])
-    assert out["a.png"].mask[0:4, 0:5].all() and out["a.png"].mask.sum() == 20
+    # pycocotools' fill (the COCO convention): the 4 x 3 box covers 4 x 3 pixels, not PIL's 5 x 4.
+    assert out["a.png"].mask[0:3, 0:4].all() and out["a.png"].mask.sum() == 12
     assert np.array_equal(out["b.png"].mask, m)
 
 

@@ -14,6 +14,9 @@ writes splits/train.txt + val.txt, or with --k (only for sets without a test spl
 fold<i>_{trainval,train,val,test}.txt, fold i's test being the held-out fold and its val taken
 from the other folds. No group ever appears on two sides. The command is appended to
 splits/PROTOCOL.md.
+Without --group-regex, the patients that prepare_dataset.py recorded in manifest.json are the
+groups: each patient stays inside one split, the frames of each video in order; the tool prints
+the frames, patients and videos of each split.
 """
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from projects.sa2va_vessel.datasets.protocols import (DEFAULT_VAL_FRACTION, PROTOCOLS,  # noqa: E402
                                                       protocol_splits, write_protocol)
+from projects.sa2va_vessel.datasets.grouping import (frame_order, kfold_by_patient, manifest_groups,  # noqa: E402
+                                                     split_by_patient, split_summary)
 from projects.sa2va_vessel.datasets.splits import kfold_splits, split_by_groups, write_split_files  # noqa: E402
 from projects.sa2va_vessel.datasets.vessel_dataset import read_split  # noqa: E402
 
@@ -59,18 +64,34 @@ def _custom(root: Path, args: argparse.Namespace) -> dict:
     if leaked:
         raise ValueError(f"splits/{source}.txt lists {len(leaked)} test sample(s) ({', '.join(leaked[:5])}); "
                          "val must come from the training part only")
+    groups = {} if args.group_regex else manifest_groups(root)  # patients recorded by prepare
+    patient_of = {s: g.patient for s, g in groups.items() if s in set(stems)}
+    if groups:
+        print(f"groups: the patients of {root / 'manifest.json'}")
+
+    def train_val(part):
+        if groups:
+            return split_by_patient(part, patient_of, args.val_fraction, args.seed)
+        return split_by_groups(part, args.val_fraction, args.group_regex, args.seed)
+
     if args.k:
         if test:
             raise ValueError(f"{test_file} exists: this set has a fixed test split; k-fold is for sets "
                              "without one (or use --protocol for a published k-fold protocol)")
         out = {}
-        for i, (rest, held_out) in enumerate(kfold_splits(stems, args.k, args.group_regex, args.seed)):
-            train, val = split_by_groups(rest, args.val_fraction, args.group_regex, args.seed)
+        folds = (kfold_by_patient(stems, patient_of, args.k, args.seed) if groups
+                 else kfold_splits(stems, args.k, args.group_regex, args.seed))
+        for i, (rest, held_out) in enumerate(folds):
+            train, val = train_val(rest)
             out.update({f"fold{i}_trainval": rest, f"fold{i}_train": train, f"fold{i}_val": val,
                         f"fold{i}_test": held_out})
     else:
-        train, val = split_by_groups(stems, args.val_fraction, args.group_regex, args.seed)
+        train, val = train_val(stems)
         out = {"train": train, "val": val}
+    if groups:
+        out = {name: frame_order(s, groups) for name, s in out.items()}  # video frames stay in order
+        for line in split_summary(out, groups):
+            print(line)
     write_split_files(root, out)
     note = root / "splits" / "PROTOCOL.md"
     with open(note, "a") as f:

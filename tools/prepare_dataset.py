@@ -1,9 +1,13 @@
-"""Convert a public vessel data set folder into the canonical layout.
+"""Convert a public vessel data set folder, or your own annotations, into the canonical layout.
 
     python tools/prepare_dataset.py {drive,chase_db1,stare,hrf,fives,xcad} SRC_DIR OUT_DIR
            [--protocol NAME] [--k K] [--estimate-fov] [--val-fraction 0.2] [--seed 0] [--overwrite]
            [--skip-bad-masks] [--max-vessel-fraction 0.5] [--allow-non-binary]
            [--allow-large-images]
+    python tools/prepare_dataset.py labelme SRC_DIR OUT_DIR [--labels ...] [--line-width 3] ...
+    python tools/prepare_dataset.py coco SRC_JSON IMAGES_DIR OUT_DIR [--per-category] ...
+    python tools/prepare_dataset.py arcade SRC_DIR OUT_DIR [--per-category] ...
+           (`prepare_dataset.py labelme -h` etc. list the options: --on-error, --group-regex, --groups)
 
 Writes OUT_DIR/images, masks, fov (when available), splits/*.txt, splits/PROTOCOL.md and
 manifest.json, all at once (a failed run leaves no OUT_DIR). A non-empty OUT_DIR is refused unless --overwrite, which
@@ -39,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from projects.sa2va_vessel.datasets.mask_validation import MaskRules  # noqa: E402
 from projects.sa2va_vessel.datasets.prepare import LAYOUTS, prepare_dataset  # noqa: E402
 from projects.sa2va_vessel.datasets.protocols import DEFAULT_VAL_FRACTION, PROTOCOLS  # noqa: E402
+from projects.sa2va_vessel.datasets.prepare_annotated_cli import ANNOTATED_SOURCES, annotated_main  # noqa: E402
 from projects.sa2va_vessel.datasets.readers import DataReadError  # noqa: E402
 
 
@@ -76,8 +81,11 @@ def print_report(manifest: dict, out: Path, max_lines: int = 20) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in ANNOTATED_SOURCES:  # LabelMe / COCO / ARCADE: their own options
+        return annotated_main(argv)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("dataset", choices=sorted(LAYOUTS))
+    p.add_argument("dataset", choices=sorted(LAYOUTS) + list(ANNOTATED_SOURCES))
     p.add_argument("src", type=Path)
     p.add_argument("out", type=Path)
     p.add_argument("--estimate-fov", action="store_true", help="threshold a FOV where the source has none")

@@ -24,6 +24,7 @@ from .mask_validation import MaskRules, check_mask_values
 from .readers import (DataReadError, ImageTooLargeError, image_size, read_image, read_labelme, read_mask,
                       read_mask_raw)
 from .splits import disjoint_pairs, group_of
+from .progress import progress
 
 ERROR, WARNING = "error", "warning"
 
@@ -144,7 +145,7 @@ def check_dataset(data_root: str | Path, group_regex: Optional[str] = None,
     report, files = _start(root)
     hashes: Dict[str, List[str]] = defaultdict(list)
     images = index_folder(root / "images").files
-    for stem, img_path in images.items():
+    for stem, img_path in progress(images.items(), desc="check", total=len(images), unit="img"):
         try:
             image = read_image(img_path, allow_large_images)
         except ImageTooLargeError as exc:

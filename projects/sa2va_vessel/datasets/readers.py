@@ -21,7 +21,6 @@ mask_validation.py on the raw values of `read_mask_raw`.
 """
 from __future__ import annotations
 
-import base64
 import io
 import json
 import warnings
@@ -32,7 +31,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .rasterize import DegenerateShapeError, circle_mask, polygon_mask, rectangle_mask, segmentation_mask
+from .rasterize import DegenerateShapeError, segmentation_mask
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".ppm", ".ppm.gz")
 
@@ -203,97 +202,41 @@ def _problem(strict: bool, result: AnnotationMask, message: str) -> None:
 
 def read_labelme(path: str | Path, image_hw: Optional[Tuple[int, int]] = None,
                  labels: Optional[Iterable[str]] = None, strict: bool = True) -> AnnotationMask:
-    """Union of the LabelMe shapes of `path` as a bool mask.
+    """Union of the LabelMe shapes of `path` as a bool mask (shapes of other labels left out).
 
-    Shapes: polygon, rectangle, circle and mask (base64 PNG over the box of its two points).
-    Coordinates are in the annotation's imageWidth x imageHeight frame and are rescaled to
-    `image_hw` (H, W) when that differs (annotations made on a resized copy). `labels`
-    keeps only shapes with those labels. Degenerate or unsupported shapes raise in strict
-    mode and are skipped (and listed in `skipped`) otherwise.
+    The shapes, the rescaling from the file's imageWidth x imageHeight to `image_hw` (H, W) and
+    the named errors are those of labelme.py. Strict mode raises the first problem; otherwise
+    bad shapes are skipped and listed in `skipped`.
     """
+    from .labelme import labelme_header, rasterise_labelme  # late: labelme.py imports this module
+
     doc = _load_json(path)
-    if not isinstance(doc, dict) or "shapes" not in doc:
-        raise DataReadError(f"{path}: not a LabelMe file (no 'shapes')")
-    try:
-        ann_h, ann_w = int(doc["imageHeight"]), int(doc["imageWidth"])
-    except (KeyError, TypeError, ValueError):
-        raise DataReadError(f"{path}: LabelMe file lacks imageWidth/imageHeight") from None
-    h, w = image_hw if image_hw is not None else (ann_h, ann_w)
-    sx, sy = w / ann_w, h / ann_h
-    keep = None if labels is None else set(labels)
-    result = AnnotationMask(mask=np.zeros((h, w), dtype=bool))
-    for i, shape in enumerate(doc["shapes"]):
-        if keep is not None and shape.get("label") not in keep:
-            continue
-        kind = shape.get("shape_type") or "polygon"
-        pts = [(float(x) * sx, float(y) * sy) for x, y in shape.get("points", [])]
-        where = f"{path}: shape {i} ({kind}, label {shape.get('label')!r})"
-        try:
-            if kind == "polygon":
-                m = polygon_mask(pts, (h, w))
-            elif kind == "rectangle" and len(pts) == 2:
-                m = rectangle_mask(pts[0], pts[1], (h, w))
-            elif kind == "circle" and len(pts) == 2:
-                m = circle_mask(pts[0], pts[1], (h, w))
-            elif kind == "mask" and len(pts) == 2 and shape.get("mask"):
-                m = _labelme_mask_shape(shape["mask"], doc, shape, (h, w), sx, sy)
-            else:
-                _problem(strict, result, f"{where}: unsupported shape or wrong number of points ({len(pts)})")
-                continue
-        except (DegenerateShapeError, ValueError, OSError) as exc:
-            _problem(strict, result, f"{where}: {exc}")
-            continue
-        result.mask |= m
-        result.n_shapes += 1
-    return result
-
-
-def _labelme_mask_shape(b64: str, doc: Dict[str, Any], shape: Dict[str, Any], hw: Tuple[int, int],
-                        sx: float, sy: float) -> np.ndarray:
-    """LabelMe 'mask' shape: a PNG covering the box from points[0] to points[1]."""
-    patch = binarise(np.asarray(Image.open(io.BytesIO(base64.b64decode(b64)))))
-    (x0, y0), _ = shape["points"]
-    canvas = np.zeros((int(doc["imageHeight"]), int(doc["imageWidth"])), dtype=bool)
-    x0, y0 = int(round(float(x0))), int(round(float(y0)))
-    ph, pw = patch.shape
-    region = canvas[y0:y0 + ph, x0:x0 + pw]
-    region |= patch[:region.shape[0], :region.shape[1]]
-    if canvas.shape != tuple(hw):
-        # Nearest-neighbour keeps the mask binary when the annotation frame was resized.
-        canvas = np.asarray(Image.fromarray(canvas.astype(np.uint8) * 255).resize(
-            (hw[1], hw[0]), Image.Resampling.NEAREST)) > 127
-    return canvas
+    labelme_header(doc, path)
+    ignore: set = set()
+    if labels is not None:  # this reader's contract: other labels are simply not vessel
+        ignore = {s.get("label") for s in doc["shapes"] if isinstance(s, dict)} - set(labels)
+    res = rasterise_labelme(doc, path, image_hw, labels=labels, ignore_labels=ignore,
+                            on_error="fail" if strict else "skip")
+    return AnnotationMask(mask=res.mask, n_shapes=res.n_shapes, skipped=[str(e) for e in res.problems])
 
 
 def read_coco(path: str | Path, categories: Optional[Iterable[str]] = None,
               strict: bool = True) -> Dict[str, AnnotationMask]:
     """COCO instances file -> {image file_name: union mask of its (filtered) annotations}.
 
-    Segmentations may be polygons or RLE (compressed or not); `categories` keeps only those
-    category names. Images without kept annotations get an empty mask.
+    Rasterised by pycocotools (coco_masks.py): polygons and RLE, compressed or not;
+    `categories` keeps only those category names. Images without kept annotations get an
+    empty mask. Holds every mask in memory: for large sets iterate coco_masks.CocoFile.
     """
-    doc = _load_json(path)
-    if not isinstance(doc, dict) or "images" not in doc or "annotations" not in doc:
-        raise DataReadError(f"{path}: not a COCO file (needs 'images' and 'annotations')")
-    cat_names = {c["id"]: c.get("name") for c in doc.get("categories", [])}
+    from .coco_masks import CocoFile  # late: coco_masks.py imports this module
+
+    coco = CocoFile(path)
     keep = None if categories is None else set(categories)
-    images: Dict[int, Dict[str, Any]] = {}
     out: Dict[str, AnnotationMask] = {}
-    for im in doc["images"]:
-        images[im["id"]] = im
-        out[im["file_name"]] = AnnotationMask(mask=np.zeros((int(im["height"]), int(im["width"])), dtype=bool))
-    for i, ann in enumerate(doc["annotations"]):
-        if keep is not None and cat_names.get(ann.get("category_id")) not in keep:
-            continue
-        im = images.get(ann.get("image_id"))
-        if im is None:
-            raise DataReadError(f"{path}: annotation {i} refers to unknown image_id {ann.get('image_id')}")
-        res = out[im["file_name"]]
-        try:
-            res.mask |= segmentation_mask(ann["segmentation"], res.mask.shape)
-            res.n_shapes += 1
-        except (KeyError, DegenerateShapeError, ValueError) as exc:
-            _problem(strict, res, f"{path}: annotation {i} (image {im['file_name']}): {exc!s}")
+    for image_id, im in coco.images.items():
+        res = coco.image_mask(image_id, keep, on_error="fail" if strict else "skip")
+        out[im["file_name"]] = AnnotationMask(mask=res.mask, n_shapes=res.n_shapes,
+                                              skipped=[str(e) for e in res.problems])
     return out
 
 

@@ -229,6 +229,36 @@ def _prepare_common(cfg: Config) -> None:
             'IterBasedTrainLoop', IterBasedTrainLoop):
         train_cfg['type'] = 'ResumableIterBasedTrainLoop'
     _resolve_auto_resume(cfg)
+    disable_feature_cache_when_augmented(cfg)
+
+
+def train_transform_active(cfg: Config) -> bool:
+    """Whether the training set has a random transform (augmentation) switched on."""
+    dataset = ((cfg.get('train_dataloader') or {}).get('dataset') or {})
+    transform = dataset.get('transform') if hasattr(dataset, 'get') else None
+    if transform is None:
+        return False
+    return not (isinstance(transform, dict) and transform.get('enabled', True) is False)
+
+
+def disable_feature_cache_when_augmented(cfg: Config) -> bool:
+    """Switch the model's frozen-feature caches off when the training set is augmented.
+
+    An augmented sample never reaches the frozen encoders twice unchanged, so the dataset gives
+    it no ``frozen_feature_key`` and a cache would only hold memory (and validation images).
+    Returns True when it switched something off (and says so in the log).
+    """
+    model = cfg.get('model') or {}
+    size = int(model.get('sam2_feature_cache_size', 0) or 0)
+    if not train_transform_active(cfg) or (size <= 0 and not model.get('vision_feature_cache')):
+        return False
+    print_log(f'frozen-feature cache off: the training set is augmented '
+              f'(train_dataloader.dataset.transform), so no training sample reaches the frozen '
+              f'encoders twice unchanged; sam2_feature_cache_size {size} -> 0, '
+              f'vision_feature_cache -> False', logger='current')
+    model['sam2_feature_cache_size'] = 0
+    model['vision_feature_cache'] = False
+    return True
 
 
 def checkpoint_dir(cfg: Config) -> Path:

@@ -102,6 +102,7 @@ class Sa2VAVesselModel(BaseModel):
         # the frozen vision tower's features, under the same keys and capacity (opt-in)
         self.vision_cache = FrozenFeatureCache(sam2_feature_cache_size if vision_feature_cache else 0)
         self.sam2_side_stream = sam2_side_stream
+        self._said_no_keys = False
         self._side_stream: torch.cuda.Stream | None = None
         if loss_resolution < 512 and mask_loss == 'dense':
             logger.warning('loss_resolution=%d: vessels 1-2 px wide vanish below about 512 px', loss_resolution)
@@ -249,6 +250,11 @@ class Sa2VAVesselModel(BaseModel):
     def _sam2_features(self, g_pixel_values: torch.Tensor, data_samples: list | None) -> list[torch.Tensor]:
         """The frozen SAM2 backbone's FPN levels, from the cache where the sample allows it."""
         keys = self._cache_keys(data_samples, g_pixel_values.shape[0])
+        if self.sam2_cache.enabled and keys is None and self.training and not self._said_no_keys:
+            # augmented samples carry no key (the runner normally switches the cache off first)
+            logger.info('frozen-feature cache unused for these training samples: they carry no '
+                        'frozen_feature_key (a transform changed them)')
+            self._said_no_keys = True
         if not self.sam2_cache.enabled or keys is None:
             with torch.no_grad():  # the SAM2 image encoder is frozen
                 return self.sa2va.sam2_backbone(g_pixel_values)

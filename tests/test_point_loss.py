@@ -97,6 +97,7 @@ def test_global_batch_is_kept_by_accumulation_on_any_world_size() -> None:
     assert cfg.model.mask_loss == 'points' and cfg.model.trainable.embeddings and not cfg.model.trainable.token_rows
 
 
+@pytest.mark.slow
 def test_the_official_arm_runs(tiny_checkpoint: Path, synthetic_vessels: Path, tmp_path: Path, monkeypatch) -> None:
     """configs/vessel_lora_official.py trains (guard on) with the tiny checkpoint: accumulation from
     the global batch, the official warm-up, the point loss and the whole embeddings."""
@@ -107,7 +108,7 @@ def test_the_official_arm_runs(tiny_checkpoint: Path, synthetic_vessels: Path, t
     monkeypatch.setenv('SA2VA_MODEL_PATH', str(tiny_checkpoint))
     monkeypatch.setenv('VESSEL_DATA_ROOT', str(synthetic_vessels))
     cfg = in_process_cfg(REPO_ROOT / 'configs' / 'vessel_lora_official.py', tmp_path, {
-        'deepspeed': 'none', 'mixed_precision': None, 'global_batch_size': 4,
+        'deepspeed': 'none', 'mixed_precision': None, 'global_batch_size': 2, 'train_dataloader.batch_size': 1,
         'model.dtype': 'float32', 'model.lora': dict(r=4, alpha=8, dropout=0.0),
         'model.gradient_checkpointing': False, 'model.point_loss.num_points': 1000,
         'train_dataloader.num_workers': 0, 'train_dataloader.persistent_workers': False,
@@ -119,7 +120,7 @@ def test_the_official_arm_runs(tiny_checkpoint: Path, synthetic_vessels: Path, t
         'default_hooks.gradient_guard.interval': 1, 'default_hooks.logger.interval': 1})
     runner = train(cfg)
     model = unwrap_model(runner.model)
-    assert runner.optim_wrapper._accumulative_counts == 2          # 4 = 2 per step x 1 process x 2
+    assert runner.optim_wrapper._accumulative_counts == 2          # 2 = 1 per step x 1 process x 2
     assert model.mask_loss == 'points' and 'embeddings' in model.trainable_groups()
     warmup = runner.param_schedulers[0]
     assert type(warmup).__name__ == 'LinearLR' and warmup.start_factor == 1e-5

@@ -11,7 +11,20 @@ _base_ = ['./_base_/default_runtime.py', './_base_/schedules/lora_adamw.py',
 deepspeed = 'deepspeed_zero2'
 mixed_precision = 'bf16'
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=2000, val_interval=200)
-val_cfg = dict(type='ValLoop', _delete_=True)
+# Validation in both modes: teacher-forced (vessel/*) and generation, where the model writes
+# [SEG] itself as the official predict_forward makes it (vessel/gen_*, incl. gen_missing_seg_rate).
+# Drop VesselGenSegMetric from val_evaluator to validate teacher-forced only.
+val_cfg = dict(type='VesselValLoop', _delete_=True, max_new_tokens=32)
+val_evaluator = [dict(type='VesselSegMetric'), dict(type='VesselGenSegMetric')]
+# Scale: one scheme for training and prediction on large images (docs/RECIPE.md). Images larger
+# than `window` train on random native-resolution crops of `window` px and are predicted by
+# tools/predict.py with sliding windows of the same size (it reads this crop size from the config).
+window = 1024
+# Augmentation (datasets/transforms.py): crop to the window, flips, rot90, a small rotation/scale
+# warp (masks and FOV follow every geometric step, nearest), brightness/contrast/gamma/CLAHE.
+# With it the frozen-feature caches cannot help (no sample reaches SAM2 twice unchanged); the
+# runner switches them off and logs it.
+train_dataloader = dict(dataset=dict(transform=dict(type='VesselAugment', crop_size=window)))
 optim_wrapper = dict(optimizer=dict(type='AdamW', lr=4e-5, betas=(0.9, 0.999), weight_decay=0.05,
                                     fused=True),  # one kernel over all trainables (torch's fused AdamW)
                      clip_grad=dict(max_norm=1.0), accumulative_counts=1)
@@ -25,7 +38,9 @@ model = dict(gradient_checkpointing=False, compile_llm_layers=True, compile_froz
 # Monitoring (projects/sa2va_vessel/engine/monitor_hooks.py). The best checkpoint is chosen by
 # vessel/best_dice: pooled val Dice at the val-best sweep threshold (the threshold is recorded
 # in best_checkpoint.json beside it, and tools/test.py / tools/predict.py use it). Set
-# save_best='vessel/global_dice' to select at the fixed operating threshold (0.5) instead.
+# save_best='vessel/global_dice' to select at the fixed operating threshold (0.5) instead, or
+# save_best='vessel/gen_best_dice' to select in generation mode (a model that stops writing
+# [SEG] then loses; the record's threshold is then gen_best_thr).
 default_hooks = dict(
     # validation Dice before the first step: the baseline every run must beat
     validate_before_train=dict(type='ValidateBeforeTrainHook'),

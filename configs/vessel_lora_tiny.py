@@ -16,11 +16,14 @@ model = dict(model_path=model_path, dtype='float32', trainable_dtype=None, lora=
 train_dataloader = dict(
     batch_size=2, num_workers=1, persistent_workers=True,  # one worker prepares while the step runs
     pin_memory=False, drop_last=False, collate_fn=dict(pad_to_multiple_of=None),
-    dataset=dict(data_root=data_root, model_path=model_path, max_dynamic_patch=1))
+    # no augmentation here (the real config has it): unaugmented samples let the frozen-feature
+    # cache serve every epoch, which keeps the CPU demo at minutes
+    dataset=dict(data_root=data_root, model_path=model_path, max_dynamic_patch=1, transform=None))
 val_dataloader = dict(
     batch_size=2, num_workers=0, persistent_workers=False, pin_memory=False, collate_fn=dict(pad_to_multiple_of=None),
     dataset=dict(data_root=data_root, model_path=model_path, max_dynamic_patch=1))
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=300, val_interval=100)
+val_cfg = dict(max_new_tokens=16)  # generation-mode validation too (vessel/gen_*), short answers
 optim_wrapper = dict(optimizer=dict(type='AdamW', lr=3e-3, weight_decay=0.0), clip_grad=dict(max_norm=1.0))
 log_interval = 20
 default_hooks = dict(

@@ -65,6 +65,11 @@ def main() -> None:
     print('\n=== sa2va-vessel demo ===')
     print(f'validation Dice before training: {before:.4f}')
     print(f'validation Dice after  training: {after:.4f}  ({args.iters} iterations, {wall:.0f} s)')
+    gen = val_dice_history(work_dir, 'vessel/gen_global_dice')
+    missing = val_dice_history(work_dir, 'vessel/gen_missing_seg_rate')
+    if gen and missing:  # generation mode: the model writes [SEG] itself (VesselGenSegMetric)
+        print(f'generation mode after training: Dice {gen[-1][1]:.4f}, missing [SEG] in '
+              f'{100 * missing[-1][1]:.0f}% of the images (before: {100 * missing[0][1]:.0f}%)')
     print(f'TensorBoard: tensorboard --logdir {work_dir}')
     if not after > before:
         raise SystemExit('the validation Dice did not rise: the model did not learn')

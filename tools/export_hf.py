@@ -37,8 +37,9 @@ def main(argv: list[str] | None = None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     from projects.sa2va_vessel.models.checkpoint import CheckpointError
-    from projects.sa2va_vessel.models.export import (EXPORT_DTYPES, build_model_from_config, export_adapter,
-                                                     export_full, load_training_checkpoint, resolve_checkpoint)
+    from projects.sa2va_vessel.models.export import (EXPORT_DTYPES, build_model_from_config, deployment_settings,
+                                                     export_adapter, export_full, load_training_checkpoint,
+                                                     resolve_checkpoint)
     try:
         checkpoint = resolve_checkpoint(args.checkpoint)
         model = build_model_from_config(args.config, model_path=args.model_path, cfg_options=args.cfg_options)
@@ -52,7 +53,13 @@ def main(argv: list[str] | None = None):
     if args.adapter_only:
         report = export_adapter(model, args.out_dir, dtype=dtype, provenance=provenance)
     else:
-        report = export_full(model, args.out_dir, dtype=dtype, provenance=provenance)
+        from mmengine.config import Config
+        cfg = Config.fromfile(args.config)
+        if args.cfg_options:
+            cfg.merge_from_dict(args.cfg_options)
+        cfg.model.model_path = model.model_path
+        report = export_full(model, args.out_dir, dtype=dtype, provenance=provenance,
+                             settings=deployment_settings(cfg, checkpoint))
     print(report.summary())
     return report
 

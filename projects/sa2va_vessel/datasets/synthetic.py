@@ -27,6 +27,7 @@ class VesselSample:
     mask: np.ndarray
     fov: np.ndarray
     widths: List[int] = field(default_factory=list)  # drawn line widths, for tests/stats
+    width_map: np.ndarray | None = None  # uint8 (H, W): drawn width of the vessel at each mask pixel, else 0
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class _Segment:
 
 def _grow_tree(rng: np.random.Generator, root: Tuple[float, float], angle: float,
                width: float, center: Tuple[float, float], radius: float,
-               max_segments: int) -> List[_Segment]:
+               max_segments: int, max_width: int = MAX_WIDTH) -> List[_Segment]:
     """Grow one branching, tapering, curving vessel tree from `root`.
 
     A stack instead of recursion keeps the order (hence the output) fixed for a seed.
@@ -57,7 +58,7 @@ def _grow_tree(rng: np.random.Generator, root: Tuple[float, float], angle: float
             nx, ny = x + step * math.cos(ang), y + step * math.sin(ang)
             if math.hypot(nx - center[0], ny - center[1]) > radius * 1.02:
                 break  # left the field of view: nothing more to draw on this branch
-            draw_w = int(min(MAX_WIDTH, max(MIN_WIDTH, round(w))))
+            draw_w = int(min(max_width, max(MIN_WIDTH, round(w))))
             segments.append(_Segment((x, y), (nx, ny), draw_w))
             x, y = nx, ny
             w *= taper
@@ -70,13 +71,14 @@ def _grow_tree(rng: np.random.Generator, root: Tuple[float, float], angle: float
     return segments
 
 
-def _draw_vessels(segments: Sequence[_Segment], size: int) -> np.ndarray:
-    """Rasterise segments into a uint8 contrast map; > 0 exactly on vessel pixels."""
+def _draw_vessels(segments: Sequence[_Segment], size: int, by_width: bool = False) -> np.ndarray:
+    """Rasterise segments into a uint8 contrast map; > 0 exactly on vessel pixels (``by_width``:
+    the value is the segment's width instead, the last drawn where segments overlap)."""
     canvas = Image.new("L", (size, size), 0)
     draw = ImageDraw.Draw(canvas)
     for seg in segments:
         # Thin vessels have lower contrast, as in real fundus images.
-        level = int(90 + 20 * seg.width)
+        level = seg.width if by_width else int(90 + 20 * seg.width)
         draw.line([seg.p0, seg.p1], fill=level, width=seg.width)
         if seg.width >= 3:  # round joints so consecutive wide segments leave no notches
             r = (seg.width - 1) / 2.0
@@ -85,10 +87,18 @@ def _draw_vessels(segments: Sequence[_Segment], size: int) -> np.ndarray:
     return np.asarray(canvas)
 
 
-def make_vessel_sample(seed: int, size: int = 512) -> VesselSample:
-    """Generate one deterministic sample for `seed` at `size` x `size` pixels."""
+def make_vessel_sample(seed: int, size: int = 512, max_width: int = MAX_WIDTH,
+                       with_width_map: bool = False) -> VesselSample:
+    """Generate one deterministic sample for `seed` at `size` x `size` pixels.
+
+    ``max_width`` caps the vessel width (roots start at most that wide; e.g. 3 for a set of only
+    1-3 px vessels); with the default the output is unchanged. ``with_width_map`` also fills
+    ``width_map`` (per-width evaluation, tools/compare_recipes.py).
+    """
     if size < 64:
         raise ValueError(f"synthetic sample size must be >= 64, got {size}")
+    if not MIN_WIDTH <= max_width <= MAX_WIDTH:
+        raise ValueError(f"max_width must be in [{MIN_WIDTH}, {MAX_WIDTH}], got {max_width}")
     rng = np.random.default_rng(seed)
     s = float(size)
     center = (s / 2 + rng.uniform(-0.02, 0.02) * s, s / 2 + rng.uniform(-0.02, 0.02) * s)
@@ -108,8 +118,8 @@ def make_vessel_sample(seed: int, size: int = 512) -> VesselSample:
         ang = float(a + rng.normal(0.0, 0.25))
         root = (disc[0] + 0.3 * disc_r * math.cos(ang), disc[1] + 0.3 * disc_r * math.sin(ang))
         width = rng.uniform(5.0, MAX_WIDTH) * max(0.5, s / 512.0)
-        segments += _grow_tree(rng, root, ang, min(width, MAX_WIDTH), center, radius,
-                               max_segments=budget // n_roots)
+        segments += _grow_tree(rng, root, ang, min(width, max_width), center, radius,
+                               max_segments=budget // n_roots, max_width=max_width)
 
     contrast_u8 = _draw_vessels(segments, size)
 
@@ -137,7 +147,10 @@ def make_vessel_sample(seed: int, size: int = 512) -> VesselSample:
     out += rng.normal(0.0, rng.uniform(2.0, 5.0), size=out.shape).astype(np.float32)
     out[~fov] = rng.uniform(0, 6, size=(int((~fov).sum()), 3))  # dark outside the FOV disc
     image = np.clip(out, 0, 255).astype(np.uint8)
-    return VesselSample(image=image, mask=mask, fov=fov, widths=[seg.width for seg in segments])
+    width_map = np.where(mask, _draw_vessels(segments, size, by_width=True), 0).astype(np.uint8) \
+        if with_width_map else None
+    return VesselSample(image=image, mask=mask, fov=fov, widths=[seg.width for seg in segments],
+                        width_map=width_map)
 
 
 def _split_stems(stems: Sequence[str], seed: int, val_fraction: float) -> Tuple[List[str], List[str]]:
@@ -152,8 +165,13 @@ def _split_stems(stems: Sequence[str], seed: int, val_fraction: float) -> Tuple[
     return train, val
 
 
+def sample_seed(seed: int, index: int) -> int:
+    """The generator seed of sample ``index`` of a set written with ``seed``."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
 def write_synthetic_dataset(out_dir: str | Path, n: int, seed: int, size: int = 512,
-                            val_fraction: float = 0.25) -> Tuple[List[str], List[str]]:
+                            val_fraction: float = 0.25, max_width: int = MAX_WIDTH) -> Tuple[List[str], List[str]]:
     """Write `n` samples as images/, masks/, fov/ PNGs plus splits/{train,val}.txt.
 
     Sample i uses the seed sequence (seed, i), so a sample does not depend on `n`.
@@ -169,7 +187,7 @@ def write_synthetic_dataset(out_dir: str | Path, n: int, seed: int, size: int = 
     stems = []
     for i in range(n):
         stem = f"synth_{i:05d}"
-        sample = make_vessel_sample(int(np.random.SeedSequence([seed, i]).generate_state(1)[0]), size)
+        sample = make_vessel_sample(sample_seed(seed, i), size, max_width)
         Image.fromarray(sample.image).save(out / "images" / f"{stem}.png")
         Image.fromarray(sample.mask.astype(np.uint8) * 255).save(out / "masks" / f"{stem}.png")
         Image.fromarray(sample.fov.astype(np.uint8) * 255).save(out / "fov" / f"{stem}.png")

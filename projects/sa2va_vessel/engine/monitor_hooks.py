@@ -36,7 +36,8 @@ from .utils import unwrap_model
 
 BEST_RECORD = 'best_checkpoint.json'
 # The threshold at which each selection metric of VesselSegMetric is measured.
-THRESHOLD_OF_METRIC = {'best_dice': 'best_thr', 'best_dice_mean': 'best_thr_mean'}
+THRESHOLD_OF_METRIC = {'best_dice': 'best_thr', 'best_dice_mean': 'best_thr_mean',
+                       'gen_best_dice': 'gen_best_thr', 'gen_best_dice_mean': 'gen_best_thr_mean'}
 
 
 def _logger_interval(runner: Any, default: int = 10) -> int:

@@ -7,6 +7,9 @@ Config keys read here (besides mmengine's usual ones):
 * ``mixed_precision``: ``'bf16'``, ``'fp16'`` or ``None``. Used on GPU only; CPU runs fp32.
 * ``optim_wrapper = dict(optimizer=..., clip_grad=dict(max_norm=...), accumulative_counts=N)``
   without ``type``: the wrapper type follows from the runner and the device.
+* ``global_batch_size = N`` (optional): ``optim_wrapper.accumulative_counts`` becomes
+  ``N / (train_dataloader.batch_size * WORLD_SIZE)``, so one config keeps its global batch on any
+  number of GPUs (the official recipe's 256 = 2 x 16 x 8); it must divide evenly.
 * ``lr_schedule = dict(warmup_ratio=..., warmup_start_factor=..., eta_min_ratio=...)``: linear
   warm-up then cosine to the end of ``train_cfg.max_iters``; an explicit ``param_scheduler``
   wins. Deriving the schedule here keeps ``max_iters`` the one number a config changes.
@@ -245,6 +248,55 @@ def _prepare_common(cfg: Config) -> None:
             'IterBasedTrainLoop', IterBasedTrainLoop):
         train_cfg['type'] = 'ResumableIterBasedTrainLoop'
     _resolve_auto_resume(cfg)
+    disable_feature_cache_when_augmented(cfg)
+    accumulate_to_global_batch(cfg)
+
+
+def accumulate_to_global_batch(cfg: Config, world_size: int | None = None) -> int | None:
+    """Set ``optim_wrapper.accumulative_counts`` from ``cfg.global_batch_size`` (None: unchanged)."""
+    target = cfg.get('global_batch_size')
+    if not target:
+        return None
+    world = int(world_size if world_size is not None else os.environ.get('WORLD_SIZE', 1))
+    micro = int(cfg.train_dataloader.batch_size)
+    per_step = micro * world
+    if int(target) % per_step:
+        raise ValueError(f'global_batch_size={target} is not a multiple of batch_size {micro} x '
+                         f'world size {world} = {per_step}')
+    accum = int(target) // per_step
+    cfg.optim_wrapper['accumulative_counts'] = accum
+    print_log(f'global batch {target} = {micro} per GPU x {world} GPU(s) x {accum} accumulation '
+              'steps', logger='current')
+    return accum
+
+
+def train_transform_active(cfg: Config) -> bool:
+    """Whether the training set has a random transform (augmentation) switched on."""
+    dataset = ((cfg.get('train_dataloader') or {}).get('dataset') or {})
+    transform = dataset.get('transform') if hasattr(dataset, 'get') else None
+    if transform is None:
+        return False
+    return not (isinstance(transform, dict) and transform.get('enabled', True) is False)
+
+
+def disable_feature_cache_when_augmented(cfg: Config) -> bool:
+    """Switch the model's frozen-feature caches off when the training set is augmented.
+
+    An augmented sample never reaches the frozen encoders twice unchanged, so the dataset gives
+    it no ``frozen_feature_key`` and a cache would only hold memory (and validation images).
+    Returns True when it switched something off (and says so in the log).
+    """
+    model = cfg.get('model') or {}
+    size = int(model.get('sam2_feature_cache_size', 0) or 0)
+    if not train_transform_active(cfg) or (size <= 0 and not model.get('vision_feature_cache')):
+        return False
+    print_log(f'frozen-feature cache off: the training set is augmented '
+              f'(train_dataloader.dataset.transform), so no training sample reaches the frozen '
+              f'encoders twice unchanged; sam2_feature_cache_size {size} -> 0, '
+              f'vision_feature_cache -> False', logger='current')
+    model['sam2_feature_cache_size'] = 0
+    model['vision_feature_cache'] = False
+    return True
 
 
 def checkpoint_dir(cfg: Config) -> Path:

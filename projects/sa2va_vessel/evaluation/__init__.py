@@ -1,5 +1,5 @@
 """Evaluation: numpy vessel metrics and the mmengine ``VesselSegMetric``."""
 from . import metrics
-from .vessel_metric import VesselSegMetric
+from .vessel_metric import VesselGenSegMetric, VesselSegMetric
 
-__all__ = ['metrics', 'VesselSegMetric']
+__all__ = ['metrics', 'VesselGenSegMetric', 'VesselSegMetric']

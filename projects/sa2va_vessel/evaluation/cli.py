@@ -89,8 +89,9 @@ def predict_main(argv: Optional[Sequence[str]] = None) -> None:
                         'one in best_checkpoint.json beside the checkpoint, else 0.5)')
     parser.add_argument('--config', help='training config (default: the one saved in the '
                         'checkpoint; not needed for an exported directory)')
-    parser.add_argument('--window', type=int, default=1024, help='images with a side longer '
-                        'than this are predicted in windows of this size (default 1024)')
+    parser.add_argument('--window', type=int, help='images with a side longer than this are '
+                        'predicted in windows of this size (default: the training crop size of '
+                        'the config or export, else 1024)')
     parser.add_argument('--overlap', type=float, default=0.25,
                         help='window overlap fraction (default 0.25)')
     parser.add_argument('--prob-format', choices=['png16', 'npy'], default='png16',

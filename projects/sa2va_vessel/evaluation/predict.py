@@ -8,6 +8,11 @@ Each window is a separate model input (its own InternVL tiles and 1024 px SAM2 i
 that ramp linearly over the overlap from inside each window and stay 1 at the image border;
 the blended map is ``sum_i w_i p_i / sum_i w_i``, so the normalised weights of every pixel sum
 to 1 (a constant model gives that constant; a per-pixel model gives its per-pixel output).
+
+Scale: the window defaults to the training crop (``train_dataloader.dataset.transform.crop_size``
+of the config, or ``sa2va_vessel.window`` in an export's config.json), so a model trained on
+native-resolution crops of N px predicts on windows of N px: the same pixels per SAM2 input and per
+InternVL tile as in training. A different ``--window`` is allowed and warned about.
 """
 from __future__ import annotations
 
@@ -25,7 +30,49 @@ from PIL import Image
 logger = logging.getLogger(__name__)
 
 
+DEFAULT_WINDOW = 1024
+
+
 # ---------------------------------------------------------------------------- windows
+def training_window(cfg: Any) -> Optional[int]:
+    """The crop size of the config's training transform (``VesselAugment(crop_size=N)``), or None."""
+    if cfg is None:
+        return None
+    dataset = (cfg.get('train_dataloader') or {}).get('dataset') or {}
+    transform = dataset.get('transform') if hasattr(dataset, 'get') else None
+    if not isinstance(transform, dict) or transform.get('enabled', True) is False:
+        return None
+    size = transform.get('crop_size')
+    return int(size) if size else None
+
+
+def export_settings(checkpoint: str | os.PathLike) -> dict:
+    """The deployment settings an export recorded in its config.json (``models.export.PROJECT_KEY``:
+    val-chosen threshold, tiles, window), or {} for anything else."""
+    from ..models.export import PROJECT_KEY
+    path = Path(checkpoint) / 'config.json'
+    if not path.is_file():
+        return {}
+    return dict(json.loads(path.read_text()).get(PROJECT_KEY) or {})
+
+
+def export_window(checkpoint: str | os.PathLike) -> Optional[int]:
+    """The window recorded in an export's config.json, or None."""
+    size = export_settings(checkpoint).get('window')
+    return int(size) if size else None
+
+
+def resolve_window(cfg: Any, checkpoint: str | os.PathLike, window: Optional[int]) -> tuple[int, str]:
+    """(window, where it came from): the given one, else the training crop, else 1024."""
+    trained = training_window(cfg) or export_window(checkpoint)
+    if window is None:
+        return (trained, 'training crop') if trained else (DEFAULT_WINDOW, 'default')
+    if trained and int(window) != trained:
+        logger.warning('window %d differs from the training crop %d: the model sees another scale '
+                       'than it was trained on', window, trained)
+    return int(window), 'command line'
+
+
 def window_starts(length: int, window: int, overlap: float) -> list[int]:
     """Start offsets of windows of ``window`` px covering ``[0, length)``, evenly spaced with at
     least ``overlap * window`` px shared by neighbours, first at 0 and last at ``length - window``."""
@@ -154,23 +201,30 @@ def read_probability(path: str | os.PathLike) -> np.ndarray:
 
 
 def predict_folder(cfg: Any, checkpoint: str, input_dir: str, out_dir: str,
-                   threshold: Optional[float] = None, window: int = 1024, overlap: float = 0.25,
+                   threshold: Optional[float] = None, window: Optional[int] = None, overlap: float = 0.25,
                    prob_format: str = 'png16', mode: str = 'teacher',
                    max_dynamic_patch: Optional[int] = None, device: Optional[str] = None) -> dict:
     """Predict every image of ``input_dir``; writes ``prob/``, ``mask/`` (0/255 PNG) and
-    ``predictions.json`` under ``out_dir``; returns that manifest."""
+    ``predictions.json`` under ``out_dir``; returns that manifest. ``window=None``: the training
+    crop size (see module docstring)."""
     from ..datasets.files import list_images, split_stem
     from tqdm import tqdm
     from ..datasets.readers import IMAGE_EXTENSIONS, read_image
     from .inference import best_record_for, load_eval_model
     model, info = load_eval_model(cfg, checkpoint, device)
+    exported = export_settings(checkpoint)
     if max_dynamic_patch is None and cfg is not None and cfg.get('val_dataloader'):
         max_dynamic_patch = cfg.val_dataloader.dataset.get('max_dynamic_patch')
+    if max_dynamic_patch is None:
+        max_dynamic_patch = exported.get('max_dynamic_patch')
+    window, window_source = resolve_window(cfg, checkpoint, window)
     record = best_record_for(checkpoint)
     source = 'command line'
     if threshold is None:
         if record is not None and record.get('threshold') is not None:
             threshold, source = float(record['threshold']), 'best_checkpoint.json'
+        elif exported.get('threshold') is not None:
+            threshold, source = float(exported['threshold']), 'export config.json'
         else:
             threshold, source = 0.5, 'default'
     predictor = ModelPredictor(model, max_dynamic_patch=max_dynamic_patch, mode=mode)
@@ -198,7 +252,7 @@ def predict_folder(cfg: Any, checkpoint: str, input_dir: str, out_dir: str,
                     100.0 * float((mask > 0).mean()))
     manifest = {'checkpoint': str(checkpoint), 'checkpoint_kind': info['kind'],
                 'threshold': threshold, 'threshold_source': source, 'mode': mode,
-                'window': window, 'overlap': overlap, 'prob_format': prob_format,
+                'window': window, 'window_source': window_source, 'overlap': overlap, 'prob_format': prob_format,
                 'images': entries}
     (out / 'predictions.json').write_text(json.dumps(manifest, indent=2))
     return manifest

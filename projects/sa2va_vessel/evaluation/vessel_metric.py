@@ -216,3 +216,35 @@ class VesselSegMetric(BaseMetric):
         broadcast_object_list(curve)
         self.curve = curve[0]
         return metrics
+
+
+GEN_PREFIX = 'gen_'
+
+
+@METRICS.register_module()
+class VesselGenSegMetric(VesselSegMetric):
+    """``VesselSegMetric`` of generation mode: the model writes its answer, ``[SEG]`` included.
+
+    Reads ``pred['generation'] = {'prob', 'missing_seg'}`` that ``VesselValLoop`` adds to each
+    prediction (``evaluation.inference.greedy_seg_generate``: greedy decoding from the prompt, the
+    mask from the step whose input is the generated ``[SEG]``, as the official ``predict_forward``
+    does). Every key of ``VesselSegMetric`` comes back with a ``gen_`` prefix
+    (``vessel/gen_global_dice``, ``vessel/gen_best_dice``, ...), plus ``gen_missing_seg_rate``
+    (samples without ``[SEG]``, scored as empty masks, over all samples). Select the best
+    checkpoint by it with ``default_hooks.checkpoint.save_best='vessel/gen_best_dice'``.
+    """
+
+    needs_generation = True  # VesselValLoop runs the generation pass only when a metric asks
+
+    def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
+        if any('generation' not in pred for pred in data_samples):
+            raise ValueError("VesselGenSegMetric: the predictions carry no 'generation' entry; "
+                             "validate with val_cfg=dict(type='VesselValLoop')")
+        super().process(data_batch, [dict(pred['generation']) for pred in data_samples])
+
+    def compute_metrics(self, results: list) -> dict[str, float]:
+        out = {f'{GEN_PREFIX}{k}': v for k, v in super().compute_metrics(results).items()}
+        n_missing = int(sum(bool(r.get('missing_seg')) for r in results))
+        out[f'{GEN_PREFIX}n_missing_seg'] = n_missing
+        out[f'{GEN_PREFIX}missing_seg_rate'] = n_missing / len(results) if results else float('nan')
+        return out

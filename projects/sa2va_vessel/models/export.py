@@ -310,9 +310,43 @@ def _token_rows(model: nn.Module) -> dict[str, list[int]]:
             for name, layer in _token_layers(model.sa2va).items() if layer.tied_adapter is None}
 
 
+# config.json key of this project's deployment settings (the official code ignores unknown keys)
+PROJECT_KEY = 'sa2va_vessel'
+
+
+def deployment_settings(cfg: Any, checkpoint: str | Path) -> dict[str, Any]:
+    """What a deployment must reproduce to see the validated numbers, for ``config.json[PROJECT_KEY]``.
+
+    ``threshold``: the val-chosen one of ``best_checkpoint.json`` beside ``checkpoint`` (None when
+    the checkpoint is not the recorded best); ``max_dynamic_patch``/``min_dynamic_patch``: the
+    InternVL tiles the model was validated with; ``window``: the training crop (sliding-window size
+    for larger images). The official ``predict_forward`` uses none of them (0.5 and 12 tiles are
+    fixed there; docs/EXPORT.md), so they are recorded, not applied.
+    """
+    from ..evaluation.inference import best_record_for
+    from ..evaluation.predict import training_window
+    record = best_record_for(resolve_checkpoint(checkpoint))
+    val_dataset = ((cfg.get('val_dataloader') or {}).get('dataset') or {}) if cfg is not None else {}
+    base_cfg = json.loads((Path(cfg.model.model_path) / 'config.json').read_text()) \
+        if cfg is not None and Path(str(cfg.model.get('model_path', ''))).joinpath('config.json').is_file() else {}
+    tiles = val_dataset.get('max_dynamic_patch') or base_cfg.get('max_dynamic_patch', 12)
+    return {
+        'threshold': None if record is None else record.get('threshold'),
+        'threshold_source': 'none: not the recorded best checkpoint' if record is None else
+        f"best_checkpoint.json ({record.get('threshold_key')}, chosen on val with {record.get('metric')})",
+        'max_dynamic_patch': int(tiles),
+        'min_dynamic_patch': int(base_cfg.get('min_dynamic_patch', 1)),
+        'window': training_window(cfg),
+        'official_predict_forward': {'threshold': 0.5, 'max_dynamic_patch': 12,
+                                     'prompt': '"<image>\\n" + question'},
+    }
+
+
 def export_full(model: nn.Module, out_dir: str | Path, dtype: torch.dtype = torch.bfloat16,
-                provenance: dict[str, Any] | None = None, max_shard_bytes: int = 5 * 1024 ** 3) -> ExportReport:
-    """Write the merged model as an official Sa2VA checkpoint directory."""
+                provenance: dict[str, Any] | None = None, max_shard_bytes: int = 5 * 1024 ** 3,
+                settings: dict[str, Any] | None = None) -> ExportReport:
+    """Write the merged model as an official Sa2VA checkpoint directory (``settings``: see
+    ``deployment_settings``; written to config.json under ``PROJECT_KEY``)."""
     if dtype not in DTYPE_NAMES:
         raise ValueError(f'export dtype must be one of {list(DTYPE_NAMES)}, got {dtype}')
     base, out_dir = Path(model.model_path), Path(out_dir)
@@ -326,7 +360,10 @@ def export_full(model: nn.Module, out_dir: str | Path, dtype: torch.dtype = torc
     for stale in list(out_dir.glob('*.safetensors')) + list(out_dir.glob('*.safetensors.index.json')):
         stale.unlink()
     written = save_safetensors_sharded(official, out_dir, max_shard_bytes=max_shard_bytes)
-    (out_dir / 'config.json').write_text(json.dumps(export_config(base, model, dtype), indent=2) + '\n')
+    config = export_config(base, model, dtype)
+    if settings is not None:
+        config[PROJECT_KEY] = dict(settings)
+    (out_dir / 'config.json').write_text(json.dumps(config, indent=2) + '\n')
     carried = _carry_files(base, out_dir)
     report = ExportReport(out_dir=out_dir, dtype=dtype, n_tensors=len(official),
                           n_lora_merged=len(_lora_layers(model.sa2va)), token_rows=_token_rows(model),

@@ -4,6 +4,9 @@ SAM2's decoder predicts at 256x256 (stride 4 of its 1024 input). A vessel 1-2 px
 fundus image is gone at 256x256, so the logits are upsampled (bilinear) to ``resolution``
 (default 1024) and compared with the ground truth resized nearest to the same size; never silently
 256.
+
+``point_sampled_mask_losses`` is the official fine-tune's loss instead (12,544 importance-sampled
+points at the decoder's 256x256), kept as the comparison arm of docs/RECIPE.md.
 """
 from __future__ import annotations
 
@@ -51,39 +54,63 @@ def mask_losses(mask_logits: torch.Tensor, gt_masks: list[torch.Tensor], resolut
             'loss_dice': dice_weight * dice_loss(logits, target)}
 
 
-def point_sample(maps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-    """Bilinear values of ``maps`` (N, h, w) at ``coords`` (N, P, 2) in [0, 1] (x, y) -> (N, P)."""
-    grid = (2.0 * coords - 1.0).unsqueeze(2)  # (N, P, 1, 2) in grid_sample's [-1, 1]
-    return F.grid_sample(maps.unsqueeze(1).float(), grid, align_corners=False)[:, 0, :, 0]
+# ---- the official recipe's point-sampled loss (comparison arm; docs/RECIPE.md) ---------------
+def sample_points(maps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Bilinear values of ``maps`` (N, H, W) at ``coords`` (N, P, 2), (x, y) in [0, 1] -> (N, P).
+
+    ``grid_sample`` with ``align_corners=False``: (0, 0) is the top-left corner of the top-left
+    pixel, the convention of detectron2 / Mask2Former ``point_sample``.
+    """
+    grid = coords.to(maps.dtype) * 2.0 - 1.0
+    return F.grid_sample(maps.unsqueeze(1), grid.unsqueeze(2), mode='bilinear',
+                         align_corners=False)[:, 0, :, 0]
 
 
 def uncertain_point_coords(mask_logits: torch.Tensor, num_points: int, oversample_ratio: float,
-                           importance_sample_ratio: float) -> torch.Tensor:
-    """PointRend's training points: of ``oversample_ratio * num_points`` uniform candidates keep
-    the ``importance_sample_ratio`` share with the least certain logit (smallest |logit|), and fill
-    the rest with fresh uniform points. (N, num_points, 2) in [0, 1]."""
+                           importance_sample_ratio: float,
+                           generator: torch.Generator | None = None) -> torch.Tensor:
+    """Point coordinates (N, num_points, 2) in [0, 1]: ``importance_sample_ratio`` of them the
+    most uncertain (largest ``-|logit|``) of ``oversample_ratio * num_points`` uniform candidates,
+    the rest uniform (PointRend's training-time sampling as Mask2Former uses it)."""
+    if oversample_ratio < 1:
+        raise ValueError(f'oversample_ratio must be >= 1, got {oversample_ratio}')
+    if not 0.0 <= importance_sample_ratio <= 1.0:
+        raise ValueError(f'importance_sample_ratio must be in [0, 1], got {importance_sample_ratio}')
     n, device = mask_logits.shape[0], mask_logits.device
-    candidates = torch.rand(n, int(num_points * oversample_ratio), 2, device=device)
-    uncertainty = -point_sample(mask_logits.detach(), candidates).abs()
-    n_uncertain = int(importance_sample_ratio * num_points)
-    top = uncertainty.topk(n_uncertain, dim=1).indices
-    chosen = candidates.gather(1, top.unsqueeze(-1).expand(-1, -1, 2))
-    uniform = torch.rand(n, num_points - n_uncertain, 2, device=device)
-    return torch.cat([chosen, uniform], dim=1)
+    n_candidates = int(num_points * oversample_ratio)
+    candidates = torch.rand(n, n_candidates, 2, device=device, generator=generator)
+    uncertainty = -sample_points(mask_logits.float(), candidates).abs()
+    n_important = int(importance_sample_ratio * num_points)
+    top = uncertainty.topk(n_important, dim=1).indices
+    important = torch.gather(candidates, 1, top.unsqueeze(-1).expand(-1, -1, 2))
+    uniform = torch.rand(n, num_points - n_important, 2, device=device, generator=generator)
+    return torch.cat([important, uniform], dim=1)
 
 
-def point_sampled_mask_losses(mask_logits: torch.Tensor, gt_masks: list[torch.Tensor], bce_weight: float,
-                              dice_weight: float, num_points: int = 112 * 112, oversample_ratio: float = 3.0,
-                              importance_sample_ratio: float = 0.75) -> dict[str, torch.Tensor]:
-    """The official Sa2VA recipe's mask loss: BCE + Dice at ``num_points`` importance-sampled
-    points of the 256x256 logits, the ground truth resized nearest to the logits' size first."""
-    size = mask_logits.shape[-1]
-    target = resize_masks_nearest(gt_masks, size).to(mask_logits.device)
+def point_sampled_mask_losses(mask_logits: torch.Tensor, gt_masks: list[torch.Tensor],
+                              bce_weight: float = 2.0, dice_weight: float = 0.5,
+                              num_points: int = 12544, oversample_ratio: float = 3.0,
+                              importance_sample_ratio: float = 0.75,
+                              generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """BCE and Dice on ``num_points`` importance-sampled points per mask, at the decoder's size.
+
+    The official Sa2VA fine-tune's mask loss: the ground truth is resized (nearest) to the
+    decoder's logit size (256x256 for a 1024 SAM2 input); points are chosen without gradient
+    from the logits' uncertainty; logits and ground truth are both read bilinearly at those
+    points; BCE is the mean over all points of all masks and Dice (eps 1) the mean over masks.
+    """
+    size = mask_logits.shape[-2:]
+    if size[0] != size[1]:
+        raise ValueError(f'mask logits must be square, got {tuple(size)}')
+    target = resize_masks_nearest(gt_masks, int(size[0])).to(mask_logits.device)
     if target.shape[0] != mask_logits.shape[0]:
         raise ValueError(f'{mask_logits.shape[0]} predicted masks ([SEG] tokens) but {target.shape[0]} '
                          'ground-truth masks in the batch')
-    with torch.no_grad():
-        coords = uncertain_point_coords(mask_logits.float(), num_points, oversample_ratio, importance_sample_ratio)
-        labels = point_sample(target, coords)
-    logits = point_sample(mask_logits, coords)
-    return {'loss_mask': bce_weight * sigmoid_bce(logits, labels), 'loss_dice': dice_weight * dice_loss(logits, labels)}
+    logits = mask_logits.float()
+    with torch.no_grad():  # the choice of points is not differentiated (as in PointRend)
+        coords = uncertain_point_coords(logits.detach(), num_points, oversample_ratio,
+                                        importance_sample_ratio, generator)
+        point_target = sample_points(target, coords)
+    point_logits = sample_points(logits, coords)
+    return {'loss_mask': bce_weight * sigmoid_bce(point_logits, point_target),
+            'loss_dice': dice_weight * dice_loss(point_logits, point_target)}

@@ -23,7 +23,7 @@ from .checkpoint import build_preset, load_sa2va
 from .feature_cache import FrozenFeatureCache
 from .lora import DEFAULT_TARGETS, LoraSettings, add_lora
 from .lora import set_light_token_rows
-from .losses import mask_losses
+from .losses import mask_losses, point_sampled_mask_losses
 from .presets import PRESET_PREFIX, preset_token_id
 from .quantize import check_quant_type, import_bitsandbytes, logical_numel, quantize_llm_linears
 from .sa2va import mask_logits_to_size
@@ -34,6 +34,10 @@ logger = logging.getLogger(__name__)
 SEG_TOKEN = '[SEG]'
 IMG_CONTEXT_TOKEN = '<IMG_CONTEXT>'
 TRAINABLE_GROUPS = ('lora', 'token_rows', 'text_hidden_fcs', 'mask_decoder', 'projector')
+# Off unless asked for: the whole embed_tokens / lm_head matrices (the official recipe's
+# modules_to_save; docs/RECIPE.md). Exclusive with token_rows, which trains only their [SEG] rows.
+OPTIONAL_GROUPS = ('embeddings',)
+MASK_LOSSES = ('dense', 'points')
 # Mask-decoder parts that no mask loss reaches: the IoU and object-score heads only feed the
 # (non-differentiable) best-mask choice, and mask token 0 is the single-mask output that
 # multimask mode discards. They stay frozen so every trainable tensor gets a gradient each step.
@@ -70,6 +74,8 @@ class Sa2VAVesselModel(BaseModel):
                  mask_loss_weight: float = 2.0,
                  dice_loss_weight: float = 0.5,
                  loss_resolution: int = 1024,
+                 mask_loss: str = 'dense',
+                 point_loss: dict | None = None,
                  gradient_checkpointing: bool = True,
                  attn_implementation: str = 'sdpa',
                  sam2_feature_cache_size: int = 0,
@@ -116,15 +122,26 @@ class Sa2VAVesselModel(BaseModel):
         self.mask_loss_weight = mask_loss_weight
         self.dice_loss_weight = dice_loss_weight
         self.loss_resolution = loss_resolution
+        if mask_loss not in MASK_LOSSES:
+            raise ValueError(f'mask_loss must be one of {MASK_LOSSES}, got {mask_loss!r}')
+        # 'points': the official point-sampled loss at the decoder's size (num_points,
+        # oversample_ratio, importance_sample_ratio from point_loss); loss_resolution unused
+        self.mask_loss = mask_loss
+        self.point_loss = dict(point_loss or {})
+        self._said_no_keys = False
         self._side_stream: torch.cuda.Stream | None = None
-        if loss_resolution < 512:
+        if loss_resolution < 512 and mask_loss == 'dense':
             logger.warning('loss_resolution=%d: vessels 1-2 px wide vanish below about 512 px', loss_resolution)
 
         switches = {name: True for name in TRAINABLE_GROUPS}
+        switches.update({name: False for name in OPTIONAL_GROUPS})
         unknown = set(trainable or {}) - set(switches)
         if unknown:
-            raise ValueError(f'trainable: unknown groups {sorted(unknown)}; known: {TRAINABLE_GROUPS}')
+            raise ValueError(f'trainable: unknown groups {sorted(unknown)}; known: {tuple(switches)}')
         switches.update(trainable or {})
+        if switches['embeddings'] and switches['token_rows']:
+            raise ValueError("trainable: 'embeddings' (whole embed_tokens/lm_head) and 'token_rows' "
+                             '(their [SEG] rows) exclude each other; switch token_rows off')
         self.switches = switches
         lora_cfg = dict(lora or {})
         settings = LoraSettings(r=lora_cfg.get('r', 128), alpha=lora_cfg.get('alpha', 256),
@@ -197,6 +214,9 @@ class Sa2VAVesselModel(BaseModel):
             p.requires_grad_(False)
         add_lora(self.sa2va.language_model, settings, lora=self.switches['lora'],
                  token_rows=self.switches['token_rows'])
+        if self.switches['embeddings']:
+            self.sa2va.language_model.get_input_embeddings().weight.requires_grad_(True)
+            self.sa2va.language_model.lm_head.weight.requires_grad_(True)  # the same tensor when tied
         if self.switches['text_hidden_fcs']:
             self.sa2va.text_hidden_fcs.requires_grad_(True)
         if self.switches['projector']:
@@ -207,7 +227,7 @@ class Sa2VAVesselModel(BaseModel):
 
     def trainable_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
         """Named trainable groups, each only when switched on (the gradient guard reads these)."""
-        groups: dict[str, list[tuple[str, nn.Parameter]]] = {g: [] for g in TRAINABLE_GROUPS if self.switches[g]}
+        groups: dict[str, list[tuple[str, nn.Parameter]]] = {g: [] for g in self.switches if self.switches[g]}
         for name, p in self.named_parameters():
             if not p.requires_grad:
                 continue
@@ -220,6 +240,8 @@ class Sa2VAVesselModel(BaseModel):
             return 'lora'
         if 'trainable_tokens_delta' in name:
             return 'token_rows'
+        if name.endswith(('.embed_tokens.weight', '.lm_head.weight')):
+            return 'embeddings'
         if '.text_hidden_fcs.' in name:
             return 'text_hidden_fcs'
         if '.sam2.mask_decoder.' in name:
@@ -308,6 +330,11 @@ class Sa2VAVesselModel(BaseModel):
     def sam2_features(self, g_pixel_values: torch.Tensor, data_samples: list | None = None) -> list[torch.Tensor]:
         """The frozen SAM2 backbone's FPN levels (B, C, 256/128/64, ...), from the cache where allowed."""
         keys = self._cache_keys(data_samples, g_pixel_values.shape[0])
+        if self.sam2_cache.enabled and keys is None and self.training and not self._said_no_keys:
+            # augmented samples carry no key (the runner normally switches the cache off first)
+            logger.info('frozen-feature cache unused for these training samples: they carry no '
+                        'frozen_feature_key (a transform changed them)')
+            self._said_no_keys = True
         if not self.sam2_cache.enabled or keys is None:
             with torch.no_grad():  # the SAM2 image encoder is frozen
                 return self.sa2va.sam2_backbone(g_pixel_values)
@@ -374,8 +401,12 @@ class Sa2VAVesselModel(BaseModel):
 
     def loss(self, data: dict, data_samples: list | None = None) -> dict[str, torch.Tensor]:
         out = self.seg_masks(data, data_samples)
-        losses = mask_losses(out.mask_logits, data['masks'], self.loss_resolution,
-                             self.mask_loss_weight, self.dice_loss_weight)
+        if self.mask_loss == 'points':
+            losses = point_sampled_mask_losses(out.mask_logits, data['masks'], self.mask_loss_weight,
+                                               self.dice_loss_weight, **self.point_loss)
+        else:
+            losses = mask_losses(out.mask_logits, data['masks'], self.loss_resolution,
+                                 self.mask_loss_weight, self.dice_loss_weight)
         losses['loss_llm'] = self.llm_loss_weight * self.llm_loss(out.hidden, data['labels'])
         return losses
 

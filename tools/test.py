@@ -1,6 +1,7 @@
 """Evaluate: python tools/test.py CONFIG CHECKPOINT [--split val|test] [--out DIR]
 [--mode teacher|generate|both] [--threshold T] [--max-new-tokens N] [--num-overlays K]
-[--device D] [--cfg-options k=v ...]. CHECKPOINT: a training checkpoint (.pth file or DeepSpeed
+[--device D] [--cfg-options k=v ...] [--video [--key-frames 5] [--key-spacing first|even] [--no-memory]].
+CHECKPOINT: a training checkpoint (.pth file or DeepSpeed
 directory) or an exported official-layout model directory."""
 import sys
 from pathlib import Path

@@ -46,11 +46,25 @@ def test_main(argv: Optional[Sequence[str]] = None) -> dict:
                         help='overlay PNGs per mode (default 8)')
     parser.add_argument('--device', help='cuda / cpu (default: cuda when available)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE')
+    video = parser.add_argument_group('video (--video: whole sequences of the split, SAM2 memory; '
+                                      'per-frame and per-sequence Dice, temporal consistency)')
+    video.add_argument('--video', action='store_true', help='evaluate the split as videos')
+    video.add_argument('--key-frames', type=int, default=5, help='conditioning frames (default 5)')
+    video.add_argument('--key-spacing', choices=['first', 'even'], default='first')
+    video.add_argument('--no-memory', action='store_true', help='decode every frame on its own')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     _import_project()
     from .offline import evaluate
     cfg = _load_config(args.config, args.cfg_options)
+    if args.video:
+        from .video_metrics import evaluate_videos
+        summary = evaluate_videos(cfg, args.checkpoint, split=args.split, out_dir=args.out,
+                                  threshold=args.threshold, n_cond=args.key_frames, spacing=args.key_spacing,
+                                  propagation='independent' if args.no_memory else 'memory',
+                                  device=args.device)
+        print(json.dumps(summary['summary'], indent=2))
+        return summary
     modes = ('teacher', 'generate') if args.mode == 'both' else (args.mode,)
     summary = evaluate(cfg, args.checkpoint, split=args.split, out_dir=args.out, modes=modes,
                        threshold=args.threshold, max_new_tokens=args.max_new_tokens,

@@ -24,11 +24,11 @@ window = 1024
 # warp (masks and FOV follow every geometric step, nearest), brightness/contrast/gamma/CLAHE.
 # With it the frozen-feature caches cannot help (no sample reaches SAM2 twice unchanged); the
 # runner switches them off and logs it.
-train_dataloader = dict(dataset=dict(transform=dict(type='VesselAugment', crop_size=window)))
 optim_wrapper = dict(optimizer=dict(type='AdamW', lr=4e-5, betas=(0.9, 0.999), weight_decay=0.05,
                                     fused=True),  # one kernel over all trainables (torch's fused AdamW)
                      clip_grad=dict(max_norm=1.0), accumulative_counts=1)
 train_dataloader = dict(batch_size=32, num_workers=8, pin_memory=True, drop_last=True,
+                        dataset=dict(transform=dict(type='VesselAugment', crop_size=window)),
                         # a few length buckets, so compiled layers see a few shapes
                         collate_fn=dict(type='vessel_collate', pad_to_multiple_of=64))
 val_dataloader = dict(pin_memory=True, collate_fn=dict(type='vessel_collate', pad_to_multiple_of=64))

@@ -19,9 +19,11 @@ def main() -> None:
     parser.add_argument('--dtype', default='float32', choices=['float32', 'bfloat16'])
     parser.add_argument('--tokenizer', default=None,
                         help='copy this tokenizer directory instead of building the small built-in one')
+    parser.add_argument('--video-memory', action='store_true',
+                        help='also write SAM2 video-memory tensors (needed by predict.py --video)')
     args = parser.parse_args()
     out = write_random_sa2va(args.out_dir, preset=args.preset, seed=args.seed, dtype=args.dtype,
-                             tokenizer_from=args.tokenizer)
+                             tokenizer_from=args.tokenizer, video_memory=args.video_memory)
     print(f'wrote {args.preset} Sa2VA checkpoint (seed {args.seed}) to {out}')
 
 

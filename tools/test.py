@@ -1,6 +1,7 @@
 """Evaluate: python tools/test.py CONFIG CHECKPOINT [--split val|test] [--out DIR]
 [--mode teacher|generate|both] [--threshold T] [--max-new-tokens N] [--num-overlays K]
-[--allow-test-sweep] [--n-boot 2000] [--seed 0] [--device D] [--cfg-options k=v ...].
+[--allow-test-sweep] [--n-boot 2000] [--seed 0] [--device D] [--cfg-options k=v ...]
+[--video [--key-frames 5] [--key-spacing first|even] [--no-memory]].
 CHECKPOINT: a training checkpoint (.pth file or DeepSpeed directory) or an exported
 official-layout model directory. Writes <out>/<mode>/results_<dataset>_<split>.{csv,md}
 (mean +- sd and bootstrap 95% CI per metric, the split protocol named). On a test split the

@@ -5,5 +5,6 @@ Importing this package registers `VesselSegDataset` (DATASETS) and `vessel_colla
 """
 from .collate import vessel_collate
 from .vessel_dataset import VesselSegDataset
+from .video_dataset import VesselVideoDataset, video_collate
 
-__all__ = ["VesselSegDataset", "vessel_collate"]
+__all__ = ["VesselSegDataset", "VesselVideoDataset", "vessel_collate", "video_collate"]

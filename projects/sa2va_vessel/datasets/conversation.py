@@ -114,14 +114,21 @@ class EncodedTurn:
 
 
 def encode_turn(tokenizer, question: str, answer: str, n_tiles: int, template: str = "qwen_chat",
-                system: str = "", tokens_per_tile: int = TOKENS_PER_TILE) -> EncodedTurn:
-    """Encode one turn; `question` must contain '<image>' exactly once (see make_question)."""
+                system: str = "", tokens_per_tile: int = TOKENS_PER_TILE,
+                image_string: Optional[str] = None) -> EncodedTurn:
+    """Encode one turn; `question` must contain '<image>' exactly once (see make_question).
+
+    `image_string` replaces '<image>' instead of the single-image block (the video path
+    passes one block per frame, `video_inputs.video_token_string`).
+    """
     tpl = get_template(template)
     if question.count(IMAGE_PLACEHOLDER) != 1:
         raise ValueError(f"question must contain {IMAGE_PLACEHOLDER!r} exactly once: {question!r}")
     if SEG_TOKEN not in answer:
         raise ValueError(f"answer must contain {SEG_TOKEN!r}: {answer!r}")
-    text_in = question.replace(IMAGE_PLACEHOLDER, image_token_string(n_tiles, tokens_per_tile))
+    if image_string is None:
+        image_string = image_token_string(n_tiles, tokens_per_tile)
+    text_in = question.replace(IMAGE_PLACEHOLDER, image_string)
     prompt = str(tpl["INSTRUCTION"]).format(input=text_in)
     if system:
         prompt = str(tpl["SYSTEM"]).format(system=system) + prompt

@@ -53,11 +53,25 @@ def test_main(argv: Optional[Sequence[str]] = None) -> dict:
     parser.add_argument('--seed', type=int, default=0, help='bootstrap seed (default 0)')
     parser.add_argument('--device', help='cuda / cpu (default: cuda when available)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE')
+    video = parser.add_argument_group('video (--video: whole sequences of the split, SAM2 memory; '
+                                      'per-frame and per-sequence Dice, temporal consistency)')
+    video.add_argument('--video', action='store_true', help='evaluate the split as videos')
+    video.add_argument('--key-frames', type=int, default=5, help='conditioning frames (default 5)')
+    video.add_argument('--key-spacing', choices=['first', 'even'], default='first')
+    video.add_argument('--no-memory', action='store_true', help='decode every frame on its own')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     _import_project()
     from .offline import evaluate
     cfg = _load_config(args.config, args.cfg_options)
+    if args.video:
+        from .video_metrics import evaluate_videos
+        summary = evaluate_videos(cfg, args.checkpoint, split=args.split, out_dir=args.out,
+                                  threshold=args.threshold, n_cond=args.key_frames, spacing=args.key_spacing,
+                                  propagation='independent' if args.no_memory else 'memory',
+                                  device=args.device)
+        print(json.dumps(summary['summary'], indent=2))
+        return summary
     modes = ('teacher', 'generate') if args.mode == 'both' else (args.mode,)
     summary = evaluate(cfg, args.checkpoint, split=args.split, out_dir=args.out, modes=modes,
                        threshold=args.threshold, max_new_tokens=args.max_new_tokens,
@@ -101,6 +115,16 @@ def predict_main(argv: Optional[Sequence[str]] = None) -> None:
                         '(default: the config\'s dataset setting, else the checkpoint\'s)')
     parser.add_argument('--device', help='cuda / cpu (default: cuda when available)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE')
+    video = parser.add_argument_group('video (--video: INPUT_DIR is one sequence, a folder of frames or a '
+                                      'video file; SAM2 memory propagates the mask)')
+    video.add_argument('--video', action='store_true', help='segment INPUT_DIR as one video')
+    video.add_argument('--key-frames', type=int, default=5, help='conditioning frames given to the LLM '
+                       'and prompted with [SEG] (default 5, as the official code)')
+    video.add_argument('--key-spacing', choices=['first', 'even'], default='first',
+                       help="'first': frames 0..n-1 (official); 'even': evenly spaced over the video")
+    video.add_argument('--no-memory', action='store_true', help='decode every frame on its own with '
+                       'the [SEG] embedding instead of propagating with SAM2 memory')
+    video.add_argument('--fps', type=float, default=8.0, help='overlay.gif frame rate (default 8)')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     _import_project()
@@ -113,6 +137,13 @@ def predict_main(argv: Optional[Sequence[str]] = None) -> None:
             config_from_checkpoint(args.checkpoint)
         if cfg is None and checkpoint_kind(args.checkpoint) != 'export':
             sys.exit(f'{args.checkpoint}: no config saved in the checkpoint; pass --config')
+    if args.video:
+        from .video_predict import predict_video
+        predict_video(cfg, args.checkpoint, args.input_dir, args.out_dir, threshold=args.threshold,
+                      prob_format=args.prob_format, n_cond=args.key_frames, spacing=args.key_spacing,
+                      propagation='independent' if args.no_memory else 'memory', fps=args.fps,
+                      device=args.device)
+        return
     predict_folder(cfg, args.checkpoint, args.input_dir, args.out_dir, threshold=args.threshold,
                    window=args.window, overlap=args.overlap, prob_format=args.prob_format,
                    mode=args.mode, max_dynamic_patch=args.max_dynamic_patch, device=args.device)

@@ -3,5 +3,6 @@
 Importing this package registers ``Sa2VAVesselModel`` in mmengine's MODELS registry.
 """
 from .vessel_model import Sa2VAVesselModel
+from .video_model import Sa2VAVideoVesselModel
 
-__all__ = ['Sa2VAVesselModel']
+__all__ = ['Sa2VAVesselModel', 'Sa2VAVideoVesselModel']

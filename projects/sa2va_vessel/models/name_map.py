@@ -200,3 +200,49 @@ def ours_to_official(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     if unknown:
         raise KeyError(f'no official name for {len(unknown)} tensors: {unknown[:10]}')
     return out
+
+
+# ---- SAM2 video memory (used by models/video.py) ---------------------------------------------
+# The 105 memory tensors of an official checkpoint (the ``PASSTHROUGH_PREFIXES`` above) onto
+# ``video.SAM2VideoMemory``, whose parts are transformers' Sam2Video modules. The memory mask
+# downsampler is Sequential(conv, LayerNorm2d, GELU) x 4 + a 1x1 conv in the official code
+# (total stride 16, stride 2, fixed in every Sa2VA release); transformers groups each triple.
+MEMORY = 'memory.'
+MEMORY_RENAMES: list[tuple[str, str]] = [
+    (SAM2 + 'memory_attention.layers.{i}.{mattn}.out_proj.{p}', MEMORY + 'memory_attention.layers.{i}.{mattn}.o_proj.{p}'),
+    (SAM2 + 'memory_attention.layers.{i}.{mattn}.{qkv}_proj.{p}', MEMORY + 'memory_attention.layers.{i}.{mattn}.{qkv}_proj.{p}'),
+    (SAM2 + 'memory_attention.layers.{i}.linear{n}.{p}', MEMORY + 'memory_attention.layers.{i}.linear{n}.{p}'),
+    (SAM2 + 'memory_attention.layers.{i}.norm{n}.{p}', MEMORY + 'memory_attention.layers.{i}.layer_norm{n}.{p}'),
+    (SAM2 + 'memory_attention.norm.{p}', MEMORY + 'memory_attention.layer_norm.{p}'),
+    *[(SAM2 + f'memory_encoder.mask_downsampler.encoder.{3 * k}.{{p}}',
+       MEMORY + f'memory_encoder.mask_downsampler.layers.{k}.conv.{{p}}') for k in range(4)],
+    *[(SAM2 + f'memory_encoder.mask_downsampler.encoder.{3 * k + 1}.{{p}}',
+       MEMORY + f'memory_encoder.mask_downsampler.layers.{k}.layer_norm.{{p}}') for k in range(4)],
+    (SAM2 + 'memory_encoder.mask_downsampler.encoder.12.{p}', MEMORY + 'memory_encoder.mask_downsampler.final_conv.{p}'),
+    (SAM2 + 'memory_encoder.pix_feat_proj.{p}', MEMORY + 'memory_encoder.feature_projection.{p}'),
+    (SAM2 + 'memory_encoder.fuser.layers.{i}.dwconv.{p}', MEMORY + 'memory_encoder.memory_fuser.layers.{i}.depthwise_conv.{p}'),
+    (SAM2 + 'memory_encoder.fuser.layers.{i}.norm.{p}', MEMORY + 'memory_encoder.memory_fuser.layers.{i}.layer_norm.{p}'),
+    (SAM2 + 'memory_encoder.fuser.layers.{i}.pwconv{n}.{p}', MEMORY + 'memory_encoder.memory_fuser.layers.{i}.pointwise_conv{n}.{p}'),
+    (SAM2 + 'memory_encoder.fuser.layers.{i}.g_weight', MEMORY + 'memory_encoder.memory_fuser.layers.{i}.scale'),
+    (SAM2 + 'memory_encoder.out_proj.{p}', MEMORY + 'memory_encoder.projection.{p}'),
+    (SAM2 + 'maskmem_tpos_enc', MEMORY + 'memory_temporal_positional_encoding'),
+    (SAM2 + 'no_mem_pos_enc', MEMORY + 'no_memory_positional_encoding'),
+    (SAM2 + 'no_obj_ptr', MEMORY + 'no_object_pointer'),
+    (SAM2 + 'obj_ptr_proj.layers.0.{p}', MEMORY + 'object_pointer_proj.proj_in.{p}'),
+    (SAM2 + 'obj_ptr_proj.layers.1.{p}', MEMORY + 'object_pointer_proj.layers.0.{p}'),
+    (SAM2 + 'obj_ptr_proj.layers.2.{p}', MEMORY + 'object_pointer_proj.proj_out.{p}'),
+    (SAM2 + 'mask_downsample.{p}', MEMORY + 'mask_downsample.{p}'),
+]
+PLACEHOLDERS['mattn'] = r'self_attn|cross_attn_image'
+_MEMORY_TO_OURS = [_Rule(_compile(o), t) for o, t in MEMORY_RENAMES]
+_MEMORY_TO_OFFICIAL = [_Rule(_compile(t), o) for o, t in MEMORY_RENAMES]
+
+
+def memory_official_to_ours(name: str) -> str | None:
+    """Our name (``memory.*``) of one official SAM2 memory tensor; None when no rule knows it."""
+    return _apply(_MEMORY_TO_OURS, name)
+
+
+def memory_ours_to_official(name: str) -> str | None:
+    """The official name of one ``memory.*`` tensor; None when no rule knows it."""
+    return _apply(_MEMORY_TO_OFFICIAL, name)

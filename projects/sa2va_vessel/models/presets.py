@@ -39,6 +39,16 @@ SAM2_TINY: dict[str, Any] = {
               'q_stride': [2, 2], 'dim_mul': 2.0, 'head_mul': 2.0},
     'neck': {'d_model': 32, 'backbone_channel_list': [128, 64, 32, 16], 'fpn_top_down_levels': [2, 3],
              'kernel_size': 1, 'stride': 1, 'padding': 0},
+    # the golden fixture's tiny SAM2 video memory (read by models/video.py)
+    'memory_attention': {'d_model': 32, 'num_layers': 2,
+                         'layer': {'dim_feedforward': 64, 'dropout': 0.1, 'activation': 'relu'},
+                         'self_attention': {'rope_theta': 10000.0, 'num_heads': 1, 'downsample_rate': 1},
+                         'cross_attention': {'kv_in_dim': 8}},
+    'memory_encoder': {'out_dim': 8, 'in_dim': 32,
+                       'mask_downsampler': {'embed_dim': 32, 'kernel_size': 3, 'stride': 2, 'padding': 1,
+                                            'total_stride': 16},
+                       'fuser': {'num_layers': 2, 'layer': {'dim': 32, 'kernel_size': 7, 'padding': 3,
+                                                            'layer_scale_init_value': 1e-6}}},
 }
 
 PRESETS = {

@@ -52,8 +52,13 @@ def write_preset_inputs(out_dir: str | Path, preset: str, tokenizer_from: str | 
 
 
 def write_random_sa2va(out_dir: str | Path, preset: str = 'tiny', seed: int = 0,
-                       dtype: str = 'float32', tokenizer_from: str | Path | None = None) -> Path:
-    """A random ``preset`` Sa2VA checkpoint directory at ``out_dir``, loadable by ``load_sa2va``."""
+                       dtype: str = 'float32', tokenizer_from: str | Path | None = None,
+                       video_memory: bool = False) -> Path:
+    """A random ``preset`` Sa2VA checkpoint directory at ``out_dir``, loadable by ``load_sa2va``.
+
+    ``video_memory`` also writes SAM2's video-memory tensors (as every official checkpoint holds
+    them), so that ``models/video.py`` can propagate masks through a video.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     vocab_size = write_tokenizer(out_dir, Path(tokenizer_from) if tokenizer_from else None)
@@ -74,5 +79,20 @@ def write_random_sa2va(out_dir: str | Path, preset: str = 'tiny', seed: int = 0,
     for layer in modules.vision_model.encoder.layer:
         torch.nn.init.normal_(layer.lambda_1, 1.0, 0.02)
         torch.nn.init.normal_(layer.lambda_2, 1.0, 0.02)
-    save_safetensors_sharded(official_state_dict(modules), out_dir)
+    passthrough = _random_video_memory(modules, preset) if video_memory else None
+    save_safetensors_sharded(official_state_dict(modules, passthrough), out_dir)
     return out_dir
+
+
+def _random_video_memory(modules, preset: str) -> dict[str, torch.Tensor]:
+    """Random SAM2 video-memory tensors under official names (drawn after the other weights)."""
+    from .video import SAM2VideoMemory, memory_config, memory_official_state
+    memory = SAM2VideoMemory(memory_config(modules.arch), modules.arch.sam2_hidden_size)
+    for module in memory.modules():
+        if preset == 'tiny' and isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+            module.reset_parameters()
+    # SAM2 draws these with std 0.02; transformers leaves them zero, which would hide a mix-up
+    for param in (memory.memory_temporal_positional_encoding, memory.no_object_pointer,
+                  memory.no_memory_positional_encoding):
+        torch.nn.init.normal_(param, 0.0, 0.02)
+    return memory_official_state(memory)

@@ -109,25 +109,42 @@ class Sa2VAModules(nn.Module):
 
         ``image_embed`` (N, C, 64, 64), ``high_res`` at 256 and 128 px, ``language_embeds`` (N, C).
         """
-        prompt_encoder, decoder = self.sam2.prompt_encoder, self.sam2.mask_decoder
-        n = language_embeds.shape[0]
-        dtype = decoder.iou_token.weight.dtype
+        dtype = self.sam2.mask_decoder.iou_token.weight.dtype
         # SAM2 pads an empty point prompt with label -1 and, with no box, pads once more: two
         # 'not a point' tokens, then the language embedding is appended last.
-        not_a_point = prompt_encoder.not_a_point_embed.weight.to(dtype).expand(n, 2, -1)
-        sparse = torch.cat([not_a_point, language_embeds.to(dtype).unsqueeze(1)], dim=1).unsqueeze(1)
+        sparse = torch.cat([self.not_a_point_tokens(language_embeds.shape[0]),
+                            language_embeds.to(dtype).unsqueeze(1)], dim=1)
+        return self.decode_with_prompt(image_embed, high_res, sparse)
+
+    def not_a_point_tokens(self, n: int) -> torch.Tensor:
+        """The two 'not a point' sparse tokens of an empty SAM2 prompt, (n, 2, C)."""
+        dtype = self.sam2.mask_decoder.iou_token.weight.dtype
+        return self.sam2.prompt_encoder.not_a_point_embed.weight.to(dtype).expand(n, 2, -1)
+
+    def decode_with_prompt(self, image_embed: torch.Tensor, high_res: list[torch.Tensor],
+                           sparse: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The mask decoder with explicit sparse tokens (N, K, C): best-IoU multimask output.
+
+        ``decode_masks`` (language prompt) and the video path's propagated frames (two
+        'not a point' tokens only) both end here. ``sam_token`` is the best mask's output token,
+        from which SAM2 makes the object pointer.
+        """
+        prompt_encoder, decoder = self.sam2.prompt_encoder, self.sam2.mask_decoder
+        n = sparse.shape[0]
+        dtype = decoder.iou_token.weight.dtype
         side = image_embed.shape[-1]
         dense = prompt_encoder.no_mask_embed.weight.to(dtype).reshape(1, -1, 1, 1).expand(n, -1, side, side)
         image_pe = self.sam2.get_image_wide_positional_embeddings().to(dtype).expand(n, -1, -1, -1)
-        masks, iou_pred, _, object_score_logits = decoder(
+        masks, iou_pred, sam_tokens, object_score_logits = decoder(
             image_embeddings=image_embed.to(dtype), image_positional_embeddings=image_pe,
-            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=True,
-            high_resolution_features=[h.to(dtype) for h in high_res])
+            sparse_prompt_embeddings=sparse.to(dtype).unsqueeze(1), dense_prompt_embeddings=dense,
+            multimask_output=True, high_resolution_features=[h.to(dtype) for h in high_res])
         masks, iou_pred = masks[:, 0], iou_pred[:, 0]  # (N, 3, 256, 256), (N, 3)
         best = iou_pred.argmax(dim=-1)
-        best_masks = masks[torch.arange(n, device=masks.device), best]
-        return {'mask_logits': best_masks, 'multimask_logits': masks, 'iou_pred': iou_pred,
-                'best_index': best, 'object_score_logits': object_score_logits.reshape(n)}
+        rows = torch.arange(n, device=masks.device)
+        return {'mask_logits': masks[rows, best], 'multimask_logits': masks, 'iou_pred': iou_pred,
+                'best_index': best, 'object_score_logits': object_score_logits.reshape(n),
+                'sam_token': sam_tokens[:, 0][rows, best]}
 
 
 def mask_logits_to_size(mask_logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -232,7 +232,7 @@ def official_merged_state(model: nn.Module, dtype: torch.dtype) -> dict[str, tor
     if model.sa2va.arch.llm.tie_word_embeddings:
         state.pop(LM_HEAD, None)
     state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in state.items()}
-    official = ours_to_official(state)
+    official = ours_to_official(state, model.sa2va.arch.family)
     for key, tensor in model.load_report.passthrough.items():
         official[key] = tensor.to(dtype) if tensor.is_floating_point() else tensor
     return {k: v.contiguous() for k, v in official.items()}
@@ -383,7 +383,7 @@ def export_adapter(model: nn.Module, out_dir: str | Path, dtype: torch.dtype = t
         adapter_keys = sorted(adapter)
     params = dict(model.named_parameters())
     modules = {n[len(SA2VA_PREFIX):]: params[n].detach().to(dtype) for n in _trained_module_names(model)}
-    official = {k: v.contiguous() for k, v in ours_to_official(modules).items()}
+    official = {k: v.contiguous() for k, v in ours_to_official(modules, model.sa2va.arch.family).items()}
     if official:
         save_file(official, str(out_dir / MODULES_WEIGHTS), metadata={'format': 'pt'})
         files.append(MODULES_WEIGHTS)
@@ -460,7 +460,7 @@ def load_adapter_export(model: nn.Module, directory: str | Path) -> list[str]:
             state[_peft_to_ours(key)] = tensor
     if (directory / MODULES_WEIGHTS).is_file():
         for key, tensor in load_file(str(directory / MODULES_WEIGHTS)).items():
-            pieces = official_to_ours(key, tensor)
+            pieces = official_to_ours(key, tensor, model.sa2va.arch.family)
             if pieces is None or any('#' in ours for ours, _ in pieces):
                 raise CheckpointError(f'{directory / MODULES_WEIGHTS}: {key} has no place in the model')
             for ours, piece in pieces:

@@ -4,7 +4,10 @@ Sa2VA builds its prompts with xtuner-style templates (not the tokenizer's chat t
 no system prompt, no BOS. One turn is encoded in three pieces, as xtuner's `encode_fn`
 does: the instruction (prompt; labels -100), the answer followed by the template SUFFIX
 (labelled; the suffix doubles as EOS when SUFFIX_AS_EOS), and the separator SEP (labels
--100). `<image>` in the question becomes `<img>` + `<IMG_CONTEXT>` x (256 * n_tiles) + `</img>`.
+-100). `<image>` in the question becomes `<img>` + `<IMG_CONTEXT>` x (256 * n_tiles) + `</img>`
+for the InternVL family, and `<|vision_start|>` + `<|image_pad|>` x N + `<|vision_end|>` (N = merged
+image tokens, `qwen_image_token_string`) for the Qwen-VL families, as the official training
+datasets do (`projects/sa2va/datasets/base.py`, arch_type "qwen").
 """
 from __future__ import annotations
 
@@ -18,6 +21,9 @@ IMG_START_TOKEN = "<img>"
 IMG_END_TOKEN = "</img>"
 IMG_CONTEXT_TOKEN = "<IMG_CONTEXT>"
 SEG_TOKEN = "[SEG]"
+QWEN_VISION_START = "<|vision_start|>"
+QWEN_VISION_END = "<|vision_end|>"
+QWEN_IMAGE_PAD = "<|image_pad|>"
 # (448 / 14)^2 patches, pixel-shuffled with downsample ratio 0.5 -> 256 tokens per tile.
 TOKENS_PER_TILE = 256
 
@@ -85,6 +91,13 @@ def image_token_string(n_tiles: int, tokens_per_tile: int = TOKENS_PER_TILE) -> 
     return IMG_START_TOKEN + IMG_CONTEXT_TOKEN * (tokens_per_tile * n_tiles) + IMG_END_TOKEN
 
 
+def qwen_image_token_string(n_tokens: int) -> str:
+    """`<|vision_start|>` + `<|image_pad|>` x n_tokens + `<|vision_end|>` (already expanded)."""
+    if n_tokens < 1:
+        raise ValueError(f"n_tokens must be >= 1, got {n_tokens}")
+    return QWEN_VISION_START + QWEN_IMAGE_PAD * n_tokens + QWEN_VISION_END
+
+
 def make_question(question: str) -> str:
     """Sa2VA's user turn for one image: '<image>\\n' + question (kept if already present)."""
     return question if IMAGE_PLACEHOLDER in question else f"{IMAGE_PLACEHOLDER}\n{question}"
@@ -114,14 +127,22 @@ class EncodedTurn:
 
 
 def encode_turn(tokenizer, question: str, answer: str, n_tiles: int, template: str = "qwen_chat",
-                system: str = "", tokens_per_tile: int = TOKENS_PER_TILE) -> EncodedTurn:
-    """Encode one turn; `question` must contain '<image>' exactly once (see make_question)."""
+                system: str = "", tokens_per_tile: int = TOKENS_PER_TILE,
+                image_tokens: Optional[str] = None) -> EncodedTurn:
+    """Encode one turn; `question` must contain '<image>' exactly once (see make_question).
+
+    `image_tokens` replaces `<image>` when given (the Qwen-VL families' string); otherwise the
+    InternVL string of `n_tiles` tiles. The Qwen-VL official datasets strip the user text.
+    """
     tpl = get_template(template)
     if question.count(IMAGE_PLACEHOLDER) != 1:
         raise ValueError(f"question must contain {IMAGE_PLACEHOLDER!r} exactly once: {question!r}")
     if SEG_TOKEN not in answer:
         raise ValueError(f"answer must contain {SEG_TOKEN!r}: {answer!r}")
-    text_in = question.replace(IMAGE_PLACEHOLDER, image_token_string(n_tiles, tokens_per_tile))
+    if image_tokens is None:
+        text_in = question.replace(IMAGE_PLACEHOLDER, image_token_string(n_tiles, tokens_per_tile))
+    else:
+        text_in = question.replace(IMAGE_PLACEHOLDER, image_tokens).strip()
     prompt = str(tpl["INSTRUCTION"]).format(input=text_in)
     if system:
         prompt = str(tpl["SYSTEM"]).format(system=system) + prompt

@@ -262,6 +262,20 @@ def detect_family(cfg: dict[str, Any], path: Path) -> str:
         'InternVL (llm_config)')
 
 
+def qwen_mllm_config(cfg: dict[str, Any], path: Path) -> Qwen2_5_VLConfig | Qwen3VLConfig:
+    """The transformers config (``Qwen2_5_VLConfig`` / ``Qwen3VLConfig``) of a Sa2VA-Qwen ``config.json``."""
+    family = detect_family(cfg, path)
+    if family not in QWEN_FAMILIES:
+        raise CheckpointConfigError(f"{path / 'config.json'}: a {family} config, not a Qwen-VL one")
+    key = (cfg['text_config'].get('model_type'), cfg['vision_config'].get('model_type'))
+    config_class = _QWEN_CONFIGS[key][1]
+    kept = {k: v for k, v in cfg.items() if k not in _WRAPPER_KEYS}
+    try:
+        return config_class(**kept)
+    except (TypeError, ValueError, KeyError) as err:
+        raise CheckpointConfigError(f"{path / 'config.json'}: not a valid {config_class.__name__} ({err})") from None
+
+
 def qwen_architecture_from_config(cfg: dict[str, Any], sam2_official: dict[str, Any],
                                   path: Path) -> Sa2VAArchitecture:
     """A Sa2VA-Qwen2.5-VL / -Qwen3-VL ``config.json`` (``Sa2VAChatConfigQwen``) as transformers configs.
@@ -270,13 +284,7 @@ def qwen_architecture_from_config(cfg: dict[str, Any], sam2_official: dict[str, 
     vocabulary size); the nested ``text_config`` is authoritative, as in the official class.
     """
     family = detect_family(cfg, path)
-    text = (cfg['text_config'].get('model_type'), cfg['vision_config'].get('model_type'))
-    config_class = _QWEN_CONFIGS[text][1]
-    kept = {k: v for k, v in cfg.items() if k not in _WRAPPER_KEYS}
-    try:
-        mllm = config_class(**kept)
-    except (TypeError, ValueError, KeyError) as err:
-        raise CheckpointConfigError(f"{path / 'config.json'}: not a valid {config_class.__name__} ({err})") from None
+    mllm = qwen_mllm_config(cfg, path)
     if mllm.text_config.tie_word_embeddings:
         raise CheckpointConfigError(f"{path / 'config.json'}: text_config.tie_word_embeddings is true; Sa2VA "
                                     'exports always carry an untied lm_head')

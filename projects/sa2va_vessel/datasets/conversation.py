@@ -163,3 +163,23 @@ def encode_turn(tokenizer, question: str, answer: str, n_tiles: int, template: s
         input_ids += sep_ids
         labels += [IGNORE_INDEX] * len(sep_ids)
     return EncodedTurn(input_ids=input_ids, labels=labels, prompt_input_ids=list(prompt_ids))
+
+
+def qwen_inference_prompt_ids(tokenizer, question: str, n_image_tokens: int) -> List[int]:
+    """The prompt ids of the official Sa2VA-Qwen `predict_forward` for one image.
+
+    The user message is the image then the question with `<image>` removed (the newline after it
+    stays), rendered by the checkpoint's own chat template (`chat_template.jinja`; Qwen2.5-VL's
+    adds its default system prompt, Qwen3-VL's has none) with the generation prompt; the single
+    `<|image_pad|>` is expanded to `n_image_tokens` copies, as the processor does.
+    """
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError(f"{getattr(tokenizer, 'name_or_path', 'tokenizer')}: no chat template "
+                         "(chat_template.jinja); the Qwen-VL inference prompt needs it")
+    messages = [{"role": "user", "content": [
+        {"type": "image"}, {"type": "text", "text": question.replace(IMAGE_PLACEHOLDER, "")}]}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if text.count(QWEN_IMAGE_PAD) != 1:
+        raise ValueError(f"the chat template rendered {text.count(QWEN_IMAGE_PAD)} {QWEN_IMAGE_PAD} for one image")
+    text = text.replace(QWEN_IMAGE_PAD, QWEN_IMAGE_PAD * n_image_tokens)
+    return tokenizer.encode(text, add_special_tokens=False)

@@ -47,6 +47,10 @@ class Sa2VABase(nn.Module):
         self.text_hidden_fcs = nn.Sequential(
             nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, sam_hidden), nn.Dropout(0.0))
 
+    def logits_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``llm_last_hidden``'s output -> the state ``lm_head`` reads (identity unless it is pre-norm)."""
+        return hidden
+
     # ---- SAM2 side -------------------------------------------------------------------------
     def sam2_backbone(self, g_pixel_values: torch.Tensor) -> list[torch.Tensor]:
         """Hiera + FPN: the three kept levels, high to low resolution (256, 128, 64 px at 1024 input)."""

@@ -159,6 +159,10 @@ class Sa2VAQwenModules(Sa2VABase):
             text(**kwargs)
         return captured[-1]
 
+    def logits_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Qwen3-VL's ``llm_last_hidden`` is pre-norm: the logits read the final norm's output."""
+        return self.language_model.model.norm(hidden) if self.family == QWEN3_VL else hidden
+
     def last_hidden_from_inputs(self, input_ids: torch.Tensor, pixel_values: torch.Tensor,
                                 image_grid_thw: torch.Tensor, attention_mask: torch.Tensor,
                                 position_ids: torch.Tensor | None = None,

@@ -319,7 +319,8 @@ class Sa2VAVesselModel(BaseModel):
         keep = target != -100
         if not bool(keep.any()):
             return hidden.sum() * 0.0
-        logits = self.sa2va.language_model.lm_head(hidden[:, :-1][keep])
+        # Qwen3-VL's [SEG] state is pre-norm; the logits read the final norm's output
+        logits = self.sa2va.language_model.lm_head(self.sa2va.logits_hidden(hidden[:, :-1][keep]))
         return F.cross_entropy(logits.float(), target[keep])
 
     def loss(self, data: dict, data_samples: list | None = None) -> dict[str, torch.Tensor]:

@@ -22,6 +22,7 @@ from typing import Iterator
 
 import torch
 from torch import nn
+from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (Qwen2_5_VisionTransformerPretrainedModel,
                                                                 Qwen2_5_VLModel, Qwen2_5_VLPreTrainedModel,
                                                                 Qwen2_5_VLTextModel)
@@ -55,6 +56,14 @@ class _TextCausalLM:
 
     def get_output_embeddings(self) -> nn.Module:
         return self.lm_head
+
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
+                **kwargs) -> CausalLMOutputWithPast:
+        """Text-only logits (lm_head on the final norm's output), e.g. for a peft adapter on its own."""
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         inputs_embeds=inputs_embeds, use_cache=False, **kwargs)
+        return CausalLMOutputWithPast(logits=self.lm_head(out.last_hidden_state))
 
 
 class Qwen2_5_VLTextForCausalLM(_TextCausalLM, Qwen2_5_VLPreTrainedModel):

@@ -90,7 +90,7 @@ def apply_levers(model, lv: Levers, cache_size: int) -> None:
             layer.compile()
         elif not lv.compile_llm_layers:
             layer._compiled_call_impl = None
-    for encoder in (model.sa2va.vision_model, model.sa2va.sam2.vision_encoder):
+    for encoder in (model.sa2va.vision_tower, model.sa2va.sam2.vision_encoder):
         if lv.compile_frozen_encoders and getattr(encoder, '_compiled_call_impl', None) is None:
             encoder.compile()
         elif not lv.compile_frozen_encoders:

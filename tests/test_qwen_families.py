@@ -28,7 +28,8 @@ FAMILIES = ['qwen2_5_vl', 'qwen3_vl']
 FP32_PREDICTION_TOLERANCE = 1e-5
 # measured (4 synthetic 256-px images, lr 5e-3, Qwen2.5-VL tiny): swept Dice 0.06 after 0-40 steps,
 # Dice at 0.5 0.42 after 60 (0.33 after 80, 0.57 after 100)
-LEARN_STEPS = 60
+# Qwen3-VL tiny learns slower (swept Dice 0.064 -> 0.076 after 60 steps)
+LEARN_STEPS = {'qwen2_5_vl': 60, 'qwen3_vl': 120}
 LEARN_LR = 5e-3
 
 
@@ -78,7 +79,7 @@ def family_run(request, synthetic_vessels: Path, tmp_path_factory) -> dict:
     model = _model(checkpoint)
     dice_before = _dice(model, batch)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LEARN_LR, weight_decay=0.0)
-    for _ in range(LEARN_STEPS):
+    for _ in range(LEARN_STEPS[family]):
         losses = model(batch['data'], batch['data_samples'], mode='loss')
         sum(losses.values()).backward()
         optimizer.step()
@@ -127,7 +128,7 @@ def test_every_trainable_group_gets_a_gradient_and_moves(family_run: dict) -> No
 
 def test_training_raises_dice(family_run: dict) -> None:
     before, after = family_run['dice_before'], family_run['dice_after']
-    print(f"{family_run['family']}: Dice {before:.3f} -> {after:.3f} after {LEARN_STEPS} steps")
+    print(f"{family_run['family']}: Dice {before:.3f} -> {after:.3f} after {LEARN_STEPS[family_run['family']]} steps")
     assert after > before + 0.1, f'Dice {before:.3f} -> {after:.3f}'
 
 

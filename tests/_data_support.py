@@ -89,3 +89,33 @@ def tiny_tokenizer():
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(tiny_checkpoint_dir()))
+
+
+# The Qwen-VL golden fixtures (official Sa2VAChatModelQwen code): family -> (fixture root, model dir).
+QWEN_GOLDEN = {
+    "qwen2_5_vl": (SHARED / "fixtures" / "golden_qwen25vl", "sa2va_tiny_qwen25vl"),
+    "qwen3_vl": (SHARED / "fixtures" / "golden_qwen3vl", "sa2va_tiny_qwen3vl"),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def qwen_golden_checkpoint_dir(family: str) -> Path:
+    """The Qwen-VL golden model with the shared vocab/merges linked in (its README, step 0.1).
+
+    Every file of the model directory is linked into a temporary folder; after the first (slow)
+    tokenizer conversion, tokenizer.json is saved there so later loads are fast.
+    """
+    from transformers import AutoTokenizer
+
+    root, name = QWEN_GOLDEN[family]
+    require(root / name / "config.json", f"golden {family} Sa2VA fixture")
+    require(LAYOUT / "vocab.json", "shared Qwen2.5 vocabulary")
+    out = _tmpdir(f"golden_{family}_")
+    for file in (root / name).iterdir():
+        os.symlink(file, out / file.name)
+    for file in ("vocab.json", "merges.txt"):
+        os.symlink(LAYOUT / file, out / file)
+    tokenizer = AutoTokenizer.from_pretrained(str(out))
+    tokenizer.save_pretrained(str(out / "_saved"))
+    shutil.copy(out / "_saved" / "tokenizer.json", out / "tokenizer.json")
+    return out

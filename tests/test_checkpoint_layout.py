@@ -74,7 +74,17 @@ def test_other_architecture_is_refused(tiny_checkpoint: Path, tmp_path: Path) ->
     config = json.loads((ckpt / 'config.json').read_text())
     config['model_type'] = 'sa2va_qwen2_5_vl'
     (ckpt / 'config.json').write_text(json.dumps(config))
-    with pytest.raises(CheckpointConfigError, match='not an InternVL-based Sa2VA'):
+    with pytest.raises(CheckpointConfigError, match='is not a Sa2VA config'):
+        load_sa2va(ckpt)
+
+
+def test_unknown_qwen_family_is_refused(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    ckpt = _copy_checkpoint(tiny_checkpoint, tmp_path / 'ckpt')
+    config = json.loads((ckpt / 'config.json').read_text())
+    config['text_config'] = dict(config.pop('llm_config'), model_type='qwen2_vl_text')
+    config['vision_config']['model_type'] = 'qwen2_vl'
+    (ckpt / 'config.json').write_text(json.dumps(config))
+    with pytest.raises(CheckpointConfigError, match="'qwen2_vl_text'.*no Sa2VA family"):
         load_sa2va(ckpt)
 
 
@@ -84,7 +94,7 @@ def test_internlm2_llm_is_refused_plainly(tiny_checkpoint: Path, tmp_path: Path)
     config['llm_config']['model_type'] = 'internlm2'
     config['llm_config']['architectures'] = ['InternLM2ForCausalLM']
     (ckpt / 'config.json').write_text(json.dumps(config))
-    with pytest.raises(CheckpointConfigError, match='InternLM2'):
+    with pytest.raises(CheckpointConfigError, match='InternLM2-based Sa2VA-8B and Sa2VA-26B'):
         load_sa2va(ckpt)
 
 

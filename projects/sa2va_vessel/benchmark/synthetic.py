@@ -53,6 +53,9 @@ def make_batch(model, batch_size: int, image_hw: tuple[int, int], device: torch.
                seed: int = 0, key_prefix: str = 'b0') -> dict:
     """One collated batch ``{'data': ..., 'data_samples': ...}`` for ``model`` (a Sa2VAVesselModel), on ``device``."""
     arch = model.sa2va.arch
+    if arch.is_qwen:  # Qwen-VL families: patches + image_grid_thw + M-RoPE ids
+        from .synthetic_qwen import make_qwen_batch
+        return make_qwen_batch(model, batch_size, image_hw, device, seed=seed, key_prefix=key_prefix)
     h, w = image_hw
     tiles = n_tiles_for(w, h, arch.min_dynamic_patch, arch.max_dynamic_patch, arch.use_thumbnail)
     tok = tiny_tokenizer()

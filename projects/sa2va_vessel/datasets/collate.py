@@ -3,6 +3,11 @@
 `{'data': {pixel_values, g_pixel_values, input_ids, labels, attention_mask, position_ids,
 masks}, 'data_samples': [{img_path, ori_size, mask, fov}, ...]}`; sequences right-padded
 with the tokenizer's pad id (labels with -100).
+
+Qwen-VL family items (they carry `image_grid_thw`) give `pixel_values` as every image's patches
+concatenated (N, 3*T*p*p), `image_grid_thw` (B, 3) and `position_ids` as the items' M-RoPE ids
+(3, B, L), padding positions 1 (what `get_rope_index` writes where the attention mask is 0).
+InternVL items give (T, 3, 448, 448) tiles and (B, L) positions.
 """
 from __future__ import annotations
 
@@ -53,14 +58,28 @@ def vessel_collate(samples: Sequence[Dict[str, Any]], pad_token_id: Optional[int
         attention_mask[i, :n] = True
         position_ids[i, :n] = torch.arange(n)
 
+    qwen = ["image_grid_thw" in s for s in samples]
+    if any(qwen) and not all(qwen):
+        raise ValueError("vessel_collate: a batch mixes Qwen-VL items (with image_grid_thw) and InternVL items")
+    extra: Dict[str, Any] = {}
+    if all(qwen):
+        position_ids = torch.ones((3, batch, max_len), dtype=torch.long)
+        for i, (s, n) in enumerate(zip(samples, lengths)):
+            if tuple(s["position_ids"].shape) != (3, n):
+                raise ValueError(f"vessel_collate: {s['img_path']}: position_ids {tuple(s['position_ids'].shape)}, "
+                                 f"expected (3, {n}) M-RoPE ids")
+            position_ids[:, i, :n] = s["position_ids"]
+        extra["image_grid_thw"] = torch.cat([s["image_grid_thw"] for s in samples], dim=0)  # (B, 3)
+
     data = {
-        "pixel_values": torch.cat([s["pixel_values"] for s in samples], dim=0),   # (T, 3, 448, 448)
+        "pixel_values": torch.cat([s["pixel_values"] for s in samples], dim=0),   # (T, 3, 448, 448) or (N, D)
         "g_pixel_values": torch.stack([s["g_pixel_values"] for s in samples]),    # (B, 3, 1024, 1024)
         "input_ids": input_ids,
         "labels": labels,
         "attention_mask": attention_mask,
         "position_ids": position_ids,
         "masks": [s["masks"].to(torch.bool) for s in samples],                   # B x (S, H, W)
+        **extra,
     }
     data_samples: List[Dict[str, Any]] = [
         {

@@ -4,7 +4,10 @@ Sa2VA builds its prompts with xtuner-style templates (not the tokenizer's chat t
 no system prompt, no BOS. One turn is encoded in three pieces, as xtuner's `encode_fn`
 does: the instruction (prompt; labels -100), the answer followed by the template SUFFIX
 (labelled; the suffix doubles as EOS when SUFFIX_AS_EOS), and the separator SEP (labels
--100). `<image>` in the question becomes `<img>` + `<IMG_CONTEXT>` x (256 * n_tiles) + `</img>`.
+-100). `<image>` in the question becomes `<img>` + `<IMG_CONTEXT>` x (256 * n_tiles) + `</img>`
+for the InternVL family, and `<|vision_start|>` + `<|image_pad|>` x N + `<|vision_end|>` (N = merged
+image tokens, `qwen_image_token_string`) for the Qwen-VL families, as the official training
+datasets do (`projects/sa2va/datasets/base.py`, arch_type "qwen").
 """
 from __future__ import annotations
 
@@ -18,6 +21,9 @@ IMG_START_TOKEN = "<img>"
 IMG_END_TOKEN = "</img>"
 IMG_CONTEXT_TOKEN = "<IMG_CONTEXT>"
 SEG_TOKEN = "[SEG]"
+QWEN_VISION_START = "<|vision_start|>"
+QWEN_VISION_END = "<|vision_end|>"
+QWEN_IMAGE_PAD = "<|image_pad|>"
 # (448 / 14)^2 patches, pixel-shuffled with downsample ratio 0.5 -> 256 tokens per tile.
 TOKENS_PER_TILE = 256
 
@@ -85,6 +91,13 @@ def image_token_string(n_tiles: int, tokens_per_tile: int = TOKENS_PER_TILE) -> 
     return IMG_START_TOKEN + IMG_CONTEXT_TOKEN * (tokens_per_tile * n_tiles) + IMG_END_TOKEN
 
 
+def qwen_image_token_string(n_tokens: int) -> str:
+    """`<|vision_start|>` + `<|image_pad|>` x n_tokens + `<|vision_end|>` (already expanded)."""
+    if n_tokens < 1:
+        raise ValueError(f"n_tokens must be >= 1, got {n_tokens}")
+    return QWEN_VISION_START + QWEN_IMAGE_PAD * n_tokens + QWEN_VISION_END
+
+
 def make_question(question: str) -> str:
     """Sa2VA's user turn for one image: '<image>\\n' + question (kept if already present)."""
     return question if IMAGE_PLACEHOLDER in question else f"{IMAGE_PLACEHOLDER}\n{question}"
@@ -115,20 +128,25 @@ class EncodedTurn:
 
 def encode_turn(tokenizer, question: str, answer: str, n_tiles: int, template: str = "qwen_chat",
                 system: str = "", tokens_per_tile: int = TOKENS_PER_TILE,
-                image_string: Optional[str] = None) -> EncodedTurn:
+                image_string: Optional[str] = None, image_tokens: Optional[str] = None) -> EncodedTurn:
     """Encode one turn; `question` must contain '<image>' exactly once (see make_question).
 
     `image_string` replaces '<image>' instead of the single-image block (the video path
     passes one block per frame, `video_inputs.video_token_string`).
+    `image_tokens` replaces `<image>` the same way and strips the user text (the Qwen-VL
+    families' string; their official datasets strip it).
     """
     tpl = get_template(template)
     if question.count(IMAGE_PLACEHOLDER) != 1:
         raise ValueError(f"question must contain {IMAGE_PLACEHOLDER!r} exactly once: {question!r}")
     if SEG_TOKEN not in answer:
         raise ValueError(f"answer must contain {SEG_TOKEN!r}: {answer!r}")
-    if image_string is None:
-        image_string = image_token_string(n_tiles, tokens_per_tile)
-    text_in = question.replace(IMAGE_PLACEHOLDER, image_string)
+    if image_tokens is not None:
+        text_in = question.replace(IMAGE_PLACEHOLDER, image_tokens).strip()
+    else:
+        if image_string is None:
+            image_string = image_token_string(n_tiles, tokens_per_tile)
+        text_in = question.replace(IMAGE_PLACEHOLDER, image_string)
     prompt = str(tpl["INSTRUCTION"]).format(input=text_in)
     if system:
         prompt = str(tpl["SYSTEM"]).format(system=system) + prompt
@@ -149,3 +167,23 @@ def encode_turn(tokenizer, question: str, answer: str, n_tiles: int, template: s
         input_ids += sep_ids
         labels += [IGNORE_INDEX] * len(sep_ids)
     return EncodedTurn(input_ids=input_ids, labels=labels, prompt_input_ids=list(prompt_ids))
+
+
+def qwen_inference_prompt_ids(tokenizer, question: str, n_image_tokens: int) -> List[int]:
+    """The prompt ids of the official Sa2VA-Qwen `predict_forward` for one image.
+
+    The user message is the image then the question with `<image>` removed (the newline after it
+    stays), rendered by the checkpoint's own chat template (`chat_template.jinja`; Qwen2.5-VL's
+    adds its default system prompt, Qwen3-VL's has none) with the generation prompt; the single
+    `<|image_pad|>` is expanded to `n_image_tokens` copies, as the processor does.
+    """
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError(f"{getattr(tokenizer, 'name_or_path', 'tokenizer')}: no chat template "
+                         "(chat_template.jinja); the Qwen-VL inference prompt needs it")
+    messages = [{"role": "user", "content": [
+        {"type": "image"}, {"type": "text", "text": question.replace(IMAGE_PLACEHOLDER, "")}]}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if text.count(QWEN_IMAGE_PAD) != 1:
+        raise ValueError(f"the chat template rendered {text.count(QWEN_IMAGE_PAD)} {QWEN_IMAGE_PAD} for one image")
+    text = text.replace(QWEN_IMAGE_PAD, QWEN_IMAGE_PAD * n_image_tokens)
+    return tokenizer.encode(text, add_special_tokens=False)

@@ -31,6 +31,25 @@ ADDED_TOKENS: Tuple[Tuple[str, bool], ...] = (
     ("<ref>", True), ("</ref>", True), ("<box>", True), ("</box>", True),
     ("[SEG]", True), ("<p>", True), ("</p>", True), ("<vp>", True), ("</vp>", True),
 )
+_SA2VA_TOKENS: Tuple[Tuple[str, bool], ...] = (
+    ("[SEG]", True), ("<p>", True), ("</p>", True), ("<vp>", True), ("</vp>", True))
+# Sa2VA-Qwen2.5-VL: the 22 Qwen2.5 specials, then Sa2VA's 5 ([SEG] = base + 22).
+QWEN2_5_VL_ADDED_TOKENS: Tuple[Tuple[str, bool], ...] = ADDED_TOKENS[:22] + _SA2VA_TOKENS
+# Sa2VA-Qwen3-VL: Qwen3's 26 (the 22 plus tool_response/think pairs, not special), then Sa2VA's 5.
+QWEN3_VL_ADDED_TOKENS: Tuple[Tuple[str, bool], ...] = ADDED_TOKENS[:22] + (
+    ("<tool_response>", False), ("</tool_response>", False), ("<think>", False), ("</think>", False)
+) + _SA2VA_TOKENS
+_FAMILY_TOKENS = {"internvl": ADDED_TOKENS, "qwen2_5_vl": QWEN2_5_VL_ADDED_TOKENS,
+                  "qwen3_vl": QWEN3_VL_ADDED_TOKENS}
+
+
+def added_tokens_for(family: str) -> Tuple[Tuple[str, bool], ...]:
+    """The added tokens of a Sa2VA family's real tokenizer, in id order."""
+    if family not in _FAMILY_TOKENS:
+        raise ValueError(f"unknown Sa2VA family {family!r}; known: {sorted(_FAMILY_TOKENS)}")
+    return _FAMILY_TOKENS[family]
+
+
 # The real tokenizer_config lists these 13 as additional_special_tokens.
 ADDITIONAL_SPECIAL_TOKENS: Tuple[str, ...] = tuple(t for t, _ in ADDED_TOKENS[1:14])
 # Qwen2's pre-tokenisation regex (splits words, single digits, punctuation, whitespace).
@@ -75,8 +94,13 @@ def _corpus(seed: int, n_sentences: int = 600) -> Iterator[str]:
         yield sentence[0].upper() + sentence[1:] + rng.choice([".", "?", "!", ",", ":"])
 
 
-def build_tiny_tokenizer(out_dir: str | Path, vocab_size: int = DEFAULT_VOCAB_SIZE, seed: int = 0) -> None:
-    """Train and save the tiny tokenizer into `out_dir` (created if needed). Deterministic."""
+def build_tiny_tokenizer(out_dir: str | Path, vocab_size: int = DEFAULT_VOCAB_SIZE, seed: int = 0,
+                         family: str = "internvl") -> None:
+    """Train and save the tiny tokenizer into `out_dir` (created if needed). Deterministic.
+
+    `family` picks the added-token layout (InternVL, Qwen2.5-VL or Qwen3-VL Sa2VA).
+    """
+    added_tokens = added_tokens_for(family)
     # Imported here: only this builder needs the training API.
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import Qwen2TokenizerFast
@@ -90,12 +114,12 @@ def build_tiny_tokenizer(out_dir: str | Path, vocab_size: int = DEFAULT_VOCAB_SI
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     tok.decoder = decoders.ByteLevel()
-    n_regular = vocab_size - len(ADDED_TOKENS)
+    n_regular = vocab_size - len(ADDED_TOKENS)  # the same regular vocabulary for every family
     trainer = trainers.BpeTrainer(vocab_size=n_regular, min_frequency=1, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[])
     tok.train_from_iterator(list(_corpus(seed)), trainer=trainer)
     # Added tokens go after the regular vocabulary, one at a time so the ids follow the order.
-    for content, special in ADDED_TOKENS:
+    for content, special in added_tokens:
         token = AddedToken(content, single_word=False, lstrip=False, rstrip=False,
                            normalized=False, special=special)
         if special:
@@ -115,7 +139,7 @@ def build_tiny_tokenizer(out_dir: str | Path, vocab_size: int = DEFAULT_VOCAB_SI
     tok.model.save(str(out))
     # save_pretrained writes no added_tokens.json for a fast-only tokenizer; the real
     # checkpoints have one and some tools read it.
-    added = {content: tok.token_to_id(content) for content, _ in ADDED_TOKENS}
+    added = {content: tok.token_to_id(content) for content, _ in added_tokens}
     (out / "added_tokens.json").write_text(json.dumps(dict(sorted(added.items())), indent=2) + "\n")
 
 

@@ -23,7 +23,7 @@ from transformers.modeling_utils import no_init_weights
 from .configuration import Sa2VAArchitecture, architecture_from_config, read_architecture
 from .name_map import (POINT_EMBED, TIED_COPIES, assemble_point_embed, is_passthrough, official_to_ours,
                        ours_to_official)
-from .sa2va import Sa2VAModules
+from .sa2va import Sa2VABase, build_sa2va
 
 logger = logging.getLogger(__name__)
 
@@ -89,15 +89,15 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
 
 
 def build_modules(arch: Sa2VAArchitecture, dtype: torch.dtype, init_weights: bool,
-                  attn_implementation: str = 'sdpa') -> Sa2VAModules:
-    """Sa2VA modules in ``dtype``; random init only when asked (loading overwrites every tensor)."""
+                  attn_implementation: str = 'sdpa') -> Sa2VABase:
+    """Sa2VA modules of ``arch``'s family in ``dtype``; random init only when asked (loading overwrites all)."""
     ctx = contextlib.nullcontext() if init_weights else no_init_weights()
     with default_dtype(dtype), ctx:
-        modules = Sa2VAModules(arch, attn_implementation=attn_implementation)
+        modules = build_sa2va(arch, attn_implementation=attn_implementation)
     return modules.to(dtype)
 
 
-def _expected_tensors(modules: Sa2VAModules) -> dict[str, torch.Tensor]:
+def _expected_tensors(modules: Sa2VABase) -> dict[str, torch.Tensor]:
     state = modules.state_dict(keep_vars=True)
     for copy in TIED_COPIES:
         state.pop(copy, None)
@@ -106,7 +106,7 @@ def _expected_tensors(modules: Sa2VAModules) -> dict[str, torch.Tensor]:
     return state
 
 
-def _assign(modules: Sa2VAModules, name: str, tensor: torch.Tensor) -> None:
+def _assign(modules: Sa2VABase, name: str, tensor: torch.Tensor) -> None:
     owner_name, _, attr = name.rpartition('.')
     owner = modules.get_submodule(owner_name)
     current = getattr(owner, attr)
@@ -114,7 +114,7 @@ def _assign(modules: Sa2VAModules, name: str, tensor: torch.Tensor) -> None:
 
 
 def load_sa2va(path: str | Path, dtype: torch.dtype | None = None,
-               attn_implementation: str = 'sdpa') -> tuple[Sa2VAModules, LoadReport]:
+               attn_implementation: str = 'sdpa') -> tuple[Sa2VABase, LoadReport]:
     """Build ``Sa2VAModules`` from an official-layout directory, accounting for every key."""
     path = Path(path)
     arch = read_architecture(path)
@@ -147,7 +147,7 @@ def load_sa2va(path: str | Path, dtype: torch.dtype | None = None,
                 if is_passthrough(key):
                     report.passthrough[key] = tensor
                     continue
-                pieces = official_to_ours(key, tensor)
+                pieces = official_to_ours(key, tensor, arch.family)
                 if pieces is None:
                     unexpected.append(f'{file.name}: {key} (no rule maps this name)')
                     continue
@@ -185,7 +185,7 @@ def load_sa2va(path: str | Path, dtype: torch.dtype | None = None,
 
 def build_preset(preset: str, dtype: torch.dtype, device: str | torch.device | None = None,
                  vocab_size: int | None = None, attn_implementation: str = 'sdpa',
-                 seed: int = 0) -> tuple[Sa2VAModules, LoadReport]:
+                 seed: int = 0) -> tuple[Sa2VABase, LoadReport]:
     """Random Sa2VA modules at a preset's shapes, drawn directly on ``device`` (no files, no download).
 
     For benchmarks: the weights are transformers' random init, seeded; the architecture is the
@@ -205,13 +205,13 @@ def build_preset(preset: str, dtype: torch.dtype, device: str | torch.device | N
     return modules, report
 
 
-def official_state_dict(modules: Sa2VAModules, passthrough: dict[str, torch.Tensor] | None = None,
+def official_state_dict(modules: Sa2VABase, passthrough: dict[str, torch.Tensor] | None = None,
                         dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """The modules' weights under official names (plus the passthrough tensors), optionally cast."""
     state = {k: v.detach() for k, v in modules.state_dict().items()}
     if modules.arch.llm.tie_word_embeddings:
         state.pop(LM_HEAD, None)
-    official = ours_to_official(state)
+    official = ours_to_official(state, modules.arch.family)
     for key, tensor in (passthrough or {}).items():
         official[key] = tensor
     if dtype is not None:

@@ -1,8 +1,14 @@
 """Reading a Sa2VA checkpoint directory's configuration into transformers-native configs.
 
-An official Sa2VA directory (``config.json`` written by ``Sa2VAChatConfig.to_dict``) describes the
-InternViT vision tower (``vision_config``), the LLM (``llm_config``) and the projector
-(``downsample_ratio``); SAM2 is not in it because the official wrapper hard-codes Hiera-L. A
+Three families are recognised from ``config.json`` alone (``model_type`` is ``sa2va_chat`` for all):
+
+- InternVL (``Sa2VAChatConfig.to_dict``): ``vision_config`` (InternViT), ``llm_config`` (Qwen2) and
+  the projector (``downsample_ratio``);
+- Qwen2.5-VL (``Sa2VAChatConfigQwen``, a ``Qwen2_5_VLConfig``): ``text_config.model_type``
+  ``qwen2_5_vl_text``, ``vision_config.model_type`` ``qwen2_5_vl``;
+- Qwen3-VL (``Sa2VAChatConfigQwen``, a ``Qwen3VLConfig``): ``qwen3_vl_text`` / ``qwen3_vl``.
+
+SAM2 is not in it because the official wrapper hard-codes Hiera-L. A
 directory may carry ``sam2_config.json`` (written by ``tools/make_tiny_sa2va.py``; the golden
 fixture calls it ``sam2_tiny_config.json``) in the official SAM2 builder's vocabulary
 (trunk/neck/...) to describe another SAM2; without it, Hiera-L is assumed.
@@ -14,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transformers import InternVLConfig, InternVLVisionConfig, Qwen2Config, Sam2Config
+from transformers import (InternVLConfig, InternVLVisionConfig, Qwen2_5_VLConfig, Qwen2Config, Qwen3VLConfig,
+                          Sam2Config)
 
 SAM2_CONFIG_FILES = ('sam2_config.json', 'sam2_tiny_config.json')
 
@@ -37,6 +44,17 @@ SAM2_HIERA_LARGE: dict[str, Any] = {
 SAM2_IMAGE_SIZE = 1024
 SAM2_BACKBONE_STRIDE = 16
 
+# The MLLM families (Sa2VAArchitecture.family).
+INTERNVL, QWEN2_5_VL, QWEN3_VL = 'internvl', 'qwen2_5_vl', 'qwen3_vl'
+QWEN_FAMILIES = (QWEN2_5_VL, QWEN3_VL)
+# (text_config.model_type, vision_config.model_type) -> family, transformers config class
+_QWEN_CONFIGS = {
+    ('qwen2_5_vl_text', 'qwen2_5_vl'): (QWEN2_5_VL, Qwen2_5_VLConfig),
+    ('qwen3_vl_text', 'qwen3_vl'): (QWEN3_VL, Qwen3VLConfig),
+}
+# config.json keys that are the official wrapper's, not the transformers config's
+_WRAPPER_KEYS = ('architectures', 'auto_map', 'model_type', 'template', '_name_or_path', 'transformers_version')
+
 
 class CheckpointConfigError(ValueError):
     """A checkpoint directory whose configuration this project cannot load."""
@@ -44,11 +62,16 @@ class CheckpointConfigError(ValueError):
 
 @dataclass
 class Sa2VAArchitecture:
-    """Everything needed to build the Sa2VA modules, read from one checkpoint directory."""
+    """Everything needed to build the Sa2VA modules, read from one checkpoint directory.
+
+    ``family`` is ``internvl``, ``qwen2_5_vl`` or ``qwen3_vl``. For the Qwen families ``mllm`` is the
+    whole transformers config (``Qwen2_5_VLConfig`` / ``Qwen3VLConfig``), ``vision`` and ``llm`` are
+    its ``vision_config`` and ``text_config``, and the InternVL tiling fields keep their defaults.
+    """
 
     path: Path
-    vision: InternVLVisionConfig
-    llm: Qwen2Config
+    vision: Any
+    llm: Any
     sam2: Sam2Config
     sam2_official: dict[str, Any]
     downsample_ratio: float
@@ -60,6 +83,12 @@ class Sa2VAArchitecture:
     select_layer: int
     ps_version: str
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    family: str = INTERNVL
+    mllm: Any = None
+
+    @property
+    def is_qwen(self) -> bool:
+        return self.family in QWEN_FAMILIES
 
     @property
     def num_image_tokens(self) -> int:
@@ -119,9 +148,10 @@ def llm_config_from_official(lc: dict[str, Any], path: Path) -> Qwen2Config:
     model_type = lc.get('model_type')
     if model_type != 'qwen2' and 'Qwen2ForCausalLM' not in archs:
         raise CheckpointConfigError(
-            f'{path}: llm_config is {model_type!r} ({archs}); this project loads Sa2VA checkpoints whose '
-            'LLM is Qwen2/Qwen2.5 (Sa2VA-1B/4B, Sa2VA-InternVL3-2B/8B/14B). InternLM2- and Phi-3-based '
-            'Sa2VA releases are not supported yet.')
+            f'{path}: llm_config is {model_type!r} ({archs}); this project loads InternVL-based Sa2VA '
+            'checkpoints whose LLM is Qwen2/Qwen2.5 (Sa2VA-1B/4B, Sa2VA-InternVL3-2B/8B/14B) and the '
+            'Qwen2.5-VL / Qwen3-VL ones. The InternLM2-based Sa2VA-8B and Sa2VA-26B (and Phi-3-based '
+            'releases) are not supported: their LLM has no transformers-native class.')
     kept = {k: v for k, v in lc.items() if k not in ('architectures', 'auto_map', '_name_or_path')}
     return Qwen2Config(**kept)
 
@@ -190,11 +220,12 @@ def read_architecture(path: str | Path) -> Sa2VAArchitecture:
 def architecture_from_config(cfg: dict[str, Any], sam2_official: dict[str, Any], path: Path) -> Sa2VAArchitecture:
     """The architecture of an official ``config.json`` content (+ SAM2 description); ``path`` names it."""
     model_type = cfg.get('model_type')
+    if model_type == 'sa2va_chat' and 'text_config' in cfg and 'llm_config' not in cfg:
+        return qwen_architecture_from_config(cfg, sam2_official, path)
     if model_type != 'sa2va_chat' or 'vision_config' not in cfg or 'llm_config' not in cfg:
         raise CheckpointConfigError(
-            f"{path / 'config.json'}: model_type {model_type!r} is not an InternVL-based Sa2VA "
-            "('sa2va_chat' with vision_config and llm_config). Qwen2.5-VL/Qwen3-VL-based Sa2VA "
-            'checkpoints need another loader, which this project does not have yet.')
+            f"{path / 'config.json'}: model_type {model_type!r} is not a Sa2VA config ('sa2va_chat' with "
+            'vision_config and llm_config (InternVL family) or text_config (Qwen2.5-VL / Qwen3-VL family))')
     if cfg.get('ps_version', 'v2') != 'v2':
         raise CheckpointConfigError(f"{path / 'config.json'}: ps_version {cfg['ps_version']!r}; only v2 is supported")
     if cfg.get('select_layer', -1) != -1:
@@ -215,3 +246,51 @@ def architecture_from_config(cfg: dict[str, Any], sam2_official: dict[str, Any],
         ps_version=cfg.get('ps_version', 'v2'),
         raw=cfg,
     )
+
+
+def detect_family(cfg: dict[str, Any], path: Path) -> str:
+    """The MLLM family of an official Sa2VA ``config.json`` content."""
+    if 'llm_config' in cfg:
+        return INTERNVL
+    text = (cfg.get('text_config') or {}).get('model_type')
+    vision = (cfg.get('vision_config') or {}).get('model_type')
+    if (text, vision) in _QWEN_CONFIGS:
+        return _QWEN_CONFIGS[(text, vision)][0]
+    raise CheckpointConfigError(
+        f"{path / 'config.json'}: text_config.model_type {text!r} with vision_config.model_type {vision!r} is "
+        f'no Sa2VA family this project knows; known: {sorted(_QWEN_CONFIGS)} (Qwen2.5-VL, Qwen3-VL) and '
+        'InternVL (llm_config)')
+
+
+def qwen_mllm_config(cfg: dict[str, Any], path: Path) -> Qwen2_5_VLConfig | Qwen3VLConfig:
+    """The transformers config (``Qwen2_5_VLConfig`` / ``Qwen3VLConfig``) of a Sa2VA-Qwen ``config.json``."""
+    family = detect_family(cfg, path)
+    if family not in QWEN_FAMILIES:
+        raise CheckpointConfigError(f"{path / 'config.json'}: a {family} config, not a Qwen-VL one")
+    key = (cfg['text_config'].get('model_type'), cfg['vision_config'].get('model_type'))
+    config_class = _QWEN_CONFIGS[key][1]
+    kept = {k: v for k, v in cfg.items() if k not in _WRAPPER_KEYS}
+    try:
+        return config_class(**kept)
+    except (TypeError, ValueError, KeyError) as err:
+        raise CheckpointConfigError(f"{path / 'config.json'}: not a valid {config_class.__name__} ({err})") from None
+
+
+def qwen_architecture_from_config(cfg: dict[str, Any], sam2_official: dict[str, Any],
+                                  path: Path) -> Sa2VAArchitecture:
+    """A Sa2VA-Qwen2.5-VL / -Qwen3-VL ``config.json`` (``Sa2VAChatConfigQwen``) as transformers configs.
+
+    The Qwen2.5-VL export also carries the base model's flat LLM keys at top level (with the base
+    vocabulary size); the nested ``text_config`` is authoritative, as in the official class.
+    """
+    family = detect_family(cfg, path)
+    mllm = qwen_mllm_config(cfg, path)
+    if mllm.text_config.tie_word_embeddings:
+        raise CheckpointConfigError(f"{path / 'config.json'}: text_config.tie_word_embeddings is true; Sa2VA "
+                                    'exports always carry an untied lm_head')
+    return Sa2VAArchitecture(
+        path=path, vision=mllm.vision_config, llm=mllm.text_config,
+        sam2=sam2_config_from_official(sam2_official), sam2_official=sam2_official,
+        downsample_ratio=0.5, template=cfg.get('template', 'qwen_chat'), force_image_size=0,
+        min_dynamic_patch=1, max_dynamic_patch=1, use_thumbnail=False, select_layer=-1, ps_version='v2',
+        raw=cfg, family=family, mllm=mllm)

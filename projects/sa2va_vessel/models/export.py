@@ -48,7 +48,9 @@ OFFICIAL_AUTO_MAP = {'AutoConfig': 'configuration_sa2va_chat.Sa2VAChatConfig',
 # generation defaults). Python files (the official remote code) are copied too when the base has them.
 CARRIED_FILES = ('vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'added_tokens.json',
                  'special_tokens_map.json', 'chat_template.jinja', 'generation_config.json',
-                 'sam2_config.json', 'sam2_tiny_config.json')
+                 'sam2_config.json', 'sam2_tiny_config.json',
+                 # Qwen-VL families: the processor's settings (AutoProcessor needs both)
+                 'preprocessor_config.json', 'video_preprocessor_config.json')
 ADAPTER_CONFIG = 'adapter_config.json'
 ADAPTER_WEIGHTS = 'adapter_model.safetensors'
 MODULES_WEIGHTS = 'sa2va_modules.safetensors'
@@ -241,7 +243,7 @@ def official_merged_state(model: nn.Module, dtype: torch.dtype) -> dict[str, tor
     if model.sa2va.arch.llm.tie_word_embeddings:
         state.pop(LM_HEAD, None)
     state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in state.items()}
-    official = ours_to_official(state)
+    official = ours_to_official(state, model.sa2va.arch.family)
     for key, tensor in model.load_report.passthrough.items():
         official[key] = tensor.to(dtype) if tensor.is_floating_point() else tensor
     return {k: v.contiguous() for k, v in official.items()}
@@ -278,6 +280,8 @@ def export_config(base: Path, model: nn.Module, dtype: torch.dtype) -> dict[str,
     """The base ``config.json`` with template, vocabulary size, auto_map and dtype set for the export."""
     cfg = json.loads((base / 'config.json').read_text())
     dtype_name = DTYPE_NAMES[dtype]
+    if model.sa2va.arch.is_qwen:
+        return _qwen_export_config(cfg, model, dtype_name)
     cfg['architectures'] = ['Sa2VAChatModel']
     cfg['auto_map'] = dict(OFFICIAL_AUTO_MAP)
     cfg['template'] = model.sa2va.arch.template
@@ -287,6 +291,18 @@ def export_config(base: Path, model: nn.Module, dtype: torch.dtype) -> dict[str,
     cfg['dtype'] = dtype_name
     cfg['torch_dtype'] = dtype_name
     for sub in ('llm_config', 'vision_config'):
+        _set_dtype(cfg[sub], dtype_name)
+    return cfg
+
+
+def _qwen_export_config(cfg: dict[str, Any], model: nn.Module, dtype_name: str) -> dict[str, Any]:
+    """Sa2VA-Qwen: the base config as the official conversion leaves it (architectures and auto_map
+    unchanged, ``text_config.vocab_size`` = the embedding rows, untied lm_head), with the export dtype."""
+    cfg['template'] = model.sa2va.arch.template
+    cfg['text_config']['vocab_size'] = int(model.sa2va.language_model.get_input_embeddings().weight.shape[0])
+    cfg['tie_word_embeddings'] = False
+    cfg['dtype'] = dtype_name
+    for sub in ('text_config', 'vision_config'):
         _set_dtype(cfg[sub], dtype_name)
     return cfg
 
@@ -432,7 +448,7 @@ def export_adapter(model: nn.Module, out_dir: str | Path, dtype: torch.dtype = t
         adapter_keys = sorted(adapter)
     params = dict(model.named_parameters())
     modules = {n[len(SA2VA_PREFIX):]: params[n].detach().to(dtype) for n in _trained_module_names(model)}
-    official = {k: v.contiguous() for k, v in ours_to_official(modules).items()}
+    official = {k: v.contiguous() for k, v in ours_to_official(modules, model.sa2va.arch.family).items()}
     if official:
         save_file(official, str(out_dir / MODULES_WEIGHTS), metadata={'format': 'pt'})
         files.append(MODULES_WEIGHTS)
@@ -443,7 +459,7 @@ def export_adapter(model: nn.Module, out_dir: str | Path, dtype: torch.dtype = t
         dtype=DTYPE_NAMES[dtype],
         trainable_groups=groups,
         files={
-            ADAPTER_CONFIG: 'peft LoraConfig of the LLM (Qwen2ForCausalLM = language_model of the base)',
+            ADAPTER_CONFIG: f'peft LoraConfig of the LLM ({type(llm).__name__} = language_model of the base)',
             ADAPTER_WEIGHTS: 'LoRA A/B of the LLM and the trained token rows (peft trainable tokens: full new '
                              'rows of embed_tokens/lm_head at trainable_token_indices), peft key names; load with '
                              'peft.PeftModel.from_pretrained(llm, dir) or set_peft_model_state_dict',
@@ -509,7 +525,7 @@ def load_adapter_export(model: nn.Module, directory: str | Path) -> list[str]:
             state[_peft_to_ours(key)] = tensor
     if (directory / MODULES_WEIGHTS).is_file():
         for key, tensor in load_file(str(directory / MODULES_WEIGHTS)).items():
-            pieces = official_to_ours(key, tensor)
+            pieces = official_to_ours(key, tensor, model.sa2va.arch.family)
             if pieces is None or any('#' in ours for ours, _ in pieces):
                 raise CheckpointError(f'{directory / MODULES_WEIGHTS}: {key} has no place in the model')
             for ours, piece in pieces:

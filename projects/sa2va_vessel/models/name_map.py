@@ -11,6 +11,12 @@ InternVLMultiModalProjector, ``language_model`` = Qwen2ForCausalLM, ``sam2`` = S
 
 SAM2's video-memory modules are not used by single-image segmentation; they are kept aside
 unchanged (``PASSTHROUGH_PREFIXES``) so that an export writes them back.
+
+The Qwen-VL families (``Sa2VAChatModelQwen``: ``model`` = the whole transformers
+``Qwen2_5_VLForConditionalGeneration`` / ``Qwen3VLForConditionalGeneration``) map by prefix only:
+``model.model.visual.*`` <-> ``visual.*`` (vision tower + merger(s)), ``model.model.language_model.*``
+<-> ``language_model.model.*``, ``model.lm_head.weight`` <-> ``language_model.lm_head.weight``; SAM2
+and ``text_hidden_fcs`` as above. Every function takes the family (default InternVL).
 """
 from __future__ import annotations
 
@@ -42,6 +48,15 @@ RENAMES: list[tuple[str, str]] = [
     ('mlp1.3.{p}', 'mlp1.linear_2.{p}'),
     # Qwen2 keeps its transformers names
     ('language_model.{rest}', 'language_model.{rest}'),
+]
+# Qwen2.5-VL / Qwen3-VL: prefix renames (the transformers 4.57 module names inside).
+QWEN_RENAMES: list[tuple[str, str]] = [
+    ('model.model.visual.{rest}', 'visual.{rest}'),
+    ('model.model.language_model.{rest}', 'language_model.model.{rest}'),
+    ('model.lm_head.weight', 'language_model.lm_head.weight'),
+]
+# Shared by every family: text_hidden_fcs and SAM2.
+COMMON_RENAMES: list[tuple[str, str]] = [
     # text_hidden_fcs: Linear, ReLU, Linear, Dropout
     ('text_hidden_fcs.{i}.{p}', 'text_hidden_fcs.{i}.{p}'),
     # SAM2 Hiera trunk + FPN neck -> Sam2VisionModel
@@ -124,8 +139,10 @@ class _Rule:
     dst: str
 
 
-_TO_OURS = [_Rule(_compile(o), t) for o, t in RENAMES]
-_TO_OFFICIAL = [_Rule(_compile(t), o) for o, t in RENAMES]
+_FAMILY_RENAMES = {'internvl': RENAMES + COMMON_RENAMES, 'qwen2_5_vl': QWEN_RENAMES + COMMON_RENAMES,
+                   'qwen3_vl': QWEN_RENAMES + COMMON_RENAMES}
+_TO_OURS = {f: [_Rule(_compile(o), t) for o, t in r] for f, r in _FAMILY_RENAMES.items()}
+_TO_OFFICIAL = {f: [_Rule(_compile(t), o) for o, t in r] for f, r in _FAMILY_RENAMES.items()}
 _QKV_OFFICIAL = _compile(FUSED_QKV[0])
 _QKV_OURS = [_compile(t) for t in FUSED_QKV[1]]
 _POINT_OFFICIAL = _compile(POINT_EMBED[0])
@@ -143,20 +160,28 @@ def is_passthrough(official_name: str) -> bool:
     return official_name.startswith(PASSTHROUGH_PREFIXES)
 
 
-def official_to_ours(name: str, tensor: torch.Tensor) -> list[tuple[str, torch.Tensor]] | None:
+def _rules(table: dict[str, list[_Rule]], family: str) -> list[_Rule]:
+    if family not in table:
+        raise ValueError(f'unknown Sa2VA family {family!r}; known: {sorted(table)}')
+    return table[family]
+
+
+def official_to_ours(name: str, tensor: torch.Tensor,
+                     family: str = 'internvl') -> list[tuple[str, torch.Tensor]] | None:
     """Our (name, tensor) pieces for one official tensor; None when no rule knows the name.
 
     Point-embedding rows come back under their table's name with a ``#row`` suffix, for
     ``assemble_point_embed`` to stack.
     """
-    match = _QKV_OFFICIAL.match(name)
+    rules = _rules(_TO_OURS, family)
+    match = _QKV_OFFICIAL.match(name) if family == 'internvl' else None
     if match:
         chunks = torch.chunk(tensor, 3, dim=0)
         return [(t.format(**match.groupdict()), c) for t, c in zip(FUSED_QKV[1], chunks)]
     match = _POINT_OFFICIAL.match(name)
     if match:
         return [(f"{POINT_EMBED[1]}#{match['j']}", tensor)]
-    ours = _apply(_TO_OURS, name)
+    ours = _apply(rules, name)
     return None if ours is None else [(ours, tensor)]
 
 
@@ -166,11 +191,13 @@ def assemble_point_embed(pieces: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.cat([t for _, t in rows], dim=0)
 
 
-def ours_to_official(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def ours_to_official(state: dict[str, torch.Tensor], family: str = 'internvl') -> dict[str, torch.Tensor]:
     """Our full state dict (base modules, no adapters) -> the official name layout.
 
     Raises KeyError naming every tensor no rule can write back.
     """
+    rules = _rules(_TO_OFFICIAL, family)
+    qkv_rules = _QKV_OURS if family == 'internvl' else []
     out: dict[str, torch.Tensor] = {}
     unknown = []
     qkv_parts: dict[str, list[torch.Tensor | None]] = {}
@@ -181,14 +208,14 @@ def ours_to_official(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             for j in range(tensor.shape[0]):
                 out[POINT_EMBED[0].format(j=j)] = tensor[j:j + 1].clone()
             continue
-        for k, pattern in enumerate(_QKV_OURS):
+        for k, pattern in enumerate(qkv_rules):
             match = pattern.match(name)
             if match:
                 fused = FUSED_QKV[0].format(**match.groupdict())
                 qkv_parts.setdefault(fused, [None, None, None])[k] = tensor
                 break
         else:
-            official = _apply(_TO_OFFICIAL, name)
+            official = _apply(rules, name)
             if official is None:
                 unknown.append(name)
             else:

@@ -9,7 +9,7 @@ import torch
 
 from .checkpoint import build_modules, official_state_dict, save_safetensors_sharded
 from .configuration import read_architecture
-from .presets import official_config
+from .presets import TINY_PRESET, official_config, preset_family
 
 DTYPE_NAMES = {'float32': torch.float32, 'bfloat16': torch.bfloat16}
 
@@ -18,7 +18,7 @@ TOKENIZER_FILES = ('vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_conf
                    'special_tokens_map.json')
 
 
-def write_tokenizer(out_dir: Path, tokenizer_from: Path | None = None) -> int:
+def write_tokenizer(out_dir: Path, tokenizer_from: Path | None = None, family: str = 'internvl') -> int:
     """A tokenizer carrying the Sa2VA special tokens; returns its length.
 
     By default the project's own small tokenizer; ``tokenizer_from`` copies a real one instead
@@ -28,7 +28,7 @@ def write_tokenizer(out_dir: Path, tokenizer_from: Path | None = None) -> int:
 
     if tokenizer_from is None:
         from ..datasets.tiny_tokenizer import build_tiny_tokenizer
-        build_tiny_tokenizer(out_dir)
+        build_tiny_tokenizer(out_dir, family=family)
     else:
         for name in TOKENIZER_FILES:
             if (Path(tokenizer_from) / name).is_file():
@@ -61,7 +61,8 @@ def write_random_sa2va(out_dir: str | Path, preset: str = 'tiny', seed: int = 0,
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    vocab_size = write_tokenizer(out_dir, Path(tokenizer_from) if tokenizer_from else None)
+    family = preset_family(preset)
+    vocab_size = write_tokenizer(out_dir, Path(tokenizer_from) if tokenizer_from else None, family=family)
     config, sam2 = official_config(preset, vocab_size=vocab_size, dtype=dtype)
     (out_dir / 'config.json').write_text(json.dumps(config, indent=2))
     (out_dir / 'sam2_config.json').write_text(json.dumps(sam2, indent=2))
@@ -69,14 +70,16 @@ def write_random_sa2va(out_dir: str | Path, preset: str = 'tiny', seed: int = 0,
     modules = build_modules(read_architecture(out_dir), DTYPE_NAMES[dtype], init_weights=True)
     # transformers initialises SAM2's random-Fourier matrix to N(0, 1) and the layer scales to
     # constants; draw the layer scales too, so that a wrongly mapped one changes outputs.
-    if preset == 'tiny':
+    if family != 'internvl':
+        _write_qwen_processor_config(out_dir, config)
+    if preset == TINY_PRESET[family]:
         # transformers' N(0, 0.02) init leaves a tiny network's activations near zero, which a
         # few hundred steps of fine-tuning cannot climb out of; PyTorch's fan-in scaled init keeps
         # them O(1), so the tiny model learns the way a pretrained one would.
         for module in modules.modules():
             if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
                 module.reset_parameters()
-    for layer in modules.vision_model.encoder.layer:
+    for layer in (modules.vision_model.encoder.layer if family == 'internvl' else []):
         torch.nn.init.normal_(layer.lambda_1, 1.0, 0.02)
         torch.nn.init.normal_(layer.lambda_2, 1.0, 0.02)
     passthrough = _random_video_memory(modules, preset) if video_memory else None
@@ -96,3 +99,14 @@ def _random_video_memory(modules, preset: str) -> dict[str, torch.Tensor]:
                   memory.no_memory_positional_encoding):
         torch.nn.init.normal_(param, 0.0, 0.02)
     return memory_official_state(memory)
+def _write_qwen_processor_config(out_dir: Path, config: dict) -> None:
+    """The base checkpoint's ``preprocessor_config.json`` (the fast image processor's settings)."""
+    from ..datasets.qwen_image_processing import FAMILY_DEFAULTS
+
+    family = 'qwen3_vl' if config['vision_config']['model_type'] == 'qwen3_vl' else 'qwen2_5_vl'
+    s = FAMILY_DEFAULTS[family]
+    (out_dir / 'preprocessor_config.json').write_text(json.dumps(dict(
+        image_processor_type='Qwen2VLImageProcessorFast', do_convert_rgb=True, do_normalize=True, do_rescale=True,
+        do_resize=True, image_mean=list(s.image_mean), image_std=list(s.image_std), merge_size=s.merge_size,
+        patch_size=s.patch_size, temporal_patch_size=s.temporal_patch_size, resample=3,
+        rescale_factor=1 / 255, min_pixels=s.min_pixels, max_pixels=s.max_pixels), indent=2) + '\n')

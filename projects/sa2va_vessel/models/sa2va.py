@@ -32,55 +32,25 @@ def pixel_shuffle_v2(features: torch.Tensor, scale: float) -> torch.Tensor:
     return features.permute(0, 2, 1, 3).contiguous()
 
 
-class Sa2VAModules(nn.Module):
-    """The Sa2VA network: every module an official checkpoint holds weights for."""
+class Sa2VABase(nn.Module):
+    """What every Sa2VA family shares: SAM2, ``text_hidden_fcs`` and the SAM2 stages.
 
-    def __init__(self, arch: Sa2VAArchitecture, attn_implementation: str = 'sdpa') -> None:
-        super().__init__()
-        self.arch = arch
-        arch.vision._attn_implementation = attn_implementation
-        arch.llm._attn_implementation = attn_implementation
-        self.vision_model = InternVLVisionModel(arch.vision)
-        self.mlp1 = InternVLMultiModalProjector(arch.projector_config())
-        self.language_model = Qwen2ForCausalLM(arch.llm)
-        self.sam2 = Sam2Model(arch.sam2)
-        hidden, sam_hidden = arch.llm.hidden_size, arch.sam2_hidden_size
+    A family's class builds its MLLM parts, then calls ``_build_grounding`` (in this order, so that
+    a seeded random init draws the same numbers as before the families were split).
+    """
+
+    family = 'internvl'
+    arch: Sa2VAArchitecture
+
+    def _build_grounding(self) -> None:
+        self.sam2 = Sam2Model(self.arch.sam2)
+        hidden, sam_hidden = self.arch.llm.hidden_size, self.arch.sam2_hidden_size
         self.text_hidden_fcs = nn.Sequential(
             nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, sam_hidden), nn.Dropout(0.0))
 
-    # ---- MLLM side -------------------------------------------------------------------------
-    def vision_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Tiles (T, 3, 448, 448) -> pixel-shuffled ViT features (T, 256, C*4), before mlp1.
-
-        Tiles come as uint8 (the dataset's raw pixels, normalised here on their device) or
-        already normalised float.
-        """
-        dtype = self.vision_model.embeddings.patch_embeddings.projection.weight.dtype
-        pixel_values = normalise_tiles_tensor(pixel_values)
-        hidden = self.vision_model(pixel_values=pixel_values.to(dtype)).last_hidden_state[:, 1:]
-        side = int(hidden.shape[1] ** 0.5)
-        hidden = hidden.reshape(hidden.shape[0], side, side, -1)
-        hidden = pixel_shuffle_v2(hidden, self.arch.downsample_ratio)
-        return hidden.reshape(hidden.shape[0], -1, hidden.shape[-1])
-
-    def splice_image_embeddings(self, input_ids: torch.Tensor, image_embeds: torch.Tensor,
-                                img_context_id: int) -> torch.Tensor:
-        """Token embeddings with every ``<IMG_CONTEXT>`` replaced, in order, by an image embedding."""
-        inputs_embeds = self.language_model.get_input_embeddings()(input_ids)
-        is_image = input_ids == img_context_id
-        n_slots, n_embeds = int(is_image.sum()), image_embeds.shape[0] * image_embeds.shape[1]
-        if n_slots != n_embeds:
-            raise ValueError(f'the batch has {n_slots} <IMG_CONTEXT> tokens but its tiles give {n_embeds} '
-                             'image embeddings; each tile needs exactly num_image_token context tokens')
-        image_embeds = image_embeds.reshape(-1, image_embeds.shape[-1]).to(inputs_embeds.dtype)
-        return inputs_embeds.masked_scatter(is_image.unsqueeze(-1), image_embeds)
-
-    def llm_last_hidden(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
-                        position_ids: torch.Tensor) -> torch.Tensor:
-        """The decoder's last hidden state, after the final RMSNorm (= official hidden_states[-1])."""
-        out = self.language_model.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                                        position_ids=position_ids, use_cache=False)
-        return out.last_hidden_state
+    def logits_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``llm_last_hidden``'s output -> the state ``lm_head`` reads (identity unless it is pre-norm)."""
+        return hidden
 
     # ---- SAM2 side -------------------------------------------------------------------------
     def sam2_backbone(self, g_pixel_values: torch.Tensor) -> list[torch.Tensor]:
@@ -147,8 +117,70 @@ class Sa2VAModules(nn.Module):
                 'sam_token': sam_tokens[:, 0][rows, best]}
 
 
+class Sa2VAModules(Sa2VABase):
+    """The InternVL-family Sa2VA network: every module an official checkpoint holds weights for."""
+
+    family = 'internvl'
+
+    def __init__(self, arch: Sa2VAArchitecture, attn_implementation: str = 'sdpa') -> None:
+        super().__init__()
+        self.arch = arch
+        arch.vision._attn_implementation = attn_implementation
+        arch.llm._attn_implementation = attn_implementation
+        self.vision_model = InternVLVisionModel(arch.vision)
+        self.mlp1 = InternVLMultiModalProjector(arch.projector_config())
+        self.language_model = Qwen2ForCausalLM(arch.llm)
+        self._build_grounding()
+
+    @property
+    def vision_tower(self) -> nn.Module:
+        """The frozen vision encoder (what ``compile_frozen_encoders`` compiles)."""
+        return self.vision_model
+
+    # ---- MLLM side -------------------------------------------------------------------------
+    def vision_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Tiles (T, 3, 448, 448) -> pixel-shuffled ViT features (T, 256, C*4), before mlp1.
+
+        Tiles come as uint8 (the dataset's raw pixels, normalised here on their device) or
+        already normalised float.
+        """
+        dtype = self.vision_model.embeddings.patch_embeddings.projection.weight.dtype
+        pixel_values = normalise_tiles_tensor(pixel_values)
+        hidden = self.vision_model(pixel_values=pixel_values.to(dtype)).last_hidden_state[:, 1:]
+        side = int(hidden.shape[1] ** 0.5)
+        hidden = hidden.reshape(hidden.shape[0], side, side, -1)
+        hidden = pixel_shuffle_v2(hidden, self.arch.downsample_ratio)
+        return hidden.reshape(hidden.shape[0], -1, hidden.shape[-1])
+
+    def splice_image_embeddings(self, input_ids: torch.Tensor, image_embeds: torch.Tensor,
+                                img_context_id: int) -> torch.Tensor:
+        """Token embeddings with every ``<IMG_CONTEXT>`` replaced, in order, by an image embedding."""
+        inputs_embeds = self.language_model.get_input_embeddings()(input_ids)
+        is_image = input_ids == img_context_id
+        n_slots, n_embeds = int(is_image.sum()), image_embeds.shape[0] * image_embeds.shape[1]
+        if n_slots != n_embeds:
+            raise ValueError(f'the batch has {n_slots} <IMG_CONTEXT> tokens but its tiles give {n_embeds} '
+                             'image embeddings; each tile needs exactly num_image_token context tokens')
+        image_embeds = image_embeds.reshape(-1, image_embeds.shape[-1]).to(inputs_embeds.dtype)
+        return inputs_embeds.masked_scatter(is_image.unsqueeze(-1), image_embeds)
+
+    def llm_last_hidden(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
+                        position_ids: torch.Tensor) -> torch.Tensor:
+        """The decoder's last hidden state, after the final RMSNorm (= official hidden_states[-1])."""
+        out = self.language_model.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                                        position_ids=position_ids, use_cache=False)
+        return out.last_hidden_state
+
 def mask_logits_to_size(mask_logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """256x256 decoder logits -> (H, W) as the official predict path does: bilinear to 1024, then to (H, W)."""
     x = F.interpolate(mask_logits.unsqueeze(1).float(), size=(1024, 1024), mode='bilinear', align_corners=False)
     x = F.interpolate(x, size=size, mode='bilinear', align_corners=False)
     return x[:, 0]
+
+
+def build_sa2va(arch: Sa2VAArchitecture, attn_implementation: str = 'sdpa') -> Sa2VABase:
+    """The Sa2VA network of ``arch``'s family (InternVL, Qwen2.5-VL or Qwen3-VL)."""
+    if arch.family == 'internvl':
+        return Sa2VAModules(arch, attn_implementation=attn_implementation)
+    from .sa2va_qwen import Sa2VAQwenModules
+    return Sa2VAQwenModules(arch, attn_implementation=attn_implementation)

@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 SEG_TOKEN = '[SEG]'
 IMG_CONTEXT_TOKEN = '<IMG_CONTEXT>'
+QWEN_IMAGE_PAD = '<|image_pad|>'
 TRAINABLE_GROUPS = ('lora', 'token_rows', 'text_hidden_fcs', 'mask_decoder', 'projector')
 # Off unless asked for: the whole embed_tokens / lm_head matrices (the official recipe's
 # modules_to_save; docs/RECIPE.md). Exclusive with token_rows, which trains only their [SEG] rows.
@@ -108,15 +109,24 @@ class Sa2VAVesselModel(BaseModel):
             self.sa2va, self.load_report = build_preset(
                 self.model_path[len(PRESET_PREFIX):], dtype=DTYPES[dtype] or torch.bfloat16, device=build_device,
                 vocab_size=vocab_size, attn_implementation=attn_implementation, seed=seed)
-            vocab = self.sa2va.arch.llm.vocab_size
-            token_id = lambda token: preset_token_id(token, vocab)  # noqa: E731
+            vocab, family = self.sa2va.arch.llm.vocab_size, self.sa2va.arch.family
+            token_id = lambda token: preset_token_id(token, vocab, family)  # noqa: E731
         else:
             self.sa2va, self.load_report = load_sa2va(model_path, dtype=DTYPES[dtype],
                                                       attn_implementation=attn_implementation)
             tokenizer = load_fast_tokenizer(model_path)
             token_id = lambda token: self._token_id(tokenizer, token)  # noqa: E731
         self.seg_token_id = token_id(SEG_TOKEN)
-        self.img_context_id = token_id(IMG_CONTEXT_TOKEN)
+        # the image placeholder the vision embeddings replace: <IMG_CONTEXT> (InternVL) or the
+        # config's image_token_id, <|image_pad|> (Qwen-VL families)
+        self.is_qwen = self.sa2va.arch.is_qwen
+        self.img_context_id = token_id(QWEN_IMAGE_PAD if self.is_qwen else IMG_CONTEXT_TOKEN)
+        if self.is_qwen and self.img_context_id != self.sa2va.image_token_id:
+            raise ValueError(f'{model_path}: the tokenizer gives {QWEN_IMAGE_PAD} id {self.img_context_id}, '
+                             f'config.json image_token_id is {self.sa2va.image_token_id}')
+        if self.is_qwen and vision_feature_cache:
+            raise ValueError('vision_feature_cache is not available for the Qwen-VL families yet (their '
+                             'vision tower runs on variable-size patch grids); switch it off')
         self.trainable_token_ids = [token_id(t) for t in trainable_tokens]
         self.llm_loss_weight = llm_loss_weight
         self.mask_loss_weight = mask_loss_weight
@@ -179,7 +189,7 @@ class Sa2VAVesselModel(BaseModel):
             lm.gradient_checkpointing_disable()
         for layer in lm.model.layers:  # the layers share one compiled graph
             set_compiled(layer, switches.compile_llm_layers)
-        for encoder in (self.sa2va.vision_model, self.sa2va.sam2.vision_encoder):
+        for encoder in (self.sa2va.vision_tower, self.sa2va.sam2.vision_encoder):
             set_compiled(encoder, switches.compile_frozen_encoders)
         set_light_token_rows(lm, switches.light_token_rows)
         self.sam2_cache = FrozenFeatureCache(switches.sam2_feature_cache_size)
@@ -219,7 +229,10 @@ class Sa2VAVesselModel(BaseModel):
             self.sa2va.language_model.lm_head.weight.requires_grad_(True)  # the same tensor when tied
         if self.switches['text_hidden_fcs']:
             self.sa2va.text_hidden_fcs.requires_grad_(True)
-        if self.switches['projector']:
+        if self.switches['projector'] and self.is_qwen:  # the merger(s) of the Qwen-VL vision tower
+            for _, p in self.sa2va.projector_parameters():
+                p.requires_grad_(True)
+        elif self.switches['projector']:
             self.sa2va.mlp1.requires_grad_(True)
         if self.switches['mask_decoder']:
             for name, p in self.sa2va.sam2.mask_decoder.named_parameters():
@@ -246,21 +259,24 @@ class Sa2VAVesselModel(BaseModel):
             return 'text_hidden_fcs'
         if '.sam2.mask_decoder.' in name:
             return 'mask_decoder'
-        if '.mlp1.' in name:
+        if '.mlp1.' in name or '.visual.merger.' in name or '.visual.deepstack_merger_list.' in name:
             return 'projector'
         raise RuntimeError(f'trainable parameter {name} belongs to no known group')
 
     def parameter_table(self) -> str:
         """Module groups, trainable or frozen, parameter counts."""
-        modules = {
-            'vision tower (InternViT)': self.sa2va.vision_model,
-            'projector (mlp1)': self.sa2va.mlp1,
-            'LLM (Qwen2)': self.sa2va.language_model,
+        if self.is_qwen:
+            modules = {f'vision tower + merger(s) ({type(self.sa2va.visual).__name__})': self.sa2va.visual,
+                       f'LLM ({type(self.sa2va.language_model.model).__name__})': self.sa2va.language_model}
+        else:
+            modules = {'vision tower (InternViT)': self.sa2va.vision_model, 'projector (mlp1)': self.sa2va.mlp1,
+                       'LLM (Qwen2)': self.sa2va.language_model}
+        modules.update({
             'SAM2 image encoder': self.sa2va.sam2.vision_encoder,
             'SAM2 prompt encoder': self.sa2va.sam2.prompt_encoder,
             'SAM2 mask decoder': self.sa2va.sam2.mask_decoder,
             'text_hidden_fcs': self.sa2va.text_hidden_fcs,
-        }
+        })
         rows = [('module', 'trainable', 'frozen', 'dtype')]
         for label, module in modules.items():
             params = list(module.parameters())
@@ -364,9 +380,12 @@ class Sa2VAVesselModel(BaseModel):
             g_pixel_values.record_stream(side)
             with torch.cuda.stream(side):
                 fpn = self.sam2_features(g_pixel_values, data_samples)
-        image_embeds = self.image_embeddings(data['pixel_values'], input_ids, data_samples)
-        inputs_embeds = self.sa2va.splice_image_embeddings(input_ids, image_embeds, self.img_context_id)
-        hidden = self.sa2va.llm_last_hidden(inputs_embeds, data['attention_mask'], data['position_ids'])
+        if self.is_qwen:
+            hidden = self._qwen_last_hidden(data)
+        else:
+            image_embeds = self.image_embeddings(data['pixel_values'], input_ids, data_samples)
+            inputs_embeds = self.sa2va.splice_image_embeddings(input_ids, image_embeds, self.img_context_id)
+            hidden = self.sa2va.llm_last_hidden(inputs_embeds, data['attention_mask'], data['position_ids'])
 
         is_seg = input_ids == self.seg_token_id
         seg_per_sample = is_seg.sum(dim=1)
@@ -390,13 +409,25 @@ class Sa2VAVesselModel(BaseModel):
         return SegMaskOutput(hidden=hidden, seg_per_sample=seg_per_sample, language_embeds=language_embeds,
                              **decoded)
 
+    def _qwen_last_hidden(self, data: dict) -> torch.Tensor:
+        """Qwen-VL families: vision tower + merger(s), splice, M-RoPE ids, LLM (models/sa2va_qwen.py)."""
+        if 'image_grid_thw' not in data:
+            raise KeyError('a Qwen-VL Sa2VA batch needs image_grid_thw (VesselSegDataset + vessel_collate give it)')
+        # the frozen tower builds no graph; only the merger(s) do, when the projector group trains
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.switches['projector']):
+            image = self.sa2va.image_embeddings(data['pixel_values'], data['image_grid_thw'])
+        return self.sa2va.last_hidden_from_inputs(
+            data['input_ids'], data['pixel_values'], data['image_grid_thw'], data['attention_mask'],
+            data.get('position_ids'), image_embeds=image)
+
     def llm_loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Next-token cross-entropy on answer tokens; logits only where a label exists."""
         target = labels[:, 1:]
         keep = target != -100
         if not bool(keep.any()):
             return hidden.sum() * 0.0
-        logits = self.sa2va.language_model.lm_head(hidden[:, :-1][keep])
+        # Qwen3-VL's [SEG] state is pre-norm; the logits read the final norm's output
+        logits = self.sa2va.language_model.lm_head(self.sa2va.logits_hidden(hidden[:, :-1][keep]))
         return F.cross_entropy(logits.float(), target[keep])
 
     def loss(self, data: dict, data_samples: list | None = None) -> dict[str, torch.Tensor]:

@@ -27,7 +27,7 @@ class Sa2VAVideoVesselModel(Sa2VAVesselModel):
                     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         input_ids = data['input_ids']
         frames = data['frames_per_sample'].to(input_ids.device)
-        image_embeds = self._image_embeddings(data['pixel_values'], input_ids, data_samples)
+        image_embeds = self.image_embeddings(data['pixel_values'], input_ids, data_samples)
         inputs_embeds = self.sa2va.splice_image_embeddings(input_ids, image_embeds, self.img_context_id)
         hidden = self.sa2va.llm_last_hidden(inputs_embeds, data['attention_mask'], data['position_ids'])
         is_seg = input_ids == self.seg_token_id
@@ -36,7 +36,7 @@ class Sa2VAVideoVesselModel(Sa2VAVesselModel):
             raise ValueError(f'a video clip needs exactly one [SEG] (one object); counts: {per_sample.tolist()}')
         language = self.sa2va.text_hidden_fcs(hidden[is_seg])            # (B, C)
         language = language.repeat_interleave(frames, dim=0)              # one per frame
-        fpn = self._sam2_features(data['g_pixel_values'], self._frame_keys(data_samples))  # frozen, no grad
+        fpn = self.sam2_features(data['g_pixel_values'], self._frame_keys(data_samples))  # frozen, no grad
         image_embed, high_res = self.sa2va.sam2_decoder_inputs(fpn)
         decoded = self.sa2va.decode_masks(image_embed, high_res, language)
         return hidden, frames, decoded
@@ -59,7 +59,7 @@ class Sa2VAVideoVesselModel(Sa2VAVesselModel):
         else:  # a batch of unlabelled clips: no mask loss, the graph stays connected
             zero = logits.sum() * 0.0
             losses = {'loss_mask': zero, 'loss_dice': zero.clone()}
-        losses['loss_llm'] = self.llm_loss_weight * self._llm_loss(hidden, data['labels'])
+        losses['loss_llm'] = self.llm_loss_weight * self.llm_loss(hidden, data['labels'])
         return losses
 
     def predict(self, data: dict, data_samples: list | None = None) -> list[dict[str, Any]]:

@@ -101,7 +101,12 @@ def canonical_set(root: Path, bad_writer=None, n_good: int = 2, splits=("train",
 
 
 def fives_source(root: Path, bad_writer=None, n_good: int = 2) -> Path:
-    """A FIVES-layout source: train/Original/*.png with train/Ground truth/*.png."""
+    """A FIVES-layout source: train/Original/*.png with train/Ground truth/*.png, plus one test
+    image (test/, which the FIVES protocol needs)."""
+    for part in ("Original", "Ground truth"):
+        (root / "test" / part).mkdir(parents=True, exist_ok=True)
+    write_image(root / "test" / "Original" / "t0_A.png", 7)
+    write_good(root / "test" / "Ground truth" / "t0_A.png")
     orig, gt = root / "train" / "Original", root / "train" / "Ground truth"
     orig.mkdir(parents=True, exist_ok=True)
     gt.mkdir(parents=True, exist_ok=True)

@@ -115,7 +115,8 @@ def test_upper_case_extension_found_by_checker_and_dataset(tmp_path):
     gt = src / "train" / "Ground truth"
     (gt / "0_A.png").rename(gt / "0_A.PNG")
     man = prepare_dataset("fives", src, tmp_path / "out", progress=False)
-    assert man["n_samples"] == 2 and man["unpaired"] == []
+    assert man["n_samples"] == 3 and man["unpaired"] == []              # 2 train + 1 test
+    assert (tmp_path / "out" / "masks" / "fives_train_0_A.png").is_file()
 
 
 def test_checker_and_dataset_agree_on_every_file(tmp_path):
@@ -140,7 +141,7 @@ def test_prepare_lists_unpaired_files(tmp_path, capsys):
     man = prepare_dataset("fives", src, tmp_path / "out", progress=False)
     expect = [{"file": "train/Original/5_N.png", "kind": "image", "missing": "mask"},
               {"file": "train/Ground truth/6_N.png", "kind": "mask", "missing": "image"}]
-    assert man["unpaired"] == expect and man["n_samples"] == 2
+    assert man["unpaired"] == expect and man["n_samples"] == 3        # 2 train + 1 test, paired
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["unpaired"] == expect
     assert _tool("prepare_dataset").main(["fives", str(src), str(tmp_path / "o2")]) == 0
     out = capsys.readouterr().out
@@ -156,7 +157,9 @@ def test_drive_lists_test_images_without_manual_labels(tmp_path):
     write_image(src / "training" / "images" / "23_training.tif")
     for n in (21, 22, 23):                                           # no image 22
         write_good(src / "training" / "1st_manual" / f"{n}_manual1.gif")
+    write_image(src / "test" / "images" / "02_test.tif")             # a labelled test image: the
+    write_good(src / "test" / "1st_manual" / "02_manual1.gif")       # protocol needs a test part
     man = prepare_dataset("drive", src, tmp_path / "out", progress=False)
-    assert man["n_samples"] == 2
+    assert man["n_samples"] == 3 and man["splits"]["test"] == 1      # 21, 23 and test 02
     assert {(u["file"], u["missing"]) for u in man["unpaired"]} == {
         ("test/images/01_test.tif", "mask"), ("training/1st_manual/22_manual1.gif", "image")}

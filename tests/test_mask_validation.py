@@ -149,9 +149,10 @@ def test_prepare_refuses_or_skips_each_bad_mask(tmp_path, case):
     assert [p.kind for p in err.value.problems] == [kind]
     assert not out.exists() and list(tmp_path.glob(".out*")) == []  # nothing written
     man = prepare_dataset("fives", src, out, skip_bad_masks=True, progress=False)
-    assert man["n_samples"] == 2
+    assert man["n_samples"] == 3                                  # 2 sound train + 1 test, bad left out
     assert [(s["stem"], s["problems"][0].split(":")[0]) for s in man["skipped"]] == [("fives_train_9_X", kind)]
-    assert sorted(p.name for p in (out / "masks").iterdir()) == ["fives_train_0_A.png", "fives_train_1_A.png"]
+    assert sorted(p.name for p in (out / "masks").iterdir()) == [
+        "fives_test_t0_A.png", "fives_train_0_A.png", "fives_train_1_A.png"]
     assert json.loads((out / "manifest.json").read_text())["skipped"] == man["skipped"]
 
 

@@ -65,7 +65,7 @@ def test_non_empty_output_refused_and_overwrite_replaces_whole(tmp_path, capsys)
     assert "--overwrite" in capsys.readouterr().err
     assert _cli()(["fives", str(src), str(out), "--overwrite"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["fov", "images", "manifest.json", "masks", "splits"]
-    assert sorted(p.name for p in (out / "images").iterdir()) == ["fives_train_0_A.png", "fives_train_1_A.png"]
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["fives_test_t0_A.png", "fives_train_0_A.png", "fives_train_1_A.png"]
     assert _left_over(tmp_path) == []
 
 
@@ -89,13 +89,13 @@ def test_second_set_into_the_same_folder_is_refused(tmp_path):
         prepare_dataset("fives", b, out, progress=False)
     man = prepare_dataset("fives", b, out, overwrite=True, progress=False)
     on_disk = sorted(p.name for p in (out / "images").iterdir())
-    assert len(on_disk) == man["n_samples"] == 3                          # nothing of A is left
+    assert len(on_disk) == man["n_samples"] == 4                          # B: 3 train + 1 test; nothing of A is left
 
 
 def test_empty_existing_output_is_fine_and_source_is_protected(tmp_path):
     src = fives_source(tmp_path / "FIVES")
     (tmp_path / "out").mkdir()
-    assert prepare_dataset("fives", src, tmp_path / "out", progress=False)["n_samples"] == 2
+    assert prepare_dataset("fives", src, tmp_path / "out", progress=False)["n_samples"] == 3  # 2 train + 1 test
     with pytest.raises(ValueError, match="holds the source"):
         prepare_dataset("fives", src, tmp_path, overwrite=True, progress=False)
     assert (src / "train" / "Original" / "0_A.png").is_file()

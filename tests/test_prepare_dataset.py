@@ -25,12 +25,25 @@ def _img(path, seed, mode="RGB"):
 
 
 def _mask(path, seed, fmt=None):
+    """A sparse vessel mask: one thin row, one thin column and a short diagonal, all inside the
+    FOV of `_fov` (~10 % of it, as on a real fundus), placed by `seed`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     m = np.zeros((H, W), np.uint8)
-    m[seed % H, :] = 255
-    m[:, (3 * seed) % W] = 255
+    r, c = 6 + seed % (H - 12), 8 + (3 * seed) % (W - 16)
+    m[r, 6:W - 6] = 255
+    m[5:H - 5, c] = 255
+    d = np.arange(6)
+    m[8 + d, 10 + d + seed % 6] = 255
     Image.fromarray(m).save(path, format=fmt)
     return m > 127
+
+
+def _fov(path):
+    """A fundus-like FOV: an ellipse filling most of the image."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[:H, :W]
+    disc = ((yy - (H - 1) / 2) / (H / 2 - 1)) ** 2 + ((xx - (W - 1) / 2) / (W / 2 - 1)) ** 2 <= 1
+    Image.fromarray(disc.astype(np.uint8) * 255).save(path)
 
 
 def _ppm_gz(path, arr):
@@ -45,7 +58,7 @@ def _drive_tree(src, train_nums=range(21, 41), test_nums=range(1, 21)):
         for n in nums:
             _img(src / part / "images" / f"{n:02d}_{part}.tif", n)
             _mask(src / part / "1st_manual" / f"{n:02d}_manual1.gif", n)
-            _mask(src / part / "mask" / f"{n:02d}_{part}_mask.gif", 0)
+            _fov(src / part / "mask" / f"{n:02d}_{part}_mask.gif")
 
 
 def _split(out, name):
@@ -145,7 +158,7 @@ def test_hrf_15_30(tmp_path):
             key = f"{n:02d}_{cls}"
             _img(hrf / "images" / f"{key}.jpg", n)
             _mask(hrf / "manual1" / f"{key}.tif", n)
-            _mask(hrf / "mask" / f"{key}_mask.tif", 3)
+            _fov(hrf / "mask" / f"{key}_mask.tif")
     out = tmp_path / "o1"
     man = prepare_dataset("hrf", hrf, out)
     assert man["n_samples"] == 45 and man["protocol"]["name"] == "hrf_15_30"

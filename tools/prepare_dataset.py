@@ -62,7 +62,9 @@ def add_output_options(p: argparse.ArgumentParser) -> None:
 
 def print_report(manifest: dict, out: Path, max_lines: int = 20) -> None:
     """What was written, left unpaired and skipped (the manifest holds the full lists)."""
-    print(f"{manifest['source']}: {manifest['n_samples']} samples -> {out}; splits {manifest['splits']}")
+    protocol = (manifest.get("protocol") or {}).get("name")
+    print(f"{manifest['source']}: {manifest['n_samples']} samples -> {out}"
+          + (f"; protocol {protocol}" if protocol else "") + f"; splits {manifest['splits']}")
     for key, title in (("unpaired", "unpaired source files (not prepared)"), ("skipped", "skipped masks"),
                        ("warnings", "warnings")):
         items = manifest.get(key) or []

@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
 PY=${PYTHON:-python3}
-exec "$PY" -m pytest tests -q "$@"
+# two workers (pytest-xdist): the CI machine has two cores; PYTEST_WORKERS=0 runs in one process
+exec "$PY" -m pytest tests -q -n "${PYTEST_WORKERS:-2}" "$@"

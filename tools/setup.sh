@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
 "$PY" -m pip install -q torch==2.13.0 setuptools wheel
-DS_BUILD_OPS=0 "$PY" -m pip install -q --no-build-isolation -e ".[dev]"
+DS_BUILD_OPS=0 "$PY" -m pip install -q --no-build-isolation -e ".[dev,qlora]"

@@ -59,6 +59,7 @@ class SegMaskOutput:
     iou_pred: torch.Tensor             # (N, 3) predicted IoU of each
     best_index: torch.Tensor           # (N,) argmax of iou_pred
     object_score_logits: torch.Tensor  # (N,)
+    sam_token: torch.Tensor            # (N, C_sam) the best mask's decoder output token (video object pointer)
 
 
 @MODELS.register_module()

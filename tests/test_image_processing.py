@@ -108,3 +108,18 @@ def test_golden_tiles_and_sam2_image_bit_exact():
         / torch.tensor([0.228515625, 0.2236328125, 0.224609375]).view(3, 1, 1)
     assert torch.equal(pv, expect_pv) and torch.equal(gpv, expect_g)
     assert torch.equal(normalise_tiles(tiles), expect_pv) and torch.equal(normalise_sam2(g_img), expect_g)
+
+
+def test_uint8_transport_normalises_to_the_same_bits():
+    """The dataset ships uint8; the model's normalisation equals the CPU float path bit for bit."""
+    from projects.sa2va_vessel.datasets.image_processing import (chw_uint8, normalise_sam2_tensor,
+                                                                 normalise_tiles_tensor)
+    rng = np.random.default_rng(0)
+    tiles = rng.integers(0, 256, (2, 448, 448, 3), dtype=np.uint8)
+    g_img = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    raw = chw_uint8(tiles)
+    assert raw.dtype == torch.uint8 and raw.shape == (2, 3, 448, 448)
+    assert torch.equal(normalise_tiles_tensor(raw), normalise_tiles(tiles))
+    assert torch.equal(normalise_sam2_tensor(chw_uint8(g_img)[None])[0], normalise_sam2(g_img))
+    already = normalise_tiles(tiles)
+    assert normalise_tiles_tensor(already) is already  # float input is taken as normalised

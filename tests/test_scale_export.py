@@ -32,12 +32,15 @@ def test_real_config_augments_training_with_every_family_and_not_validation() ->
     assert cfg.val_dataloader.dataset.get('transform') is None
 
 
-def test_feature_cache_switches_itself_off_only_when_training_is_augmented(capsys) -> None:
+def test_feature_cache_switches_itself_off_only_when_training_is_augmented(monkeypatch) -> None:
+    from projects.sa2va_vessel.engine import runner as runner_module
+    said = []
+    monkeypatch.setattr(runner_module, 'print_log', lambda msg, **kw: said.append(msg))
     cfg = Config.fromfile(str(REAL))
     cfg.model.sam2_feature_cache_size, cfg.model.vision_feature_cache = 256, True
     assert disable_feature_cache_when_augmented(cfg)
     assert cfg.model.sam2_feature_cache_size == 0 and cfg.model.vision_feature_cache is False
-    assert 'frozen-feature cache off' in capsys.readouterr().out
+    assert any('frozen-feature cache off' in m for m in said)
     tiny = Config.fromfile(str(TINY))                       # no transform: the cache stays
     assert not disable_feature_cache_when_augmented(tiny) and tiny.model.sam2_feature_cache_size == 256
     cfg = Config.fromfile(str(REAL))
@@ -48,6 +51,7 @@ def test_feature_cache_switches_itself_off_only_when_training_is_augmented(capsy
 
 def test_a_training_crop_is_the_prediction_input_of_the_same_window(tiny_checkpoint: Path, tmp_path: Path) -> None:
     """Same pixels per SAM2 input and per InternVL tile: a window is predicted at the training scale."""
+    from projects.sa2va_vessel.datasets.image_processing import normalise_sam2_tensor, normalise_tiles_tensor
     from projects.sa2va_vessel.datasets.synthetic import write_synthetic_dataset
     from projects.sa2va_vessel.datasets.vessel_dataset import VesselSegDataset
     from projects.sa2va_vessel.evaluation.inference import SampleBuilder
@@ -66,8 +70,9 @@ def test_a_training_crop_is_the_prediction_input_of_the_same_window(tiny_checkpo
             if not np.array_equal(mask[y:y + WINDOW, x:x + WINDOW], item['masks'][0].numpy()):
                 continue
             window = builder(np.ascontiguousarray(image[y:y + WINDOW, x:x + WINDOW]))
-            if torch.equal(window['g_pixel_values'], item['g_pixel_values']):
-                assert torch.equal(window['pixel_values'], item['pixel_values'])
+            # the dataset ships raw uint8 pixels, normalised on the model's device
+            if torch.equal(window['g_pixel_values'], normalise_sam2_tensor(item['g_pixel_values'])):
+                assert torch.equal(window['pixel_values'], normalise_tiles_tensor(item['pixel_values']))
                 found += 1
     assert found >= 1
 

@@ -119,3 +119,16 @@ def qwen_golden_checkpoint_dir(family: str) -> Path:
     tokenizer.save_pretrained(str(out / "_saved"))
     shutil.copy(out / "_saved" / "tokenizer.json", out / "tokenizer.json")
     return out
+
+
+def tiny_training_model(checkpoint: Path, **kwargs):
+    """A Sa2VAVesselModel on a tiny checkpoint as the learning tests build it: fp32, LoRA r8, seeded."""
+    import torch
+
+    from projects.sa2va_vessel.models.vessel_model import Sa2VAVesselModel
+
+    torch.manual_seed(0)
+    options = dict(dtype='float32', lora=dict(r=8, alpha=16, dropout=0.0), gradient_checkpointing=False,
+                   sam2_feature_cache_size=16)
+    options.update(kwargs)
+    return Sa2VAVesselModel(str(checkpoint), **options)

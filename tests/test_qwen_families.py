@@ -22,7 +22,7 @@ from projects.sa2va_vessel.models.checkpoint import load_sa2va
 from projects.sa2va_vessel.models.export import (base_checkpoint_keys, export_adapter, export_full,
                                                  load_adapter_export, merged_state_dict)
 from projects.sa2va_vessel.models.vessel_model import TRAINABLE_GROUPS, Sa2VAVesselModel
-from tests._data_support import REPO_ROOT
+from tests._data_support import REPO_ROOT, tiny_training_model
 
 FAMILIES = ['qwen2_5_vl', 'qwen3_vl']
 FP32_PREDICTION_TOLERANCE = 1e-5
@@ -43,12 +43,7 @@ def _make_checkpoint(family: str, out: Path, monkeypatch) -> Path:
     return out
 
 
-def _model(checkpoint: Path, **kwargs) -> Sa2VAVesselModel:
-    torch.manual_seed(0)
-    options = dict(dtype='float32', lora=dict(r=8, alpha=16, dropout=0.0), gradient_checkpointing=False,
-                   sam2_feature_cache_size=16)
-    options.update(kwargs)
-    return Sa2VAVesselModel(str(checkpoint), **options)
+_model = tiny_training_model
 
 
 def _dice(model: Sa2VAVesselModel, batch: dict) -> float:

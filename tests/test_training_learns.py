@@ -14,14 +14,10 @@ from projects.sa2va_vessel.datasets.collate import vessel_collate
 from projects.sa2va_vessel.datasets.vessel_dataset import VesselSegDataset
 from projects.sa2va_vessel.evaluation.metrics import binary_metrics
 from projects.sa2va_vessel.models.vessel_model import TRAINABLE_GROUPS, Sa2VAVesselModel
+from tests._data_support import tiny_training_model
 
 
-def _model(checkpoint: Path, **kwargs) -> Sa2VAVesselModel:
-    torch.manual_seed(0)
-    options = dict(dtype='float32', lora=dict(r=8, alpha=16, dropout=0.0), gradient_checkpointing=False,
-                   sam2_feature_cache_size=16)
-    options.update(kwargs)
-    return Sa2VAVesselModel(str(checkpoint), **options)
+_model = tiny_training_model
 
 
 def _batch(data_root: Path, checkpoint: Path, n: int, split: str = 'train') -> dict:

@@ -26,17 +26,18 @@ def n_tiles_for(width: int, height: int, min_num: int = 1, max_num: int = 12, us
     return n + 1 if use_thumbnail and n != 1 else n
 
 
-@functools.lru_cache(maxsize=1)
-def tiny_tokenizer():
+@functools.lru_cache(maxsize=3)
+def tiny_tokenizer(family: str = 'internvl'):
+    """The project's tiny tokenizer for ``family`` (built once per process)."""
     from transformers import AutoTokenizer
 
     from ..datasets.tiny_tokenizer import build_tiny_tokenizer
-    out = Path(tempfile.mkdtemp(prefix='sa2va_bench_tok_'))
-    build_tiny_tokenizer(out)
+    out = Path(tempfile.mkdtemp(prefix=f'sa2va_bench_tok_{family}_'))
+    build_tiny_tokenizer(out, family=family)
     return AutoTokenizer.from_pretrained(out)
 
 
-def _thin_lines(h: int, w: int, gen: torch.Generator) -> torch.Tensor:
+def thin_lines(h: int, w: int, gen: torch.Generator) -> torch.Tensor:
     """A bool (h, w) mask of a few random 2-px lines (vessel-like foreground, ~2-5%)."""
     mask = torch.zeros(h, w, dtype=torch.bool)
     for _ in range(8):
@@ -89,7 +90,7 @@ def make_batch(model, batch_size: int, image_hw: tuple[int, int], device: torch.
         'g_pixel_values': torch.randn(batch_size, 3, 1024, 1024, generator=gen).to(device),
         'input_ids': input_ids.to(device), 'labels': labels.to(device),
         'attention_mask': attention_mask.to(device), 'position_ids': position_ids.to(device),
-        'masks': [_thin_lines(h, w, gen)[None].to(device) for _ in range(batch_size)],
+        'masks': [thin_lines(h, w, gen)[None].to(device) for _ in range(batch_size)],
     }
     samples = [{'img_path': f'{key_prefix}_{i}', 'ori_size': (h, w), 'frozen_feature_key': f'{key_prefix}_{i}'}
                for i in range(batch_size)]

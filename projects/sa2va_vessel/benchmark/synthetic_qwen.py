@@ -8,10 +8,7 @@ M-RoPE ids come from transformers' ``get_rope_index``. Patches and SAM2 pixels a
 """
 from __future__ import annotations
 
-import functools
 import random
-import tempfile
-from pathlib import Path
 
 import torch
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
@@ -20,28 +17,7 @@ from ..datasets.conversation import SEG_ANSWERS, VESSEL_QUESTIONS, encode_turn, 
 from ..datasets.qwen_image_processing import SA2VA_MAX_PIXELS, SA2VA_MIN_PIXELS
 from ..datasets.tiny_tokenizer import added_tokens_for
 from ..models.sa2va_qwen import rope_index
-
-
-@functools.lru_cache(maxsize=2)
-def tiny_tokenizer(family: str):
-    from transformers import AutoTokenizer
-
-    from ..datasets.tiny_tokenizer import build_tiny_tokenizer
-    out = Path(tempfile.mkdtemp(prefix=f'sa2va_bench_tok_{family}_'))
-    build_tiny_tokenizer(out, family=family)
-    return AutoTokenizer.from_pretrained(out)
-
-
-def _thin_lines(h: int, w: int, gen: torch.Generator) -> torch.Tensor:
-    mask = torch.zeros(h, w, dtype=torch.bool)
-    for _ in range(8):
-        if torch.rand((), generator=gen) < 0.5:
-            r = int(torch.randint(0, h - 2, (), generator=gen))
-            mask[r:r + 2] = True
-        else:
-            c = int(torch.randint(0, w - 2, (), generator=gen))
-            mask[:, c:c + 2] = True
-    return mask
+from .synthetic import thin_lines, tiny_tokenizer
 
 
 def make_qwen_batch(model, batch_size: int, image_hw: tuple[int, int], device: torch.device | str,
@@ -84,7 +60,7 @@ def make_qwen_batch(model, batch_size: int, image_hw: tuple[int, int], device: t
         'g_pixel_values': torch.randn(batch_size, 3, 1024, 1024, generator=gen).to(device),
         'input_ids': input_ids.to(device), 'labels': labels.to(device),
         'attention_mask': attention_mask.to(device), 'position_ids': position_ids.to(device),
-        'masks': [_thin_lines(h, w, gen)[None].to(device) for _ in range(batch_size)],
+        'masks': [thin_lines(h, w, gen)[None].to(device) for _ in range(batch_size)],
     }
     samples = [{'img_path': f'{key_prefix}_{i}', 'ori_size': (h, w), 'frozen_feature_key': f'{key_prefix}_{i}'}
                for i in range(batch_size)]

@@ -81,8 +81,8 @@ def test_generation_mode_reads_seg_step_and_counts_missing(tiny_checkpoint, synt
     from projects.sa2va_vessel.datasets.collate import vessel_collate
     from projects.sa2va_vessel.datasets.vessel_dataset import VesselSegDataset
     from projects.sa2va_vessel.evaluation import VesselSegMetric
-    from projects.sa2va_vessel.evaluation.inference import (greedy_seg_generate, load_eval_model,
-                                                            stop_token_ids)
+    from projects.sa2va_vessel.evaluation.inference import load_eval_model
+    from projects.sa2va_vessel.models.generation import greedy_seg_generate, stop_token_ids
     # An exported (official-layout) directory, nothing loaded on top.
     model, info = load_eval_model(None, tiny_checkpoint, device='cpu')
     assert info['kind'] == 'export' and info['n_loaded'] == 0

@@ -4,7 +4,7 @@ Teacher-forced validation gives the model its answer (``Sure, [SEG].``); a model
 writing ``[SEG]`` would still score well there, while the official ``predict_forward`` (which
 generates) would return no mask. ``VesselValLoop`` is mmengine's ``ValLoop`` plus, for each batch
 and only when a metric of the evaluator asks for it (``needs_generation``, i.e.
-``VesselGenSegMetric``), one greedy generation pass (``evaluation.inference.greedy_seg_generate``)
+``VesselGenSegMetric``), one greedy generation pass (``models.generation.greedy_seg_generate``)
 whose result it adds to every prediction as ``pred['generation']``.
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ class VesselValLoop(ValLoop):
 
     def _stops(self) -> set[int]:
         if self._stop_ids is None:
-            from ..evaluation.inference import stop_token_ids
+            from ..models.generation import stop_token_ids
             dataset = self.dataloader.dataset
             if not hasattr(dataset, 'tokenizer') or not hasattr(dataset, 'template'):
                 raise TypeError(f'{type(dataset).__name__}: generation-mode validation needs the '
@@ -52,7 +52,7 @@ class VesselValLoop(ValLoop):
     def run_iter(self, idx: int, data_batch: Sequence[dict]) -> None:
         if not self.generation:
             return super().run_iter(idx, data_batch)
-        from ..evaluation.inference import greedy_seg_generate
+        from ..models.generation import greedy_seg_generate
         self.runner.call_hook('before_val_iter', batch_idx=idx, data_batch=data_batch)
         with torch.autocast(device_type='cuda', enabled=self.fp16 and torch.cuda.is_available()):
             outputs = self.runner.model.val_step(data_batch)

@@ -37,7 +37,8 @@ import numpy as np
 from tqdm import tqdm
 
 from . import visualize as V
-from .inference import best_record_for, greedy_seg_generate, load_eval_model, stop_token_ids
+from ..models.generation import greedy_seg_generate, stop_token_ids
+from .inference import best_record_for, load_eval_model
 from .results_table import dataset_name, protocol_name, table_rows, write_results_table
 from .stats import DEFAULT_N_BOOT
 from .vessel_metric import VesselSegMetric

@@ -152,7 +152,8 @@ class ModelPredictor:
 
     def __init__(self, model: Any, max_dynamic_patch: Optional[int] = None,
                  mode: str = 'teacher', max_new_tokens: int = 32) -> None:
-        from .inference import SampleBuilder, stop_token_ids
+        from ..models.generation import stop_token_ids
+        from .inference import SampleBuilder
         if mode not in ('teacher', 'generate'):
             raise ValueError(f"mode must be 'teacher' or 'generate', got {mode!r}")
         self.model = model
@@ -165,7 +166,7 @@ class ModelPredictor:
     @torch.no_grad()
     def __call__(self, image: np.ndarray) -> np.ndarray:
         from ..datasets.collate import vessel_collate
-        from .inference import greedy_seg_generate
+        from ..models.generation import greedy_seg_generate
         batch = vessel_collate([self.builder(image)])
         if self.mode == 'teacher':
             prob = self.model.val_step(batch)[0]['prob']

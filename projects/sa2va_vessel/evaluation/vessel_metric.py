@@ -226,7 +226,7 @@ class VesselGenSegMetric(VesselSegMetric):
     """``VesselSegMetric`` of generation mode: the model writes its answer, ``[SEG]`` included.
 
     Reads ``pred['generation'] = {'prob', 'missing_seg'}`` that ``VesselValLoop`` adds to each
-    prediction (``evaluation.inference.greedy_seg_generate``: greedy decoding from the prompt, the
+    prediction (``models.generation.greedy_seg_generate``: greedy decoding from the prompt, the
     mask from the step whose input is the generated ``[SEG]``, as the official ``predict_forward``
     does). Every key of ``VesselSegMetric`` comes back with a ``gen_`` prefix
     (``vessel/gen_global_dice``, ``vessel/gen_best_dice``, ...), plus ``gen_missing_seg_rate``

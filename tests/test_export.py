@@ -20,10 +20,11 @@ import torch
 from safetensors.torch import load_file
 
 from projects.sa2va_vessel.models.checkpoint import CheckpointError, load_sa2va
-from projects.sa2va_vessel.models.export import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, MANIFEST, MODULES_WEIGHTS,
-                                                 OFFICIAL_AUTO_MAP, base_checkpoint_keys, build_model_from_config,
-                                                 export_full, load_adapter_export,
-                                                 load_training_checkpoint, merged_state_dict)
+from projects.sa2va_vessel.models.export import (OFFICIAL_AUTO_MAP, base_checkpoint_keys, build_model_from_config,
+                                                 export_full, merged_state_dict)
+from projects.sa2va_vessel.models.training_checkpoint import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, MANIFEST,
+                                                              MODULES_WEIGHTS, load_adapter_export,
+                                                              load_training_checkpoint)
 from tests._data_support import REPO_ROOT as REPO
 
 

@@ -22,7 +22,8 @@ from projects.sa2va_vessel.datasets.conversation import (encode_turn, make_quest
 from projects.sa2va_vessel.datasets.image_processing import (SAM2_SIZE, normalise_sam2, normalise_sam2_tensor,
                                                              sam2_image_uint8)
 from projects.sa2va_vessel.datasets.qwen_image_processing import process_image, qwen_vl_utils_resize
-from projects.sa2va_vessel.datasets.vessel_dataset import VesselSegDataset, checkpoint_inputs
+from projects.sa2va_vessel.datasets.checkpoint_config import checkpoint_inputs
+from projects.sa2va_vessel.datasets.vessel_dataset import VesselSegDataset
 from projects.sa2va_vessel.models.checkpoint import CheckpointError, load_sa2va
 from projects.sa2va_vessel.models.sa2va import mask_logits_to_size
 from tests._data_support import QWEN_GOLDEN, qwen_golden_checkpoint_dir, require

@@ -122,10 +122,10 @@ def test_two_processes_deepspeed_validation_and_best_checkpoint(tmp_path):
     rolling = list(tmp_path.glob('iter_*.pth/mp_rank_00_model_states.pt'))
     assert len(rolling) == 1, rolling   # rolling checkpoints: DeepSpeed dirs, max_keep_ckpts=1
     # tools/test.py and tools/predict.py read both forms.
-    from projects.sa2va_vessel.evaluation.inference import checkpoint_kind, read_trainable_state
+    from projects.sa2va_vessel.models.training_checkpoint import checkpoint_kind, read_training_state
     assert checkpoint_kind(best) == 'file' and checkpoint_kind(rolling[0].parent) == 'deepspeed'
-    assert set(read_trainable_state(rolling[0].parent)[0]) == TOY_TRAINABLE
-    assert set(read_trainable_state(best)[0]) == TOY_TRAINABLE
+    assert set(read_training_state(rolling[0].parent)[0]) == TOY_TRAINABLE
+    assert set(read_training_state(best)[0]) == TOY_TRAINABLE
     scalars = tensorboard_scalars(tmp_path)
     for tag in (*(f'update_norm/{g}' for g in TOY_GROUPS), 'vessel/best_dice'):
         assert tag in scalars, tag

@@ -238,8 +238,8 @@ model = dict(type='Sa2VAVesselModel', model_path={base!r}, dtype='float32', quan
 def test_export_merges_into_the_dequantized_base(tiny_checkpoint, synthetic_vessels, tmp_path) -> None:
     """The merged export is the 4-bit model as trained: W = dequant(W4) + scale * B @ A."""
     _bitsandbytes_on_cpu()
-    from projects.sa2va_vessel.models.export import (build_model_from_config, export_adapter, export_full,
-                                                     load_adapter_export, load_training_checkpoint)
+    from projects.sa2va_vessel.models.export import build_model_from_config, export_adapter, export_full
+    from projects.sa2va_vessel.models.training_checkpoint import load_adapter_export, load_training_checkpoint
     from projects.sa2va_vessel.models.quantize import dequantized_weight
 
     config = tmp_path / 'cfg.py'

@@ -19,8 +19,8 @@ from projects.sa2va_vessel.datasets.collate import vessel_collate
 from projects.sa2va_vessel.datasets.vessel_dataset import VesselSegDataset
 from projects.sa2va_vessel.evaluation.metrics import threshold_sweep
 from projects.sa2va_vessel.models.checkpoint import load_sa2va
-from projects.sa2va_vessel.models.export import (base_checkpoint_keys, export_adapter, export_full,
-                                                 load_adapter_export, merged_state_dict)
+from projects.sa2va_vessel.models.export import base_checkpoint_keys, export_adapter, export_full, merged_state_dict
+from projects.sa2va_vessel.models.training_checkpoint import load_adapter_export
 from projects.sa2va_vessel.models.vessel_model import TRAINABLE_GROUPS, Sa2VAVesselModel
 from tests._data_support import REPO_ROOT, tiny_training_model
 

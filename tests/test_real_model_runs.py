@@ -56,7 +56,8 @@ def test_two_rank_zero2_disjoint_samples_and_equal_weights(tiny_checkpoint, synt
 def test_training_checkpoint_reloads_to_the_same_predictions(tiny_checkpoint, synthetic_vessels, tmp_path,
                                                              monkeypatch) -> None:
     from projects.sa2va_vessel.datasets.collate import vessel_collate
-    from projects.sa2va_vessel.models.export import build_model_from_config, load_training_checkpoint
+    from projects.sa2va_vessel.models.export import build_model_from_config
+    from projects.sa2va_vessel.models.training_checkpoint import load_training_checkpoint
     from projects.sa2va_vessel.engine.utils import unwrap_model
     monkeypatch.setenv('SA2VA_MODEL_PATH', str(tiny_checkpoint))
     monkeypatch.setenv('VESSEL_DATA_ROOT', str(synthetic_vessels))

@@ -51,10 +51,9 @@ def test_feature_cache_switches_itself_off_only_when_training_is_augmented(monke
 
 def test_a_training_crop_is_the_prediction_input_of_the_same_window(tiny_checkpoint: Path, tmp_path: Path) -> None:
     """Same pixels per SAM2 input and per InternVL tile: a window is predicted at the training scale."""
-    from projects.sa2va_vessel.datasets.image_processing import normalise_sam2_tensor, normalise_tiles_tensor
     from projects.sa2va_vessel.datasets.synthetic import write_synthetic_dataset
     from projects.sa2va_vessel.datasets.vessel_dataset import VesselSegDataset
-    from projects.sa2va_vessel.evaluation.inference import SampleBuilder
+    from projects.sa2va_vessel.evaluation.inference import ImageSampleBuilder
     write_synthetic_dataset(tmp_path, n=2, seed=3, size=300, val_fraction=0.5)
     crop_only = dict(type='VesselAugment', crop_size=WINDOW, hflip=0.0, vflip=0.0, rot90=False, affine_prob=0.0,
                      brightness=0.0, contrast=0.0, gamma_range=(1.0, 1.0), clahe_prob=0.0)
@@ -63,16 +62,16 @@ def test_a_training_crop_is_the_prediction_input_of_the_same_window(tiny_checkpo
     assert item['ori_size'] == (WINDOW, WINDOW) and item['frozen_feature_key'] is None
     # where the crop came from: the one offset whose image pixels give the same mask crop and SAM2 input
     image, mask = raw['image'], raw['mask']
-    builder = SampleBuilder(str(tiny_checkpoint), max_dynamic_patch=1)
+    builder = ImageSampleBuilder(str(tiny_checkpoint), max_dynamic_patch=1)
     found = 0
     for y in range(image.shape[0] - WINDOW + 1):
         for x in range(image.shape[1] - WINDOW + 1):
             if not np.array_equal(mask[y:y + WINDOW, x:x + WINDOW], item['masks'][0].numpy()):
                 continue
             window = builder(np.ascontiguousarray(image[y:y + WINDOW, x:x + WINDOW]))
-            # the dataset ships raw uint8 pixels, normalised on the model's device
-            if torch.equal(window['g_pixel_values'], normalise_sam2_tensor(item['g_pixel_values'])):
-                assert torch.equal(window['pixel_values'], normalise_tiles_tensor(item['pixel_values']))
+            # one sample builder: the same raw uint8 pixels as the training item
+            if torch.equal(window['g_pixel_values'], item['g_pixel_values']):
+                assert torch.equal(window['pixel_values'], item['pixel_values'])
                 found += 1
     assert found >= 1
 
@@ -122,7 +121,7 @@ def test_export_records_the_val_threshold_tiles_and_window(trained_on_windows, t
     export_hf = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(export_hf)
     from projects.sa2va_vessel.evaluation.cli import predict_main
-    from projects.sa2va_vessel.models.export import PROJECT_KEY
+    from projects.sa2va_vessel.models.training_checkpoint import PROJECT_KEY
     work, data = trained_on_windows
     record = json.loads((work / 'best_checkpoint.json').read_text())
     monkeypatch.setenv('SA2VA_MODEL_PATH', _model_path(work))   # the base the run trained on

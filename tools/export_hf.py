@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None):
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     from projects.sa2va_vessel.models.checkpoint import CheckpointError
     from projects.sa2va_vessel.models.export import (EXPORT_DTYPES, build_model_from_config, deployment_settings,
-                                                     export_adapter, export_full, load_training_checkpoint,
-                                                     resolve_checkpoint)
+                                                     export_adapter, export_full)
+    from projects.sa2va_vessel.models.training_checkpoint import load_training_checkpoint, resolve_checkpoint
     try:
         checkpoint = resolve_checkpoint(args.checkpoint)
         model = build_model_from_config(args.config, model_path=args.model_path, cfg_options=args.cfg_options)

@@ -16,7 +16,7 @@ from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 from ..datasets.conversation import SEG_ANSWERS, VESSEL_QUESTIONS, encode_turn, make_question, qwen_image_token_string
 from ..datasets.qwen_image_processing import SA2VA_MAX_PIXELS, SA2VA_MIN_PIXELS
 from ..datasets.tiny_tokenizer import added_tokens_for
-from ..models.sa2va_qwen import rope_index
+from ..datasets.qwen_positions import rope_index
 from .synthetic import thin_lines, tiny_tokenizer
 
 

@@ -8,9 +8,10 @@ rule in readers.py (8-bit: pixel > 127) and judged by mask_validation.py the fir
 read (empty, all-vessel, mostly vessel, non-binary, alpha channel, 16-bit range); the verdict is
 cached, so later epochs pay nothing.
 
-The checkpoint directory `model_path` supplies the tokenizer and, from its `config.json`,
-`template`, `force_image_size`, `min_dynamic_patch`, `max_dynamic_patch`, `use_thumbnail`,
-`dynamic_image_size`, `downsample_ratio` and `vision_config.patch_size`.
+The checkpoint directory `model_path` supplies the tokenizer and, from its `config.json` (read by
+checkpoint_config.py, the model's reader too), `template`, `force_image_size`, `min_dynamic_patch`,
+`max_dynamic_patch`, `use_thumbnail`, `dynamic_image_size`, `downsample_ratio` and
+`vision_config.patch_size`. Items are built by sample.py, which inference on bare images uses too.
 
 The MLLM family comes from that `config.json` too (never from a dataset option): a Qwen2.5-VL or
 Qwen3-VL Sa2VA checkpoint gets the Qwen-VL image processor (`qwen_image_processing.py`, settings
@@ -19,108 +20,31 @@ items carry `pixel_values` (patches, (N, 3*T*p*p)), `image_grid_thw` (1, 3) and 
 """
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 import logging
 import random
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
-import torch
 from mmengine.registry import DATASETS, TRANSFORMS
 from torch.utils.data import Dataset
 
 from .fast_tokenizer import load_fast_tokenizer
-from .conversation import (SEG_ANSWERS, VESSEL_QUESTIONS, encode_turn, make_question,
-                           pick_answer, pick_question, qwen_image_token_string)
+from .checkpoint_config import checkpoint_inputs
+from .conversation import SEG_ANSWERS, VESSEL_QUESTIONS, make_question, pick_answer, pick_question
 from .check import quick_check
 from .files import DuplicateStemError, resolve_pairs
-from .image_processing import SAM2_SIZE, chw_uint8, sam2_image_uint8, tiles_uint8
 from .mask_validation import MaskProblem, MaskRules, MaskValidationError, as_rules, check_mask_values
 from .readers import DataReadError, mask_from_raw, read_image, read_mask, read_mask_raw
+from .sample import SampleBuilder
 from .splits import check_split_leaks
-from .qwen_image_processing import (FAMILY_DEFAULTS, QwenImageSettings, process_image,
-                                    settings_from_preprocessor_config)
 
 logger = logging.getLogger(__name__)
-
-
-def load_checkpoint_config(model_path: str | Path) -> Dict[str, Any]:
-    """The parsed `config.json` of a Sa2VA checkpoint directory, with a clear error."""
-    path = Path(model_path) / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found; model_path must be a Sa2VA checkpoint directory")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: invalid JSON ({exc})") from exc
 
 
 def load_tokenizer(path: str | Path):
     """The checkpoint's tokenizer, fast, converted from a slow one at most once (fast_tokenizer.py)."""
     return load_fast_tokenizer(path)
-
-
-def tokens_per_tile(cfg: Dict[str, Any]) -> int:
-    """InternVL's num_image_token: (image_size / patch_size)^2 * downsample_ratio^2."""
-    image_size = int(cfg.get("force_image_size") or 448)
-    patch = int(cfg.get("vision_config", {}).get("patch_size", 14))
-    ratio = float(cfg.get("downsample_ratio", 0.5))
-    return int((image_size // patch) ** 2 * ratio ** 2)
-
-
-@dataclass(frozen=True)
-class CheckpointInputs:
-    """What a checkpoint's config.json fixes about the model inputs: template and tiling."""
-
-    template: str
-    image_size: int
-    use_thumbnail: bool
-    min_num: int
-    max_num: int
-    tokens_per_tile: int
-    family: str = "internvl"
-    qwen_image: Optional[QwenImageSettings] = None
-    mllm_config: Any = None  # the transformers Qwen-VL config (token ids, merge size) for M-RoPE ids
-
-
-def _qwen_inputs(model_path: Path, cfg: Dict[str, Any]) -> CheckpointInputs:
-    from ..models.configuration import detect_family, qwen_mllm_config
-
-    family = detect_family(cfg, model_path)
-    pre = model_path / "preprocessor_config.json"
-    settings = FAMILY_DEFAULTS[family]
-    if pre.is_file():
-        try:
-            settings = settings_from_preprocessor_config(json.loads(pre.read_text()), settings)
-        except (json.JSONDecodeError, TypeError, ValueError) as exc:
-            raise ValueError(f"{pre}: not a valid image processor config ({exc})") from exc
-    mllm = qwen_mllm_config(cfg, model_path)
-    if settings.patch_size != mllm.vision_config.patch_size or \
-            settings.merge_size != mllm.vision_config.spatial_merge_size:
-        raise ValueError(f"{pre}: patch/merge size {settings.patch_size}/{settings.merge_size} differ from "
-                         f"config.json's vision_config ({mllm.vision_config.patch_size}/"
-                         f"{mllm.vision_config.spatial_merge_size})")
-    return CheckpointInputs(template=cfg.get("template", "qwen_chat"), image_size=0, use_thumbnail=False,
-                            min_num=1, max_num=1, tokens_per_tile=0, family=family, qwen_image=settings,
-                            mllm_config=mllm)
-
-
-def checkpoint_inputs(model_path: str | Path, max_dynamic_patch: Optional[int] = None) -> CheckpointInputs:
-    """The input settings of a Sa2VA checkpoint directory (``max_dynamic_patch`` overrides its own)."""
-    cfg = load_checkpoint_config(model_path)
-    if "text_config" in cfg and "llm_config" not in cfg:  # Sa2VA-Qwen2.5-VL / -Qwen3-VL
-        return _qwen_inputs(Path(model_path), cfg)
-    if "template" not in cfg:
-        raise KeyError(f"{Path(model_path) / 'config.json'}: no 'template' entry")
-    min_num = int(cfg.get("min_dynamic_patch", 1))
-    max_num = int(max_dynamic_patch if max_dynamic_patch is not None else cfg.get("max_dynamic_patch", 12))
-    if not cfg.get("dynamic_image_size", True):
-        min_num = max_num = 1  # InternVL without dynamic tiling: one resized tile
-    return CheckpointInputs(template=cfg["template"], image_size=int(cfg.get("force_image_size") or 448),
-                            use_thumbnail=bool(cfg.get("use_thumbnail", True)), min_num=min_num,
-                            max_num=max_num, tokens_per_tile=tokens_per_tile(cfg))
 
 
 def read_split(path: str | Path) -> List[str]:
@@ -208,6 +132,7 @@ class VesselSegDataset(Dataset):
         self.tokens_per_tile = inputs.tokens_per_tile
         self.inputs = inputs
         self.tokenizer = load_tokenizer(tokenizer_path or model_path)
+        self.builder = SampleBuilder(inputs, self.tokenizer)
 
         self.samples = self._index(read_split(self.data_root / "splits" / f"{split}.txt"))
 
@@ -303,59 +228,10 @@ class VesselSegDataset(Dataset):
         if self.transform is not None:
             image, mask, fov = self.transform(image, mask, fov, np.random.default_rng(rng.getrandbits(64)))
 
-        # raw uint8 pixels: the model normalises them on its device (a quarter of float32's bytes)
-        g_pixel_values = chw_uint8(sam2_image_uint8(image, SAM2_SIZE))
         qa_rng = rng if self.random_question else None
         question = make_question(pick_question(qa_rng, self.questions))
         answer = pick_answer(qa_rng, self.answers)
-        if self.inputs.family != "internvl":
-            return self._qwen_item(raw, image, mask, fov, g_pixel_values, question, answer)
-
-        tiles = tiles_uint8(image, self.min_num, self.max_num, self.image_size, self.use_thumbnail)
-        pixel_values = chw_uint8(tiles)
-        turn = encode_turn(self.tokenizer, question, answer, n_tiles=len(tiles),
-                           template=self.template, tokens_per_tile=self.tokens_per_tile)
-        return self._sample(raw, mask, fov, g_pixel_values, question, answer, turn, {
-            "pixel_values": pixel_values,                               # (T, 3, 448, 448) uint8
-            "n_tiles": len(tiles),
-        })
-
-    def _qwen_item(self, raw: Dict[str, Any], image: np.ndarray, mask: np.ndarray, fov: Optional[np.ndarray],
-                   g_pixel_values: torch.Tensor, question: str, answer: str) -> Dict[str, Any]:
-        """A Qwen-VL family sample: the processor's patches, expanded image tokens, M-RoPE ids."""
-        from ..models.sa2va_qwen import rope_index
-
-        settings = self.inputs.qwen_image
-        processed = process_image(image, settings)
-        n_tokens = processed.num_image_tokens // settings.merge_size ** 2
-        turn = encode_turn(self.tokenizer, question, answer, n_tiles=1, template=self.template,
-                           image_tokens=qwen_image_token_string(n_tokens))
-        input_ids = torch.tensor(turn.input_ids, dtype=torch.long)
-        position_ids, _ = rope_index(self.inputs.mllm_config, self.inputs.family, input_ids[None],
-                                     processed.image_grid_thw)
-        return self._sample(raw, mask, fov, g_pixel_values, question, answer, turn, {
-            "pixel_values": processed.pixel_values,                     # (gh*gw, 3*T*p*p) float32
-            "image_grid_thw": processed.image_grid_thw,                 # (1, 3) int64
-            "position_ids": position_ids[:, 0],                         # (3, L) M-RoPE ids
-            "n_tiles": 1,
-        })
-
-    def _sample(self, raw: Dict[str, Any], mask: np.ndarray, fov: Optional[np.ndarray],
-                g_pixel_values: torch.Tensor, question: str, answer: str, turn: Any,
-                image_inputs: Dict[str, Any]) -> Dict[str, Any]:
-        return {
-            **image_inputs,
-            "g_pixel_values": g_pixel_values,                           # (3, 1024, 1024) uint8
-            "input_ids": torch.tensor(turn.input_ids, dtype=torch.long),
-            "labels": torch.tensor(turn.labels, dtype=torch.long),
-            "masks": torch.from_numpy(np.ascontiguousarray(mask))[None],  # (1, H, W) bool
-            "img_path": raw["img_path"],
-            # the frozen SAM2 encoder sees this image unchanged only without a transform, so only
-            # then may the model reuse its features (models/feature_cache.py)
-            "frozen_feature_key": raw["img_path"] if self.transform is None else None,
-            "ori_size": (int(mask.shape[0]), int(mask.shape[1])),
-            "fov": None if fov is None else np.ascontiguousarray(fov),
-            "pad_token_id": int(self.tokenizer.pad_token_id),
-            "question": question,
-            "answer": answer,
-        }
+        # the frozen SAM2 encoder sees this image unchanged only without a transform, so only
+        # then may the model reuse its features (models/feature_cache.py)
+        return self.builder(image, mask, fov, question, answer, img_path=raw["img_path"],
+                            frozen_feature_key=raw["img_path"] if self.transform is None else None)

@@ -34,7 +34,8 @@ from .collate import vessel_collate
 from .conversation import SEG_ANSWERS, VESSEL_QUESTIONS, encode_turn, make_question, pick_answer, pick_question
 from .readers import DataReadError, read_image, read_mask
 from .files import DuplicateStemError, index_folder  # the one file resolver of checker and dataset
-from .vessel_dataset import checkpoint_inputs, load_tokenizer, read_split
+from .checkpoint_config import checkpoint_inputs
+from .vessel_dataset import load_tokenizer, read_split
 from .video_inputs import video_g_pixel_values, video_pixel_values, video_token_string
 
 logger = logging.getLogger(__name__)

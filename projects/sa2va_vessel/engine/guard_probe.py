@@ -19,7 +19,6 @@ weights moved:
 """
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 from typing import Any, Optional
 
@@ -28,16 +27,16 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.utils import get_total_norm
 
+from ..models.peft_names import is_lora_b, lora_kind
+
 Groups = dict[str, list[tuple[str, nn.Parameter]]]
 #: Elements of each parameter kept for the "did the weights move" comparison.
 SAMPLE = 1024
-_LORA_KIND = re.compile(r'\.([A-Za-z0-9_]+)\.lora_[AB]\b')
 
 
 def module_kind(name: str) -> Optional[str]:
     """``...layers.3.mlp.down_proj.lora_B.default.weight`` -> ``down_proj``; None elsewhere."""
-    match = _LORA_KIND.search(name)
-    return match.group(1) if match else None
+    return lora_kind(name)
 
 
 def split_units(groups: Groups) -> OrderedDict[str, list[tuple[str, nn.Parameter]]]:
@@ -74,7 +73,7 @@ def name_units(units: list[str], all_units: list[str]) -> str:
 def mask_loss_representatives(params: list[tuple[str, nn.Parameter]]) -> list[nn.Parameter]:
     """Parameters whose mask-loss gradient stands for a unit: a LoRA kind's first ``lora_B``
     (``lora_A`` gets exactly zero on the first step, since ``B`` starts at zero), else all."""
-    lora_b = [p for n, p in params if 'lora_B' in n]
+    lora_b = [p for n, p in params if is_lora_b(n)]
     return lora_b[:1] if lora_b else [p for _, p in params]
 
 

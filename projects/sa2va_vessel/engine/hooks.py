@@ -40,6 +40,7 @@ from mmengine.hooks import Hook, LoggerHook
 from mmengine.registry import HOOKS
 from torch import nn
 
+from ..models.training_checkpoint import fill_frozen_from_model, trainable_only_state
 from .guard_probe import (ParamProbe, group_of, mask_loss_representatives, name_units,
                           split_units)
 from .utils import deepspeed_engine_of, unwrap_model
@@ -54,8 +55,8 @@ _LIKELY_CAUSES = (
     'gradient.')
 
 
-def _trainable_groups(model: nn.Module) -> Groups:
-    """The model's trainable groups without the empty ones (monitoring hooks read this)."""
+def nonempty_trainable_groups(model: nn.Module) -> Groups:
+    """The model's trainable groups without the empty ones (the guard and the monitoring hooks)."""
     groups = {g: ps for g, ps in _switched_on_groups(model).items() if ps}
     if not groups:
         raise RuntimeError('model.trainable_groups() returned no trainable parameter: nothing '
@@ -137,7 +138,7 @@ class GradientFlowGuardHook(Hook):
                 'Something froze them after the model was built (requires_grad_(False), peft '
                 'enable_adapters(False) / disable_adapter()), or the switch names a part the '
                 'model lacks. Switch them off in the config, or find what froze them.')
-        self._groups = _trainable_groups(model)
+        self._groups = nonempty_trainable_groups(model)
         self._units = split_units(self._groups)
         self._engine = deepspeed_engine_of(runner.model)
         self._probe = ParamProbe(self._units, self._engine)
@@ -501,24 +502,11 @@ class TrainableCheckpointHook(Hook):
         state_dict = checkpoint.get('state_dict')
         if state_dict is None:  # DeepSpeed: the engine writes the weights itself
             return
-        model = unwrap_model(runner.model)
-        frozen = {n for n, p in model.named_parameters(remove_duplicate=False)
-                  if not p.requires_grad}
-        checkpoint['state_dict'] = OrderedDict(
-            (k, v) for k, v in state_dict.items() if k not in frozen)
+        checkpoint['state_dict'] = trainable_only_state(unwrap_model(runner.model), state_dict)
         checkpoint.setdefault('meta', {})['trainable_only'] = True
 
     def after_load_checkpoint(self, runner: Any, checkpoint: dict) -> None:
         state_dict = checkpoint.get('state_dict')
         if state_dict is None or not checkpoint.get('meta', {}).get('trainable_only'):
             return
-        model = unwrap_model(runner.model)
-        trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-        missing = [n for n in trainable if n not in state_dict]
-        if missing:
-            raise RuntimeError(
-                f'Checkpoint lacks {len(missing)} trainable parameter(s) of this model, e.g. '
-                f'{missing[:5]}. It was saved with a different set of trainable groups '
-                '(LoRA targets, unfrozen modules) than this config switches on.')
-        for name, tensor in model.state_dict().items():
-            state_dict.setdefault(name, tensor)
+        fill_frozen_from_model(unwrap_model(runner.model), state_dict, 'resume checkpoint')

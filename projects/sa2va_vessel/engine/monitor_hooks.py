@@ -18,7 +18,6 @@
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections import OrderedDict
@@ -31,10 +30,10 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook, Hook, LoggerHook
 from mmengine.registry import HOOKS
 
-from .hooks import _trainable_groups
+from ..models.training_checkpoint import BEST_RECORD, write_best_record
+from .hooks import nonempty_trainable_groups
 from .utils import unwrap_model
 
-BEST_RECORD = 'best_checkpoint.json'
 # The threshold at which each selection metric of VesselSegMetric is measured.
 THRESHOLD_OF_METRIC = {'best_dice': 'best_thr', 'best_dice_mean': 'best_thr_mean',
                        'gen_best_dice': 'gen_best_thr', 'gen_best_dice_mean': 'gen_best_thr_mean'}
@@ -64,7 +63,7 @@ class UpdateNormHook(Hook):
     def before_train(self, runner: Any) -> None:
         if self.interval is None:
             self.interval = _logger_interval(runner)
-        self._groups = _trainable_groups(unwrap_model(runner.model))
+        self._groups = nonempty_trainable_groups(unwrap_model(runner.model))
         # CPU fp32 copies: the GPU keeps no second set of trainable weights.
         self._start = {g: [p.detach().float().cpu().clone() for _, p in params]
                        for g, params in self._groups.items()}
@@ -261,11 +260,7 @@ class BestCheckpointRecordHook(Hook):
             'threshold_key': thr_key,
             'metrics': {k: _plain(v) for k, v in metrics.items()},
         }
-        path = os.path.join(os.path.dirname(str(hook.best_ckpt_path)), self.filename)
-        tmp = path + '.tmp'
-        with open(tmp, 'w') as f:
-            json.dump(record, f, indent=2, allow_nan=True)
-        os.replace(tmp, path)
+        path = write_best_record(os.path.dirname(str(hook.best_ckpt_path)), record, self.filename)
         runner.logger.info(f'Best checkpoint record: {path} ({key}={record["score"]}, '
                            f'threshold {record["threshold"]})')
 

@@ -10,9 +10,8 @@ from typing import Optional, Sequence
 
 
 def _import_project() -> None:
-    # Registers the model, datasets, collate function, metric and hooks in mmengine's registries.
+    # Registers what evaluation builds (model, datasets, collate function, metric); hooks are the runner's.
     import projects.sa2va_vessel.datasets  # noqa: F401
-    import projects.sa2va_vessel.engine  # noqa: F401
     import projects.sa2va_vessel.evaluation  # noqa: F401
     import projects.sa2va_vessel.models  # noqa: F401
 
@@ -132,7 +131,7 @@ def predict_main(argv: Optional[Sequence[str]] = None) -> None:
     if args.config:
         cfg = _load_config(args.config, args.cfg_options)
     else:
-        from .inference import checkpoint_kind, config_from_checkpoint
+        from ..models.training_checkpoint import checkpoint_kind, config_from_checkpoint
         cfg = None if checkpoint_kind(args.checkpoint) == 'export' else \
             config_from_checkpoint(args.checkpoint)
         if cfg is None and checkpoint_kind(args.checkpoint) != 'export':

@@ -1,24 +1,23 @@
 """Offline inference: load a model for evaluation and build samples from bare images (the
 generation mode is ``models/generation.py``).
 
-Checkpoints accepted by :func:`load_eval_model`:
+Checkpoints accepted by :func:`load_eval_model` (the formats: ``models/training_checkpoint.py``):
 
 * a training checkpoint file (``iter_N.pth``, ``best_*.pth``; plain runner, or DeepSpeed's
   ``save_optimizer=False`` best file): ``state_dict`` holds the trainable weights only;
 * a DeepSpeed checkpoint directory (``iter_N.pth/`` with ``mp_rank_00_model_states.pt``,
   whose ``module`` holds the trainable weights);
+* an adapter export (``export_adapter``'s folder);
 * an exported directory in the official Sa2VA layout (``config.json`` + safetensors +
   tokenizer): the model is built with ``model_path=DIR`` and nothing is loaded on top.
 
-For the first two the model is built from the config (frozen weights from its ``model_path``)
+For the first three the model is built from the config (frozen weights from its ``model_path``)
 and every trainable parameter must be in the checkpoint.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
-from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -26,50 +25,8 @@ import torch
 
 logger = logging.getLogger(__name__)
 
+
 # ------------------------------------------------------------------------------ checkpoints
-def checkpoint_kind(path: str | os.PathLike) -> str:
-    """'export' (official-layout dir), 'deepspeed' (DeepSpeed dir) or 'file' (a .pth file);
-    a work dir resolves through its ``last_checkpoint`` (``models.export.resolve_checkpoint``)."""
-    from ..models.export import resolve_checkpoint
-    p = Path(path)
-    if p.is_dir() and (p / 'config.json').is_file():
-        return 'export'
-    return 'deepspeed' if resolve_checkpoint(p).is_dir() else 'file'
-
-
-def read_trainable_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
-    """(state dict, meta) of a training checkpoint file or DeepSpeed directory (the export
-    side's strict reader, ``models.export.read_training_state``)."""
-    from ..models.export import read_training_state
-    if checkpoint_kind(path) == 'export':
-        raise ValueError(f'{path} is an exported model directory, not a training checkpoint')
-    return read_training_state(path)
-
-
-def config_from_checkpoint(path: str | os.PathLike) -> Any:
-    """The mmengine config saved in a training checkpoint's meta (``cfg``), or None."""
-    from mmengine.config import Config
-    try:
-        _, meta = read_trainable_state(path)
-    except Exception:  # not a training checkpoint (or unreadable): no saved config
-        return None
-    text = meta.get('cfg')
-    if not text:
-        return None
-    return Config.fromstring(text, file_format='.py')
-
-
-def best_record_for(checkpoint: str | os.PathLike) -> Optional[dict]:
-    """``best_checkpoint.json`` beside ``checkpoint`` when it describes this checkpoint."""
-    from ..engine.monitor_hooks import BEST_RECORD
-    p = Path(checkpoint)
-    record_path = p.parent / BEST_RECORD
-    if not record_path.is_file():
-        return None
-    record = json.loads(record_path.read_text())
-    return record if record.get('checkpoint') == p.name else None
-
-
 def load_eval_model(cfg: Any, checkpoint: str | os.PathLike,
                     device: Optional[str] = None) -> tuple[torch.nn.Module, dict]:
     """The model of ``cfg.model`` in eval mode on ``device``, with ``checkpoint`` applied.
@@ -78,6 +35,7 @@ def load_eval_model(cfg: Any, checkpoint: str | os.PathLike,
     Returns (model, info) with ``info = {'kind', 'checkpoint', 'n_loaded'}``.
     """
     from mmengine.registry import MODELS
+    from ..models.training_checkpoint import checkpoint_kind, load_checkpoint
     from ..models.vessel_model import Sa2VAVesselModel  # noqa: F401  (registers the model)
 
     kind = checkpoint_kind(checkpoint)
@@ -93,18 +51,17 @@ def load_eval_model(cfg: Any, checkpoint: str | os.PathLike,
     model = MODELS.build(model_cfg)
     n_loaded = 0
     if kind != 'export':
-        from ..models.export import load_trainable_state
-        state, _ = read_trainable_state(checkpoint)
-        load_trainable_state(model, state, str(checkpoint))   # strict: every key accounted for
-        n_loaded = len(state)
+        _, loaded = load_checkpoint(model, checkpoint)   # strict: every key accounted for
+        n_loaded = len(loaded)
     model.to(device)
     model.eval()
     return model, {'kind': kind, 'checkpoint': str(checkpoint), 'n_loaded': n_loaded}
 
 
 # ------------------------------------------------------------------------- bare images
-class SampleBuilder:
-    """Dataset-like samples (the ``VesselSegDataset`` item layout) from a bare RGB image.
+class ImageSampleBuilder:
+    """Dataset items of bare RGB images, built by the dataset's own builder (``datasets/sample.py``),
+    so a prediction sees exactly the inputs training and validation saw.
 
     The prompt is the validation question and answer (``Sure, [SEG].``); the mask is a
     placeholder (all False) because ``vessel_collate`` and the predict path need one.
@@ -112,36 +69,14 @@ class SampleBuilder:
 
     def __init__(self, model_path: str | os.PathLike, max_dynamic_patch: Optional[int] = None,
                  question: Optional[str] = None, answer: Optional[str] = None) -> None:
-        from ..datasets.conversation import DEFAULT_ANSWER, DEFAULT_QUESTION
-        from ..datasets.vessel_dataset import checkpoint_inputs, load_tokenizer
-        inputs = checkpoint_inputs(model_path, max_dynamic_patch)
-        self.template = inputs.template
-        self.image_size, self.use_thumbnail = inputs.image_size, inputs.use_thumbnail
-        self.min_num, self.max_num = inputs.min_num, inputs.max_num
-        self.tokens_per_tile = inputs.tokens_per_tile
-        self.tokenizer = load_tokenizer(model_path)
-        self.question = question or DEFAULT_QUESTION
+        from ..datasets.conversation import DEFAULT_ANSWER, DEFAULT_QUESTION, make_question
+        from ..datasets.sample import SampleBuilder
+        self.builder = SampleBuilder.from_checkpoint(model_path, max_dynamic_patch)
+        self.tokenizer, self.template = self.builder.tokenizer, self.builder.template
+        self.question = make_question(question or DEFAULT_QUESTION)
         self.answer = answer or DEFAULT_ANSWER
 
     def __call__(self, image: np.ndarray, name: str = 'image') -> dict[str, Any]:
-        from ..datasets.conversation import encode_turn, make_question
-        from ..datasets.image_processing import (SAM2_SIZE, normalise_sam2, normalise_tiles,
-                                                 sam2_image_uint8, tiles_uint8)
-        tiles = tiles_uint8(image, self.min_num, self.max_num, self.image_size, self.use_thumbnail)
-        turn = encode_turn(self.tokenizer, make_question(self.question), self.answer,
-                           n_tiles=len(tiles), template=self.template,
-                           tokens_per_tile=self.tokens_per_tile)
-        h, w = image.shape[:2]
-        return {
-            'pixel_values': normalise_tiles(tiles),
-            'g_pixel_values': normalise_sam2(sam2_image_uint8(image, SAM2_SIZE)),
-            'input_ids': torch.tensor(turn.input_ids, dtype=torch.long),
-            'labels': torch.tensor(turn.labels, dtype=torch.long),
-            'masks': torch.zeros((1, h, w), dtype=torch.bool),
-            'n_tiles': len(tiles),
-            'img_path': name,
-            'frozen_feature_key': None,
-            'ori_size': (h, w),
-            'fov': None,
-            'pad_token_id': int(self.tokenizer.pad_token_id),
-        }
+        placeholder = np.zeros(image.shape[:2], dtype=bool)
+        return self.builder(image, placeholder, None, self.question, self.answer, img_path=name,
+                            frozen_feature_key=None)

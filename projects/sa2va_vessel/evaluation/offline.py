@@ -12,7 +12,8 @@ Modes:
 
 Thresholds: ``VesselSegMetric`` reports everything at one operating threshold plus the sweep.
 The operating threshold is ``threshold`` when given, else the one recorded in
-``best_checkpoint.json`` beside the checkpoint (chosen on val), else the config's (0.5). The
+``best_checkpoint.json`` beside the checkpoint (chosen on val), else the one an export recorded,
+else the config's (0.5); ``threshold.py``. The
 sweep-best values (``best_thr``/``best_dice``) do not depend on it. On a test split they would
 be the test set's own optimum: they are left out (and no threshold curve is drawn) unless
 ``allow_test_sweep``, and then reported as ``*_optimistic``.
@@ -38,9 +39,10 @@ from tqdm import tqdm
 
 from . import visualize as V
 from ..models.generation import greedy_seg_generate, stop_token_ids
-from .inference import best_record_for, load_eval_model
+from .inference import load_eval_model
 from .results_table import dataset_name, protocol_name, table_rows, write_results_table
 from .stats import DEFAULT_N_BOOT
+from .threshold import resolve_threshold
 from .vessel_metric import VesselSegMetric
 
 logger = logging.getLogger(__name__)
@@ -124,13 +126,8 @@ def evaluate(cfg: Any, checkpoint: str, split: str = 'val', out_dir: Optional[st
             raise ValueError(f'unknown mode {mode!r}; known: {MODES}')
     model, info = load_eval_model(cfg, checkpoint, device)
     export_path = str(checkpoint) if info['kind'] == 'export' else None
-    record = best_record_for(checkpoint)
-    if threshold is None and record is not None and record.get('threshold') is not None:
-        threshold, threshold_source = float(record['threshold']), 'best_checkpoint.json'
-    elif threshold is None:
-        threshold_source = 'config'
-    else:
-        threshold_source = 'command line'
+    resolved = resolve_threshold(checkpoint, threshold, default=None, default_source='config')
+    threshold, threshold_source, record = resolved.value, resolved.source, resolved.record
     loader = build_split_dataloader(cfg, split, export_path)
     tokenizer = loader.dataset.tokenizer
     stops = stop_token_ids(tokenizer, loader.dataset.template)

@@ -27,6 +27,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..models.export import training_window
+from ..models.training_checkpoint import read_export_settings
+
 logger = logging.getLogger(__name__)
 
 
@@ -34,31 +37,9 @@ DEFAULT_WINDOW = 1024
 
 
 # ---------------------------------------------------------------------------- windows
-def training_window(cfg: Any) -> Optional[int]:
-    """The crop size of the config's training transform (``VesselAugment(crop_size=N)``), or None."""
-    if cfg is None:
-        return None
-    dataset = (cfg.get('train_dataloader') or {}).get('dataset') or {}
-    transform = dataset.get('transform') if hasattr(dataset, 'get') else None
-    if not isinstance(transform, dict) or transform.get('enabled', True) is False:
-        return None
-    size = transform.get('crop_size')
-    return int(size) if size else None
-
-
-def export_settings(checkpoint: str | os.PathLike) -> dict:
-    """The deployment settings an export recorded in its config.json (``models.export.PROJECT_KEY``:
-    val-chosen threshold, tiles, window), or {} for anything else."""
-    from ..models.export import PROJECT_KEY
-    path = Path(checkpoint) / 'config.json'
-    if not path.is_file():
-        return {}
-    return dict(json.loads(path.read_text()).get(PROJECT_KEY) or {})
-
-
 def export_window(checkpoint: str | os.PathLike) -> Optional[int]:
     """The window recorded in an export's config.json, or None."""
-    size = export_settings(checkpoint).get('window')
+    size = read_export_settings(checkpoint).get('window')
     return int(size) if size else None
 
 
@@ -153,13 +134,13 @@ class ModelPredictor:
     def __init__(self, model: Any, max_dynamic_patch: Optional[int] = None,
                  mode: str = 'teacher', max_new_tokens: int = 32) -> None:
         from ..models.generation import stop_token_ids
-        from .inference import SampleBuilder
+        from .inference import ImageSampleBuilder
         if mode not in ('teacher', 'generate'):
             raise ValueError(f"mode must be 'teacher' or 'generate', got {mode!r}")
         self.model = model
         self.mode = mode
         self.max_new_tokens = max_new_tokens
-        self.builder = SampleBuilder(model.model_path, max_dynamic_patch=max_dynamic_patch)
+        self.builder = ImageSampleBuilder(model.model_path, max_dynamic_patch=max_dynamic_patch)
         self.stops = stop_token_ids(self.builder.tokenizer, self.builder.template)
         self.missing = 0
 
@@ -211,23 +192,17 @@ def predict_folder(cfg: Any, checkpoint: str, input_dir: str, out_dir: str,
     from ..datasets.files import list_images, split_stem
     from tqdm import tqdm
     from ..datasets.readers import IMAGE_EXTENSIONS, read_image
-    from .inference import best_record_for, load_eval_model
+    from .inference import load_eval_model
+    from .threshold import resolve_threshold
     model, info = load_eval_model(cfg, checkpoint, device)
-    exported = export_settings(checkpoint)
+    exported = read_export_settings(checkpoint)
     if max_dynamic_patch is None and cfg is not None and cfg.get('val_dataloader'):
         max_dynamic_patch = cfg.val_dataloader.dataset.get('max_dynamic_patch')
     if max_dynamic_patch is None:
         max_dynamic_patch = exported.get('max_dynamic_patch')
     window, window_source = resolve_window(cfg, checkpoint, window)
-    record = best_record_for(checkpoint)
-    source = 'command line'
-    if threshold is None:
-        if record is not None and record.get('threshold') is not None:
-            threshold, source = float(record['threshold']), 'best_checkpoint.json'
-        elif exported.get('threshold') is not None:
-            threshold, source = float(exported['threshold']), 'export config.json'
-        else:
-            threshold, source = 0.5, 'default'
+    resolved = resolve_threshold(checkpoint, threshold)
+    threshold, source = resolved.value, resolved.source
     predictor = ModelPredictor(model, max_dynamic_patch=max_dynamic_patch, mode=mode)
     # the dataset's resolver: case-insensitive extensions; two files of one stem are refused,
     # as their outputs (named by stem) would overwrite each other

@@ -72,14 +72,13 @@ def evaluate_videos(cfg: Any, checkpoint: str, split: str = 'val', out_dir: Opti
     from ..datasets.vessel_dataset import read_split
     from ..datasets.video_dataset import find_frame_file as find_file
     from ..datasets.video_dataset import group_frames
-    from .inference import best_record_for, load_eval_model
+    from .inference import load_eval_model
+    from .threshold import resolve_threshold
     from .video_predict import VideoSegmenter
     data_root = Path(cfg.val_dataloader.dataset.data_root)
     groups = group_frames(read_split(data_root / 'splits' / f'{split}.txt'), data_root)
     model, info = load_eval_model(cfg, checkpoint, device)
-    record = best_record_for(checkpoint)
-    if threshold is None:
-        threshold = float(record['threshold']) if record and record.get('threshold') is not None else 0.5
+    threshold = resolve_threshold(checkpoint, threshold).value
     segmenter = VideoSegmenter(model, n_cond=n_cond, spacing=spacing, propagation=propagation)
     per_video, rows = {}, []
     for video, frames in sorted(groups.items()):

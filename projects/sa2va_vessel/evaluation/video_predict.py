@@ -28,7 +28,8 @@ class VideoSegmenter:
     def __init__(self, model: Any, n_cond: int = 5, spacing: str = 'first', propagation: str = 'memory',
                  question: Optional[str] = None, answer: Optional[str] = None) -> None:
         from ..datasets.conversation import DEFAULT_ANSWER, DEFAULT_QUESTION
-        from ..datasets.vessel_dataset import checkpoint_inputs, load_tokenizer
+        from ..datasets.checkpoint_config import checkpoint_inputs
+        from ..datasets.vessel_dataset import load_tokenizer
         from ..models.video import VideoPropagator, memory_from_passthrough
         self.model = model
         self.n_cond, self.spacing, self.propagation = n_cond, spacing, propagation
@@ -120,13 +121,12 @@ def predict_video(cfg: Any, checkpoint: str, source: str, out_dir: str, threshol
                   propagation: str = 'memory', fps: float = 8.0, device: Optional[str] = None) -> dict:
     """Segment one video (frame folder or file); writes mask/, prob/, overlay.gif, video_prediction.json."""
     from ..datasets.video_inputs import read_frames
-    from .inference import best_record_for, load_eval_model
+    from .inference import load_eval_model
+    from .threshold import resolve_threshold
     from .predict import save_probability
     frames, names = read_frames(source)
     model, info = load_eval_model(cfg, checkpoint, device)
-    record = best_record_for(checkpoint)
-    if threshold is None:
-        threshold = float(record['threshold']) if record and record.get('threshold') is not None else 0.5
+    threshold = resolve_threshold(checkpoint, threshold).value
     segmenter = VideoSegmenter(model, n_cond=n_cond, spacing=spacing, propagation=propagation)
     probs, cond = segmenter(frames, progress=True)
     out = Path(out_dir)

@@ -15,13 +15,19 @@ fixture calls it ``sam2_tiny_config.json``) in the official SAM2 builder's vocab
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transformers import (InternVLConfig, InternVLVisionConfig, Qwen2_5_VLConfig, Qwen2Config, Qwen3VLConfig,
-                          Sam2Config)
+from transformers import InternVLConfig, InternVLVisionConfig, Qwen2Config, Sam2Config
+
+# config.json itself (family, template, tile size, tiling) is read by the data side's reader, so
+# that the model and the data cannot disagree; this module builds the transformers configs. The
+# family names and the error class are used here under the same names (and by the model modules).
+from ..datasets.checkpoint_config import (INTERNVL, QWEN2_5_VL, QWEN3_VL, QWEN_FAMILIES,  # noqa: F401
+                                          CheckpointConfigError, detect_family, inputs_from_config,
+                                          qwen_mllm_config, read_checkpoint_config, read_json_file,
+                                          template_of)
 
 SAM2_CONFIG_FILES = ('sam2_config.json', 'sam2_tiny_config.json')
 
@@ -43,22 +49,6 @@ SAM2_HIERA_LARGE: dict[str, Any] = {
 # Fixed by the official code for every Sa2VA release (see the golden fixture's README).
 SAM2_IMAGE_SIZE = 1024
 SAM2_BACKBONE_STRIDE = 16
-
-# The MLLM families (Sa2VAArchitecture.family).
-INTERNVL, QWEN2_5_VL, QWEN3_VL = 'internvl', 'qwen2_5_vl', 'qwen3_vl'
-QWEN_FAMILIES = (QWEN2_5_VL, QWEN3_VL)
-# (text_config.model_type, vision_config.model_type) -> family, transformers config class
-_QWEN_CONFIGS = {
-    ('qwen2_5_vl_text', 'qwen2_5_vl'): (QWEN2_5_VL, Qwen2_5_VLConfig),
-    ('qwen3_vl_text', 'qwen3_vl'): (QWEN3_VL, Qwen3VLConfig),
-}
-# config.json keys that are the official wrapper's, not the transformers config's
-_WRAPPER_KEYS = ('architectures', 'auto_map', 'model_type', 'template', '_name_or_path', 'transformers_version')
-
-
-class CheckpointConfigError(ValueError):
-    """A checkpoint directory whose configuration this project cannot load."""
-
 
 @dataclass
 class Sa2VAArchitecture:
@@ -108,15 +98,6 @@ class Sa2VAArchitecture:
             downsample_ratio=self.downsample_ratio,
             projector_hidden_act='gelu',
         )
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointConfigError(f'{path}: missing; a Sa2VA checkpoint directory needs it') from None
-    except json.JSONDecodeError as err:
-        raise CheckpointConfigError(f'{path}: not valid JSON ({err})') from None
 
 
 def vision_config_from_official(vc: dict[str, Any], path: Path) -> InternVLVisionConfig:
@@ -205,16 +186,14 @@ def sam2_config_from_official(sc: dict[str, Any]) -> Sam2Config:
 def read_sam2_official_config(path: Path) -> dict[str, Any]:
     for name in SAM2_CONFIG_FILES:
         if (path / name).is_file():
-            return _read_json(path / name)
+            return read_json_file(path / name)
     return SAM2_HIERA_LARGE
 
 
 def read_architecture(path: str | Path) -> Sa2VAArchitecture:
     """Read ``config.json`` (+ optional ``sam2_config.json``) of a Sa2VA checkpoint directory."""
     path = Path(path)
-    if not path.is_dir():
-        raise CheckpointConfigError(f'{path}: not a directory; pass a local Sa2VA checkpoint directory')
-    return architecture_from_config(_read_json(path / 'config.json'), read_sam2_official_config(path), path)
+    return architecture_from_config(read_checkpoint_config(path), read_sam2_official_config(path), path)
 
 
 def architecture_from_config(cfg: dict[str, Any], sam2_official: dict[str, Any], path: Path) -> Sa2VAArchitecture:
@@ -230,50 +209,23 @@ def architecture_from_config(cfg: dict[str, Any], sam2_official: dict[str, Any],
         raise CheckpointConfigError(f"{path / 'config.json'}: ps_version {cfg['ps_version']!r}; only v2 is supported")
     if cfg.get('select_layer', -1) != -1:
         raise CheckpointConfigError(f"{path / 'config.json'}: select_layer {cfg['select_layer']}; only -1 is supported")
+    inputs = inputs_from_config(cfg, path)
     return Sa2VAArchitecture(
         path=path,
         vision=vision_config_from_official(cfg['vision_config'], path),
         llm=llm_config_from_official(cfg['llm_config'], path),
         sam2=sam2_config_from_official(sam2_official),
         sam2_official=sam2_official,
-        downsample_ratio=float(cfg.get('downsample_ratio', 0.5)),
-        template=cfg.get('template', 'qwen_chat'),
-        force_image_size=int(cfg.get('force_image_size') or cfg['vision_config'].get('image_size', 448)),
-        min_dynamic_patch=int(cfg.get('min_dynamic_patch', 1)),
-        max_dynamic_patch=int(cfg.get('max_dynamic_patch', 12)),
-        use_thumbnail=bool(cfg.get('use_thumbnail', True)),
+        downsample_ratio=inputs.downsample_ratio,
+        template=inputs.template,
+        force_image_size=inputs.image_size,
+        min_dynamic_patch=inputs.min_num,
+        max_dynamic_patch=inputs.max_num,
+        use_thumbnail=inputs.use_thumbnail,
         select_layer=int(cfg.get('select_layer', -1)),
         ps_version=cfg.get('ps_version', 'v2'),
         raw=cfg,
     )
-
-
-def detect_family(cfg: dict[str, Any], path: Path) -> str:
-    """The MLLM family of an official Sa2VA ``config.json`` content."""
-    if 'llm_config' in cfg:
-        return INTERNVL
-    text = (cfg.get('text_config') or {}).get('model_type')
-    vision = (cfg.get('vision_config') or {}).get('model_type')
-    if (text, vision) in _QWEN_CONFIGS:
-        return _QWEN_CONFIGS[(text, vision)][0]
-    raise CheckpointConfigError(
-        f"{path / 'config.json'}: text_config.model_type {text!r} with vision_config.model_type {vision!r} is "
-        f'no Sa2VA family this project knows; known: {sorted(_QWEN_CONFIGS)} (Qwen2.5-VL, Qwen3-VL) and '
-        'InternVL (llm_config)')
-
-
-def qwen_mllm_config(cfg: dict[str, Any], path: Path) -> Qwen2_5_VLConfig | Qwen3VLConfig:
-    """The transformers config (``Qwen2_5_VLConfig`` / ``Qwen3VLConfig``) of a Sa2VA-Qwen ``config.json``."""
-    family = detect_family(cfg, path)
-    if family not in QWEN_FAMILIES:
-        raise CheckpointConfigError(f"{path / 'config.json'}: a {family} config, not a Qwen-VL one")
-    key = (cfg['text_config'].get('model_type'), cfg['vision_config'].get('model_type'))
-    config_class = _QWEN_CONFIGS[key][1]
-    kept = {k: v for k, v in cfg.items() if k not in _WRAPPER_KEYS}
-    try:
-        return config_class(**kept)
-    except (TypeError, ValueError, KeyError) as err:
-        raise CheckpointConfigError(f"{path / 'config.json'}: not a valid {config_class.__name__} ({err})") from None
 
 
 def qwen_architecture_from_config(cfg: dict[str, Any], sam2_official: dict[str, Any],
@@ -291,6 +243,6 @@ def qwen_architecture_from_config(cfg: dict[str, Any], sam2_official: dict[str, 
     return Sa2VAArchitecture(
         path=path, vision=mllm.vision_config, llm=mllm.text_config,
         sam2=sam2_config_from_official(sam2_official), sam2_official=sam2_official,
-        downsample_ratio=0.5, template=cfg.get('template', 'qwen_chat'), force_image_size=0,
+        downsample_ratio=0.5, template=template_of(cfg, path), force_image_size=0,
         min_dynamic_patch=1, max_dynamic_patch=1, use_thumbnail=False, select_layer=-1, ps_version='v2',
         raw=cfg, family=family, mllm=mllm)

@@ -11,11 +11,11 @@ Two products (see docs/EXPORT.md):
 * ``export_adapter``: a peft adapter folder (``adapter_config.json`` + ``adapter_model.safetensors``
   in peft's naming; it also carries the trained token rows as peft trainable tokens) plus
   ``sa2va_modules.safetensors`` (the other trained modules under official names) and
-  ``export_manifest.json``; ``load_adapter_export`` puts it back onto a model built on the base.
+  ``export_manifest.json``; ``training_checkpoint.load_adapter_export`` puts it back onto a model
+  built on the base.
 
-Training checkpoints are read with strict accounting (``load_training_checkpoint``): every key
-must name a tensor of the model built from the config, shapes must agree, and every trainable
-parameter must be present; anything else is a ``CheckpointError`` naming the keys.
+Training checkpoints and adapter exports are read and loaded by ``models/training_checkpoint.py``
+(strict accounting of every key); peft's parameter names are ``models/peft_names.py``'s.
 """
 from __future__ import annotations
 
@@ -29,12 +29,16 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from .checkpoint import LM_HEAD, CheckpointError, save_safetensors_sharded, shard_files
-from .name_map import official_to_ours, ours_to_official
+from .name_map import ours_to_official
+from .peft_names import (ADAPTER_NAME, PeftNameError, base_name, from_peft_key, is_adapter, to_peft_key,
+                         token_layer_owner)
 from .quantize import dequantized_weight, linear4bit_layers
+from .training_checkpoint import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, MANIFEST, MODULES_WEIGHTS, PROJECT_KEY,
+                                  SA2VA_PREFIX, read_best_record, resolve_checkpoint)
 
 logger = logging.getLogger(__name__)
 
@@ -51,102 +55,7 @@ CARRIED_FILES = ('vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config
                  'sam2_config.json', 'sam2_tiny_config.json',
                  # Qwen-VL families: the processor's settings (AutoProcessor needs both)
                  'preprocessor_config.json', 'video_preprocessor_config.json')
-ADAPTER_CONFIG = 'adapter_config.json'
-ADAPTER_WEIGHTS = 'adapter_model.safetensors'
-MODULES_WEIGHTS = 'sa2va_modules.safetensors'
-MANIFEST = 'export_manifest.json'
 EXPORT_INFO = 'export_info.json'
-PEFT_PREFIX = 'base_model.model.'
-LLM_PREFIX = 'sa2va.language_model.'
-SA2VA_PREFIX = 'sa2va.'
-ADAPTER_NAME = 'default'
-DEEPSPEED_MODEL_STATES = 'mp_rank_00_model_states.pt'
-
-
-# ---- reading training checkpoints ------------------------------------------------------------
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A training checkpoint file or DeepSpeed directory; a work dir resolves via ``last_checkpoint``."""
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f'{path}: no such checkpoint (a .pth file written by the runner, a DeepSpeed '
-                              f'checkpoint directory holding {DEEPSPEED_MODEL_STATES}, or a work dir with '
-                              'last_checkpoint)')
-    if path.is_dir() and not (path / DEEPSPEED_MODEL_STATES).is_file():
-        last = path / 'last_checkpoint'
-        if last.is_file():
-            target = Path(last.read_text().strip())
-            target = target if target.is_absolute() else path / target
-            return resolve_checkpoint(target if target.exists() else path / target.name)
-        raise CheckpointError(f'{path}: a directory without {DEEPSPEED_MODEL_STATES} or last_checkpoint; '
-                              'not a training checkpoint')
-    return path
-
-
-def read_training_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(state dict, meta) of a plain-runner ``.pth`` or a DeepSpeed checkpoint directory."""
-    path = resolve_checkpoint(path)
-    file = path / DEEPSPEED_MODEL_STATES if path.is_dir() else path
-    try:
-        ckpt = torch.load(file, map_location='cpu', weights_only=False)
-    except Exception as err:  # pickle / zip errors
-        raise CheckpointError(f'{file}: cannot be read as a torch checkpoint ({type(err).__name__}: {err})') from err
-    if not isinstance(ckpt, dict):
-        raise CheckpointError(f'{file}: holds a {type(ckpt).__name__}, not a checkpoint dict')
-    if 'module' in ckpt and isinstance(ckpt['module'], dict):  # DeepSpeed engine state
-        state = ckpt['module']
-    elif 'state_dict' in ckpt:  # mmengine Runner
-        state = ckpt['state_dict']
-    else:
-        state = ckpt  # a bare state dict
-    if not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f'{file}: no model state dict found (keys: {sorted(ckpt)[:10]})')
-    if all(k.startswith('module.') for k in state):  # saved from a DDP wrapper
-        state = {k[len('module.'):]: v for k, v in state.items()}
-    return dict(state), dict(ckpt.get('meta') or {})
-
-
-def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> list[str]:
-    """Put ``state`` onto ``model``, accounting for every key; returns the loaded names.
-
-    Every key must be a tensor of ``model.state_dict()`` with the same shape, and every trainable
-    parameter of the model must be in ``state``. Frozen tensors not in ``state`` keep the values the
-    model was built with (the base checkpoint's).
-    """
-    expected = model.state_dict()
-    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-    unexpected = sorted(k for k in state if k not in expected)
-    mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}'
-                  for k, v in state.items() if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
-    missing = [n for n in trainable if n not in state]
-    problems = []
-    if unexpected:
-        hint = (' (4-bit base statistics: it was trained with quantize_base; build the model with the same '
-                'quantize_base)' if any('.weight.quant_state.' in k for k in unexpected) else '')
-        problems.append(f'{len(unexpected)} checkpoint keys that name no tensor of the model built from the config'
-                        f'{hint}: {unexpected[:20]}')
-    if mismatched:
-        problems.append(f'{len(mismatched)} shape mismatches (was it trained with another config, e.g. another '
-                        f'LoRA rank?): {mismatched[:20]}')
-    if missing:
-        problems.append(f'{len(missing)} trainable parameters of the model missing from the checkpoint (was it '
-                        f'trained with other trainable groups or LoRA targets?): {missing[:20]}')
-    if problems:
-        raise CheckpointError(f'{source}: the checkpoint does not fit the model of this config:\n  '
-                              + '\n  '.join(problems))
-    full = dict(expected)
-    for k, v in state.items():
-        full[k] = v.to(expected[k].dtype)
-    model.load_state_dict(full, strict=True)
-    return sorted(state)
-
-
-def load_training_checkpoint(model: nn.Module, path: str | Path) -> dict[str, Any]:
-    """Read a training checkpoint and load it onto ``model`` strictly; returns its meta."""
-    path = resolve_checkpoint(path)
-    state, meta = read_training_state(path)
-    loaded = load_trainable_state(model, state, str(path))
-    logger.info('%s: loaded %d tensors onto the model', path, len(loaded))
-    return meta
 
 
 # ---- building the model of a config ------------------------------------------------------------
@@ -184,11 +93,6 @@ def _token_layers(module: nn.Module) -> dict[str, nn.Module]:
     return {n: m for n, m in module.named_modules() if isinstance(m, TrainableTokensLayer)}
 
 
-def _clean_name(name: str) -> str:
-    """Our name with peft's wrapper levels removed (``q_proj.base_layer.weight`` -> ``q_proj.weight``)."""
-    return name.replace('.token_adapter.base_layer.', '.').replace('.base_layer.', '.')
-
-
 def _lora_delta(layer: nn.Module, name: str) -> torch.Tensor:
     """scale * B @ A in float32 for the single LoRA adapter of ``layer``."""
     if set(layer.lora_A) != {ADAPTER_NAME}:
@@ -216,11 +120,11 @@ def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     four_bit = linear4bit_layers(sa2va)
     quant_stats = tuple(f'{name}.weight.' for name in four_bit)
     for name, tensor in sa2va.state_dict().items():
-        if 'lora_' in name or 'trainable_tokens_' in name or name.startswith(quant_stats):
+        if is_adapter(name) or name.startswith(quant_stats):
             continue
-        state[_clean_name(name)] = tensor.detach().float().clone()
+        state[base_name(name)] = tensor.detach().float().clone()
     for name, layer in four_bit.items():
-        state[_clean_name(f'{name}.weight')] = dequantized_weight(layer)
+        state[base_name(f'{name}.weight')] = dequantized_weight(layer)
     for name, layer in _lora_layers(sa2va).items():
         key = f'{name}.weight'
         if key not in state:
@@ -229,7 +133,7 @@ def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     for name, layer in _token_layers(sa2va).items():
         if layer.tied_adapter is not None:  # follows the embedding's adapter; tied weights are written once
             continue
-        owner = name[:-len('.token_adapter')] if name.endswith('.token_adapter') else name
+        owner = token_layer_owner(name)
         key = f'{owner}.weight'
         rows = torch.as_tensor(layer.token_indices[ADAPTER_NAME], dtype=torch.long)
         values = layer.trainable_tokens_delta[ADAPTER_NAME].detach().float()
@@ -322,12 +226,20 @@ class ExportReport:
 
 
 def _token_rows(model: nn.Module) -> dict[str, list[int]]:
-    return {name.replace('.token_adapter', ''): list(layer.token_indices[ADAPTER_NAME])
+    return {token_layer_owner(name): list(layer.token_indices[ADAPTER_NAME])
             for name, layer in _token_layers(model.sa2va).items() if layer.tied_adapter is None}
 
 
-# config.json key of this project's deployment settings (the official code ignores unknown keys)
-PROJECT_KEY = 'sa2va_vessel'
+def training_window(cfg: Any) -> int | None:
+    """The crop size of the config's training transform (``VesselAugment(crop_size=N)``), or None."""
+    if cfg is None:
+        return None
+    dataset = (cfg.get('train_dataloader') or {}).get('dataset') or {}
+    transform = dataset.get('transform') if hasattr(dataset, 'get') else None
+    if not isinstance(transform, dict) or transform.get('enabled', True) is False:
+        return None
+    size = transform.get('crop_size')
+    return int(size) if size else None
 
 
 def deployment_settings(cfg: Any, checkpoint: str | Path) -> dict[str, Any]:
@@ -339,9 +251,7 @@ def deployment_settings(cfg: Any, checkpoint: str | Path) -> dict[str, Any]:
     for larger images). The official ``predict_forward`` uses none of them (0.5 and 12 tiles are
     fixed there; docs/EXPORT.md), so they are recorded, not applied.
     """
-    from ..evaluation.inference import best_record_for
-    from ..evaluation.predict import training_window
-    record = best_record_for(resolve_checkpoint(checkpoint))
+    record = read_best_record(resolve_checkpoint(checkpoint))
     val_dataset = ((cfg.get('val_dataloader') or {}).get('dataset') or {}) if cfg is not None else {}
     base_cfg = json.loads((Path(cfg.model.model_path) / 'config.json').read_text()) \
         if cfg is not None and Path(str(cfg.model.get('model_path', ''))).joinpath('config.json').is_file() else {}
@@ -401,24 +311,9 @@ def export_full(model: nn.Module, out_dir: str | Path, dtype: torch.dtype = torc
 
 
 # ---- adapter-only export -----------------------------------------------------------------------
-def _peft_to_ours(key: str) -> str:
-    """``base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`` -> our parameter name."""
-    if not key.startswith(PEFT_PREFIX):
-        raise CheckpointError(f'adapter key {key!r} lacks the peft prefix {PEFT_PREFIX!r}')
-    rest = key[len(PEFT_PREFIX):]
-    for part in ('lora_A', 'lora_B'):
-        marker = f'.{part}.weight'
-        if rest.endswith(marker):
-            return LLM_PREFIX + rest[:-len(marker)] + f'.{part}.{ADAPTER_NAME}.weight'
-    if rest.endswith('.trainable_tokens_delta'):
-        return LLM_PREFIX + rest + f'.{ADAPTER_NAME}'
-    raise CheckpointError(f'adapter key {key!r}: not a LoRA A/B weight nor a trainable-token table')
-
-
 def _trained_module_names(model: nn.Module) -> list[str]:
     """Trainable parameters outside the LLM adapters (projector, text_hidden_fcs, mask decoder)."""
-    return [n for n, p in model.named_parameters()
-            if p.requires_grad and 'lora_' not in n and 'trainable_tokens_' not in n]
+    return [n for n, p in model.named_parameters() if p.requires_grad and not is_adapter(n)]
 
 
 def export_adapter(model: nn.Module, out_dir: str | Path, dtype: torch.dtype = torch.bfloat16,
@@ -436,9 +331,12 @@ def export_adapter(model: nn.Module, out_dir: str | Path, dtype: torch.dtype = t
     peft_config = getattr(llm, 'peft_config', {}).get(ADAPTER_NAME)
     if peft_config is not None:
         adapter = get_peft_model_state_dict(llm, adapter_name=ADAPTER_NAME)
-        adapter = {PEFT_PREFIX + k: v.detach().to(dtype).contiguous() for k, v in adapter.items()}
+        adapter = {to_peft_key(k): v.detach().to(dtype).contiguous() for k, v in adapter.items()}
         for key in adapter:  # every peft key must map back onto a parameter of ours
-            _peft_to_ours(key)
+            try:
+                from_peft_key(key)
+            except PeftNameError as err:
+                raise CheckpointError(f'{out_dir}: {err}') from None
         save_file(adapter, str(out_dir / ADAPTER_WEIGHTS), metadata={'format': 'pt'})
         cfg = copy.deepcopy(peft_config)
         cfg.base_model_name_or_path = str(model.model_path)
@@ -470,7 +368,7 @@ def export_adapter(model: nn.Module, out_dir: str | Path, dtype: torch.dtype = t
         adapter_tensors=adapter_keys,
         module_tensors=sorted(official),
         token_rows=_token_rows(model),
-        how_to_load='projects.sa2va_vessel.models.export.load_adapter_export(Sa2VAVesselModel(model_path=BASE, '
+        how_to_load='projects.sa2va_vessel.models.training_checkpoint.load_adapter_export(Sa2VAVesselModel(model_path=BASE, '
                     '<same lora/trainable settings>), dir); or tools/export_hf.py without --adapter-only for a '
                     'merged official checkpoint',
         **(provenance or {}))
@@ -480,56 +378,3 @@ def export_adapter(model: nn.Module, out_dir: str | Path, dtype: torch.dtype = t
                           n_lora_merged=0, token_rows=_token_rows(model), files=files)
     logger.info(report.summary())
     return report
-
-
-def _check_adapter_config(model: nn.Module, directory: Path) -> None:
-    llm_cfg = getattr(model.sa2va.language_model, 'peft_config', {}).get(ADAPTER_NAME)
-    path = directory / ADAPTER_CONFIG
-    if llm_cfg is None or not path.is_file():
-        if (llm_cfg is None) != (not path.is_file()):
-            raise CheckpointError(f'{directory}: the model {"has" if llm_cfg else "has no"} LLM adapter but the '
-                                  f'export {"has" if path.is_file() else "has no"} {ADAPTER_CONFIG}')
-        return
-    saved = json.loads(path.read_text())
-    ours = llm_cfg.to_dict()
-    diffs = []
-    for key in ('r', 'lora_alpha', 'use_rslora', 'use_dora', 'trainable_token_indices'):
-        a, b = saved.get(key), ours.get(key)
-        if a != b:
-            diffs.append(f'{key}: export {a!r} vs model {b!r}')
-    if sorted(_as_list(saved.get('target_modules'))) != sorted(_as_list(ours.get('target_modules'))):
-        diffs.append(f"target_modules: export {saved.get('target_modules')!r} vs model {ours.get('target_modules')!r}")
-    if diffs:
-        raise CheckpointError(f'{path}: the adapter does not match the model built from the config: ' + '; '.join(diffs))
-
-
-def _as_list(value: Any) -> list:
-    if value is None:
-        return []
-    return [value] if isinstance(value, str) else list(value)
-
-
-def load_adapter_export(model: nn.Module, directory: str | Path) -> list[str]:
-    """Load an ``export_adapter`` folder onto ``model`` (built on the base with the same settings).
-
-    Every tensor of the folder must land on a parameter of the model and every trainable parameter
-    must be given (strict accounting, as for training checkpoints). Returns the loaded names.
-    """
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise CheckpointError(f'{directory}: no such adapter export directory')
-    _check_adapter_config(model, directory)
-    state: dict[str, torch.Tensor] = {}
-    if (directory / ADAPTER_WEIGHTS).is_file():
-        for key, tensor in load_file(str(directory / ADAPTER_WEIGHTS)).items():
-            state[_peft_to_ours(key)] = tensor
-    if (directory / MODULES_WEIGHTS).is_file():
-        for key, tensor in load_file(str(directory / MODULES_WEIGHTS)).items():
-            pieces = official_to_ours(key, tensor, model.sa2va.arch.family)
-            if pieces is None or any('#' in ours for ours, _ in pieces):
-                raise CheckpointError(f'{directory / MODULES_WEIGHTS}: {key} has no place in the model')
-            for ours, piece in pieces:
-                state[SA2VA_PREFIX + ours] = piece
-    if not state:
-        raise CheckpointError(f'{directory}: neither {ADAPTER_WEIGHTS} nor {MODULES_WEIGHTS} found')
-    return load_trainable_state(model, state, str(directory))

@@ -16,6 +16,8 @@ from peft import LoraConfig, inject_adapter_in_model
 from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
 from torch import nn
 
+from .peft_names import TOKEN_DELTA, is_lora
+
 DEFAULT_TARGETS = ('q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj')
 
 
@@ -47,9 +49,7 @@ def add_lora(language_model: nn.Module, settings: LoraSettings, lora: bool, toke
         bias='none')
     inject_adapter_in_model(config, language_model)
     for name, p in language_model.named_parameters():
-        is_lora = 'lora_' in name
-        is_token = 'trainable_tokens_delta' in name
-        p.requires_grad_((lora and is_lora) or (token_rows and is_token))
+        p.requires_grad_((lora and is_lora(name)) or (token_rows and TOKEN_DELTA in name))
 
 
 def _rows_forward(self, x: torch.Tensor, active_adapters, *args, **kwargs) -> torch.Tensor:

@@ -17,18 +17,17 @@ model plus the untied ``lm_head`` (``QwenVLTextForCausalLM``, as ``language_mode
 from __future__ import annotations
 
 import contextlib
-from types import SimpleNamespace
 from typing import Iterator
 
 import torch
 from torch import nn
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (Qwen2_5_VisionTransformerPretrainedModel,
-                                                                Qwen2_5_VLModel, Qwen2_5_VLPreTrainedModel,
-                                                                Qwen2_5_VLTextModel)
-from transformers.models.qwen3_vl.modeling_qwen3_vl import (Qwen3VLModel, Qwen3VLPreTrainedModel,
-                                                            Qwen3VLTextModel, Qwen3VLVisionModel)
+                                                                Qwen2_5_VLPreTrainedModel, Qwen2_5_VLTextModel)
+from transformers.models.qwen3_vl.modeling_qwen3_vl import (Qwen3VLPreTrainedModel, Qwen3VLTextModel,
+                                                            Qwen3VLVisionModel)
 
+from ..datasets.qwen_positions import rope_index
 from .configuration import QWEN2_5_VL, QWEN3_VL, Sa2VAArchitecture
 from .sa2va import Sa2VABase
 
@@ -74,10 +73,10 @@ class Qwen3VLTextForCausalLM(_TextCausalLM, Qwen3VLPreTrainedModel):
     text_model_class = Qwen3VLTextModel
 
 
-# family -> (vision tower class, language model class, class holding get_rope_index)
+# family -> (vision tower class, language model class); get_rope_index: datasets/qwen_positions.py
 FAMILY_CLASSES = {
-    QWEN2_5_VL: (Qwen2_5_VisionTransformerPretrainedModel, Qwen2_5_VLTextForCausalLM, Qwen2_5_VLModel),
-    QWEN3_VL: (Qwen3VLVisionModel, Qwen3VLTextForCausalLM, Qwen3VLModel),
+    QWEN2_5_VL: (Qwen2_5_VisionTransformerPretrainedModel, Qwen2_5_VLTextForCausalLM),
+    QWEN3_VL: (Qwen3VLVisionModel, Qwen3VLTextForCausalLM),
 }
 
 
@@ -101,7 +100,7 @@ class Sa2VAQwenModules(Sa2VABase):
             raise ValueError(f'{arch.path}: family {arch.family!r} is not a Qwen-VL family')
         self.arch = arch
         self.family = arch.family
-        vision_class, llm_class, _ = FAMILY_CLASSES[arch.family]
+        vision_class, llm_class = FAMILY_CLASSES[arch.family]
         arch.vision._attn_implementation = attn_implementation
         arch.llm._attn_implementation = attn_implementation
         self.visual = vision_class(arch.vision)
@@ -185,15 +184,3 @@ class Sa2VAQwenModules(Sa2VABase):
             position_ids, _ = self.rope_position_ids(input_ids, image_grid_thw, attention_mask)
         return self.llm_last_hidden(inputs_embeds, attention_mask, position_ids, deepstack,
                                     input_ids == self.image_token_id)
-
-
-def rope_index(mllm_config, family: str, input_ids: torch.Tensor, image_grid_thw: torch.Tensor | None,
-               attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """transformers' ``get_rope_index`` of the family, for images (it reads only ``self.config``)."""
-    owner = SimpleNamespace(config=mllm_config)
-    cls = FAMILY_CLASSES[family][2]
-    if attention_mask is not None:
-        attention_mask = attention_mask.to(input_ids.device).long()
-    if family == QWEN2_5_VL:
-        return cls.get_rope_index(owner, input_ids, image_grid_thw, None, None, attention_mask)
-    return cls.get_rope_index(owner, input_ids, image_grid_thw, None, attention_mask)

@@ -24,6 +24,7 @@ from .feature_cache import FrozenFeatureCache
 from .lora import DEFAULT_TARGETS, LoraSettings, add_lora
 from .lora import set_light_token_rows
 from .losses import mask_losses, point_sampled_mask_losses
+from .peft_names import TOKEN_DELTA, is_lora
 from .presets import PRESET_PREFIX, preset_token_id
 from .quantize import check_quant_type, import_bitsandbytes, logical_numel, quantize_llm_linears
 from .sa2va import mask_logits_to_size
@@ -250,9 +251,9 @@ class Sa2VAVesselModel(BaseModel):
 
     @staticmethod
     def _group_of(name: str) -> str:
-        if 'lora_' in name:
+        if is_lora(name):
             return 'lora'
-        if 'trainable_tokens_delta' in name:
+        if TOKEN_DELTA in name:
             return 'token_rows'
         if name.endswith(('.embed_tokens.weight', '.lm_head.weight')):
             return 'embeddings'

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from projects.sa2va_vessel.engine import train
-from projects.sa2va_vessel.engine.resilience import NonFiniteWeights
+from projects.sa2va_vessel.engine.atomic_checkpoint import NonFiniteWeights
 from tests.conftest import REPO_ROOT
 from tests.toy_runs import in_process_cfg, read_trace, toy_cfg
 

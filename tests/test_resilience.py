@@ -8,7 +8,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from projects.sa2va_vessel.engine import resilience
+from projects.sa2va_vessel.engine import atomic_checkpoint, preemption, resumable_loop
 from projects.sa2va_vessel.engine.launch_check import LaunchError, WorkDirLock
 from projects.sa2va_vessel.engine.runner import train
 from tests.conftest import REPO_ROOT
@@ -55,7 +55,7 @@ def test_preempted_run_resumes_bit_exact(tmp_path, at, workers, accum):
     assert runner.preempted
     assert [r['iter'] for r in read_losses(work)] == list(range(at + 1))
     assert (work / f'iter_{at + 1}.pth').is_file()
-    assert (work / resilience.PREEMPTED_MARKER).read_text().startswith(str(work))
+    assert (work / preemption.PREEMPTED_MARKER).read_text().startswith(str(work))
     assert (work / 'last_checkpoint').read_text().endswith(f'iter_{at + 1}.pth')
     assert not list(work.glob('.*.partial'))
     ckpt = torch.load(work / f'iter_{at + 1}.pth', map_location='cpu', weights_only=False)
@@ -78,7 +78,7 @@ def test_resume_without_rng_restore_would_differ(tmp_path, monkeypatch):
     work = tmp_path / 'preempted'
     train(cfg_for(work, custom_hooks=[dict(type='LossTraceHook'),
                                       dict(type='SignalAtIterHook', at=2)], **NO_BOUNDARY))
-    monkeypatch.setattr(resilience, 'restore_rng_state', lambda state: None)
+    monkeypatch.setattr(resumable_loop, 'restore_rng_state', lambda state: None)
     train(cfg_for(work, resume=True, **NO_BOUNDARY))
     records = read_losses(work)
     assert [r['indices'] for r in records] == [r['indices'] for r in reference]  # data order
@@ -93,7 +93,7 @@ def test_interrupted_save_leaves_previous_checkpoint_usable(tmp_path, monkeypatc
     saves = []
 
     def dying_put(self, obj, filepath):
-        if str(filepath).endswith('.pth' + resilience.PARTIAL_SUFFIX):
+        if str(filepath).endswith('.pth' + atomic_checkpoint.PARTIAL_SUFFIX):
             saves.append(filepath)
             if len(saves) == 2:  # the second checkpoint (iter_8): half of it, then "killed"
                 with open(filepath, 'wb') as f:
@@ -134,8 +134,8 @@ def test_keep_last_n_never_touches_best(tmp_path):
 
 def test_low_disk_stops_before_writing(tmp_path, monkeypatch):
     work = tmp_path / 'full'
-    monkeypatch.setattr(resilience, 'free_bytes', lambda path: 1 << 20)
-    with pytest.raises(resilience.InsufficientDiskSpace) as err:
+    monkeypatch.setattr(atomic_checkpoint, 'free_bytes', lambda path: 1 << 20)
+    with pytest.raises(atomic_checkpoint.InsufficientDiskSpace) as err:
         train(cfg_for(work))
     message = str(err.value)
     assert 'Not enough free disk space to save iter_4.pth' in message
@@ -147,10 +147,10 @@ def test_auto_resume_ignores_broken_pointer(tmp_path):
     work = tmp_path / 'pointer'
     train(cfg_for(work, **{'train_cfg.max_iters': 4}))
     (work / 'last_checkpoint').write_text(str(work / 'iter_99.pth'))  # points nowhere
-    assert resilience.find_latest_checkpoint(work) == work / 'iter_4.pth'
+    assert atomic_checkpoint.find_latest_checkpoint(work) == work / 'iter_4.pth'
     (work / 'last_checkpoint').write_text('')  # truncated by a kill
-    assert resilience.find_latest_checkpoint(work) == work / 'iter_4.pth'
-    assert resilience.find_latest_checkpoint(tmp_path / 'empty') is None
+    assert atomic_checkpoint.find_latest_checkpoint(work) == work / 'iter_4.pth'
+    assert atomic_checkpoint.find_latest_checkpoint(tmp_path / 'empty') is None
 
 
 def test_work_dir_lock_refuses_a_second_run(tmp_path):

@@ -1,6 +1,6 @@
 """Command line of ``tools/train.py``: parse, load the config, apply overrides, train.
 
-Exit status: 0 done; :data:`~.resilience.PREEMPTED_EXIT_CODE` (75) stopped by SIGUSR1/SIGTERM
+Exit status: 0 done; :data:`~.preemption.PREEMPTED_EXIT_CODE` (75) stopped by SIGUSR1/SIGTERM
 after saving a checkpoint (``slurm/train.sbatch`` requeues the job; run again with
 ``--resume`` to continue); 2 the launch check refused the run (the message says what to do).
 """
@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 from mmengine.config import Config, DictAction
 
 from .launch_check import LaunchError
-from .resilience import PREEMPTED_EXIT_CODE
+from .preemption import PREEMPTED_EXIT_CODE
 from .runner import PLAIN, train
 
 

@@ -35,8 +35,9 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 from . import hooks as _hooks  # noqa: F401  (registers the hooks in mmengine's HOOKS)
 from .launch_check import WorkDirLock, check_launch_environment, env_rank, slurm_to_torch_env
-from .resilience import (ResumableRunnerMixin, find_latest_checkpoint, preemption_signals,
-                         remove_partials)
+from . import resumable_loop as _loop  # noqa: F401  (registers ResumableIterBasedTrainLoop in LOOPS)
+from .atomic_checkpoint import ResumableRunnerMixin, find_latest_checkpoint, remove_partials
+from .preemption import preemption_signals
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEEPSPEED_CONFIG_DIR = REPO_ROOT / 'configs' / 'deepspeed'
@@ -46,7 +47,7 @@ PLAIN = 'none'
 
 class ResumableRunner(ResumableRunnerMixin, Runner):
     """mmengine's ``Runner`` with atomic checkpoints, RNG/data position, retention
-    (see :mod:`.resilience`)."""
+    (see :mod:`.atomic_checkpoint`)."""
 
 
 class ResumableFlexibleRunner(ResumableRunnerMixin, FlexibleRunner):
@@ -394,7 +395,7 @@ def train(cfg: Config) -> AnyRunner:
 
     SIGUSR1/SIGTERM during training stop it after the current step with a checkpoint
     (``runner.preempted`` is then True; ``tools/train.py`` exits with
-    :data:`~.resilience.PREEMPTED_EXIT_CODE`).
+    :data:`~.preemption.PREEMPTED_EXIT_CODE`).
     """
     cfg = copy.deepcopy(cfg)
     launcher = cfg.get('launcher', 'none')

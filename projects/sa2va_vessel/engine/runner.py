@@ -35,6 +35,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 from . import hooks as _hooks  # noqa: F401  (registers the hooks in mmengine's HOOKS)
 from .launch_check import WorkDirLock, check_launch_environment, env_rank, slurm_to_torch_env
+from .loader_shutdown import shut_down_loader_workers
 from .resilience import (ResumableRunnerMixin, find_latest_checkpoint, preemption_signals,
                          remove_partials)
 
@@ -413,8 +414,11 @@ def train(cfg: Config) -> AnyRunner:
                     print_log(f'Removed {stale.name}, left by an interrupted save.',
                               logger='current', level=logging.WARNING)
             runner = build_runner(cfg)
-            with trusted_local_checkpoints():
-                runner.train()
+            try:
+                with trusted_local_checkpoints():
+                    runner.train()
+            finally:
+                shut_down_loader_workers(runner)
             return runner
         finally:
             destroy_distributed()

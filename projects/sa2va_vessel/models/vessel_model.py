@@ -188,15 +188,26 @@ class Sa2VAVesselModel(BaseModel):
             lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={'use_reentrant': False})
         elif lm.is_gradient_checkpointing:
             lm.gradient_checkpointing_disable()
-        for layer in lm.model.layers:  # the layers share one compiled graph
-            set_compiled(layer, switches.compile_llm_layers)
-        for encoder in (self.sa2va.vision_tower, self.sa2va.sam2.vision_encoder):
-            set_compiled(encoder, switches.compile_frozen_encoders)
+        self.speed = switches
+        self._apply_compile()
         set_light_token_rows(lm, switches.light_token_rows)
         self.sam2_cache = FrozenFeatureCache(switches.sam2_feature_cache_size)
         self.vision_cache = FrozenFeatureCache(
             switches.sam2_feature_cache_size if switches.vision_feature_cache else 0)
-        self.speed = switches
+
+    def _apply_compile(self) -> None:
+        # compiled graphs serve the training step only (see SpeedSwitches): eval mode runs eager
+        for layer in self.sa2va.language_model.model.layers:  # the layers share one compiled graph
+            set_compiled(layer, self.speed.compile_llm_layers and self.training)
+        for encoder in (self.sa2va.vision_tower, self.sa2va.sam2.vision_encoder):
+            set_compiled(encoder, self.speed.compile_frozen_encoders and self.training)
+
+    def train(self, mode: bool = True) -> 'Sa2VAVesselModel':
+        """``nn.Module.train``; also switches the compiled modules on (training) or off (eval)."""
+        super().train(mode)
+        if hasattr(self, 'speed'):  # nn.Module.__init__ paths call train() before the switches exist
+            self._apply_compile()
+        return self
 
     def init_weights(self) -> None:
         """mmengine's weight init (the runner calls it before training)."""

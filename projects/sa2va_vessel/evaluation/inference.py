@@ -175,9 +175,16 @@ def greedy_seg_generate(model: Any, batch: dict, stop_ids: Sequence[int],
     were emitted (the sample then scores as empty masks). ``forced_answers`` replaces argmax by
     the given token ids (teacher forcing through the cache; used to check the alignment).
     """
-    from ..models.sa2va import mask_logits_to_size
     data = model.data_preprocessor(batch, False)
-    d, samples = data['data'], data['data_samples']
+    with model.autocast_context(data['data']):  # fp32 trainables over a bf16 base, as in forward
+        return _greedy_decode(model, batch, data['data'], data['data_samples'], stop_ids, max_new_tokens,
+                              forced_answers)
+
+
+def _greedy_decode(model: Any, batch: dict, d: dict, samples: Any, stop_ids: Sequence[int],
+                   max_new_tokens: int, forced_answers: Optional[Sequence[Sequence[int]]]
+                   ) -> list[dict[str, Any]]:
+    from ..models.sa2va import mask_logits_to_size
     sa2va = model.sa2va
     lm = sa2va.language_model
     embed = lm.get_input_embeddings()

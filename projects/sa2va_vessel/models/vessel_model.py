@@ -306,7 +306,7 @@ class Sa2VAVesselModel(BaseModel):
 
     # ---- forward ---------------------------------------------------------------------------
     def forward(self, data: dict, data_samples: list | None = None, mode: str = 'loss') -> Any:
-        with self._autocast(data):
+        with self.autocast_context(data):
             if mode == 'loss':
                 return self.loss(data, data_samples)
             if mode == 'predict':
@@ -314,18 +314,20 @@ class Sa2VAVesselModel(BaseModel):
                     return self.predict(data, data_samples)
         raise ValueError(f"mode must be 'loss' or 'predict', got {mode!r}")
 
-    def _autocast(self, data: dict) -> Any:
-        """bf16/fp16 autocast on CUDA when trainables are kept in fp32 over a half-precision base.
+    def autocast_context(self, data: dict) -> Any:
+        """Autocast to the base's bf16/fp16 when trainables are kept in fp32 over it; else a no-op.
 
-        Read at every call: DeepSpeed's bf16 mode casts the whole module to bf16 after it was
-        built, and then no autocast is needed (nor wanted: it would change what runs).
+        Everything that runs the model outside ``forward`` (generation) must enter it too: an fp32
+        ``text_hidden_fcs`` cannot take the bf16 hidden state of the base otherwise. Read at
+        every call: DeepSpeed's bf16 mode casts the whole module to bf16 after it was built, and
+        then no autocast is needed (nor wanted: it would change what runs).
         """
         frozen = self.sa2va.language_model.model.norm.weight.dtype
         trainable = next((p.dtype for p in self.parameters() if p.requires_grad), frozen)
         ids = data.get('input_ids') if isinstance(data, dict) else None
-        on_cuda = isinstance(ids, torch.Tensor) and ids.is_cuda
-        mixed = on_cuda and frozen in (torch.bfloat16, torch.float16) and trainable == torch.float32
-        return torch.autocast('cuda', dtype=frozen, enabled=True) if mixed else contextlib.nullcontext()
+        mixed = isinstance(ids, torch.Tensor) and frozen in (torch.bfloat16, torch.float16) \
+            and trainable == torch.float32
+        return torch.autocast(ids.device.type, dtype=frozen) if mixed else contextlib.nullcontext()
 
     @staticmethod
     def _cache_keys(data_samples: list | None, n: int) -> list | None:

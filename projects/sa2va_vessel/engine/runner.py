@@ -20,7 +20,6 @@ import contextlib
 import copy
 import json
 import logging
-import multiprocessing
 import os
 import socket
 from pathlib import Path
@@ -35,7 +34,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 from . import hooks as _hooks  # noqa: F401  (registers the hooks in mmengine's HOOKS)
 from .launch_check import WorkDirLock, check_launch_environment, env_rank, slurm_to_torch_env
-from .loader_shutdown import shut_down_loader_workers
+from .loader_workers import prepare_loader_workers, shut_down_loader_workers
 from .resilience import (ResumableRunnerMixin, find_latest_checkpoint, preemption_signals,
                          remove_partials)
 
@@ -364,9 +363,7 @@ def build_runner(cfg: Config) -> AnyRunner:
     cfg.env_cfg.dist_cfg.backend = backend
 
     init_distributed(launcher, use_deepspeed)
-    if (cfg.env_cfg.get('mp_cfg') or {}).get('mp_start_method') == 'forkserver':
-        # the fork server imports the data code once; each worker forks from it ready to unpickle
-        multiprocessing.set_forkserver_preload(['projects.sa2va_vessel.datasets'])
+    prepare_loader_workers((cfg.env_cfg.get('mp_cfg') or {}).get('mp_start_method'))
 
     if use_deepspeed:
         path = deepspeed_config_path(mode)

@@ -1,4 +1,4 @@
-"""After training, the loaders' persistent workers are gone before engine.runner.train returns."""
+"""Loader workers: the open-file limit before they start; gone before engine.runner.train returns."""
 from __future__ import annotations
 
 import multiprocessing
@@ -7,7 +7,9 @@ from types import SimpleNamespace
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from projects.sa2va_vessel.engine.loader_shutdown import shut_down_loader_workers
+import resource
+
+from projects.sa2va_vessel.engine.loader_workers import raise_open_file_limit, shut_down_loader_workers
 
 
 def _workers(loader_iter) -> list:
@@ -33,3 +35,16 @@ def test_persistent_workers_are_shut_down():
     assert not any(w.is_alive() for w in workers)
     assert not [c for c in multiprocessing.active_children() if c in workers]
     assert shut_down_loader_workers(runner) == 0  # twice is harmless
+
+
+def test_open_file_limit_raised_within_the_hard_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        low = min(256, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+        new_soft, new_hard = raise_open_file_limit(wanted=1024)
+        expected = 1024 if hard == resource.RLIM_INFINITY else min(1024, hard)
+        assert (new_soft, new_hard) == (expected, hard)
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (expected, hard)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

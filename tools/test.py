@@ -9,7 +9,7 @@ threshold sweep is refused unless --allow-test-sweep (then labelled *_optimistic
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
 from projects.sa2va_vessel.evaluation.cli import test_main  # noqa: E402
 

@@ -45,7 +45,7 @@ from mmengine.logging import print_log
 from mmengine.runner import FlexibleRunner, IterBasedTrainLoop, Runner
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from ..registry import DATA_MODULES, SCOPE
+from ..registry import DATA_MODULES, FUNCTIONS, SCOPE
 from .launch_check import WorkDirLock, check_launch_environment, env_rank, slurm_to_torch_env
 from .resilience import (ResumableRunnerMixin, find_latest_checkpoint, preemption_signals,
                          remove_partials)
@@ -268,6 +268,15 @@ def check_config(cfg: Config, on_gpu: bool) -> None:
         raise ConfigError(f'default_scope is {scope!r}: the project\'s classes are in the {SCOPE!r} '
                           f'registries (mmengine\'s are found through them); write '
                           f'default_scope = {SCOPE!r} (configs/_base_/default_runtime.py does)')
+
+    FUNCTIONS.import_from_location()
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        collate = ((cfg.get(loader) or {}).get('collate_fn') or {}).get('type')
+        # mmengine's runner looks collate functions up on its root registry, blind to the scope
+        if isinstance(collate, str) and collate in FUNCTIONS.module_dict:
+            raise ConfigError(f'{loader}.collate_fn.type={collate!r} is the project\'s, which mmengine\'s '
+                              f'runner finds by its scope only: write {loader}.collate_fn.type='
+                              f"'{SCOPE}.{collate}'")
 
     train_cfg = cfg.get('train_cfg') or {}
     loop = train_cfg.get('type', 'IterBasedTrainLoop' if 'max_iters' in train_cfg else None)

@@ -16,11 +16,11 @@ frame_stride = 1      # frames between clip frames
 
 model = dict(type='Sa2VAVideoVesselModel', model_path=model_path)
 train_dataloader = dict(
-    collate_fn=dict(type='video_collate'),
+    collate_fn=dict(type='sa2va_vessel.video_collate'),
     dataset=dict(type='VesselVideoDataset', _delete_=True, data_root=data_root, split='train',
                  model_path=model_path, clip_len=clip_len, frame_stride=frame_stride, clips_per_video=8))
 val_dataloader = dict(
-    collate_fn=dict(type='video_collate'),
+    collate_fn=dict(type='sa2va_vessel.video_collate'),
     dataset=dict(type='VesselVideoDataset', _delete_=True, data_root=data_root, split='val',
                  model_path=model_path, clip_len=clip_len, frame_stride=frame_stride, random_question=False))
 # the overlay hook draws single images; video overlays come from tools/predict.py --video

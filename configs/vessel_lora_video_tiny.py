@@ -10,11 +10,11 @@ data_root = '{{$VESSEL_DATA_ROOT:demo_work/sequences}}'
 
 model = dict(type='Sa2VAVideoVesselModel', model_path=model_path, sam2_feature_cache_size=0)
 train_dataloader = dict(
-    batch_size=1, collate_fn=dict(type='video_collate'),
+    batch_size=1, collate_fn=dict(type='sa2va_vessel.video_collate'),
     dataset=dict(type='VesselVideoDataset', _delete_=True, data_root=data_root, split='train',
                  model_path=model_path, clip_len=3, frame_stride=1, clips_per_video=4))
 val_dataloader = dict(
-    batch_size=1, collate_fn=dict(type='video_collate'),
+    batch_size=1, collate_fn=dict(type='sa2va_vessel.video_collate'),
     dataset=dict(type='VesselVideoDataset', _delete_=True, data_root=data_root, split='val',
                  model_path=model_path, clip_len=3, frame_stride=1, random_question=False))
 default_hooks = dict(val_visualization=None)

@@ -32,7 +32,7 @@ def trained(tmp_path_factory, tiny_checkpoint, synthetic_vessels):
                 os.environ[k] = v
     # Constant lr (no warm-up): one step must move the weights visibly.
     cfg.merge_from_dict({'train_cfg.max_iters': 1, 'train_cfg.val_interval': 1,
-                         'lr_schedule': None, 'default_hooks.checkpoint.interval': 1000,
+                         'param_scheduler': None, 'default_hooks.checkpoint.interval': 1000,
                          'default_hooks.val_visualization.num_images': 1,
                          'default_hooks.validate_before_train': None})
     cfg.work_dir = str(work)

@@ -6,7 +6,7 @@ Video: python tools/predict.py CKPT FRAMES_DIR_OR_VIDEO OUT_DIR --video [--key-f
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
 
 # Imported under the guard, not at the top: data-loader workers (fork-server/spawn) re-import

@@ -9,7 +9,7 @@ threshold sweep is refused unless --allow-test-sweep (then labelled *_optimistic
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
 
 # Imported under the guard, not at the top: data-loader workers (fork-server/spawn) re-import

@@ -3,8 +3,8 @@
 import sys
 from pathlib import Path
 
-# Run from a checkout without installing: make `projects` (and `tests` for toy configs) importable.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The repository root on the path: `projects`, and `tests` for the toy configs of the test suite.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
 
 # Imported under the guard, not at the top: data-loader workers (fork-server/spawn) re-import

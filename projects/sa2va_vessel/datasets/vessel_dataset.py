@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import torch
-from mmengine.registry import DATASETS, TRANSFORMS
+from ..registry import DATASETS, TRANSFORMS
 from torch.utils.data import Dataset
 
 from .fast_tokenizer import load_fast_tokenizer

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from mmengine.registry import DATASETS, FUNCTIONS
+from ..registry import DATASETS, FUNCTIONS
 from torch.utils.data import Dataset
 
 from .collate import vessel_collate

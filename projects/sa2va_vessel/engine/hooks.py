@@ -37,7 +37,7 @@ from typing import Any, Callable, Optional
 
 import torch
 from mmengine.hooks import Hook, LoggerHook
-from mmengine.registry import HOOKS
+from ..registry import HOOKS
 from torch import nn
 
 from .guard_probe import (ParamProbe, group_of, mask_loss_representatives, name_units,

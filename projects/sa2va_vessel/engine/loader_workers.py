@@ -22,22 +22,21 @@ from __future__ import annotations
 
 import multiprocessing
 import resource
-from typing import Any
+from typing import Any, Sequence
 
 from mmengine.logging import print_log
 from torch.utils.data import DataLoader
 
 LOOPS = ('_train_loop', '_val_loop', '_test_loop')
-#: What the fork server imports before it forks the first worker.
-FORKSERVER_PRELOAD = ['projects.sa2va_vessel.datasets']
 #: The soft open-file limit asked for (never above the hard limit).
 OPEN_FILES_WANTED = 65536
 
 
-def prepare_loader_workers(start_method: str | None) -> None:
-    """Before any loader starts: fork-server preload and a soft open-file limit that fits."""
+def prepare_loader_workers(start_method: str | None, preload: Sequence[str] = ()) -> None:
+    """Before any loader starts: the modules the fork server imports (``preload``, e.g. the data
+    modules of ``registry.DATA_MODULES``) and a soft open-file limit that fits."""
     if start_method == 'forkserver':
-        multiprocessing.set_forkserver_preload(FORKSERVER_PRELOAD)
+        multiprocessing.set_forkserver_preload(list(preload))
     soft, hard = raise_open_file_limit()
     print_log(f'loader workers: start method {start_method or "default"}, open-file limit {soft} '
               f'(hard {hard})', logger='current')

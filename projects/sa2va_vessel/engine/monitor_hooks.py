@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook, Hook, LoggerHook
-from mmengine.registry import HOOKS
+from ..registry import HOOKS
 
 from .hooks import _trainable_groups
 from .utils import unwrap_model

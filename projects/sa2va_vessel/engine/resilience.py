@@ -18,7 +18,7 @@ What this adds to both mmengine runners (``Runner`` and ``FlexibleRunner`` + Dee
   and the data position. :class:`ResumableIterBasedTrainLoop` restores the position without
   loading the consumed batches (mmengine's loop loads and discards all of them) and then
   restores the RNG states at the point where they were saved.
-* **Disk hygiene**: keep the last N checkpoints (``default_hooks.checkpoint.max_keep_ckpts``),
+* **Disk hygiene**: keep the last N checkpoints (``checkpoint_keep_last``),
   deleted only *after* a newer one is complete (mmengine's hook deletes before saving); files
   that do not match ``iter_<n>.pth`` / ``epoch_<n>.pth`` (e.g. ``best_*``) are never touched;
   a save stops with a clear error when the free disk is below the expected checkpoint size.
@@ -43,7 +43,7 @@ import torch.distributed as dist
 from mmengine import dist as mmdist
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
-from mmengine.registry import LOOPS
+from ..registry import LOOPS
 from mmengine.runner import IterBasedTrainLoop
 
 #: Exit status of ``tools/train.py`` after a preemption checkpoint (sysexits' EX_TEMPFAIL:
@@ -376,7 +376,7 @@ class ResumableRunnerMixin:
                 f'{free / 2**30:.2f} GiB free, the checkpoint needs about {need / 2**30:.2f} GiB '
                 f'({why}). Nothing was written; the last complete checkpoint is '
                 f'{latest or "none"}. Free space (old work dirs, fp32 exports), lower '
-                f'default_hooks.checkpoint.max_keep_ckpts (now {self.keep_last}), or use a '
+                f'checkpoint_keep_last (now {self.keep_last}), or use a '
                 '--work-dir on a larger file system, then resume with --resume.')
 
     # resume ---------------------------------------------------------------------------------

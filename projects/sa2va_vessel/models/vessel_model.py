@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModel
-from mmengine.registry import MODELS
+from ..registry import MODELS
 from torch import nn
 
 from ..datasets.fast_tokenizer import load_fast_tokenizer

@@ -25,7 +25,8 @@ from .lora import DEFAULT_TARGETS, LoraSettings, add_lora
 from .lora import set_light_token_rows
 from .losses import mask_losses, point_sampled_mask_losses
 from .presets import PRESET_PREFIX, preset_token_id
-from .quantize import check_quant_type, import_bitsandbytes, logical_numel, quantize_llm_linears
+from .quantize import (check_quant_type, import_bitsandbytes, linear4bit_layers, logical_numel,
+                       quantize_llm_linears)
 from .sa2va import mask_logits_to_size
 from .speed import SpeedSwitches, set_compiled
 
@@ -99,17 +100,15 @@ class Sa2VAVesselModel(BaseModel):
             check_quant_type(quantize_base)
             import_bitsandbytes()
         self.quantize_base = quantize_base
-        build_device = device
-        if quantize_base is not None and self.model_path.startswith(PRESET_PREFIX) and device is not None \
-                and torch.device(device).type == 'cuda':
-            # QLoRA preset: drawn on the CPU and moved after quantizing, one weight at a time, so the
-            # whole bf16 LLM never sits on the GPU (15 GiB at 8B, 29 GiB at 14B)
-            build_device = 'cpu'
-        if self.model_path.startswith(PRESET_PREFIX):
-            # random weights at a published shape, drawn on `device` (benchmarks; no files)
+        is_preset = self.model_path.startswith(PRESET_PREFIX)
+        if is_preset:
+            # random weights at a published shape, drawn on `device` (benchmarks; no files); with
+            # quantize_base, one decoder layer at a time, each quantized as soon as it is drawn, so
+            # the whole bf16 LLM never sits on the GPU (15 GiB at 8B, 29 GiB at 14B)
             self.sa2va, self.load_report = build_preset(
-                self.model_path[len(PRESET_PREFIX):], dtype=DTYPES[dtype] or torch.bfloat16, device=build_device,
-                vocab_size=vocab_size, attn_implementation=attn_implementation, seed=seed)
+                self.model_path[len(PRESET_PREFIX):], dtype=DTYPES[dtype] or torch.bfloat16, device=device,
+                vocab_size=vocab_size, attn_implementation=attn_implementation, seed=seed,
+                quantize_base=quantize_base)
             vocab, family = self.sa2va.arch.llm.vocab_size, self.sa2va.arch.family
             token_id = lambda token: preset_token_id(token, vocab, family)  # noqa: E731
         else:
@@ -160,12 +159,13 @@ class Sa2VAVesselModel(BaseModel):
                                 target_modules=tuple(lora_cfg.get('target_modules', DEFAULT_TARGETS)),
                                 token_ids=self.trainable_token_ids)
         if quantize_base is not None:
-            # QLoRA: the frozen projections become 4-bit before LoRA wraps them (models/quantize.py)
+            # QLoRA: the frozen projections become 4-bit before LoRA wraps them (models/quantize.py);
+            # a preset is built that way already
             lm = self.sa2va.language_model
-            n = quantize_llm_linears(lm, quant_type=quantize_base, compute_dtype=lm.model.norm.weight.dtype)
-            logger.info('quantize_base=%s: %d LLM projections are bitsandbytes Linear4bit', quantize_base, n)
-            if build_device != device:
-                self.sa2va.to(device)  # Params4bit quantizes each weight on its move
+            if not is_preset:
+                quantize_llm_linears(lm, quant_type=quantize_base, compute_dtype=lm.model.norm.weight.dtype)
+            logger.info('quantize_base=%s: %d LLM projections are bitsandbytes Linear4bit', quantize_base,
+                        len(linear4bit_layers(lm)))
         self._set_trainable(settings)
         if trainable_dtype is not None:
             # e.g. fp32 trainables over a bf16 frozen base: AdamW's small updates are not rounded

@@ -22,6 +22,7 @@ from typing import Iterator
 
 import torch
 from torch import nn
+from transformers import Cache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (Qwen2_5_VisionTransformerPretrainedModel,
                                                                 Qwen2_5_VLModel, Qwen2_5_VLPreTrainedModel,
@@ -151,15 +152,28 @@ class Sa2VAQwenModules(Sa2VABase):
         """(3, B, L) M-RoPE position ids and rope deltas, from transformers' own ``get_rope_index``."""
         return rope_index(self.arch.mllm, self.family, input_ids, image_grid_thw, attention_mask)
 
+    def decode_position_ids(self, index: int, rope_delta: int, device: torch.device) -> torch.Tensor:
+        """(3, 1, 1) M-RoPE ids of the token at sequence index ``index`` in incremental decoding.
+
+        What transformers' ``Qwen2_5_VLModel`` / ``Qwen3VLModel`` do after the prefill: every row is
+        ``cache_position + rope_deltas``, with ``rope_deltas`` = max prompt position + 1 - prompt length
+        from ``get_rope_index`` (text after the image continues from the image's largest position).
+        """
+        return torch.full((3, 1, 1), index + rope_delta, dtype=torch.long, device=device)
+
     def llm_last_hidden(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
                         position_ids: torch.Tensor, deepstack: list[torch.Tensor] | None = None,
-                        visual_pos_masks: torch.Tensor | None = None) -> torch.Tensor:
-        """The hidden state official training feeds to ``text_hidden_fcs`` (see module docstring)."""
+                        visual_pos_masks: torch.Tensor | None = None,
+                        past_key_values: Cache | None = None) -> torch.Tensor:
+        """The hidden state official training feeds to ``text_hidden_fcs`` (see module docstring).
+
+        ``past_key_values``: a KV cache the call reads and extends in place (incremental decoding).
+        """
         if position_ids.ndim != 3 or position_ids.shape[0] != 3:
             raise ValueError(f'Qwen-VL models need (3, B, L) M-RoPE position ids, got {tuple(position_ids.shape)}')
         text = self.language_model.model
         kwargs = dict(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
-                      use_cache=False)
+                      past_key_values=past_key_values, use_cache=past_key_values is not None)
         if self.family == QWEN2_5_VL:
             return text(**kwargs).last_hidden_state
         if deepstack is not None:

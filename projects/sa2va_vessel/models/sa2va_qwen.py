@@ -60,11 +60,18 @@ class _TextCausalLM:
 
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
-                **kwargs) -> CausalLMOutputWithPast:
-        """Text-only logits (lm_head on the final norm's output), e.g. for a peft adapter on its own."""
+                labels: torch.Tensor | None = None, output_hidden_states: bool | None = None,
+                use_cache: bool = False, **kwargs) -> CausalLMOutputWithPast:
+        """Logits over the vocabulary (lm_head on the final norm's output), as the language half of
+        ``*ForConditionalGeneration.forward`` computes them: with ``labels``, transformers' causal-LM
+        loss; with ``output_hidden_states``, the text model's hidden states (no KV cache here)."""
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         inputs_embeds=inputs_embeds, use_cache=False, **kwargs)
-        return CausalLMOutputWithPast(logits=self.lm_head(out.last_hidden_state))
+                         inputs_embeds=inputs_embeds, use_cache=False, output_hidden_states=output_hidden_states,
+                         **kwargs)
+        logits = self.lm_head(out.last_hidden_state)
+        loss = None if labels is None else self.loss_function(logits=logits, labels=labels,
+                                                              vocab_size=self.config.vocab_size)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, hidden_states=out.hidden_states)
 
 
 class Qwen2_5_VLTextForCausalLM(_TextCausalLM, Qwen2_5_VLPreTrainedModel):

@@ -203,6 +203,10 @@ def end_to_end_config(config: Path, preset: str, device: str, data_root: Path, i
     cfg.merge_from_dict(dict(cfg_options or {}))
     cfg.model.model_path = f'preset:{preset}'
     cfg.model.device = device
+    # the model's vocabulary is the tokenizer's written beside the config, so the data's token ids
+    # (the added tokens are the last ids) are the model's
+    written = json.loads((inputs / 'config.json').read_text())
+    cfg.model.vocab_size = int((written.get('text_config') or written['llm_config'])['vocab_size'])
     if not device.startswith('cuda'):  # CPU: fp32 throughout, as the runner trains there
         cfg.model.dtype, cfg.mixed_precision = 'float32', None
         cfg.model.pop('trainable_dtype', None)

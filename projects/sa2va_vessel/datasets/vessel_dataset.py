@@ -123,6 +123,31 @@ def checkpoint_inputs(model_path: str | Path, max_dynamic_patch: Optional[int] =
                             max_num=max_num, tokens_per_tile=tokens_per_tile(cfg))
 
 
+def qwen_sample_inputs(image: np.ndarray, inputs: CheckpointInputs, tokenizer: Any, question: str,
+                       answer: str) -> tuple[Any, Dict[str, Any]]:
+    """(encoded turn, image inputs) of one image for a Qwen-VL family checkpoint.
+
+    The processor's patches, the turn with its ``<|image_pad|>`` run expanded, and the M-RoPE ids
+    (3, L) of transformers' ``get_rope_index``: what the dataset and ``evaluation.inference``'s
+    sample builder both put into an item.
+    """
+    from ..models.sa2va_qwen import rope_index
+
+    settings = inputs.qwen_image
+    processed = process_image(image, settings)
+    n_tokens = processed.num_image_tokens // settings.merge_size ** 2
+    turn = encode_turn(tokenizer, question, answer, n_tiles=1, template=inputs.template,
+                       image_tokens=qwen_image_token_string(n_tokens))
+    input_ids = torch.tensor(turn.input_ids, dtype=torch.long)
+    position_ids, _ = rope_index(inputs.mllm_config, inputs.family, input_ids[None], processed.image_grid_thw)
+    return turn, {
+        "pixel_values": processed.pixel_values,                     # (gh*gw, 3*T*p*p) float32
+        "image_grid_thw": processed.image_grid_thw,                 # (1, 3) int64
+        "position_ids": position_ids[:, 0],                         # (3, L) M-RoPE ids
+        "n_tiles": 1,
+    }
+
+
 def read_split(path: str | Path) -> List[str]:
     """Stems listed in a split file (blank lines and '#' comments ignored)."""
     p = Path(path)
@@ -323,22 +348,8 @@ class VesselSegDataset(Dataset):
     def _qwen_item(self, raw: Dict[str, Any], image: np.ndarray, mask: np.ndarray, fov: Optional[np.ndarray],
                    g_pixel_values: torch.Tensor, question: str, answer: str) -> Dict[str, Any]:
         """A Qwen-VL family sample: the processor's patches, expanded image tokens, M-RoPE ids."""
-        from ..models.sa2va_qwen import rope_index
-
-        settings = self.inputs.qwen_image
-        processed = process_image(image, settings)
-        n_tokens = processed.num_image_tokens // settings.merge_size ** 2
-        turn = encode_turn(self.tokenizer, question, answer, n_tiles=1, template=self.template,
-                           image_tokens=qwen_image_token_string(n_tokens))
-        input_ids = torch.tensor(turn.input_ids, dtype=torch.long)
-        position_ids, _ = rope_index(self.inputs.mllm_config, self.inputs.family, input_ids[None],
-                                     processed.image_grid_thw)
-        return self._sample(raw, mask, fov, g_pixel_values, question, answer, turn, {
-            "pixel_values": processed.pixel_values,                     # (gh*gw, 3*T*p*p) float32
-            "image_grid_thw": processed.image_grid_thw,                 # (1, 3) int64
-            "position_ids": position_ids[:, 0],                         # (3, L) M-RoPE ids
-            "n_tiles": 1,
-        })
+        turn, image_inputs = qwen_sample_inputs(image, self.inputs, self.tokenizer, question, answer)
+        return self._sample(raw, mask, fov, g_pixel_values, question, answer, turn, image_inputs)
 
     def _sample(self, raw: Dict[str, Any], mask: np.ndarray, fov: Optional[np.ndarray],
                 g_pixel_values: torch.Tensor, question: str, answer: str, turn: Any,

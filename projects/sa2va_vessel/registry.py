@@ -67,11 +67,12 @@ HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope=SCOPE,
                             f'{_PACKAGE}.benchmark.end_to_end'])
 LOOPS = Registry('loop', parent=MMENGINE_LOOPS, scope=SCOPE,
                  locations=[f'{_PACKAGE}.engine.val_loop', f'{_PACKAGE}.engine.resilience'])
+DATA_SAMPLERS = Registry('data sampler', parent=MMENGINE_DATA_SAMPLERS, scope=SCOPE,
+                         locations=[f'{_PACKAGE}.datasets.video_dataset'])
 
 # Nothing of the project's registers into these; they exist so that mmengine, building under the
 # project's default scope, finds a registry of that scope in every tree it builds from (without
 # one it warns and falls back to the root).
-DATA_SAMPLERS = Registry('data sampler', parent=MMENGINE_DATA_SAMPLERS, scope=SCOPE)
 EVALUATOR = Registry('evaluator', parent=MMENGINE_EVALUATOR, scope=SCOPE)
 LOG_PROCESSORS = Registry('log_processor', parent=MMENGINE_LOG_PROCESSORS, scope=SCOPE)
 MODEL_WRAPPERS = Registry('model_wrapper', parent=MMENGINE_MODEL_WRAPPERS, scope=SCOPE)
@@ -87,7 +88,8 @@ WEIGHT_INITIALIZERS = Registry('weight initializer', parent=MMENGINE_WEIGHT_INIT
 
 # The registries that hold the project's own classes (a test checks that every one is found).
 PROJECT_REGISTRIES = {'MODELS': MODELS, 'DATASETS': DATASETS, 'TRANSFORMS': TRANSFORMS,
-                      'FUNCTIONS': FUNCTIONS, 'METRICS': METRICS, 'HOOKS': HOOKS, 'LOOPS': LOOPS}
+                      'FUNCTIONS': FUNCTIONS, 'METRICS': METRICS, 'HOOKS': HOOKS, 'LOOPS': LOOPS,
+                      'DATA_SAMPLERS': DATA_SAMPLERS}
 
 # mmengine imports the module ``<scope>.registry`` before it searches a scope's registries, and
 # warns when that fails. The package here is ``projects.sa2va_vessel``, so the scope's name is

@@ -10,7 +10,7 @@ _base_ = ['./_base_/default_runtime.py', './_base_/schedules/lora_adamw.py',
 
 deepspeed = 'deepspeed_zero2'
 mixed_precision = 'bf16'
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=2000, val_interval=200)
+train_cfg = dict(type='ResumableIterBasedTrainLoop', max_iters=2000, val_interval=200)
 # Validation in both modes: teacher-forced (vessel/*) and generation, where the model writes
 # [SEG] itself as the official predict_forward makes it (vessel/gen_*, incl. gen_missing_seg_rate).
 # Drop VesselGenSegMetric from val_evaluator to validate teacher-forced only.
@@ -24,14 +24,15 @@ window = 1024
 # warp (masks and FOV follow every geometric step, nearest), brightness/contrast/gamma/CLAHE.
 # With it the frozen-feature caches cannot help (no sample reaches SAM2 twice unchanged); the
 # runner switches them off and logs it.
-optim_wrapper = dict(optimizer=dict(type='AdamW', lr=4e-5, betas=(0.9, 0.999), weight_decay=0.05,
+optim_wrapper = dict(type='DeepSpeedOptimWrapper',
+                     optimizer=dict(type='AdamW', lr=4e-5, betas=(0.9, 0.999), weight_decay=0.05,
                                     fused=True),  # one kernel over all trainables (torch's fused AdamW)
                      clip_grad=dict(max_norm=1.0), accumulative_counts=1)
 train_dataloader = dict(batch_size=32, num_workers=8, pin_memory=True, drop_last=True,
                         dataset=dict(transform=dict(type='VesselAugment', crop_size=window)),
                         # a few length buckets, so compiled layers see a few shapes
-                        collate_fn=dict(type='vessel_collate', pad_to_multiple_of=64))
-val_dataloader = dict(pin_memory=True, collate_fn=dict(type='vessel_collate', pad_to_multiple_of=64))
+                        collate_fn=dict(type='sa2va_vessel.vessel_collate', pad_to_multiple_of=64))
+val_dataloader = dict(pin_memory=True, collate_fn=dict(type='sa2va_vessel.vessel_collate', pad_to_multiple_of=64))
 # Speed on a large GPU (docs/PERFORMANCE.md): no activation recomputation at micro-batch 32 (2B:
 # ~47 GiB), compiled decoder layers and frozen encoders (recompiles bounded: models/speed.py).
 model = dict(gradient_checkpointing=False, compile_llm_layers=True, compile_frozen_encoders=True)

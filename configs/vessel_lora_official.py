@@ -12,10 +12,15 @@ train_dataloader = dict(
     batch_size=2,
     # official: DirectResize to 1024 of the whole image, no augmentation, no crop
     dataset=dict(transform=None))
-optim_wrapper = dict(optimizer=dict(type='AdamW', lr=4e-5, betas=(0.9, 0.999), weight_decay=0.05),
+optim_wrapper = dict(type='DeepSpeedOptimWrapper',
+                     optimizer=dict(type='AdamW', lr=4e-5, betas=(0.9, 0.999), weight_decay=0.05),
                      clip_grad=dict(max_norm=1.0))
 # official warm-up: LinearLR from start_factor 1e-5 over the first 5% of the run, then cosine to 0
-lr_schedule = dict(warmup_ratio=0.05, warmup_start_factor=1e-5, eta_min_ratio=0.0)
+# (engine.schedule.warmup_cosine_schedule(2000, warmup_ratio=0.05, warmup_start_factor=1e-5))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-5, by_epoch=False, begin=0, end=100),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=100, end=2000, eta_min_ratio=0.0),
+]
 
 model = dict(
     # official loss_sample_points=True: BCE (weight 2.0) + Dice (0.5, eps 1) on 12,544 points of the

@@ -22,12 +22,18 @@ train_dataloader = dict(
 val_dataloader = dict(
     batch_size=2, num_workers=0, persistent_workers=False, pin_memory=False, collate_fn=dict(pad_to_multiple_of=None),
     dataset=dict(data_root=data_root, model_path=model_path, max_dynamic_patch=1))
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=300, val_interval=100)
+train_cfg = dict(type='ResumableIterBasedTrainLoop', max_iters=300, val_interval=100)
+# the _base_ warm-up + cosine for 300 iterations: warmup_cosine_schedule(300, 0.03, 1e-3)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=9),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=9, end=300, eta_min_ratio=0.0),
+]
 val_cfg = dict(max_new_tokens=16)  # generation-mode validation too (vessel/gen_*), short answers
-optim_wrapper = dict(optimizer=dict(type='AdamW', lr=3e-3, weight_decay=0.0), clip_grad=dict(max_norm=1.0))
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=3e-3, weight_decay=0.0),
+                     clip_grad=dict(max_norm=1.0))
 log_interval = 20
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=log_interval),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=100, max_keep_ckpts=2, save_last=True),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=100, max_keep_ckpts=-1, save_last=True),
     gradient_guard=dict(type='GradientFlowGuardHook', interval=log_interval))
 log_processor = dict(window_size=log_interval)

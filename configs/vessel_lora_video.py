@@ -15,12 +15,14 @@ clip_len = 5          # frames per clip (official: 5)
 frame_stride = 1      # frames between clip frames
 
 model = dict(type='Sa2VAVideoVesselModel', model_path=model_path)
+# ClipSampler: DefaultSampler whose indices carry the epoch, so every epoch draws fresh clip starts
+# (in every worker) and a resumed run draws the same ones (datasets/video_dataset.py)
 train_dataloader = dict(
-    collate_fn=dict(type='video_collate'),
+    sampler=dict(type='sa2va_vessel.ClipSampler', shuffle=True), collate_fn=dict(type='sa2va_vessel.video_collate'),
     dataset=dict(type='VesselVideoDataset', _delete_=True, data_root=data_root, split='train',
                  model_path=model_path, clip_len=clip_len, frame_stride=frame_stride, clips_per_video=8))
 val_dataloader = dict(
-    collate_fn=dict(type='video_collate'),
+    collate_fn=dict(type='sa2va_vessel.video_collate'),
     dataset=dict(type='VesselVideoDataset', _delete_=True, data_root=data_root, split='val',
                  model_path=model_path, clip_len=clip_len, frame_stride=frame_stride, random_question=False))
 # the overlay hook draws single images; video overlays come from tools/predict.py --video

@@ -71,6 +71,13 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope='session')
+def tiny_video_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint with SAM2's video-memory tensors too (``predict.py --video``, ``test.py --video``)."""
+    from projects.sa2va_vessel.models.random_checkpoint import write_random_sa2va
+    return write_random_sa2va(tmp_path_factory.mktemp('tiny_video_sa2va'), preset='tiny', seed=0, video_memory=True)
+
+
+@pytest.fixture(scope='session')
 def synthetic_vessels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic vessel set (256 px, so SAM2's stride-4 logits are 1 px of the image)."""
     from projects.sa2va_vessel.datasets.synthetic import write_synthetic_dataset

@@ -21,7 +21,7 @@ from mmengine.config import Config  # noqa: E402
 
 from projects.sa2va_vessel.engine.runner import train  # noqa: E402
 from tests.toy_resume import read_losses  # noqa: E402
-from tests.toy_runs import in_process_cfg  # noqa: E402
+from tests.toy_runs import in_process_cfg, run_length  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parent / 'configs' / 'toy_resume.py'
 
@@ -30,7 +30,7 @@ def cfg_for(work: Path, args: argparse.Namespace, **options) -> Config:
     return in_process_cfg(CONFIG, work, {
         'model.hidden': 256, 'model.vocab': 512, 'model.lora_rank': 16,
         'train_dataloader.dataset.size': 64, 'train_dataloader.dataset.num_samples': 64,
-        'train_cfg.max_iters': args.steps, 'mixed_precision': args.precision,
+        **run_length(args.steps), 'mixed_precision': args.precision,
         'randomness': dict(seed=42, deterministic=args.deterministic), **options})
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
+
 from tests.conftest import python_cmd, run_cmd
 
 RESULT_FIELDS = {'name', 'batch_size', 'samples_per_s', 'tokens_per_s', 'step_ms', 'breakdown_ms', 'peak_alloc_gib',
@@ -55,3 +57,66 @@ def test_end_to_end_cpu_tiny(tmp_path):
     rows = {r['name'] for r in report['model_step']['results']}
     assert rows == {'plain', 'fast'} and e2e['x_plain_model_step'] > 0
     assert 'end-to-end / model step' in proc.stdout
+
+
+def test_end_to_end_cpu_tiny_qwen(tmp_path):
+    """--end-to-end on a Qwen-VL preset (Qwen3-VL: DeepStack, M-RoPE): the preset's inputs carry the
+    family's tokenizer and image processor, validation before training runs in both modes (generation
+    included), and the timed windows are filled. Kept cheap: micro-batch 1, 2 timed iterations, the
+    frozen SAM2 features of the validation images reused, the model step tested separately below."""
+    out = tmp_path / 'e2e.json'
+    run_cmd(python_cmd(
+        'tools/benchmark.py', '--end-to-end', '--device', 'cpu', '--preset', 'tiny-qwen3_vl', '--batch-size', '1',
+        '--image-size', '128x128', '--e2e-steps', '0,1,1', '--workers', '0', '--e2e-deepspeed', 'none',
+        '--no-model-step', '--work-dir', str(tmp_path / 'w'), '--out', str(out),
+        '--cfg-options', 'model.compile_llm_layers=False', 'model.compile_frozen_encoders=False',
+        'val_cfg.max_new_tokens=4', 'model.sam2_feature_cache_size=4'), timeout=600)
+    e2e = json.loads(out.read_text())['end_to_end']
+    assert e2e['preset'] == 'tiny-qwen3_vl' and e2e['batch_size'] == 1 and e2e['samples_per_s'] > 0
+    assert all(len(e2e['split_raw_ms'][k]) == 1 for k in ('data', 'forward', 'backward', 'optimizer', 'iteration'))
+    inputs = tmp_path / 'w' / 'inputs_tiny-qwen3_vl'
+    assert json.loads((inputs / 'config.json').read_text())['text_config']['model_type'] == 'qwen3_vl_text'
+    assert (inputs / 'preprocessor_config.json').is_file()
+    record = json.loads((tmp_path / 'w' / 'e2e' / 'run' / 'best_checkpoint.json').read_text())
+    assert record['metrics']['vessel/gen_n_images'] == 2   # generation-mode validation ran
+    assert 0.0 <= record['metrics']['vessel/gen_missing_seg_rate'] <= 1.0
+
+
+@pytest.mark.parametrize('preset', ['tiny-qwen2_5_vl', 'tiny-qwen3_vl'])
+def test_model_step_references_on_qwen_presets(preset):
+    """The model step of the Qwen-VL families: the plain composition and the project's path give the same
+    losses, every stage is timed, the FLOPs have the vision tower and the merger(s)."""
+    from projects.sa2va_vessel.benchmark.core import run_benchmark
+    report = run_benchmark(preset, 'cpu', batch_size=1, image_hw=(128, 128), warmup=0, steps=1, ladder=False,
+                           official=False, fast=True, compile_ok=False, log=lambda *_: None)
+    rows = {r['name']: r for r in report['results']}
+    assert set(rows) == {'plain', 'fast'} and report['failures'] == []
+    assert rows['fast']['loss_matches_plain'], rows['fast']['loss_abs_diff']
+    assert set(rows['plain']['first_losses']) == {'loss_mask', 'loss_dice', 'loss_llm'}
+    for row in rows.values():
+        assert BREAKDOWN <= set(row['breakdown_ms']) and row['breakdown_ms']['vision_fwd'] > 0
+    fl = report['flops_per_sample']
+    assert fl['vit'] > 0 and fl['projector'] > 0 and fl['total'] == pytest.approx(sum(
+        v for k, v in fl.items() if k != 'total'))
+
+
+@pytest.mark.parametrize('preset', ['tiny-qwen2_5_vl', 'tiny-qwen3_vl'])
+def test_qwen_merger_flops_closed_form_equals_the_counter(preset):
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from projects.sa2va_vessel.benchmark.flops import merger_flops, qwen_vision_flops
+    from projects.sa2va_vessel.models.checkpoint import build_preset
+
+    class _Model:  # what the FLOP functions read: ``.sa2va``
+        sa2va = build_preset(preset, torch.float32)[0]
+    visual, grid = _Model.sa2va.visual, [1, 8, 12]
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        _Model.sa2va.image_embeddings(torch.randn(96, visual.patch_embed.proj.weight[0].numel()),
+                                      torch.tensor([grid]))
+    counted = sum(sum(c.values()) for name, c in counter.get_flop_counts().items()
+                  if name.endswith('.merger') or name.rsplit('.', 2)[-2:-1] == ['deepstack_merger_list'])
+    assert merger_flops(_Model.sa2va.arch, 96) == counted > 0
+    tower, merger = qwen_vision_flops(_Model, grid, 'cpu')
+    assert merger == counted and tower > 0

@@ -98,6 +98,33 @@ def test_internlm2_llm_is_refused_plainly(tiny_checkpoint: Path, tmp_path: Path)
         load_sa2va(ckpt)
 
 
+# Every published Sa2VA checkpoint -> supported? (the README's model table must say exactly this)
+PUBLISHED_CHECKPOINTS = {
+    'Sa2VA-1B': True, 'Sa2VA-4B': True, 'Sa2VA-8B': False, 'Sa2VA-26B': False,
+    'Sa2VA-InternVL3-2B': True, 'Sa2VA-InternVL3-8B': True, 'Sa2VA-InternVL3-14B': True,
+    'Sa2VA-Qwen2_5-VL-3B': True, 'Sa2VA-Qwen2_5-VL-7B': True, 'Sa2VA-Qwen3-VL-4B': True,
+}
+
+
+def test_readme_model_table_lists_every_checkpoint_and_its_preset() -> None:
+    from projects.sa2va_vessel.models.presets import PRESETS, QWEN_PRESETS
+    from tests._data_support import REPO_ROOT
+
+    rows = {}
+    for line in (REPO_ROOT / 'README.md').read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip('|').split('|')]
+        if len(cells) == 4 and cells[0].startswith('Sa2VA-'):
+            rows[cells[0]] = cells
+    assert set(rows) == set(PUBLISHED_CHECKPOINTS)
+    for name, supported in PUBLISHED_CHECKPOINTS.items():
+        _, _, verdict, preset = rows[name]
+        assert verdict.startswith('yes' if supported else 'no: refused'), (name, verdict)
+        if supported:
+            assert preset.strip('`') in set(PRESETS) | set(QWEN_PRESETS), (name, preset)
+        else:
+            assert 'InternLM2' in verdict and preset == '-', (name, verdict)
+
+
 def test_name_map_covers_the_real_8b_layout_exactly(tmp_path: Path) -> None:
     """Our module tree at Sa2VA-InternVL3-8B shapes (on the meta device) <-> the real export's key set."""
     index = json.loads((require(LAYOUT, '8B layout fixture') / 'model.safetensors.index.json').read_text())

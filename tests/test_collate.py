@@ -59,9 +59,12 @@ def test_explicit_pad_id_and_errors():
 
 
 def test_registered_in_functions():
-    from mmengine.registry import FUNCTIONS
+    from mmengine.registry import FUNCTIONS as ROOT_FUNCTIONS
+
+    from projects.sa2va_vessel.registry import FUNCTIONS
 
     assert FUNCTIONS.get("vessel_collate") is vessel_collate
+    assert ROOT_FUNCTIONS.get("sa2va_vessel.vessel_collate") is vessel_collate  # as a config names it
 
 
 def test_pad_to_multiple_of_buckets_lengths():

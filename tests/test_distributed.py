@@ -6,7 +6,7 @@ import torch
 
 from tests.conftest import REPO_ROOT, free_port, repo_env, run_cmd
 from tests.toy_model import TOY_GROUPS
-from tests.toy_runs import TOY_TRAINABLE, read_trace, tensorboard_scalars
+from tests.toy_runs import TOY_TRAINABLE, read_trace, run_length_args, tensorboard_scalars
 
 STEPS = 3
 
@@ -15,7 +15,7 @@ def dist_train(work_dir, *args: str) -> str:
     # Cold cache: DeepSpeed JIT-builds its CPU shared-memory comm op once (~1 min).
     out = run_cmd(['bash', str(REPO_ROOT / 'tools' / 'dist_train.sh'), 'tests/configs/toy.py',
                    '2', '--work-dir', str(work_dir), '--deepspeed', 'deepspeed_zero2',
-                   '--cfg-options', f'train_cfg.max_iters={STEPS}',
+                   '--cfg-options', *run_length_args(STEPS),
                    'default_hooks.checkpoint.interval=1', *args],
                   env=repo_env({'PORT': str(free_port())}), timeout=400)
     return out.stdout
@@ -63,7 +63,7 @@ def test_two_ranks_plain_ddp_on_cpu(tmp_path):
     # --deepspeed none under torchrun: mmengine's DDP wrapper, gloo, device_ids=None on CPU.
     run_cmd(['bash', str(REPO_ROOT / 'tools' / 'dist_train.sh'), 'tests/configs/toy.py', '2',
              '--work-dir', str(tmp_path), '--deepspeed', 'none',
-             '--cfg-options', f'train_cfg.max_iters={STEPS}'],
+             '--cfg-options', *run_length_args(STEPS)],
             env=repo_env({'PORT': str(free_port())}), timeout=300)
     ranks = [read_trace(tmp_path, rank) for rank in (0, 1)]
     seen = [i for trace in ranks for r in trace for i in r['indices']]

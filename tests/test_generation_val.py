@@ -12,7 +12,7 @@ from projects.sa2va_vessel.engine import train
 from projects.sa2va_vessel.engine.monitor_hooks import threshold_key_of
 from projects.sa2va_vessel.evaluation.vessel_metric import VesselGenSegMetric, VesselSegMetric
 from tests.conftest import REPO_ROOT
-from tests.toy_runs import in_process_cfg, tensorboard_scalars
+from tests.toy_runs import TINY_SCHEDULE, in_process_cfg, run_length, tensorboard_scalars
 
 TINY = REPO_ROOT / 'configs' / 'vessel_lora_tiny.py'
 
@@ -48,7 +48,7 @@ def test_tiny_run_validates_in_both_modes_and_can_select_by_generation(tiny_chec
     monkeypatch.setenv('SA2VA_MODEL_PATH', str(tiny_checkpoint))
     monkeypatch.setenv('VESSEL_DATA_ROOT', str(synthetic_vessels))
     cfg = in_process_cfg(TINY, tmp_path, {
-        'train_cfg.max_iters': 2, 'train_cfg.val_interval': 2, 'val_cfg.max_new_tokens': 6,
+        **run_length(2, TINY_SCHEDULE), 'train_cfg.val_interval': 2, 'val_cfg.max_new_tokens': 6,
         'train_dataloader.num_workers': 0, 'train_dataloader.persistent_workers': False,
         'default_hooks.checkpoint.save_best': 'vessel/gen_best_dice',
         'default_hooks.checkpoint.interval': 2, 'default_hooks.val_visualization': None})

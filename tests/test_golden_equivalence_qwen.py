@@ -291,3 +291,56 @@ def test_sam2_language_embedding_and_mask_choice(golden: dict, stages: dict, sam
     decided = reference.abs() > RELATIVE_TOLERANCE * reference.abs().max()
     mine = (sam2_out['mask_logits_orig_res'].sigmoid() > 0.5).to(torch.uint8)
     assert torch.equal(mine[decided], ref['mask_binary_orig_res'][decided])
+
+
+# ---- generation (the official predict_forward: generate with a KV cache, answer [SEG] <|im_end|>) ---------
+def test_generation_path_matches_official_predict_forward(golden: dict, monkeypatch) -> None:
+    """``greedy_seg_generate`` (KV cache, M-RoPE decode positions) on the official inference prompt,
+    the answer forced to [SEG] <|im_end|> as the fixture did: the [SEG] hidden state, its SAM2
+    language embedding, the mask logits, the IoU choice and the binary mask of the official call."""
+    from projects.sa2va_vessel.datasets.collate import vessel_collate
+    from projects.sa2va_vessel.datasets.image_processing import chw_uint8
+    from projects.sa2va_vessel.models.generation import greedy_seg_generate
+    from tests._data_support import tiny_training_model
+
+    ref, meta, settings = golden['ref'], golden['meta'], golden['inputs'].qwen_image
+    model = tiny_training_model(golden['model_dir']).eval()
+    sa2va = model.sa2va
+    processed = process_image(qwen_vl_utils_resize(golden['image']), settings)
+    ids, grid = ref['infer_input_ids'][0], ref['infer_image_grid_thw']
+    positions, _ = sa2va.rope_position_ids(ids[None], grid, torch.ones_like(ids[None]))
+    item = {'pixel_values': processed.pixel_values, 'image_grid_thw': processed.image_grid_thw,
+            'position_ids': positions[:, 0], 'n_tiles': 1,
+            'g_pixel_values': chw_uint8(sam2_image_uint8(np.asarray(golden['image']), SAM2_SIZE)),
+            'input_ids': ids, 'labels': torch.full_like(ids, -100),   # the whole sequence is the prompt
+            'masks': torch.zeros((1, 512, 512), dtype=torch.bool), 'img_path': 'test_image.png',
+            'ori_size': (512, 512), 'pad_token_id': int(golden['tokenizer'].pad_token_id)}
+    captured: dict = {}
+    handle = sa2va.text_hidden_fcs.register_forward_hook(
+        lambda _m, args, out: captured.update(seg_hidden=args[0].detach(), seg_embedding=out.detach()))
+    decode = sa2va.decode_masks
+
+    def recording_decode(*args, **kwargs):
+        captured['decoded'] = decode(*args, **kwargs)
+        return captured['decoded']
+    monkeypatch.setattr(sa2va, 'decode_masks', recording_decode)
+    forced = [meta['seg_token_id'], golden['tokenizer'].convert_tokens_to_ids('<|im_end|>')]
+    assert forced == ref['infer_generated_ids'][0].tolist()
+    try:
+        out = greedy_seg_generate(model, vessel_collate([item]), stop_ids=[forced[1]], forced_answers=[forced])[0]
+    finally:
+        handle.remove()
+    assert out['generated_ids'] == forced and out['n_seg'] == 1
+    for name, key in (('seg_hidden', 'infer_seg_hidden_state'), ('seg_embedding', 'infer_seg_embedding')):
+        rel = _rel(captured[name], ref[key])
+        print(f'generation {key}: max abs diff / absmax = {rel:.2e}')
+        assert rel <= RELATIVE_TOLERANCE, f'{key}: {rel:.2e}'
+    decoded = captured['decoded']
+    rel = _rel(decoded['mask_logits'][:, None], ref['low_res_masks'])
+    print(f'generation low_res_masks: max abs diff / absmax = {rel:.2e}')
+    assert rel <= RELATIVE_TOLERANCE
+    assert int(decoded['best_index']) == meta['best_idx']
+    reference = ref['mask_logits_orig_res']
+    decided = reference.abs() > RELATIVE_TOLERANCE * reference.abs().max()
+    mine = (out['prob'] > 0.5).to(torch.uint8).reshape(reference.shape)
+    assert torch.equal(mine[decided], ref['mask_binary_orig_res'][decided])

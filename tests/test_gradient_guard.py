@@ -8,7 +8,7 @@ import pytest
 from projects.sa2va_vessel.engine import train
 from tests.conftest import python_cmd, run_cmd
 from tests.toy_model import TOY_GROUPS
-from tests.toy_runs import read_trace, tensorboard_scalars, toy_cfg
+from tests.toy_runs import read_trace, run_length, tensorboard_scalars, toy_cfg
 
 ALL = ', '.join(TOY_GROUPS)
 
@@ -20,7 +20,7 @@ def _train_error(tmp_path, options) -> str:
 
 
 def test_healthy_run_passes_and_logs_the_table(tmp_path):
-    train(toy_cfg(tmp_path, {'train_cfg.max_iters': 3}))
+    train(toy_cfg(tmp_path, run_length(3)))
     log = next(tmp_path.glob('*/*.log')).read_text()
     assert 'Parameter table:' in log and 'vision_tower      frozen' in log
     assert 'every trainable group got a gradient' in log
@@ -65,13 +65,13 @@ def test_zero_gradient_is_stopped(tmp_path):
 
 def test_weights_that_do_not_move_are_stopped(tmp_path):
     # Gradients flow, but lr=0: the step check is the one that must fire.
-    msg = _train_error(tmp_path, {'optim_wrapper.optimizer.lr': 0.0, 'lr_schedule': None})
+    msg = _train_error(tmp_path, {'optim_wrapper.optimizer.lr': 0.0, 'param_scheduler': None})
     assert f'did not change: {ALL}.' in msg
     assert 'learning rates at this step: [0.0]' in msg
 
 
 def test_guard_can_be_switched_off(tmp_path):
-    train(toy_cfg(tmp_path, {'model.cut_group': 'lora', 'train_cfg.max_iters': 2,
+    train(toy_cfg(tmp_path, {'model.cut_group': 'lora', **run_length(2),
                              'default_hooks.gradient_guard': None}))
     assert len(read_trace(tmp_path)) == 2
 

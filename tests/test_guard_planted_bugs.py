@@ -11,7 +11,7 @@ import torch
 from projects.sa2va_vessel.engine import train
 from projects.sa2va_vessel.engine.atomic_checkpoint import NonFiniteWeights
 from tests.conftest import REPO_ROOT
-from tests.toy_runs import in_process_cfg, read_trace, toy_cfg
+from tests.toy_runs import TINY_SCHEDULE, in_process_cfg, read_trace, run_length, toy_cfg
 
 TINY_REAL = REPO_ROOT / 'tests' / 'configs' / 'tiny_real.py'
 
@@ -65,7 +65,7 @@ def test_nan_weights_are_never_saved_even_without_the_guard(tmp_path):
 
 
 def test_guard_time_per_step_is_logged(tmp_path):
-    runner = train(toy_cfg(tmp_path, {'train_cfg.max_iters': 2}))
+    runner = train(toy_cfg(tmp_path, run_length(2)))
     ms = runner.message_hub.get_scalar('train/guard_ms').data[0]
     assert len(ms) == 2 and all(m > 0 for m in ms) and all(math.isfinite(m) for m in ms)
     log = next(tmp_path.glob('*/*.log')).read_text()
@@ -93,7 +93,7 @@ def _plant(monkeypatch, after_init) -> None:
 
 
 def _real_error(tmp_path) -> str:
-    cfg = in_process_cfg(TINY_REAL, tmp_path, {'deepspeed': 'none', 'train_cfg.max_iters': 2})
+    cfg = in_process_cfg(TINY_REAL, tmp_path, {'deepspeed': 'none', **run_length(2, TINY_SCHEDULE)})
     with pytest.raises(RuntimeError) as err:
         train(cfg)
     return str(err.value)

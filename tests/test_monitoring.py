@@ -17,7 +17,7 @@ from mmengine.config import Config
 
 from tests.conftest import REPO_ROOT, free_port, repo_env, run_cmd
 from tests.toy_model import TOY_GROUPS
-from tests.toy_runs import TOY_TRAINABLE, in_process_cfg, read_trace, tensorboard_scalars
+from tests.toy_runs import TOY_TRAINABLE, in_process_cfg, read_trace, run_length_args, tensorboard_scalars
 
 TOY_VAL_CONFIG = REPO_ROOT / 'tests' / 'configs' / 'toy_val.py'
 BEST = 'vessel/best_dice'
@@ -105,7 +105,7 @@ def test_two_processes_deepspeed_validation_and_best_checkpoint(tmp_path):
     # run must not hang in the metric's gather or the best-checkpoint save.
     out = run_cmd(['bash', str(REPO_ROOT / 'tools' / 'dist_train.sh'), str(TOY_VAL_CONFIG), '2',
                    '--work-dir', str(tmp_path), '--deepspeed', 'deepspeed_zero2',
-                   '--cfg-options', 'train_cfg.max_iters=3', 'train_cfg.val_interval=1',
+                   '--cfg-options', *run_length_args(3), 'train_cfg.val_interval=1',
                    'default_hooks.checkpoint.interval=2'],
                   env=repo_env({'PORT': str(free_port())}), timeout=400).stdout
     history = val_history(tmp_path)
@@ -120,7 +120,7 @@ def test_two_processes_deepspeed_validation_and_best_checkpoint(tmp_path):
     state = torch.load(best, map_location='cpu', weights_only=False)['state_dict']
     assert set(state) == TOY_TRAINABLE
     rolling = list(tmp_path.glob('iter_*.pth/mp_rank_00_model_states.pt'))
-    assert len(rolling) == 1, rolling   # rolling checkpoints: DeepSpeed dirs, max_keep_ckpts=1
+    assert len(rolling) == 1, rolling   # rolling checkpoints: DeepSpeed dirs, checkpoint_keep_last=1
     # tools/test.py and tools/predict.py read both forms.
     from projects.sa2va_vessel.models.training_checkpoint import checkpoint_kind, read_training_state
     assert checkpoint_kind(best) == 'file' and checkpoint_kind(rolling[0].parent) == 'deepspeed'

@@ -32,7 +32,7 @@ def trained(tmp_path_factory, tiny_checkpoint, synthetic_vessels):
                 os.environ[k] = v
     # Constant lr (no warm-up): one step must move the weights visibly.
     cfg.merge_from_dict({'train_cfg.max_iters': 1, 'train_cfg.val_interval': 1,
-                         'lr_schedule': None, 'default_hooks.checkpoint.interval': 1000,
+                         'param_scheduler': None, 'default_hooks.checkpoint.interval': 1000,
                          'default_hooks.val_visualization.num_images': 1,
                          'default_hooks.validate_before_train': None})
     cfg.work_dir = str(work)
@@ -162,3 +162,23 @@ def test_test_split_refuses_the_sweep_and_writes_the_results_table(trained, synt
     allowed = test_main(args + ['--allow-test-sweep'])['modes']['teacher']
     assert 'vessel/best_dice_optimistic' in allowed['metrics'] and 'vessel/best_dice' not in allowed['metrics']
     assert any('optimistic' in n for n in allowed['notes'])
+
+
+def test_generation_with_fp32_trainables_over_bf16_base(tiny_checkpoint, synthetic_vessels):
+    """The 24 GB / plain-runner recipe: bf16 base, fp32 trainables. Generation runs outside
+    forward(); once the model writes [SEG], the fp32 text_hidden_fcs takes the bf16 hidden state
+    (this crashed the first validation after training on the GPU, docs/bench/call17)."""
+    from projects.sa2va_vessel.datasets.collate import vessel_collate
+    from projects.sa2va_vessel.datasets.vessel_dataset import VesselSegDataset
+    from projects.sa2va_vessel.models.generation import greedy_seg_generate, stop_token_ids
+    from projects.sa2va_vessel.models.vessel_model import Sa2VAVesselModel
+
+    model = Sa2VAVesselModel(str(tiny_checkpoint), dtype='bfloat16', trainable_dtype='float32',
+                             gradient_checkpointing=False).eval()
+    assert model.sa2va.text_hidden_fcs[0].weight.dtype == torch.float32
+    ds = VesselSegDataset(str(synthetic_vessels), 'val', str(tiny_checkpoint),
+                          max_dynamic_patch=1, random_question=False)
+    batch = vessel_collate([ds[0]])
+    answer = [int(t) for t, lab in zip(batch['data']['input_ids'][0], batch['data']['labels'][0]) if lab != -100]
+    gen = greedy_seg_generate(model, batch, stop_token_ids(ds.tokenizer, ds.template), forced_answers=[answer])
+    assert gen[0]['n_seg'] == 1 and gen[0]['prob'] is not None and torch.isfinite(gen[0]['prob']).all()

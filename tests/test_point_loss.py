@@ -84,7 +84,7 @@ def test_official_switches_train_full_embeddings_with_the_point_loss(tiny_checkp
 
 def test_global_batch_is_kept_by_accumulation_on_any_world_size() -> None:
     from mmengine.config import Config
-    from projects.sa2va_vessel.engine.runner import accumulate_to_global_batch
+    from projects.sa2va_vessel.engine.runner import accumulate_to_global_batch, warmup_cosine_schedule
     from tests.conftest import REPO_ROOT
     cfg = Config.fromfile(str(REPO_ROOT / 'configs' / 'vessel_lora_official.py'))
     assert cfg.global_batch_size == 256 and cfg.train_dataloader.batch_size == 2
@@ -93,7 +93,8 @@ def test_global_batch_is_kept_by_accumulation_on_any_world_size() -> None:
     assert accumulate_to_global_batch(cfg, world_size=2) == 64
     with pytest.raises(ValueError, match='not a multiple'):
         accumulate_to_global_batch(cfg, world_size=3)
-    assert cfg.lr_schedule == dict(warmup_ratio=0.05, warmup_start_factor=1e-5, eta_min_ratio=0.0)
+    assert cfg.param_scheduler == warmup_cosine_schedule(2000, warmup_ratio=0.05, warmup_start_factor=1e-5,
+                                                         eta_min_ratio=0.0)
     assert cfg.model.mask_loss == 'points' and cfg.model.trainable.embeddings and not cfg.model.trainable.token_rows
 
 
@@ -104,18 +105,18 @@ def test_the_official_arm_runs(tiny_checkpoint: Path, synthetic_vessels: Path, t
     from projects.sa2va_vessel.engine import train
     from projects.sa2va_vessel.engine.utils import unwrap_model
     from tests.conftest import REPO_ROOT
-    from tests.toy_runs import in_process_cfg
+    from tests.toy_runs import OFFICIAL_SCHEDULE, in_process_cfg, run_length
     monkeypatch.setenv('SA2VA_MODEL_PATH', str(tiny_checkpoint))
     monkeypatch.setenv('VESSEL_DATA_ROOT', str(synthetic_vessels))
     cfg = in_process_cfg(REPO_ROOT / 'configs' / 'vessel_lora_official.py', tmp_path, {
-        'deepspeed': 'none', 'mixed_precision': None, 'global_batch_size': 2, 'train_dataloader.batch_size': 1,
+        'deepspeed': 'none', 'optim_wrapper.type': 'OptimWrapper', 'mixed_precision': None, 'global_batch_size': 2, 'train_dataloader.batch_size': 1,
         'model.dtype': 'float32', 'model.lora': dict(r=4, alpha=8, dropout=0.0),
         'model.gradient_checkpointing': False, 'model.point_loss.num_points': 1000,
         'train_dataloader.num_workers': 0, 'train_dataloader.persistent_workers': False,
         'train_dataloader.dataset.max_dynamic_patch': 1, 'val_dataloader.dataset.max_dynamic_patch': 1,
         'val_dataloader.num_workers': 0, 'val_dataloader.persistent_workers': False,
         'optim_wrapper.optimizer.lr': 1e-2,
-        'train_cfg.max_iters': 4, 'train_cfg.val_interval': 100, 'default_hooks.validate_before_train': None,
+        **run_length(4, OFFICIAL_SCHEDULE), 'train_cfg.val_interval': 100, 'default_hooks.validate_before_train': None,
         'default_hooks.val_visualization': None, 'default_hooks.checkpoint.interval': 100,
         'default_hooks.gradient_guard.interval': 1, 'default_hooks.logger.interval': 1})
     runner = train(cfg)

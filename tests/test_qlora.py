@@ -120,9 +120,13 @@ def test_llm_projections_become_4bit_under_lora(tiny_checkpoint, quant_type) -> 
 
 
 def test_bf16_step_through_the_4bit_base(tiny_checkpoint, synthetic_vessels) -> None:
-    """Gradients reach LoRA through bf16 Linear4bit layers; the frozen 4-bit weights stay as they are."""
+    """Gradients reach LoRA through bf16 Linear4bit layers; the frozen 4-bit weights stay as they are.
+
+    The model is the benchmark's QLoRA preset, drawn layer by layer and quantized as it is drawn
+    (test_layerwise_preset.py checks that build; its token ids are the tiny tokenizer's).
+    """
     _bitsandbytes_on_cpu()
-    model = _model(tiny_checkpoint, dtype='bfloat16')
+    model = _model('preset:tiny', dtype='bfloat16', device='cpu')
     projections = _projections(model)
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     batch = _batch(synthetic_vessels, tiny_checkpoint, 1)
@@ -131,6 +135,8 @@ def test_bf16_step_through_the_4bit_base(tiny_checkpoint, synthetic_vessels) -> 
     lora_b = [p for n, p in model.named_parameters() if 'lora_B' in n]  # B starts at 0, so A has no grad yet
     assert len(lora_b) == len(projections)
     assert all(p.grad is not None and float(p.grad.abs().max()) > 0 for p in lora_b)
+    torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3).step()
+    assert all(bool(torch.isfinite(p).all()) for p in model.parameters() if p.requires_grad)
     assert {n: p for n, p in model.named_parameters() if n in frozen}.keys() == frozen.keys()
     assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if n in frozen)
 

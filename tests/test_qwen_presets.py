@@ -42,3 +42,37 @@ def test_benchmark_batch_trains_a_preset_model(preset: str) -> None:
     sum(losses.values()).backward()
     assert all(torch.isfinite(v) for v in losses.values())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if 'lora_' in n)
+
+
+@pytest.mark.parametrize('family', ['qwen2_5_vl', 'qwen3_vl'])
+def test_benchmark_tokenizer_of_a_family_from_the_shared_bpe(family: str, tmp_path) -> None:
+    """The end-to-end benchmark's tokenizer for a Qwen-VL preset, built from the InternVL layout's
+    vocab.json + merges.txt: the official tokenizer's length and the fixture's training ids exactly."""
+    from safetensors.torch import load_file
+
+    from projects.sa2va_vessel.datasets.conversation import encode_turn, make_question, qwen_image_token_string
+    from projects.sa2va_vessel.datasets.fast_tokenizer import load_fast_tokenizer
+    from projects.sa2va_vessel.models.presets import QWEN_REAL_VOCAB_SIZE
+    from projects.sa2va_vessel.models.random_checkpoint import write_tokenizer
+    from tests._data_support import LAYOUT, QWEN_GOLDEN, require
+
+    require(LAYOUT / 'vocab.json', 'shared Qwen2.5 vocabulary')
+    ref = load_file(require(QWEN_GOLDEN[family][0], f'golden {family} fixture') / 'reference' / 'inputs.safetensors')
+    assert write_tokenizer(tmp_path, LAYOUT, family=family) == QWEN_REAL_VOCAB_SIZE[family]
+    tokenizer = load_fast_tokenizer(tmp_path)
+    n_tokens = int(ref['train_image_grid_thw'].prod()) // 4
+    turn = encode_turn(tokenizer, make_question('Please segment the blood vessel.'), 'Sure, [SEG].', n_tiles=1,
+                       template='qwen_chat', image_tokens=qwen_image_token_string(n_tokens))
+    assert turn.input_ids == ref['train_input_ids'][0].tolist()
+    assert turn.labels == ref['train_labels'][0].tolist()
+
+
+def test_benchmark_tokenizer_of_another_family_is_refused(tmp_path) -> None:
+    """A folder whose added tokens sit elsewhere than the preset's model expects is named."""
+    from projects.sa2va_vessel.datasets.tiny_tokenizer import build_tiny_tokenizer
+    from projects.sa2va_vessel.models.random_checkpoint import check_token_layout
+    from transformers import AutoTokenizer
+
+    build_tiny_tokenizer(tmp_path, family='internvl')
+    with pytest.raises(ValueError, match='tokenizer gives .* a qwen3_vl Sa2VA tokenizer of 1000 tokens'):
+        check_token_layout(AutoTokenizer.from_pretrained(str(tmp_path)), 'qwen3_vl', tmp_path)

@@ -13,7 +13,7 @@ from projects.sa2va_vessel.engine.launch_check import LaunchError, WorkDirLock
 from projects.sa2va_vessel.engine.runner import train
 from tests.conftest import REPO_ROOT
 from tests.toy_resume import read_losses
-from tests.toy_runs import in_process_cfg
+from tests.toy_runs import in_process_cfg, run_length
 
 CONFIG = REPO_ROOT / 'tests' / 'configs' / 'toy_resume.py'
 STEPS = 10  # 8 batches per epoch on one rank: crosses an epoch boundary
@@ -126,7 +126,7 @@ def test_keep_last_n_never_touches_best(tmp_path):
     work.mkdir()
     (work / 'best_dice_iter_1.pth').write_bytes(b'best')
     train(cfg_for(work, **{'default_hooks.checkpoint.interval': 1,
-                           'default_hooks.checkpoint.max_keep_ckpts': 3}, **NO_BOUNDARY))
+                           'checkpoint_keep_last': 3}, **NO_BOUNDARY))
     names = sorted(p.name for p in work.iterdir() if p.suffix == '.pth')
     assert names == ['best_dice_iter_1.pth', 'iter_10.pth', 'iter_8.pth', 'iter_9.pth']
     assert (work / 'last_checkpoint').read_text().endswith('iter_10.pth')
@@ -139,13 +139,13 @@ def test_low_disk_stops_before_writing(tmp_path, monkeypatch):
         train(cfg_for(work))
     message = str(err.value)
     assert 'Not enough free disk space to save iter_4.pth' in message
-    assert 'max_keep_ckpts' in message and 'Nothing was written' in message
+    assert 'checkpoint_keep_last' in message and 'Nothing was written' in message
     assert not list(work.glob('*.pth')) and not list(work.glob('.*.partial'))
 
 
 def test_auto_resume_ignores_broken_pointer(tmp_path):
     work = tmp_path / 'pointer'
-    train(cfg_for(work, **{'train_cfg.max_iters': 4}))
+    train(cfg_for(work, **run_length(4)))
     (work / 'last_checkpoint').write_text(str(work / 'iter_99.pth'))  # points nowhere
     assert atomic_checkpoint.find_latest_checkpoint(work) == work / 'iter_4.pth'
     (work / 'last_checkpoint').write_text('')  # truncated by a kill

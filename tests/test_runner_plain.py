@@ -7,7 +7,7 @@ from mmengine.runner import FlexibleRunner, Runner
 
 from projects.sa2va_vessel.engine import train
 from projects.sa2va_vessel.engine.runner import warmup_cosine_schedule
-from tests.toy_runs import TOY_TRAINABLE, read_trace, toy_cfg
+from tests.toy_runs import TOY_TRAINABLE, read_trace, run_length, toy_cfg
 
 
 def test_trains_saves_trainable_only_and_resumes_exactly(tmp_path):
@@ -34,8 +34,8 @@ def test_trains_saves_trainable_only_and_resumes_exactly(tmp_path):
 
 
 def test_auto_resume_from_work_dir(tmp_path):
-    train(toy_cfg(tmp_path, {'train_cfg.max_iters': 4}))
-    train(toy_cfg(tmp_path, {'train_cfg.max_iters': 4, 'resume': True}))
+    train(toy_cfg(tmp_path, run_length(4)))
+    train(toy_cfg(tmp_path, {**run_length(4), 'resume': True}))
     # The second run found iter_4.pth and had nothing left to do.
     assert [r['iter'] for r in read_trace(tmp_path)] == [0, 1, 2, 3]
 

@@ -13,7 +13,7 @@ from PIL import Image
 from projects.sa2va_vessel.engine import train
 from projects.sa2va_vessel.engine.runner import disable_feature_cache_when_augmented
 from tests.conftest import REPO_ROOT
-from tests.toy_runs import in_process_cfg
+from tests.toy_runs import TINY_SCHEDULE, in_process_cfg, run_length
 
 REAL = REPO_ROOT / 'configs' / 'vessel_lora.py'
 TINY = REPO_ROOT / 'configs' / 'vessel_lora_tiny.py'
@@ -90,7 +90,7 @@ def trained_on_windows(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathF
         cfg = in_process_cfg(TINY, work, {
             'train_dataloader.dataset.transform': dict(_delete_=True, type='VesselAugment', crop_size=WINDOW),
             'train_dataloader.num_workers': 0, 'train_dataloader.persistent_workers': False,
-            'train_cfg.max_iters': 1, 'train_cfg.val_interval': 1, 'val_cfg.max_new_tokens': 4,
+            **run_length(1, TINY_SCHEDULE), 'train_cfg.val_interval': 1, 'val_cfg.max_new_tokens': 4,
             'default_hooks.validate_before_train': None, 'default_hooks.val_visualization': None,
             'default_hooks.checkpoint.interval': 1})
         train(cfg)

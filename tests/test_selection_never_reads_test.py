@@ -43,7 +43,7 @@ def test_selection_completes_without_reading_test(tmp_path, tiny_checkpoint, syn
     env = {'SA2VA_MODEL_PATH': str(tiny_checkpoint), 'VESSEL_DATA_ROOT': str(data)}
     monkeypatch.setattr(os, 'environ', {**os.environ, **env})
     cfg = Config.fromfile(str(REPO_ROOT / 'configs' / 'vessel_lora_tiny.py'))
-    cfg.merge_from_dict({'train_cfg.max_iters': 1, 'train_cfg.val_interval': 1, 'lr_schedule': None,
+    cfg.merge_from_dict({'train_cfg.max_iters': 1, 'train_cfg.val_interval': 1, 'param_scheduler': None,
                          'default_hooks.checkpoint.interval': 1000,
                          'default_hooks.val_visualization': None,
                          'default_hooks.validate_before_train': None,

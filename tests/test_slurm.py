@@ -18,6 +18,7 @@ from projects.sa2va_vessel.engine.launch_check import (LaunchError, check_launch
                                                        slurm_to_torch_env, validate_rank_layout)
 from tests.conftest import REPO_ROOT, free_port, repo_env
 from tests.toy_resume import read_losses
+from tests.toy_runs import run_length_args
 
 SCRIPT = REPO_ROOT / 'slurm' / 'train.sbatch'
 STUBS = REPO_ROOT / 'tests' / 'slurm_stubs'
@@ -231,7 +232,7 @@ def e2e_env(tmp_path: Path, work: Path, **extra: str) -> dict[str, str]:
 
 
 E2E_ARGS = ('tests/configs/toy_resume.py', '--deepspeed', 'deepspeed_zero2', '--cfg-options',
-            f'train_cfg.max_iters={STEPS}', 'default_hooks.checkpoint.interval=100')
+            *run_length_args(STEPS), 'default_hooks.checkpoint.interval=100')
 
 
 def comparable(records: list[dict]) -> list[tuple]:

@@ -107,6 +107,10 @@ def test_cli(tmp_path, capsys):
     assert mod.main([str(tmp_path), "--n", "3", "--seed", "1", "--size", "96", "--val-fraction", "0.34"]) == 0
     assert len(list((tmp_path / "images").glob("*.png"))) == 3
     assert len((tmp_path / "splits" / "val.txt").read_text().split()) == 1
+    seq = tmp_path / "sequences"
+    assert mod.main([str(seq), "--videos", "2", "--frames", "3", "--label-every", "2", "--size", "64"]) == 0
+    assert sorted(p.name for p in (seq / "masks").iterdir()) == [f"vid00{v}_f000{t}.png" for v in (0, 1) for t in (0, 2)]
+    assert len((seq / "splits" / "val.txt").read_text().split()) == 3   # one video, all its frames
 
 
 def test_bad_arguments_raise(tmp_path):

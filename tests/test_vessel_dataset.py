@@ -106,7 +106,7 @@ def test_missing_files_and_size_mismatch_name_the_file(data_root, tmp_path):
 
 
 def test_registered_and_buildable_from_config(data_root):
-    from mmengine.registry import DATASETS
+    from projects.sa2va_vessel.registry import DATASETS
 
     ds = DATASETS.build(dict(type="VesselSegDataset", data_root=str(data_root), split="val",
                              model_path=str(tiny_checkpoint_dir())))

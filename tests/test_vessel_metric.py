@@ -4,10 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from mmengine.registry import METRICS
-
 from projects.sa2va_vessel.evaluation import VesselSegMetric
 from projects.sa2va_vessel.evaluation import metrics as M
+from projects.sa2va_vessel.registry import METRICS
 
 H, W = 11, 15
 

@@ -13,12 +13,6 @@ from projects.sa2va_vessel.datasets.synthetic_video import (contrast_curve, make
 from projects.sa2va_vessel.models.video import conditioning_frames
 
 
-@pytest.fixture(scope='module')
-def video_checkpoint(tmp_path_factory: pytest.TempPathFactory):
-    from projects.sa2va_vessel.models.random_checkpoint import write_random_sa2va
-    return write_random_sa2va(tmp_path_factory.mktemp('tiny_video_sa2va'), preset='tiny', seed=0, video_memory=True)
-
-
 def test_sequence_moves_and_contrast_washes() -> None:
     frames, masks, fov = make_vessel_sequence(3, n_frames=6, size=128)
     assert len(frames) == len(masks) == 6 and frames[0].shape == (128, 128, 3)
@@ -38,7 +32,7 @@ def test_conditioning_frame_choice() -> None:
         conditioning_frames(5, 2, 'random')
 
 
-def test_predict_video_cli_on_frame_folder(video_checkpoint, tmp_path) -> None:
+def test_predict_video_cli_on_frame_folder(tiny_video_checkpoint, tmp_path) -> None:
     from projects.sa2va_vessel.evaluation.cli import predict_main
     from projects.sa2va_vessel.evaluation.predict import read_probability
     frames, _, _ = make_vessel_sequence(1, n_frames=4, size=96)
@@ -47,7 +41,7 @@ def test_predict_video_cli_on_frame_folder(video_checkpoint, tmp_path) -> None:
     for t, f in enumerate(frames):
         Image.fromarray(f).save(src / f'frame_{t}.png')   # natural order: frame_10 after frame_9
     out = tmp_path / 'out'
-    predict_main([str(video_checkpoint), str(src), str(out), '--video', '--key-frames', '2',
+    predict_main([str(tiny_video_checkpoint), str(src), str(out), '--video', '--key-frames', '2',
                   '--threshold', '0.5', '--device', 'cpu'])
     manifest = json.loads((out / 'video_prediction.json').read_text())
     assert manifest['conditioning_frames'] == [0, 1] and manifest['n_frames'] == 4
@@ -62,7 +56,7 @@ def test_predict_video_cli_on_frame_folder(video_checkpoint, tmp_path) -> None:
     # memory switched off gives other masks on the propagated frames only
     from projects.sa2va_vessel.evaluation.inference import load_eval_model
     from projects.sa2va_vessel.evaluation.video_predict import VideoSegmenter
-    model, _ = load_eval_model(None, str(video_checkpoint), 'cpu')
+    model, _ = load_eval_model(None, str(tiny_video_checkpoint), 'cpu')
     with_memory = np.stack([read_probability(out / 'prob' / f'frame_{t}.png') for t in range(4)])
     without, _ = VideoSegmenter(model, n_cond=2, propagation='independent')(frames)
     np.testing.assert_allclose(with_memory[:2], without[:2], atol=2e-5)   # 16-bit PNG quantisation

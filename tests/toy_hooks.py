@@ -13,6 +13,13 @@ from mmengine.registry import HOOKS
 from projects.sa2va_vessel.engine.utils import unwrap_model
 
 
+def sample_ids(data_samples: list[dict]) -> list[Any]:
+    """What identifies each sample of a batch: the toy data's index, a video clip's
+    [video, frame indices], or the real data's image path."""
+    return [int(s['index']) if 'index' in s else [s['video'], list(s['frame_indices'])] if 'video' in s
+            else s['img_path'] for s in data_samples]
+
+
 def trainable_hash(model: torch.nn.Module) -> str:
     digest = hashlib.sha256()
     for name, param in sorted(model.named_parameters()):
@@ -32,8 +39,7 @@ class RankTraceHook(Hook):
                          outputs: Optional[dict] = None) -> None:
         path = os.path.join(runner.work_dir, f'trace_rank{runner.rank}.jsonl')
         record = dict(iter=runner.iter, rank=runner.rank,
-                      # the toy data carries an index, the real data its image path
-                      indices=[s['index'] if 'index' in s else s['img_path'] for s in data_batch['data_samples']],
+                      indices=sample_ids(data_batch['data_samples']),
                       weights=trainable_hash(unwrap_model(runner.model)))
         with open(path, 'a') as f:
             f.write(json.dumps(record) + '\n')

@@ -2,7 +2,8 @@
 
 * ``ToyDropoutSegModel``: the toy model with dropout on the LoRA path, so every step consumes
   the torch RNG and a resume that does not restore RNG states shows up as different losses.
-* ``LossTraceHook``: per rank and step, the sample indices, the exact losses (``float.hex``),
+* ``LossTraceHook``: per rank and step, the samples (``toy_hooks.sample_ids``: indices, or a video
+  clip's frames), the exact losses (``float.hex``),
   a hash of the trainable weights and the pid, in ``<work_dir>/losses_rank<r>.jsonl``.
   ``TOY_STEP_SLEEP`` (seconds) slows every step so a test can signal a run mid-way.
 """
@@ -19,7 +20,7 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS, MODELS
 
 from projects.sa2va_vessel.engine.utils import unwrap_model
-from tests.toy_hooks import trainable_hash
+from tests.toy_hooks import sample_ids, trainable_hash
 from tests.toy_model import ToySegModel
 
 
@@ -41,7 +42,7 @@ class LossTraceHook(Hook):
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Optional[dict] = None,
                          outputs: Optional[dict] = None) -> None:
         record = dict(iter=runner.iter, rank=runner.rank, pid=os.getpid(),
-                      indices=[int(s['index']) for s in data_batch['data_samples']],
+                      indices=sample_ids(data_batch['data_samples']),
                       losses={k: float(v).hex() for k, v in sorted(outputs.items())},
                       weights=trainable_hash(unwrap_model(runner.model)))
         path = os.path.join(runner.work_dir, f'losses_rank{runner.rank}.jsonl')

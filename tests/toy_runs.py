@@ -17,6 +17,26 @@ TOY_TRAINABLE = {'lora_A.weight', 'lora_B.weight', 'text_hidden_fcs.0.weight',
                  'text_hidden_fcs.0.bias', 'text_hidden_fcs.2.weight', 'text_hidden_fcs.2.bias',
                  'mask_decoder.weight', 'mask_decoder.bias'}
 
+# The warm-up + cosine recipes of the configs' param_scheduler (warmup_cosine_schedule's arguments).
+# A config's schedule must end at its max_iters, so a run of another length writes its own.
+TOY_SCHEDULE = dict(warmup_ratio=0.34, warmup_start_factor=0.1)   # tests/configs/toy*.py
+TINY_SCHEDULE = dict(warmup_ratio=0.03, warmup_start_factor=1e-3)  # vessel_lora_tiny.py, tiny_real.py
+OFFICIAL_SCHEDULE = dict(warmup_ratio=0.05, warmup_start_factor=1e-5)  # vessel_lora_official.py
+
+
+def run_length(max_iters: int, schedule: dict = TOY_SCHEDULE) -> dict[str, Any]:
+    """Config options for a run of ``max_iters`` iterations with ``schedule``'s warm-up + cosine
+    (no schedule, a constant lr, below 3 iterations)."""
+    from projects.sa2va_vessel.engine.schedule import warmup_cosine_schedule
+    return {'train_cfg.max_iters': max_iters,
+            'param_scheduler': warmup_cosine_schedule(max_iters, **schedule) or None}
+
+
+def run_length_args(max_iters: int, schedule: dict = TOY_SCHEDULE) -> list[str]:
+    """:func:`run_length` as ``--cfg-options`` arguments."""
+    from projects.sa2va_vessel.engine.schedule import run_length_options
+    return run_length_options(max_iters, **schedule)
+
 
 def in_process_cfg(config: str | Path, work_dir: Path, options: Optional[dict[str, Any]] = None) -> Config:
     """``config`` for an in-process run in ``work_dir`` (unique experiment name, so mmengine's

@@ -62,8 +62,10 @@ def main(argv: list[str] | None = None) -> int:
                     help='with --end-to-end: cap the process (torch.cuda.set_per_process_memory_fraction)')
     ap.add_argument('--no-model-step', action='store_true', help='with --end-to-end: skip the model-step references')
     ap.add_argument('--tokenizer', type=Path, default=None,
-                    help='tokenizer folder for a real-vocabulary preset (default: ../shared/fixtures/'
-                         'sa2va_internvl3_8b_layout when present; tiny uses its own)')
+                    help='tokenizer folder for a real-vocabulary preset, any family (its vocab.json + '
+                         'merges.txt; the preset\'s added tokens are added when the folder has another '
+                         'family\'s); default: ../shared/fixtures/sa2va_internvl3_8b_layout when present; '
+                         'tiny presets use their own')
     ap.add_argument('--work-dir', type=Path, default=Path('work_dirs/bench_e2e'))
     ap.add_argument('--label', default=None)
     ap.add_argument('--profile', action='store_true', help='with --end-to-end: torch.profiler tables of the split window')
@@ -107,12 +109,19 @@ def end_to_end_main(args: argparse.Namespace, ap: argparse.ArgumentParser) -> in
     cuda = args.device.startswith('cuda')
     if cuda and not torch.cuda.is_available():
         ap.error('no CUDA device; use --device cpu --preset tiny')
+    from projects.sa2va_vessel.models.presets import TINY_PRESET
+    tiny = args.preset in TINY_PRESET.values()
     tokenizer = args.tokenizer
+    # the Qwen2.5 BPE (vocab.json + merges.txt) serves every family: the preset's added tokens are
+    # laid on top when the folder's own are another family's (models/random_checkpoint.write_tokenizer)
     shared = Path(__file__).resolve().parents[2] / 'shared' / 'fixtures' / 'sa2va_internvl3_8b_layout'
-    if tokenizer is None and args.preset != 'tiny' and shared.is_dir():
+    if tokenizer is not None and tiny:
+        ap.error(f'preset {args.preset} is tiny: it uses its own small tokenizer, leave --tokenizer out')
+    if tokenizer is None and not tiny and shared.is_dir():
         tokenizer = shared
-    if tokenizer is None and args.preset != 'tiny':
-        ap.error(f'preset {args.preset} uses the real vocabulary: pass --tokenizer DIR (vocab.json + merges.txt)')
+    if tokenizer is None and not tiny:
+        ap.error(f'preset {args.preset} uses the real vocabulary: pass --tokenizer DIR (vocab.json + merges.txt '
+                 'of any Sa2VA checkpoint)')
     warmup, steps, split = _ints(args.e2e_steps)
     options = dict(args.cfg_options or {})
     batch = args.batch_size

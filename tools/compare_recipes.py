@@ -22,8 +22,8 @@ import time
 import uuid
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 TINY_CONFIG = REPO / 'configs' / 'vessel_lora_tiny.py'
 ARMS = {
@@ -32,18 +32,21 @@ ARMS = {
         'model.mask_loss': 'points',
         'model.point_loss': dict(num_points=12544, oversample_ratio=3.0, importance_sample_ratio=0.75),
         'model.trainable': dict(token_rows=False, embeddings=True),
-        'lr_schedule': dict(warmup_ratio=0.05, warmup_start_factor=1e-5, eta_min_ratio=0.0),
         'optim_wrapper.accumulative_counts': 4,
     },
 }
+# each arm's warm-up + cosine (warmup_cosine_schedule's arguments), written out for the run's length
+SCHEDULES = {'default': dict(warmup_ratio=0.03, warmup_start_factor=1e-3),   # configs/vessel_lora_tiny.py
+             'official': dict(warmup_ratio=0.05, warmup_start_factor=1e-5)}  # configs/vessel_lora_official.py
 
 
 def train_arm(name: str, out: Path, iters: int, seed: int):
     from mmengine.config import Config
-    from projects.sa2va_vessel.engine import train
+    from projects.sa2va_vessel.engine import train, warmup_cosine_schedule
     cfg = Config.fromfile(str(TINY_CONFIG))
     cfg.merge_from_dict({
         'train_cfg.max_iters': iters, 'train_cfg.val_interval': iters + 1,
+        'param_scheduler': warmup_cosine_schedule(iters, **SCHEDULES[name]) or None,
         'default_hooks.validate_before_train': None, 'default_hooks.val_visualization': None,
         'default_hooks.checkpoint.interval': iters, 'default_hooks.checkpoint.save_best': None,
         'default_hooks.best_record': None, 'val_evaluator': dict(type='VesselSegMetric', _delete_=True),

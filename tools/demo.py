@@ -16,6 +16,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
+
+from projects.sa2va_vessel.engine.schedule import run_length_options  # noqa: E402
+
+TINY_SCHEDULE = dict(warmup_ratio=0.03, warmup_start_factor=1e-3)  # configs/vessel_lora_tiny.py's
 
 
 def run(cmd: list[str], env: dict[str, str]) -> None:
@@ -55,7 +60,8 @@ def main() -> None:
              '--size', '256'], env)
     started = time.time()
     run([py, 'tools/train.py', 'configs/vessel_lora_tiny.py', '--work-dir', str(work_dir),
-         '--cfg-options', f'train_cfg.max_iters={args.iters}', f'train_cfg.val_interval={args.iters}'], env)
+         '--cfg-options', *run_length_options(args.iters, **TINY_SCHEDULE), f'train_cfg.val_interval={args.iters}'],
+        env)
     wall = time.time() - started
 
     history = val_dice_history(work_dir, 'vessel/global_dice')

@@ -6,8 +6,21 @@
 # SIGTERM to torchrun reaches the workers: they finish the step, save a checkpoint and exit
 # with 75; run again with --resume to continue.
 set -euo pipefail
+usage() {
+    cat <<'USAGE'
+usage: tools/dist_train.sh CONFIG NPROC_PER_NODE [tools/train.py args...]
+
+Starts NPROC_PER_NODE training processes with torchrun (tools/train.py --launcher pytorch), each
+on its own shard of the data; without CUDA they train on the CPU over gloo.
+Environment: NNODES (1), NODE_RANK (0), MASTER_ADDR (127.0.0.1), PORT (29500).
+USAGE
+}
+if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
+    usage
+    exit 0
+fi
 if [ $# -lt 2 ]; then
-    echo "usage: $0 CONFIG NPROC_PER_NODE [tools/train.py args...]" >&2
+    usage >&2
     exit 2
 fi
 CONFIG=$1

@@ -32,7 +32,6 @@ from projects.sa2va_vessel.datasets.protocols import (DEFAULT_VAL_FRACTION, PROT
 from projects.sa2va_vessel.datasets.grouping import (frame_order, kfold_by_patient, manifest_groups,  # noqa: E402
                                                      split_by_patient, split_summary)
 from projects.sa2va_vessel.datasets.splits import kfold_splits, split_by_groups, write_split_files  # noqa: E402
-from projects.sa2va_vessel.datasets.vessel_dataset import read_split  # noqa: E402
 
 
 def _from_protocol(root: Path, args: argparse.Namespace) -> dict:
@@ -50,6 +49,7 @@ def _from_protocol(root: Path, args: argparse.Namespace) -> dict:
 
 
 def _custom(root: Path, args: argparse.Namespace) -> dict:
+    from projects.sa2va_vessel.datasets.vessel_dataset import read_split  # torch: not for --help
     test_file = root / "splits" / "test.txt"
     test = set(read_split(test_file)) if test_file.is_file() else set()
     source = args.from_split or ("trainval" if (root / "splits" / "trainval.txt").is_file() else None)

@@ -10,9 +10,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
-from projects.sa2va_vessel.models.presets import PRESETS, QWEN_PRESETS, TINY_PRESET, preset_family
-from projects.sa2va_vessel.models.random_checkpoint import write_random_sa2va
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
+
+from projects.sa2va_vessel.models.presets import PRESETS, QWEN_PRESETS, TINY_PRESET, preset_family  # noqa: E402
 
 
 def main() -> None:
@@ -33,6 +36,7 @@ def main() -> None:
         args.preset = TINY_PRESET[args.family or 'internvl']
     elif args.family is not None and preset_family(args.preset) != args.family:
         parser.error(f'--preset {args.preset} is a {preset_family(args.preset)} preset, not {args.family}')
+    from projects.sa2va_vessel.models.random_checkpoint import write_random_sa2va  # torch: after --help
     out = write_random_sa2va(args.out_dir, preset=args.preset, seed=args.seed, dtype=args.dtype,
                              tokenizer_from=args.tokenizer, video_memory=args.video_memory)
     print(f'wrote {args.preset} Sa2VA checkpoint (seed {args.seed}) to {out}')

@@ -6,9 +6,13 @@ Video: python tools/predict.py CKPT FRAMES_DIR_OR_VIDEO OUT_DIR --video [--key-f
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
-from projects.sa2va_vessel.evaluation.cli import predict_main  # noqa: E402
 
+# Imported under the guard, not at the top: data-loader workers (fork-server/spawn) re-import
+# this file as __mp_main__, and a top-level import of the engine made each of them import
+# torch, mmengine.runner and DeepSpeed again (12 workers: no first step within 60 s).
 if __name__ == '__main__':
+    from projects.sa2va_vessel.evaluation.cli import predict_main
+
     predict_main()

@@ -1,6 +1,16 @@
 #!/usr/bin/env bash
 # Set up (when needed) and run the whole test suite on the CPU.
 set -euo pipefail
+if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
+    cat <<'USAGE'
+usage: tools/run_tests.sh [pytest arguments]
+
+Installs the pinned stack when needed (tools/setup.sh), then runs the whole test suite on the CPU
+(what .ci/run runs): python -m pytest tests -q -n PYTEST_WORKERS [pytest arguments].
+Environment: PYTHON (default python3), PYTEST_WORKERS (default 2; 0 runs in one process).
+USAGE
+    exit 0
+fi
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
 PY=${PYTHON:-python3}

@@ -9,9 +9,13 @@ threshold sweep is refused unless --allow-test-sweep (then labelled *_optimistic
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
-from projects.sa2va_vessel.evaluation.cli import test_main  # noqa: E402
 
+# Imported under the guard, not at the top: data-loader workers (fork-server/spawn) re-import
+# this file as __mp_main__, and a top-level import of the engine made each of them import
+# torch, mmengine.runner and DeepSpeed again (12 workers: no first step within 60 s).
 if __name__ == '__main__':
+    from projects.sa2va_vessel.evaluation.cli import test_main
+
     test_main()

@@ -3,10 +3,14 @@
 import sys
 from pathlib import Path
 
-# Run from a checkout without installing: make `projects` (and `tests` for toy configs) importable.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The repository root on the path: `projects`, and `tests` for the toy configs of the test suite.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
-from projects.sa2va_vessel.engine.launch import main  # noqa: E402
 
+# Imported under the guard, not at the top: data-loader workers (fork-server/spawn) re-import
+# this file as __mp_main__, and a top-level import of the engine made each of them import
+# torch, mmengine.runner and DeepSpeed again (12 workers: no first step within 60 s).
 if __name__ == '__main__':
+    from projects.sa2va_vessel.engine.launch import main
+
     main()

@@ -1,10 +1,11 @@
 # Runtime shared by every training config: hooks, logging, TensorBoard, seed, runner choice.
-# All registries used here are mmengine's root ones; the project registers its model, dataset,
-# collate and hooks into them, so the scope is simply mmengine.
-default_scope = 'mmengine'
+# The project's classes live in its own registries (projects/sa2va_vessel/registry.py), which
+# import them when a name is built and fall back to mmengine's for mmengine's classes.
+default_scope = 'sa2va_vessel'
 
 # 'deepspeed_zero2' -> configs/deepspeed/deepspeed_zero2.json (FlexibleRunner + ZeRO-2);
-# 'none' -> plain Runner. tools/train.py --deepspeed overrides this.
+# 'none' -> plain Runner. It goes with optim_wrapper.type (_base_/schedules/lora_adamw.py);
+# tools/train.py --deepspeed sets both.
 deepspeed = 'deepspeed_zero2'
 # Used on GPU only (DeepSpeed bf16 section or AmpOptimWrapper dtype); CPU trains in fp32.
 mixed_precision = 'bf16'
@@ -15,14 +16,18 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),  # feeds the ETA in the log line
     logger=dict(type='LoggerHook', interval=log_interval, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    # Keep the last two; with save_last the final iteration is always saved.
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=500, max_keep_ckpts=2,
+    # with save_last the final iteration is always saved; retention is checkpoint_keep_last below
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=500, max_keep_ckpts=-1,
                     save_last=True),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     # A dict entry (not custom_hooks) so child configs keep it when they add hooks;
     # `default_hooks = dict(gradient_guard=None)` switches it off.
     gradient_guard=dict(type='GradientFlowGuardHook', interval=log_interval),
 )
+
+# Keep the last two iter_<n>.pth. The runner deletes an old one only after a newer one is complete
+# (mmengine's CheckpointHook would delete first, so its max_keep_ckpts stays -1).
+checkpoint_keep_last = 2
 
 env_cfg = dict(
     cudnn_benchmark=False,

@@ -1,9 +1,6 @@
 # Toy config with validation and the monitoring hooks (tests/test_monitoring.py).
 _base_ = ['./toy.py']
 
-custom_imports = dict(imports=['tests.toy_model', 'tests.toy_hooks',
-                               'projects.sa2va_vessel.evaluation', 'projects.sa2va_vessel.engine'],
-                      allow_failed_imports=False)
 # 5 samples: with 2 ranks and batch 2 the distributed sampler pads, and the metric must drop it.
 val_dataloader = dict(
     batch_size=2,
@@ -14,9 +11,10 @@ val_dataloader = dict(
 )
 val_cfg = dict(type='ValLoop', _delete_=True)
 val_evaluator = dict(type='VesselSegMetric')
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=6, val_interval=1)
+train_cfg = dict(type='ResumableIterBasedTrainLoop', max_iters=6, val_interval=1)
+checkpoint_keep_last = 1
 default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=3, max_keep_ckpts=1,
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=3, max_keep_ckpts=-1,
                     save_best='vessel/best_dice', rule='greater'),
     best_record=dict(type='BestCheckpointRecordHook'),
     update_norm=dict(type='UpdateNormHook'),

@@ -1,9 +1,5 @@
 # Sa2VA + LoRA on the LLM. The checkpoint directory comes from SA2VA_MODEL_PATH (a local copy of
 # an official ByteDance/Sa2VA-* export, or one written by tools/make_tiny_sa2va.py).
-custom_imports = dict(imports=['projects.sa2va_vessel.models', 'projects.sa2va_vessel.datasets',
-                               'projects.sa2va_vessel.evaluation', 'projects.sa2va_vessel.engine'],
-                      allow_failed_imports=False)
-
 model_path = '{{$SA2VA_MODEL_PATH:checkpoints/Sa2VA-InternVL3-2B}}'
 
 model = dict(

@@ -90,7 +90,8 @@ def apply_levers(model, lv: Levers, cache_size: int) -> None:
 
 def instrument(model, timer: StageTimer) -> None:
     s = model.sa2va
-    timer.wrap(model, 'image_embeddings', 'vision')
+    # the vision stage: InternVL's ViT + mlp1 (the model's), the Qwen-VL tower + merger(s) (the modules')
+    timer.wrap(s if model.is_qwen else model, 'image_embeddings', 'vision')
     timer.wrap(s, 'llm_last_hidden', 'llm_fwd', llm=True)
     timer.wrap(model, 'sam2_features', 'sam2_encoder')
     timer.wrap(s, 'sam2_decoder_inputs', 'decoder')
@@ -245,7 +246,8 @@ def run_benchmark(preset: str, device: str = 'cuda', batch_size: int = 32, image
     batches = batches_for(batch_size)
     meta = batches[0]['meta']
     sam2_counts = F.sam2_flops(model, device)
-    fl = F.flops_per_sample(model, meta, batch_size, LORA['r'], DEFAULT_TARGETS, sam2_counts)
+    vision_counts = F.qwen_vision_flops(model, meta['grid_thw'], device) if model.is_qwen else None
+    fl = F.flops_per_sample(model, meta, batch_size, LORA['r'], DEFAULT_TARGETS, sam2_counts, vision_counts)
     peak = F.PEAK_FLOPS['cuda' if cuda else 'cpu']
     timer = StageTimer(cuda)
     results: list[Result] = []

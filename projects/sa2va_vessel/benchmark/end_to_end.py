@@ -32,7 +32,7 @@ from typing import Any, Callable, Optional
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
-from mmengine.registry import HOOKS
+from ..registry import HOOKS
 
 from ..engine.utils import unwrap_model
 
@@ -198,10 +198,15 @@ def end_to_end_config(config: Path, preset: str, device: str, data_root: Path, i
                       split_steps: int, deepspeed: Optional[str], cfg_options: Optional[dict],
                       timing_out: Path, profile: bool = False) -> Config:
     """The user's config, pointed at the preset and the synthetic data, with the timing hook."""
+    from ..engine.runner import runner_options, warmup_cosine_schedule
     cfg = Config.fromfile(str(config))
     cfg.merge_from_dict(dict(cfg_options or {}))
     cfg.model.model_path = f'preset:{preset}'
     cfg.model.device = device
+    # the model's vocabulary is the tokenizer's written beside the config, so the data's token ids
+    # (the added tokens are the last ids) are the model's
+    written = json.loads((inputs / 'config.json').read_text())
+    cfg.model.vocab_size = int((written.get('text_config') or written['llm_config'])['vocab_size'])
     if not device.startswith('cuda'):  # CPU: fp32 throughout, as the runner trains there
         cfg.model.dtype, cfg.mixed_precision = 'float32', None
         cfg.model.pop('trainable_dtype', None)
@@ -214,12 +219,14 @@ def end_to_end_config(config: Path, preset: str, device: str, data_root: Path, i
         cfg.train_dataloader.persistent_workers = num_workers > 0
     total = warmup + steps + split_steps + 1
     cfg.train_cfg.max_iters = total
+    # the config's schedule ends at its own max_iters; the timed run gets the _base_ warm-up + cosine
+    cfg.param_scheduler = warmup_cosine_schedule(total) or None
     cfg.train_cfg.val_interval = total + 1  # validation before training (the config's hook) only
     ckpt = cfg.default_hooks.get('checkpoint')
     if ckpt is not None:  # no multi-GB checkpoint write after the timed windows
         ckpt.update(interval=total + 1, save_last=False)
     if deepspeed is not None:
-        cfg.deepspeed = deepspeed
+        cfg.merge_from_dict(runner_options(deepspeed, cfg.get('mixed_precision', None)))
     cfg.work_dir = str(work_dir / 'run')
     cfg.launcher = 'none'
     cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [

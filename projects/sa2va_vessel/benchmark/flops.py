@@ -7,6 +7,11 @@ tokens, n_lab labelled positions and S [SEG] tokens:
   + 2*n_v*(3*14*14)*d_v], n_v = 1025 patch tokens + CLS.
 * projector mlp1 (trainable: forward + input grad + weight grad = 3x forward):
   3 * 2*(256*T)*(4*d_v*d + d*d).
+* Qwen-VL families instead: the vision tower (frozen, forward only) is counted with the FLOP
+  counter on one image of the batch's patch grid (Qwen2.5-VL's windowed attention makes a closed
+  form error-prone, as for SAM2), minus its merger(s); the merger(s) (trainable, 3x forward; Qwen3-VL
+  has one per DeepStack level besides the main one) in closed form: per merged token
+  2*(h*h + h*d), h = d_v * merge^2.
 * LLM (frozen base with LoRA): per layer the base projections hold
   P = d*(d + 2*d_kv) + d*d + 3*d*f weights; forward 2*n*P, backward input grads 2*n*P (frozen
   weights get no weight grads); LoRA (r*(in+out) weights per adapted projection, P_lora per layer)
@@ -43,15 +48,37 @@ def projector_flops(arch, tiles: int) -> float:
     return float(3 * 2 * arch.num_image_tokens * tiles * (4 * dv * d + d * d))
 
 
+def merger_flops(arch, n_patches: int) -> float:
+    """Forward FLOPs of the Qwen-VL merger(s) for ``n_patches`` patches (module docstring)."""
+    v = arch.vision
+    h = v.hidden_size * v.spatial_merge_size ** 2
+    n_mergers = 1 + len(getattr(v, 'deepstack_visual_indexes', None) or [])
+    return float(n_mergers * 2 * (n_patches // v.spatial_merge_size ** 2) * (h * h + h * v.out_hidden_size))
+
+
+def qwen_vision_flops(model, grid_thw: list[int], device) -> tuple[float, float]:
+    """(vision tower forward without the merger(s), merger(s) forward) for one image of ``grid_thw``."""
+    s = model.sa2va
+    n = int(grid_thw[0] * grid_thw[1] * grid_thw[2])
+    v = s.arch.vision
+    dtype = s.visual.patch_embed.proj.weight.dtype
+    pixels = torch.randn(n, 3 * v.temporal_patch_size * v.patch_size ** 2, device=device, dtype=dtype)
+    grid = torch.tensor([list(grid_thw)], device=device)
+    total = counted_flops(lambda: s.image_embeddings(pixels, grid))
+    merger = merger_flops(s.arch, n)
+    return total - merger, merger
+
+
 def llm_flops(arch, n_tokens: int, n_labelled: int, lora_r: int, lora_targets: tuple[str, ...]) -> float:
     c = arch.llm
     d, f, L, V = c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.vocab_size
-    d_kv = c.num_key_value_heads * (d // c.num_attention_heads)
-    shapes = {'q_proj': (d, d), 'k_proj': (d, d_kv), 'v_proj': (d, d_kv), 'o_proj': (d, d),
+    head_dim = getattr(c, 'head_dim', None) or d // c.num_attention_heads  # Qwen3: heads * head_dim != d
+    d_q, d_kv = c.num_attention_heads * head_dim, c.num_key_value_heads * head_dim
+    shapes = {'q_proj': (d, d_q), 'k_proj': (d, d_kv), 'v_proj': (d, d_kv), 'o_proj': (d_q, d),
               'gate_proj': (d, f), 'up_proj': (d, f), 'down_proj': (f, d)}
     base = sum(i * o for i, o in shapes.values())
     lora = sum(lora_r * (i + o) for name, (i, o) in shapes.items() if name in lora_targets)
-    per_layer = 4 * n_tokens * base + 6 * n_tokens * lora + 12 * n_tokens ** 2 * d
+    per_layer = 4 * n_tokens * base + 6 * n_tokens * lora + 12 * n_tokens ** 2 * d_q
     return float(L * per_layer + 4 * n_labelled * d * V)
 
 
@@ -85,14 +112,24 @@ def sam2_flops(model, device) -> tuple[float, float]:
 
 
 def flops_per_sample(model, meta: dict, batch_size: int, lora_r: int, lora_targets: tuple[str, ...],
-                     sam2_counts: tuple[float, float]) -> dict[str, float]:
-    """Model FLOPs of one training sample, by part (see module docstring); 'total' sums them."""
+                     sam2_counts: tuple[float, float],
+                     vision_counts: tuple[float, float] | None = None) -> dict[str, float]:
+    """Model FLOPs of one training sample, by part (see module docstring); 'total' sums them.
+
+    ``vision_counts``: ``qwen_vision_flops`` of the batch's grid (Qwen-VL families; InternVL's
+    ViT and mlp1 are in closed form).
+    """
     arch = model.sa2va.arch
     tiles, n = meta['n_tiles'], meta['real_tokens'] / batch_size
     n_lab = meta['answer_tokens'] / batch_size
     enc, dec = sam2_counts
-    parts = {'vit': vit_flops(arch, tiles), 'projector': projector_flops(arch, tiles),
-             'llm': llm_flops(arch, round(n), n_lab, lora_r, lora_targets), 'text_hidden_fcs': fcs_flops(arch, 1),
-             'sam2_encoder': enc, 'sam2_decoder': 3 * dec}
+    if arch.is_qwen:
+        if vision_counts is None:
+            raise ValueError(f'{arch.family}: pass vision_counts=qwen_vision_flops(model, grid, device)')
+        vision = {'vit': vision_counts[0], 'projector': 3 * vision_counts[1]}
+    else:
+        vision = {'vit': vit_flops(arch, tiles), 'projector': projector_flops(arch, tiles)}
+    parts = {**vision, 'llm': llm_flops(arch, round(n), n_lab, lora_r, lora_targets),
+             'text_hidden_fcs': fcs_flops(arch, 1), 'sam2_encoder': enc, 'sam2_decoder': 3 * dec}
     parts['total'] = sum(parts.values())
     return parts

@@ -5,7 +5,11 @@ peft with no project-specific levers: the full ``Qwen2ForCausalLM`` forward with
 over the whole vocabulary at every position, transformers' loss), ``output_hidden_states`` for the
 [SEG] state, the frozen encoders called plainly every step, gradient checkpointing on, AdamW with
 its defaults. It runs on the same modules (same weights, same LoRA) as the project's model, so the
-two give the same loss on the same batch.
+two give the same loss on the same batch. The Qwen-VL families: the vision tower + merger(s), then
+the text model + ``lm_head`` the same way (``*ForConditionalGeneration``'s language half: full-
+vocabulary logits, transformers' loss, ``hidden_states[-1]`` as the [SEG] state: post-norm for
+Qwen2.5-VL, pre-norm for Qwen3-VL, exactly what the official code reads), with the batch's M-RoPE
+ids and Qwen3-VL's DeepStack embeddings.
 
 (a) the official recipe's settings: trainable weights (LoRA, projector, text_hidden_fcs, mask
 decoder) in fp32 under bf16 autocast, ``embed_tokens`` and ``lm_head`` fully trainable in fp32, the
@@ -25,14 +29,23 @@ def plain_forward(model, data: dict, timer=None, mask_loss: str = 'project') -> 
     s = model.sa2va
     t = timer or _NoTimer()
     input_ids = data['input_ids']
+    extra = {}
     with t.stage('vision'):
-        features = s.vision_features(data['pixel_values'])
-        image_embeds = s.mlp1(features.to(s.mlp1.linear_1.weight.dtype))
-    inputs_embeds = s.splice_image_embeddings(input_ids, image_embeds, model.img_context_id)
+        if model.is_qwen:
+            image_embeds, deepstack = s.image_embeddings(data['pixel_values'], data['image_grid_thw'])
+            if deepstack is not None:
+                extra = dict(deepstack_visual_embeds=deepstack, visual_pos_masks=input_ids == s.image_token_id)
+        else:
+            features = s.vision_features(data['pixel_values'])
+            image_embeds = s.mlp1(features.to(s.mlp1.linear_1.weight.dtype))
+    if model.is_qwen:
+        inputs_embeds = s.splice_image_embeddings(input_ids, image_embeds)
+    else:
+        inputs_embeds = s.splice_image_embeddings(input_ids, image_embeds, model.img_context_id)
     with t.stage('llm_fwd'):
         out = s.language_model(inputs_embeds=inputs_embeds, attention_mask=data['attention_mask'],
                                position_ids=data['position_ids'], labels=data['labels'],
-                               output_hidden_states=True, use_cache=False)
+                               output_hidden_states=True, use_cache=False, **extra)
         hidden = out.hidden_states[-1]
     t.llm_backward_hooks(inputs_embeds, hidden)
     is_seg = input_ids == model.seg_token_id

@@ -1,10 +1,12 @@
 """Vessel data: readers, synthetic generator, Sa2VA image/text inputs, dataset and collate.
 
-Importing this package registers `VesselSegDataset` (DATASETS) and `vessel_collate`
-(FUNCTIONS) with mmengine's registries.
+`VesselSegDataset`, `VesselVideoDataset` (DATASETS), `VesselAugment` (TRANSFORMS), the collate
+functions (FUNCTIONS) and `ClipSampler` (DATA_SAMPLERS) register in the project's registries (`projects/sa2va_vessel/registry.py`),
+which import them when a config names them; the names below are imported on first use, so the
+light modules (readers, splits, protocols) do not import torch.
 """
-from .collate import vessel_collate
-from .vessel_dataset import VesselSegDataset
-from .video_dataset import VesselVideoDataset, video_collate
+from ..lazy import lazy_exports
 
-__all__ = ["VesselSegDataset", "VesselVideoDataset", "vessel_collate", "video_collate"]
+__getattr__, __all__ = lazy_exports(__name__, {
+    'VesselSegDataset': 'vessel_dataset', 'VesselVideoDataset': 'video_dataset',
+    'vessel_collate': 'collate', 'video_collate': 'video_dataset', 'ClipSampler': 'video_dataset'})

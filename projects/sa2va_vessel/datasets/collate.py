@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
-from mmengine.registry import FUNCTIONS
+from ..registry import FUNCTIONS
 
 from .conversation import IGNORE_INDEX
 

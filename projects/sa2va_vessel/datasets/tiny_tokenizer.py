@@ -6,6 +6,9 @@ contains the prompt/answer phrases, with the Qwen2.5/InternVL/Sa2VA added tokens
 the real order (so `<|endoftext|>` is the first added id and `</vp>` the last), and saves it
 so that `AutoTokenizer.from_pretrained(out_dir)` returns a `Qwen2TokenizerFast`, and the
 slow `Qwen2Tokenizer` loads it too (vocab.json + merges.txt are written as well).
+
+`family_tokenizer_from_bpe` saves the real 151k-token BPE the same way with any family's added
+tokens (e.g. a Sa2VA-Qwen3-VL tokenizer from a Sa2VA-InternVL3 checkpoint's vocab.json + merges.txt).
 """
 from __future__ import annotations
 
@@ -94,30 +97,67 @@ def _corpus(seed: int, n_sentences: int = 600) -> Iterator[str]:
         yield sentence[0].upper() + sentence[1:] + rng.choice([".", "?", "!", ",", ":"])
 
 
-def build_tiny_tokenizer(out_dir: str | Path, vocab_size: int = DEFAULT_VOCAB_SIZE, seed: int = 0,
-                         family: str = "internvl") -> None:
-    """Train and save the tiny tokenizer into `out_dir` (created if needed). Deterministic.
+def _set_qwen2_pipeline(tok) -> None:
+    """Qwen2's normaliser, pre-tokeniser and decoder on a ``tokenizers.Tokenizer``."""
+    from tokenizers import Regex, decoders, normalizers, pre_tokenizers
 
-    `family` picks the added-token layout (InternVL, Qwen2.5-VL or Qwen3-VL Sa2VA).
-    """
-    added_tokens = added_tokens_for(family)
-    # Imported here: only this builder needs the training API.
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from transformers import Qwen2TokenizerFast
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tok = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(QWEN2_SPLIT_PATTERN), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     tok.decoder = decoders.ByteLevel()
+
+
+def build_tiny_tokenizer(out_dir: str | Path, vocab_size: int = DEFAULT_VOCAB_SIZE, seed: int = 0,
+                         family: str = "internvl") -> None:
+    """Train and save the tiny tokenizer into `out_dir` (created if needed). Deterministic.
+
+    `family` picks the added-token layout (InternVL, Qwen2.5-VL or Qwen3-VL Sa2VA).
+    """
+    # Imported here: only this builder needs the training API.
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
+    _set_qwen2_pipeline(tok)
     n_regular = vocab_size - len(ADDED_TOKENS)  # the same regular vocabulary for every family
     trainer = trainers.BpeTrainer(vocab_size=n_regular, min_frequency=1, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[])
     tok.train_from_iterator(list(_corpus(seed)), trainer=trainer)
+    save_with_added_tokens(tok, out, family)
+
+
+def family_tokenizer_from_bpe(bpe_dir: str | Path, out_dir: str | Path, family: str) -> None:
+    """A real-vocabulary tokenizer of ``family`` in ``out_dir``: the Qwen2.5 byte-level BPE of
+    ``bpe_dir`` (``vocab.json`` + ``merges.txt``, the files every Sa2VA family shares) with the
+    family's added tokens appended in the real order, saved as ``build_tiny_tokenizer`` saves.
+
+    E.g. a Sa2VA-Qwen3-VL tokenizer from a Sa2VA-InternVL3 checkpoint's vocabulary (benchmarks).
+    """
+    from tokenizers import Tokenizer, models
+
+    src = Path(bpe_dir)
+    missing = [name for name in ("vocab.json", "merges.txt") if not (src / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{src}: no {' / '.join(missing)}; a {family} Sa2VA tokenizer is built from "
+                                "the Qwen2.5 byte-level BPE files vocab.json + merges.txt")
+    tok = Tokenizer(models.BPE.from_file(str(src / "vocab.json"), str(src / "merges.txt"), unk_token=None,
+                                         fuse_unk=False, byte_fallback=False))
+    _set_qwen2_pipeline(tok)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_with_added_tokens(tok, out, family)
+
+
+def save_with_added_tokens(tok, out: Path, family: str) -> None:
+    """Append ``family``'s added tokens to the BPE ``tok`` (a ``tokenizers.Tokenizer``) and save it as
+    a ``Qwen2TokenizerFast`` folder (plus vocab.json, merges.txt and added_tokens.json)."""
+    from tokenizers import AddedToken
+    from transformers import Qwen2TokenizerFast
+
+    added_tokens = added_tokens_for(family)
     # Added tokens go after the regular vocabulary, one at a time so the ids follow the order.
     for content, special in added_tokens:
         token = AddedToken(content, single_word=False, lstrip=False, rstrip=False,

@@ -13,7 +13,7 @@ import math
 from typing import Optional, Tuple
 
 import numpy as np
-from mmengine.registry import TRANSFORMS
+from ..registry import TRANSFORMS
 from PIL import Image
 
 

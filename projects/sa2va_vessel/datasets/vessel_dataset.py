@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
-from mmengine.registry import DATASETS, TRANSFORMS
+from ..registry import DATASETS, TRANSFORMS
 from torch.utils.data import Dataset
 
 from .fast_tokenizer import load_fast_tokenizer

@@ -10,9 +10,17 @@ stems), with frames grouped into videos by
 
 A frame without a mask file is UNLABELLED: it is in the clip (the LLM and SAM2 see it) but gets
 no loss. Clips: `clip_len` frames (default 5, the official choice) `frame_stride` apart, in order;
-the start is random in training (seeded by (seed, epoch, index), so a resumed run draws the same
-clips) and chosen among the starts whose clip holds at least one labelled frame when the video has
-any (labelled frames are always included where the clip allows). A video shorter than the clip
+the start is random in training and chosen among the starts whose clip holds at least one labelled
+frame when the video has any (labelled frames are always included where the clip allows).
+
+The start is drawn from a generator seeded by (seed, epoch, item), never from a global RNG state, so
+it is the same in every DataLoader worker, re-run and resumed run. The epoch reaches the dataset
+inside the index: `ClipSampler` (the video configs' train sampler) is mmengine's `DefaultSampler`
+yielding ``epoch * len(dataset) + item``. The index crosses into the worker processes with the
+sample, so persistent workers see each new epoch (a hook setting an attribute on the main process's
+dataset would not reach them), and a resumed run, whose loop sets the sampler's epoch from the
+iteration (`engine.resumable_loop`), draws the clips of the uninterrupted run without any state of its
+own in the checkpoint. A plain index below ``len(dataset)`` is epoch 0. A video shorter than the clip
 gives a shorter clip (the stride shrinks first). Each frame is ONE 448 px tile, as the official
 video path; the prompt holds one image block per frame.
 """
@@ -23,11 +31,13 @@ import logging
 import random
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from mmengine.registry import DATASETS, FUNCTIONS
+from mmengine.dataset import DefaultSampler
+
+from ..registry import DATA_SAMPLERS, DATASETS, FUNCTIONS
 from torch.utils.data import Dataset
 
 from .collate import vessel_collate
@@ -132,7 +142,6 @@ class VesselVideoDataset(Dataset):
         self.random_start = (split == 'train') if random_start is None else bool(random_start)
         self.random_question = (split == 'train') if random_question is None else bool(random_question)
         self.questions, self.answers = tuple(questions), tuple(answers)
-        self.epoch = 0
         inputs = checkpoint_inputs(model_path)
         self.template, self.tokens_per_tile, self.tile_size = inputs.template, inputs.tokens_per_tile, inputs.image_size
         self.tokenizer = load_tokenizer(tokenizer_path or model_path)
@@ -175,20 +184,25 @@ class VesselVideoDataset(Dataset):
             start += span
         return clips
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
     def __len__(self) -> int:
         return len(self.items)
 
-    def _rng(self, index: int) -> random.Random:
-        # seeded by (seed, epoch, index): the same clip in every worker, re-run and resumed run
-        return random.Random(f'video:{self.seed}:{self.epoch}:{index}')
+    def split_index(self, index: int) -> Tuple[int, int]:
+        """(epoch, item) of a sampler index ``epoch * len(self) + item`` (module docstring)."""
+        if index < 0:
+            raise IndexError(f'{self.data_root}: clip index {index} is negative')
+        epoch, item = divmod(int(index), len(self.items))
+        return epoch, item
+
+    def clip_rng(self, epoch: int, item: int) -> random.Random:
+        """The generator of one item's clip start and question in one epoch."""
+        return random.Random(f'video:{self.seed}:{epoch}:{item}')
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
-        v, positions = self.items[index]
+        epoch, item = self.split_index(index)
+        v, positions = self.items[item]
         video = self.videos[v]
-        rng = self._rng(index)
+        rng = self.clip_rng(epoch, item)
         labelled_all = [f['mask'] is not None for f in video['frames']]
         if positions is None:
             positions = clip_positions(len(video['frames']), self.clip_len, self.frame_stride, labelled_all, rng)
@@ -230,13 +244,27 @@ class VesselVideoDataset(Dataset):
         }
 
 
+@DATA_SAMPLERS.register_module()
+class ClipSampler(DefaultSampler):
+    """mmengine's ``DefaultSampler`` (same order, shards and epoch seeding) whose indices carry the
+    epoch, ``epoch * len(dataset) + item``, for `VesselVideoDataset`'s per-epoch clip draws (module
+    docstring)."""
+
+    def __iter__(self) -> Iterator[int]:
+        offset = self.epoch * len(self.dataset)
+        return (offset + item for item in super().__iter__())
+
+
 @FUNCTIONS.register_module()
-def video_collate(samples: Sequence[Dict[str, Any]], pad_token_id: Optional[int] = None) -> Dict[str, Any]:
+def video_collate(samples: Sequence[Dict[str, Any]], pad_token_id: Optional[int] = None,
+                  pad_to_multiple_of: Optional[int] = None) -> Dict[str, Any]:
     """``vessel_collate`` for clips: SAM2 inputs flattened to (sum K, 3, 1024, 1024) with
     ``data['frames_per_sample']`` (B,) and ``data['labelled']`` (B x (K,)); each data sample's
-    ``mask`` holds its labelled frames only (what the metric scores)."""
+    ``mask`` holds its labelled frames only (what the metric scores). ``pad_to_multiple_of`` as
+    ``vessel_collate`` (the image configs set it, and the video configs inherit it)."""
     # vessel_collate stacks one SAM2 image per sample: hand it the first frame, then put the clips back
-    batch = vessel_collate([{**s, 'g_pixel_values': s['g_pixel_values'][0]} for s in samples], pad_token_id)
+    batch = vessel_collate([{**s, 'g_pixel_values': s['g_pixel_values'][0]} for s in samples], pad_token_id,
+                           pad_to_multiple_of)
     data = batch['data']
     data['g_pixel_values'] = torch.cat([s['g_pixel_values'] for s in samples], dim=0)
     data['frames_per_sample'] = torch.tensor([int(s['g_pixel_values'].shape[0]) for s in samples])

@@ -288,7 +288,7 @@ class ResumableRunnerMixin:
                 f'{free / 2**30:.2f} GiB free, the checkpoint needs about {need / 2**30:.2f} GiB '
                 f'({why}). Nothing was written; the last complete checkpoint is '
                 f'{latest or "none"}. Free space (old work dirs, fp32 exports), lower '
-                f'default_hooks.checkpoint.max_keep_ckpts (now {self.keep_last}), or use a '
+                f'checkpoint_keep_last (now {self.keep_last}), or use a '
                 '--work-dir on a larger file system, then resume with --resume.')
 
     # resume ---------------------------------------------------------------------------------

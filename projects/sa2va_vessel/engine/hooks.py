@@ -37,7 +37,7 @@ from typing import Any, Callable, Optional
 
 import torch
 from mmengine.hooks import Hook, LoggerHook
-from mmengine.registry import HOOKS
+from ..registry import HOOKS
 from torch import nn
 
 from ..models.training_checkpoint import fill_frozen_from_model, trainable_only_state

@@ -14,9 +14,8 @@ from typing import Optional, Sequence
 
 from mmengine.config import Config, DictAction
 
-from .launch_check import LaunchError
-from .preemption import PREEMPTED_EXIT_CODE
-from .runner import PLAIN, train
+# The runner's modules (torch, DeepSpeed) are imported after the arguments are parsed, so that
+# --help answers at once.
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -25,8 +24,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--work-dir', help='where logs and checkpoints go '
                         '(default: work_dirs/<config name>)')
     parser.add_argument('--deepspeed', help='deepspeed_zero2 (a json under configs/deepspeed/), '
-                        f'a path to a json, or {PLAIN!r} for the plain runner; '
-                        'default: the config\'s "deepspeed" key')
+                        'a path to a json, or none for the plain runner; sets the config\'s '
+                        '"deepspeed" key and the optim_wrapper.type that goes with it '
+                        '(default: the config\'s)')
     parser.add_argument('--resume', nargs='?', const='auto', default=None, metavar='PATH',
                         help='resume from PATH, or (no PATH, or "auto") from the latest '
                         'complete checkpoint in the work dir; starts from scratch when there is '
@@ -50,7 +50,8 @@ def load_config(args: argparse.Namespace) -> Config:
     elif cfg.get('work_dir') is None:
         cfg.work_dir = os.path.join('work_dirs', Path(args.config).stem)
     if args.deepspeed is not None:
-        cfg.deepspeed = args.deepspeed
+        from .runner import runner_options
+        cfg.merge_from_dict(runner_options(args.deepspeed, cfg.get('mixed_precision', None)))
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
@@ -60,7 +61,11 @@ def load_config(args: argparse.Namespace) -> Config:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    cfg = load_config(parse_args(argv))
+    args = parse_args(argv)
+    from .launch_check import LaunchError
+    from .preemption import PREEMPTED_EXIT_CODE
+    from .runner import train
+    cfg = load_config(args)
     try:
         runner = train(cfg)
     except LaunchError as exc:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook, Hook, LoggerHook
-from mmengine.registry import HOOKS
+from ..registry import HOOKS
 
 from ..models.training_checkpoint import BEST_RECORD, write_best_record
 from .hooks import nonempty_trainable_groups
@@ -64,19 +64,28 @@ class UpdateNormHook(Hook):
         if self.interval is None:
             self.interval = _logger_interval(runner)
         self._groups = nonempty_trainable_groups(unwrap_model(runner.model))
-        # CPU fp32 copies: the GPU keeps no second set of trainable weights.
-        self._start = {g: [p.detach().float().cpu().clone() for _, p in params]
-                       for g, params in self._groups.items()}
+        # Host fp32 copies: the GPU keeps no second set of trainable weights. Pinned, so that
+        # update_norms() streams them back asynchronously instead of one blocking copy each.
+        pin = torch.cuda.is_available()
+        self._start = {g: [_host_copy(p, pin) for _, p in params] for g, params in self._groups.items()}
 
     def update_norms(self) -> dict[str, float]:
-        """||w_t - w_0|| of every group, now."""
-        norms: dict[str, float] = OrderedDict()
+        """||w_t - w_0|| of every group, now.
+
+        The differences are taken on the weights' device, w_0 streamed back one tensor at a time
+        (a transient copy of one parameter), and the squared sums stay there: one synchronisation
+        per call. (Copying every weight to the host cost ~1.1 s per logged iteration at 2B.)
+        """
+        squares = []
         for group, params in self._groups.items():
-            total = 0.0
+            total = None
             for (_, p), p0 in zip(params, self._start[group]):
-                total += float((p.detach().float().cpu() - p0).norm()) ** 2
-            norms[group] = math.sqrt(total)
-        return norms
+                w = p.detach()
+                diff = w.float() - p0.to(w.device, non_blocking=True)
+                sq = torch.linalg.vector_norm(diff, dtype=torch.float32) ** 2
+                total = sq if total is None else total + sq
+            squares.append(torch.zeros(()) if total is None else total.cpu())
+        return OrderedDict((group, math.sqrt(float(sq))) for group, sq in zip(self._groups, squares))
 
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None,
                          outputs: Any = None) -> None:
@@ -84,6 +93,11 @@ class UpdateNormHook(Hook):
             return
         for group, value in self.update_norms().items():
             runner.message_hub.update_scalar(f'train/update_norm/{group}', value)
+
+
+def _host_copy(param: torch.Tensor, pin: bool) -> torch.Tensor:
+    copy = param.detach().float().cpu().clone()
+    return copy.pin_memory() if pin else copy
 
 
 def _ensure_local_image_dirs(runner: Any, name: str) -> None:

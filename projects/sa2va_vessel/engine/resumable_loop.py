@@ -25,7 +25,7 @@ from typing import Any, Iterator, Optional
 from mmengine import dist as mmdist
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
-from mmengine.registry import LOOPS
+from ..registry import LOOPS
 from mmengine.runner import IterBasedTrainLoop
 
 from .atomic_checkpoint import restore_rng_state, write_atomic

@@ -1,18 +1,30 @@
 """Build the mmengine runner for a config: DeepSpeed ZeRO-2 or the plain runner.
 
-Config keys read here (besides mmengine's usual ones):
+The runner runs what the config says. A config that asks for what this project does differently
+is refused with the key to write (:func:`check_config`), not rewritten:
+
+* ``default_scope = 'sa2va_vessel'`` (the project's registries, ``registry.py``);
+* ``train_cfg.type = 'ResumableIterBasedTrainLoop'`` (preemption, exact resume), not
+  mmengine's ``IterBasedTrainLoop``;
+* ``default_hooks.checkpoint.max_keep_ckpts = -1`` with ``checkpoint_keep_last = N``: the runner
+  deletes an old checkpoint only after a newer one is complete (mmengine's hook deletes first);
+* ``param_scheduler`` written out, ending at ``train_cfg.max_iters`` (the ``_base_`` schedule is
+  :func:`warmup_cosine_schedule` of its ``max_iters``; a config that changes ``max_iters`` writes
+  its own, and the error prints it);
+* ``optim_wrapper.type`` the one the runner trains with (:func:`optim_wrapper_for`):
+  ``DeepSpeedOptimWrapper`` under DeepSpeed, ``AmpOptimWrapper`` (``dtype='float16'``) for the
+  plain runner in fp16 on a GPU, ``OptimWrapper`` otherwise.
+
+Config keys read here besides mmengine's:
 
 * ``deepspeed``: ``'deepspeed_zero2'`` (a json under ``configs/deepspeed/``), a path to a json,
-  or ``'none'`` for the plain ``Runner``.
+  or ``'none'`` for the plain ``Runner``. Under DeepSpeed, ``optim_wrapper.clip_grad`` and
+  ``accumulative_counts`` fill the json's ``"auto"`` entries.
 * ``mixed_precision``: ``'bf16'``, ``'fp16'`` or ``None``. Used on GPU only; CPU runs fp32.
-* ``optim_wrapper = dict(optimizer=..., clip_grad=dict(max_norm=...), accumulative_counts=N)``
-  without ``type``: the wrapper type follows from the runner and the device.
 * ``global_batch_size = N`` (optional): ``optim_wrapper.accumulative_counts`` becomes
   ``N / (train_dataloader.batch_size * WORLD_SIZE)``, so one config keeps its global batch on any
-  number of GPUs (the official recipe's 256 = 2 x 16 x 8); it must divide evenly.
-* ``lr_schedule = dict(warmup_ratio=..., warmup_start_factor=..., eta_min_ratio=...)``: linear
-  warm-up then cosine to the end of ``train_cfg.max_iters``; an explicit ``param_scheduler``
-  wins. Deriving the schedule here keeps ``max_iters`` the one number a config changes.
+  number of GPUs (the official recipe's 256 = 2 x 16 x 8); it must divide evenly (logged).
+* ``checkpoint_keep_last``: how many ``iter_<n>.pth`` the runner keeps (-1: all).
 """
 from __future__ import annotations
 
@@ -20,7 +32,6 @@ import contextlib
 import copy
 import json
 import logging
-import multiprocessing
 import os
 import socket
 from pathlib import Path
@@ -33,16 +44,17 @@ from mmengine.logging import print_log
 from mmengine.runner import FlexibleRunner, IterBasedTrainLoop, Runner
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from . import hooks as _hooks  # noqa: F401  (registers the hooks in mmengine's HOOKS)
+from ..registry import DATA_MODULES, FUNCTIONS, SCOPE
 from .launch_check import WorkDirLock, check_launch_environment, env_rank, slurm_to_torch_env
-from . import resumable_loop as _loop  # noqa: F401  (registers ResumableIterBasedTrainLoop in LOOPS)
 from .atomic_checkpoint import ResumableRunnerMixin, find_latest_checkpoint, remove_partials
+from .loader_workers import prepare_loader_workers, shut_down_loader_workers
 from .preemption import preemption_signals
+from .schedule import warmup_cosine_schedule
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEEPSPEED_CONFIG_DIR = REPO_ROOT / 'configs' / 'deepspeed'
 PLAIN = 'none'
-
+RESUMABLE_LOOP = 'ResumableIterBasedTrainLoop'
 
 
 class ResumableRunner(ResumableRunnerMixin, Runner):
@@ -104,11 +116,26 @@ def resolve_deepspeed_config(ds_config: dict, cfg: Config, on_gpu: bool) -> dict
                       logger='current', level=logging.WARNING)
             section['enabled'] = False
 
+    # DeepSpeed's bf16 overflow check scans every gradient with ~6 small kernels and a host sync
+    # before each step (150 ms/step of launches at 2B, docs/bench/call17). The gradient-flow
+    # guard already stops the run on a non-finite gradient, so "auto" keeps the scan only when
+    # the guard is off.
+    bf16 = ds['bf16']
+    if bf16.get('check_grad_overflow') == 'auto':
+        bf16['check_grad_overflow'] = not guard_checks_gradients(cfg)
+
     left = [k for k, v in _walk(ds) if v == 'auto']
     if left:
         raise ValueError(f'DeepSpeed config still has "auto" values the runner cannot fill: '
                          f'{left}. Set them in the json.')
     return ds
+
+
+def guard_checks_gradients(cfg: Config) -> bool:
+    """Whether the config's GradientFlowGuardHook checks every step's gradients for inf/NaN."""
+    hooks = list((cfg.get('default_hooks') or {}).values()) + list(cfg.get('custom_hooks') or [])
+    return any(isinstance(h, dict) and h.get('type') == 'GradientFlowGuardHook' and h.get('check', True)
+               for h in hooks)
 
 
 def _walk(tree: dict, prefix: str = '') -> Iterator[tuple[str, Any]]:
@@ -117,27 +144,6 @@ def _walk(tree: dict, prefix: str = '') -> Iterator[tuple[str, Any]]:
             yield from _walk(value, f'{prefix}{key}.')
         else:
             yield f'{prefix}{key}', value
-
-
-# -- schedule ---------------------------------------------------------------------------------
-def warmup_cosine_schedule(max_iters: int, warmup_ratio: float = 0.03,
-                           warmup_start_factor: float = 1e-3,
-                           eta_min_ratio: float = 0.0) -> list[dict]:
-    """mmengine param schedulers: linear warm-up, then cosine decay to ``eta_min_ratio * lr``."""
-    if not 0 < warmup_start_factor <= 1:
-        raise ValueError('warmup_start_factor must be in (0, 1]: a factor of 0 makes the first '
-                         'step a no-op and the gradient guard would stop the run')
-    if max_iters < 3:
-        return []  # too short to warm up and decay; constant lr
-    # mmengine's LinearLR reaches the full lr at step end-1, so a warm-up of one step would
-    # never leave start_factor: use at least two.
-    warmup = max(2, min(int(round(max_iters * warmup_ratio)), max_iters - 1))
-    return [
-        dict(type='LinearLR', start_factor=warmup_start_factor, by_epoch=False,
-             begin=0, end=warmup),
-        dict(type='CosineAnnealingLR', by_epoch=False, begin=warmup, end=max_iters,
-             eta_min_ratio=eta_min_ratio),
-    ]
 
 
 # -- distributed ------------------------------------------------------------------------------
@@ -227,30 +233,133 @@ def check_selection_split(cfg: Config) -> None:
                          'evaluate test with tools/test.py --split test')
 
 
-def _prepare_common(cfg: Config) -> None:
+class ConfigError(ValueError):
+    """A config asks for something the runner would have to change to run it (names the key)."""
+
+
+def optim_wrapper_for(deepspeed: str | None, mixed_precision: str | None) -> dict:
+    """The ``optim_wrapper`` type (and dtype) the runner trains with for this runner and precision.
+
+    DeepSpeed's engine owns the step (``DeepSpeedOptimWrapper``). The plain runner in fp16 scales
+    the loss (``AmpOptimWrapper``, GPU only); in bf16 it needs no scaler (torch's GradScaler cannot
+    unscale bf16 gradients) and the model runs its own autocast, so bf16 and fp32 use the plain
+    ``OptimWrapper``.
+    """
+    if (deepspeed or PLAIN) != PLAIN:
+        return dict(type='DeepSpeedOptimWrapper')
+    if mixed_precision == 'fp16':
+        return dict(type='AmpOptimWrapper', dtype='float16')
+    return dict(type='OptimWrapper')
+
+
+def runner_options(deepspeed: str, mixed_precision: str | None) -> dict:
+    """Config options that switch a config to the runner ``deepspeed`` (``tools/train.py
+    --deepspeed``): the ``deepspeed`` key and the optimizer wrapper that goes with it."""
+    wrapper = optim_wrapper_for(deepspeed, mixed_precision)
+    return {'deepspeed': deepspeed, **{f'optim_wrapper.{k}': v for k, v in wrapper.items()}}
+
+
+def _schedule_ends(schedule: Any) -> list[int]:
+    entries = schedule if isinstance(schedule, (list, tuple)) else [schedule]
+    return [int(e['end']) for e in entries
+            if hasattr(e, 'get') and e.get('by_epoch', True) is False and e.get('end') is not None]
+
+
+def _rescaled_schedule_options(schedule: list, old_end: int, max_iters: int) -> str:
+    """``--cfg-options`` that stretch every iteration boundary of ``schedule`` to ``max_iters``."""
+    parts = [f'train_cfg.max_iters={max_iters}']
+    for i, entry in enumerate(schedule):
+        for key in ('begin', 'end'):
+            if entry.get(key) is not None:
+                parts.append(f'param_scheduler.{i}.{key}={round(int(entry[key]) * max_iters / old_end)}')
+    return ' '.join(parts)
+
+
+def check_config(cfg: Config, on_gpu: bool) -> None:
+    """Raise :class:`ConfigError` where the config asks for something the runner would have to
+    rewrite to run it; the message names the key and what to write (module docstring)."""
+    scope = cfg.get('default_scope')
+    if scope != SCOPE:
+        raise ConfigError(f'default_scope is {scope!r}: the project\'s classes are in the {SCOPE!r} '
+                          f'registries (mmengine\'s are found through them); write '
+                          f'default_scope = {SCOPE!r} (configs/_base_/default_runtime.py does)')
+
+    FUNCTIONS.import_from_location()
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        collate = ((cfg.get(loader) or {}).get('collate_fn') or {}).get('type')
+        # mmengine's runner looks collate functions up on its root registry, blind to the scope
+        if isinstance(collate, str) and collate in FUNCTIONS.module_dict:
+            raise ConfigError(f'{loader}.collate_fn.type={collate!r} is the project\'s, which mmengine\'s '
+                              f'runner finds by its scope only: write {loader}.collate_fn.type='
+                              f"'{SCOPE}.{collate}'")
+
+    train_cfg = cfg.get('train_cfg') or {}
+    loop = train_cfg.get('type', 'IterBasedTrainLoop' if 'max_iters' in train_cfg else None)
+    if loop in ('IterBasedTrainLoop', IterBasedTrainLoop):
+        raise ConfigError(f'train_cfg.type is {"unset" if "type" not in train_cfg else repr(loop)}: '
+                          f'iteration-based training runs {RESUMABLE_LOOP!r} (preemption, exact '
+                          f'resume, launch check; engine/resumable_loop.py); write '
+                          f'train_cfg = dict(type={RESUMABLE_LOOP!r}, max_iters=..., val_interval=...)')
+
+    ckpt_hook = (cfg.get('default_hooks') or {}).get('checkpoint')
+    keep = ckpt_hook.get('max_keep_ckpts', -1) if ckpt_hook is not None else -1
+    if keep != -1:
+        raise ConfigError(f'default_hooks.checkpoint.max_keep_ckpts={keep}: mmengine\'s CheckpointHook '
+                          'deletes the oldest checkpoint before it writes the next one; the runner keeps '
+                          'checkpoints itself and deletes one only after a newer one is complete. Write '
+                          f'default_hooks.checkpoint.max_keep_ckpts=-1 and checkpoint_keep_last={keep}')
+
+    max_iters = train_cfg.get('max_iters')
+    lr_schedule = cfg.get('lr_schedule')
+    if lr_schedule is not None:
+        hint = ''
+        if max_iters is not None:
+            hint = f' = {warmup_cosine_schedule(int(max_iters), **lr_schedule) or None}'
+        raise ConfigError(f'lr_schedule={dict(lr_schedule)} is not read: the schedule is written out '
+                          f'as param_scheduler; write param_scheduler{hint} '
+                          '(engine.schedule.warmup_cosine_schedule(max_iters, **lr_schedule))')
+    schedule = cfg.get('param_scheduler')
+    ends = _schedule_ends(schedule) if schedule else []
+    if ends and max_iters is not None and max(ends) != int(max_iters):
+        fix = (f'; on the command line: --cfg-options '
+               f'{_rescaled_schedule_options(list(schedule), max(ends), int(max_iters))}'
+               if isinstance(schedule, (list, tuple)) else '')
+        raise ConfigError(f'param_scheduler ends at iteration {max(ends)} but train_cfg.max_iters is '
+                          f'{max_iters}: the schedule would '
+                          f'{"stop early and hold its last lr" if max(ends) < int(max_iters) else "be cut off"}. '
+                          f'Write a param_scheduler that ends at {max_iters} (for the warm-up + cosine '
+                          f'of the _base_ schedule: engine.schedule.warmup_cosine_schedule({max_iters}, '
+                          f'warmup_ratio, warmup_start_factor, eta_min_ratio)){fix}')
+
+    optim = cfg.get('optim_wrapper') or {}
+    if 'optimizer' not in optim:
+        raise ConfigError('config needs optim_wrapper=dict(type=..., optimizer=dict(type="AdamW", ...))')
+    mode, precision = cfg.get('deepspeed', PLAIN) or PLAIN, cfg.get('mixed_precision', None)
+    wanted = optim_wrapper_for(mode, precision)
+    got = {k: optim.get(k) for k in wanted}
+    if got != wanted:
+        settings = ', '.join(f'optim_wrapper.{k}={v!r}' for k, v in wanted.items())
+        raise ConfigError(f'optim_wrapper has {got}, but deepspeed={mode!r} with mixed_precision='
+                          f'{precision!r} trains with {wanted}: write {settings} '
+                          '(tools/train.py --deepspeed sets both keys)')
+    if wanted['type'] == 'AmpOptimWrapper' and not on_gpu:
+        raise ConfigError("optim_wrapper.type='AmpOptimWrapper' (mixed_precision='fp16') needs a GPU; "
+                          "on the CPU write mixed_precision=None and optim_wrapper.type='OptimWrapper'")
+
+
+def prepare_config(cfg: Config, on_gpu: bool) -> Config:
+    """Check ``cfg`` (:func:`check_config`) and settle what depends on the run: ``None`` hooks
+    dropped, ``--resume auto``, the frozen-feature caches under augmentation and the
+    accumulation for ``global_batch_size`` (each logged). Changes ``cfg`` in place; returns it."""
     check_selection_split(cfg)
-    if cfg.get('param_scheduler') is None and cfg.get('lr_schedule') is not None:
-        max_iters = cfg.train_cfg.get('max_iters')
-        if max_iters is None:
-            raise ValueError('lr_schedule needs an iteration-based train_cfg with max_iters')
-        cfg.param_scheduler = warmup_cosine_schedule(max_iters, **cfg.lr_schedule) or None
+    check_config(cfg, on_gpu)
     hooks = cfg.get('default_hooks') or {}
     # mmengine asserts on None for hook names it does not know; None means "off" here too.
     cfg.default_hooks = ConfigDict({k: v for k, v in hooks.items() if v is not None})
-    # Retention moves from the CheckpointHook (which deletes the oldest checkpoint *before*
-    # writing the next one) into the runner (deletes only after the new one is complete).
-    ckpt_hook = cfg.default_hooks.get('checkpoint')
-    if ckpt_hook is not None and cfg.get('checkpoint_keep_last') is None:
-        cfg.checkpoint_keep_last = int(ckpt_hook.get('max_keep_ckpts', -1))
-    if ckpt_hook is not None:
-        ckpt_hook['max_keep_ckpts'] = -1
-    train_cfg = cfg.get('train_cfg') or {}
-    if train_cfg.get('type', 'IterBasedTrainLoop' if 'max_iters' in train_cfg else None) in (
-            'IterBasedTrainLoop', IterBasedTrainLoop):
-        train_cfg['type'] = 'ResumableIterBasedTrainLoop'
     _resolve_auto_resume(cfg)
     disable_feature_cache_when_augmented(cfg)
     accumulate_to_global_batch(cfg)
+    return cfg
 
 
 def accumulate_to_global_batch(cfg: Config, world_size: int | None = None) -> int | None:
@@ -335,53 +444,37 @@ def build_runner(cfg: Config) -> AnyRunner:
     launcher = cfg.get('launcher', 'none')
     on_gpu = torch.cuda.is_available()
     use_deepspeed = mode != PLAIN
-    _prepare_common(cfg)
-
-    optim = dict(cfg.get('optim_wrapper') or {})
-    if 'optimizer' not in optim:
-        raise ValueError('config needs optim_wrapper=dict(optimizer=dict(type="AdamW", ...))')
-    if optim.pop('type', None) is not None:
-        print_log('optim_wrapper.type is chosen by the runner; the one in the config is '
-                  'ignored.', logger='current', level=logging.WARNING)
+    prepare_config(cfg, on_gpu)
+    optim = dict(cfg.optim_wrapper)
     backend = 'nccl' if on_gpu else 'gloo'
     cfg.setdefault('env_cfg', ConfigDict())
     cfg.env_cfg.setdefault('dist_cfg', ConfigDict())
     cfg.env_cfg.dist_cfg.backend = backend
 
     init_distributed(launcher, use_deepspeed)
-    if (cfg.env_cfg.get('mp_cfg') or {}).get('mp_start_method') == 'forkserver':
-        # the fork server imports the data code once; each worker forks from it ready to unpickle
-        multiprocessing.set_forkserver_preload(['projects.sa2va_vessel.datasets'])
+    prepare_loader_workers((cfg.env_cfg.get('mp_cfg') or {}).get('mp_start_method'), DATA_MODULES)
 
     if use_deepspeed:
         path = deepspeed_config_path(mode)
         ds_config = resolve_deepspeed_config(json.loads(path.read_text()), cfg, on_gpu)
         cfg.strategy = dict(type='DeepSpeedStrategy', config=ds_config,
                             exclude_frozen_parameters=True)
-        # clip_grad and accumulation live in the DeepSpeed json now.
-        cfg.optim_wrapper = dict(type='DeepSpeedOptimWrapper', optimizer=optim['optimizer'])
+        # DeepSpeedOptimWrapper takes the optimizer only: clip_grad and accumulation are in the json now.
+        cfg.optim_wrapper = dict(type=optim['type'], optimizer=optim['optimizer'])
         runner = ResumableFlexibleRunner.from_cfg(cfg)
         runner.logger.info(f'DeepSpeed config ({path.name}, resolved):\n'
                            f'{json.dumps(ds_config, indent=2)}')
         return runner
 
-    precision = cfg.get('mixed_precision', None)
-    if on_gpu and precision == 'bf16':
-        # bf16 has fp32's exponent range: no loss scaling (torch's GradScaler cannot unscale bf16
-        # gradients anyway). The model keeps its trainables in fp32 and runs its forward under
-        # bf16 autocast itself (Sa2VAVesselModel.trainable_dtype), so AdamW's updates are not
-        # rounded away in bf16 weights.
+    if on_gpu and cfg.get('mixed_precision', None) == 'bf16':
+        # bf16 has fp32's exponent range: no loss scaling (OptimWrapper, checked above). The model
+        # keeps its trainables in fp32 and runs its forward under bf16 autocast itself
+        # (Sa2VAVesselModel.trainable_dtype), so AdamW's updates are not rounded away in bf16 weights.
         if cfg.model.get('trainable_dtype') != 'float32' or cfg.model.get('dtype') != 'bfloat16':
             raise ValueError("the plain runner with mixed_precision='bf16' needs model.dtype='bfloat16' "
                              "and model.trainable_dtype='float32' (fp32 trainables over a bf16 base); "
                              f"got dtype={cfg.model.get('dtype')!r}, "
                              f"trainable_dtype={cfg.model.get('trainable_dtype')!r}")
-        optim.update(type='OptimWrapper')
-    elif on_gpu and precision == 'fp16':
-        optim.update(type='AmpOptimWrapper', dtype='float16')
-    else:
-        optim.update(type='OptimWrapper')
-    cfg.optim_wrapper = optim
     if launcher != 'none' and not on_gpu and cfg.get('model_wrapper_cfg') is None:
         # mmengine passes device_ids=[LOCAL_RANK] to DDP, which DDP refuses for CPU modules.
         cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
@@ -414,8 +507,11 @@ def train(cfg: Config) -> AnyRunner:
                     print_log(f'Removed {stale.name}, left by an interrupted save.',
                               logger='current', level=logging.WARNING)
             runner = build_runner(cfg)
-            with trusted_local_checkpoints():
-                runner.train()
+            try:
+                with trusted_local_checkpoints():
+                    runner.train()
+            finally:
+                shut_down_loader_workers(runner)
             return runner
         finally:
             destroy_distributed()

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import torch
 from mmengine.logging import print_log
-from mmengine.registry import LOOPS
+from ..registry import LOOPS
 from mmengine.runner import ValLoop
 
 from .utils import unwrap_model

@@ -6,7 +6,7 @@ this baseline in the log and in TensorBoard that is visible at a glance instead 
 from __future__ import annotations
 
 from mmengine.hooks import Hook
-from mmengine.registry import HOOKS
+from ..registry import HOOKS
 
 
 @HOOKS.register_module()

@@ -9,13 +9,6 @@ import sys
 from typing import Optional, Sequence
 
 
-def _import_project() -> None:
-    # Registers what evaluation builds (model, datasets, collate function, metric); hooks are the runner's.
-    import projects.sa2va_vessel.datasets  # noqa: F401
-    import projects.sa2va_vessel.evaluation  # noqa: F401
-    import projects.sa2va_vessel.models  # noqa: F401
-
-
 def _load_config(path: str, options: Optional[dict]) -> object:
     from mmengine.config import Config
     cfg = Config.fromfile(path)
@@ -60,7 +53,6 @@ def test_main(argv: Optional[Sequence[str]] = None) -> dict:
     video.add_argument('--no-memory', action='store_true', help='decode every frame on its own')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
-    _import_project()
     from .offline import evaluate
     cfg = _load_config(args.config, args.cfg_options)
     if args.video:
@@ -126,7 +118,6 @@ def predict_main(argv: Optional[Sequence[str]] = None) -> None:
     video.add_argument('--fps', type=float, default=8.0, help='overlay.gif frame rate (default 8)')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
-    _import_project()
     from .predict import predict_folder
     if args.config:
         cfg = _load_config(args.config, args.cfg_options)

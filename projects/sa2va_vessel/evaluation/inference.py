@@ -64,7 +64,9 @@ class ImageSampleBuilder:
     so a prediction sees exactly the inputs training and validation saw.
 
     The prompt is the validation question and answer (``Sure, [SEG].``); the mask is a
-    placeholder (all False) because ``vessel_collate`` and the predict path need one.
+    placeholder (all False) because ``vessel_collate`` and the predict path need one. The
+    checkpoint's family picks the image inputs: InternVL tiles, or the Qwen-VL processor's patches
+    with ``image_grid_thw`` and M-RoPE ids (``datasets.sample.SampleBuilder``).
     """
 
     def __init__(self, model_path: str | os.PathLike, max_dynamic_patch: Optional[int] = None,

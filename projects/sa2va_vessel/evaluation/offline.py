@@ -81,6 +81,7 @@ def build_split_dataloader(cfg: Any, split: str, model_path: Optional[str] = Non
     """The config's ``val_dataloader`` pointed at ``split`` (``test_dataloader`` when the config
     has one and ``split == 'test'``), built as mmengine builds it."""
     from mmengine.runner import Runner
+    from ..registry import project_scope
     source = cfg.get('test_dataloader') if split == 'test' and cfg.get('test_dataloader') \
         else cfg.get('val_dataloader')
     if source is None:
@@ -90,7 +91,8 @@ def build_split_dataloader(cfg: Any, split: str, model_path: Optional[str] = Non
     if model_path is not None:  # exported model: its own tokenizer and template
         dl_cfg['dataset']['model_path'] = model_path
     dl_cfg['sampler'] = dict(type='DefaultSampler', shuffle=False)
-    return Runner.build_dataloader(dl_cfg)
+    with project_scope():  # mmengine builds from its root registries: the project's scope finds ours
+        return Runner.build_dataloader(dl_cfg)
 
 
 def _metric_from_cfg(cfg: Any, threshold: Optional[float]) -> VesselSegMetric:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from mmengine.dist import broadcast_object_list
 from mmengine.evaluator import BaseMetric
-from mmengine.registry import METRICS
+from ..registry import METRICS
 
 from . import metrics as M
 

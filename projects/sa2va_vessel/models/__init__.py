@@ -1,8 +1,9 @@
 """Sa2VA for vessels: official-layout checkpoints, transformers-native modules, the training model.
 
-Importing this package registers ``Sa2VAVesselModel`` in mmengine's MODELS registry.
+The model classes register in the project's ``MODELS`` (``projects/sa2va_vessel/registry.py``),
+which imports them when a config names them; the names below are imported on first use.
 """
-from .vessel_model import Sa2VAVesselModel
-from .video_model import Sa2VAVideoVesselModel
+from ..lazy import lazy_exports
 
-__all__ = ['Sa2VAVesselModel', 'Sa2VAVideoVesselModel']
+__getattr__, __all__ = lazy_exports(__name__, {'Sa2VAVesselModel': 'vessel_model',
+                                               'Sa2VAVideoVesselModel': 'video_model'})

@@ -23,6 +23,8 @@ from transformers.modeling_utils import no_init_weights
 from .configuration import Sa2VAArchitecture, architecture_from_config, read_architecture
 from .name_map import (POINT_EMBED, TIED_COPIES, assemble_point_embed, is_passthrough, official_to_ours,
                        ours_to_official)
+from .layerwise_init import check_initialised, materialise_by_parts, parameters_on_meta
+from .quantize import check_quant_type, logical_numel, mark_loaded_in_4bit, quantize_layer_linears
 from .sa2va import Sa2VABase, build_sa2va
 
 logger = logging.getLogger(__name__)
@@ -185,11 +187,14 @@ def load_sa2va(path: str | Path, dtype: torch.dtype | None = None,
 
 def build_preset(preset: str, dtype: torch.dtype, device: str | torch.device | None = None,
                  vocab_size: int | None = None, attn_implementation: str = 'sdpa',
-                 seed: int = 0) -> tuple[Sa2VABase, LoadReport]:
+                 seed: int = 0, quantize_base: str | None = None) -> tuple[Sa2VABase, LoadReport]:
     """Random Sa2VA modules at a preset's shapes, drawn directly on ``device`` (no files, no download).
 
     For benchmarks: the weights are transformers' random init, seeded; the architecture is the
-    one ``tools/make_tiny_sa2va.py`` would write for the preset.
+    one ``tools/make_tiny_sa2va.py`` would write for the preset. With ``quantize_base`` ('nf4',
+    'fp4': QLoRA) the modules are built without storage and drawn on ``device`` part by part, each
+    LLM decoder layer quantized as soon as it is drawn (``models/layerwise_init.py``): at no time
+    does more than one decoder layer of the LLM sit there in ``dtype``.
     """
     from .presets import official_config, preset_vocab_size
 
@@ -197,12 +202,33 @@ def build_preset(preset: str, dtype: torch.dtype, device: str | torch.device | N
     config, sam2 = official_config(preset, vocab_size=vocab_size, dtype=str(dtype).replace('torch.', ''))
     arch = architecture_from_config(config, sam2, Path(f'preset:{preset}'))
     torch.manual_seed(seed)
-    with torch.device(device or 'cpu'):
-        modules = build_modules(arch, dtype, init_weights=True, attn_implementation=attn_implementation)
+    if quantize_base is None:
+        with torch.device(device or 'cpu'):
+            modules = build_modules(arch, dtype, init_weights=True, attn_implementation=attn_implementation)
+    else:
+        modules = _build_quantized_by_layers(arch, dtype, device or 'cpu', quantize_base, attn_implementation)
     for copy, source in TIED_COPIES.items():
         _assign(modules, copy, modules.get_buffer(source))
-    report = LoadReport(path=arch.path, dtype=dtype, n_parameters=sum(p.numel() for p in modules.parameters()))
+    # a 4-bit weight counts the weights it stands for, not its packed bytes
+    report = LoadReport(path=arch.path, dtype=dtype, n_parameters=sum(logical_numel(p) for p in modules.parameters()))
     return modules, report
+
+
+def _build_quantized_by_layers(arch: Sa2VAArchitecture, dtype: torch.dtype, device: str | torch.device,
+                               quant_type: str, attn_implementation: str) -> Sa2VABase:
+    check_quant_type(quant_type)
+    with parameters_on_meta():
+        modules = build_modules(arch, dtype, init_weights=False, attn_implementation=attn_implementation)
+    llm = modules.language_model
+    if arch.llm.tie_word_embeddings:
+        llm.tie_weights()  # a build without init leaves that to the loader
+    materialise_by_parts(modules, llm.model.layers, device,
+                         after_layer=lambda layer: quantize_layer_linears(layer, quant_type, compute_dtype=dtype))
+    mark_loaded_in_4bit(llm)
+    if torch.device(device).type == 'cuda':
+        torch.cuda.empty_cache()  # give the freed bf16 blocks of the layers back
+    check_initialised(modules, f'preset {arch.path} drawn on {device}')
+    return modules
 
 
 def official_state_dict(modules: Sa2VABase, passthrough: dict[str, torch.Tensor] | None = None,

@@ -63,13 +63,14 @@ def build_model_from_config(config: str | Path, model_path: str | None = None,
                             cfg_options: dict | None = None) -> nn.Module:
     """The config's ``Sa2VAVesselModel`` in float32 (merging precision), eval mode, no checkpointing."""
     from mmengine.config import Config
-    from mmengine.registry import MODELS
     from mmengine.utils import import_modules_from_strings
+
+    from ..registry import MODELS
 
     cfg = Config.fromfile(str(config))
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    imports = cfg.get('custom_imports', {}).get('imports', ['projects.sa2va_vessel.models'])
+    imports = cfg.get('custom_imports', {}).get('imports', [])  # the project's own: registry locations
     import_modules_from_strings(imports, allow_failed_imports=False)
     model_cfg = copy.deepcopy(cfg.model)
     if model_path is not None:

@@ -8,8 +8,9 @@ dtype. It runs before LoRA is injected: peft then wraps each ``Linear4bit`` in i
 When the weights are quantized:
 
 * weights already on an accelerator are quantized here, one layer at a time, each layer's bf16
-  copies freed once its 4-bit copies exist (``Sa2VAVesselModel`` itself draws a ``device='cuda'``
-  preset on the CPU and moves it after this call, so the whole bf16 LLM never sits on the GPU);
+  copies freed once its 4-bit copies exist. A QLoRA preset goes further: it is drawn on the device
+  one decoder layer at a time, each layer quantized (``quantize_layer_linears``) before the next is
+  drawn (``checkpoint.build_preset``), so the whole bf16 LLM never sits on the GPU;
 * weights on the CPU while a GPU is present (a checkpoint loaded on the CPU for the runner to
   move) stay in their dtype inside ``Params4bit`` and are quantized on the move to the GPU
   (``Params4bit.to``), again one tensor at a time. Quantizing on the CPU is slow at real sizes
@@ -62,7 +63,7 @@ def quantize_llm_linears(language_model: nn.Module, quant_type: str = 'nf4',
     ``quantize_now`` None follows the module docstring; True/False forces quantizing here / on the
     next move to a device. Returns the number of layers replaced.
     """
-    bnb = import_bitsandbytes()
+    import_bitsandbytes()
     check_quant_type(quant_type)
     from tqdm.auto import tqdm
 
@@ -70,23 +71,38 @@ def quantize_llm_linears(language_model: nn.Module, quant_type: str = 'nf4',
     layers = language_model.model.layers
     for layer in tqdm(layers, desc=f'quantizing LLM projections to {quant_type}', leave=False,
                       disable=len(layers) < 8):
-        targets = [(name, module) for name, module in layer.named_modules()
-                   if name.rpartition('.')[2] in target_modules]
-        for name, module in targets:
-            if type(module) is not nn.Linear:
-                raise TypeError(f'{name} of an LLM decoder layer is a {type(module).__name__}, not a plain '
-                                'nn.Linear; quantize the base before LoRA is injected, and only once')
-            parent_name, _, leaf = name.rpartition('.')
-            setattr(layer.get_submodule(parent_name), leaf,
-                    _to_linear4bit(bnb, module, quant_type, compute_dtype, quantize_now))
-            on_accelerator |= module.weight.device.type != 'cpu'
-            replaced += 1
-            del module  # the old nn.Linear (and, once quantized, its bf16 weight) is unreferenced now
-    # peft's LoRA dispatch picks its 4-bit layer only for models flagged as loaded in 4 bit
-    language_model.is_loaded_in_4bit = True
+        on_accelerator |= any(p.device.type != 'cpu' for p in layer.parameters())
+        replaced += quantize_layer_linears(layer, quant_type, compute_dtype, target_modules, quantize_now)
+    mark_loaded_in_4bit(language_model)
     if on_accelerator and torch.cuda.is_available():
         torch.cuda.empty_cache()  # give the freed bf16 blocks back
     return replaced
+
+
+def quantize_layer_linears(layer: nn.Module, quant_type: str = 'nf4', compute_dtype: torch.dtype = torch.bfloat16,
+                           target_modules: tuple[str, ...] = DEFAULT_TARGETS,
+                           quantize_now: bool | None = None) -> int:
+    """``quantize_llm_linears`` for one decoder layer (a layer-by-layer build calls it as each layer is drawn).
+
+    Call ``mark_loaded_in_4bit`` on the language model once all its layers are done.
+    """
+    bnb = import_bitsandbytes()
+    check_quant_type(quant_type)
+    targets = [(name, module) for name, module in layer.named_modules() if name.rpartition('.')[2] in target_modules]
+    for name, module in targets:
+        if type(module) is not nn.Linear:
+            raise TypeError(f'{name} of an LLM decoder layer is a {type(module).__name__}, not a plain '
+                            'nn.Linear; quantize the base before LoRA is injected, and only once')
+        parent_name, _, leaf = name.rpartition('.')
+        setattr(layer.get_submodule(parent_name), leaf,
+                _to_linear4bit(bnb, module, quant_type, compute_dtype, quantize_now))
+        del module  # the old nn.Linear (and, once quantized, its bf16 weight) is unreferenced now
+    return len(targets)
+
+
+def mark_loaded_in_4bit(language_model: nn.Module) -> None:
+    """peft's LoRA dispatch picks its 4-bit layer only for models flagged as loaded in 4 bit."""
+    language_model.is_loaded_in_4bit = True
 
 
 def _to_linear4bit(bnb, linear: nn.Linear, quant_type: str, compute_dtype: torch.dtype,

@@ -19,35 +19,66 @@ TOKENIZER_FILES = ('vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_conf
 
 
 def write_tokenizer(out_dir: Path, tokenizer_from: Path | None = None, family: str = 'internvl') -> int:
-    """A tokenizer carrying the Sa2VA special tokens; returns its length.
+    """A tokenizer carrying the Sa2VA special tokens of ``family``; returns its length.
 
-    By default the project's own small tokenizer; ``tokenizer_from`` copies a real one instead
-    (e.g. a Sa2VA checkpoint's, for real vocabulary sizes).
+    By default the project's own small tokenizer; ``tokenizer_from`` gives a real one instead
+    (e.g. a Sa2VA checkpoint's, for real vocabulary sizes): copied when its added tokens are the
+    family's, otherwise rebuilt from its vocab.json + merges.txt (the Qwen2.5 BPE every family
+    shares) with the family's added tokens. The added tokens must end up where the preset's model
+    expects them (``presets.preset_token_id``), or this raises naming the folder.
     """
     from ..datasets.fast_tokenizer import load_fast_tokenizer
+    from ..datasets.tiny_tokenizer import added_tokens_for, build_tiny_tokenizer, family_tokenizer_from_bpe
 
     if tokenizer_from is None:
-        from ..datasets.tiny_tokenizer import build_tiny_tokenizer
         build_tiny_tokenizer(out_dir, family=family)
-    else:
+    elif _added_token_names(Path(tokenizer_from)) == {t for t, _ in added_tokens_for(family)}:
         for name in TOKENIZER_FILES:
             if (Path(tokenizer_from) / name).is_file():
                 shutil.copyfile(Path(tokenizer_from) / name, out_dir / name)
-    return len(load_fast_tokenizer(out_dir))
+    else:
+        family_tokenizer_from_bpe(tokenizer_from, out_dir, family)
+    tokenizer = load_fast_tokenizer(out_dir)
+    check_token_layout(tokenizer, family, tokenizer_from or out_dir)
+    return len(tokenizer)
+
+
+def _added_token_names(folder: Path) -> set[str]:
+    """The tokens of a tokenizer folder's added_tokens.json (empty without one)."""
+    path = folder / 'added_tokens.json'
+    return set(json.loads(path.read_text())) if path.is_file() else set()
+
+
+def check_token_layout(tokenizer, family: str, source: Path | str) -> None:
+    """The family's added tokens must be the tokenizer's last ids, in the real order."""
+    from ..datasets.tiny_tokenizer import added_tokens_for
+    from .presets import preset_token_id
+
+    n = len(tokenizer)
+    for token, _ in added_tokens_for(family):
+        got, expected = tokenizer.convert_tokens_to_ids(token), preset_token_id(token, n, family)
+        if got != expected:
+            raise ValueError(f'{source}: tokenizer gives {token} id {got}, a {family} Sa2VA tokenizer of '
+                             f'{n} tokens has it at {expected}; pass a tokenizer of that family, or one whose '
+                             'vocab.json + merges.txt are the Qwen2.5 BPE')
 
 
 def write_preset_inputs(out_dir: str | Path, preset: str, tokenizer_from: str | Path | None = None) -> Path:
-    """A ``preset`` checkpoint directory without weights: tokenizer, ``config.json``, ``sam2_config.json``.
+    """A ``preset`` checkpoint directory without weights: tokenizer, ``config.json``, ``sam2_config.json``
+    (and ``preprocessor_config.json`` for the Qwen-VL families).
 
-    What a data set needs from a checkpoint (template, tiling, special tokens) while the model
+    What a data set needs from a checkpoint (template, tiling / image processor, special tokens) while the model
     itself is built as ``model_path='preset:NAME'`` (random weights drawn on the device).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    vocab_size = write_tokenizer(out_dir, Path(tokenizer_from) if tokenizer_from else None)
+    family = preset_family(preset)
+    vocab_size = write_tokenizer(out_dir, Path(tokenizer_from) if tokenizer_from else None, family=family)
     config, sam2 = official_config(preset, vocab_size=vocab_size, dtype='bfloat16')
     (out_dir / 'config.json').write_text(json.dumps(config, indent=2))
     (out_dir / 'sam2_config.json').write_text(json.dumps(sam2, indent=2))
+    if family != 'internvl':
+        _write_qwen_processor_config(out_dir, config)
     return out_dir
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import InternVLVisionModel, Qwen2ForCausalLM, Sam2Model
+from transformers import Cache, InternVLVisionModel, Qwen2ForCausalLM, Sam2Model
 from transformers.models.internvl.modeling_internvl import InternVLMultiModalProjector
 
 from ..datasets.image_processing import normalise_sam2_tensor, normalise_tiles_tensor
@@ -51,6 +51,13 @@ class Sa2VABase(nn.Module):
     def logits_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
         """``llm_last_hidden``'s output -> the state ``lm_head`` reads (identity unless it is pre-norm)."""
         return hidden
+
+    def decode_position_ids(self, index: int, rope_delta: int, device: torch.device) -> torch.Tensor:
+        """Position ids of the token at sequence index ``index`` in incremental decoding: (1, 1).
+
+        ``rope_delta`` is 0 for 1-D positions (the Qwen-VL families override this for M-RoPE).
+        """
+        return torch.tensor([[index + rope_delta]], device=device)
 
     # ---- SAM2 side -------------------------------------------------------------------------
     def sam2_backbone(self, g_pixel_values: torch.Tensor) -> list[torch.Tensor]:
@@ -165,10 +172,14 @@ class Sa2VAModules(Sa2VABase):
         return inputs_embeds.masked_scatter(is_image.unsqueeze(-1), image_embeds)
 
     def llm_last_hidden(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
-                        position_ids: torch.Tensor) -> torch.Tensor:
-        """The decoder's last hidden state, after the final RMSNorm (= official hidden_states[-1])."""
+                        position_ids: torch.Tensor, past_key_values: Cache | None = None) -> torch.Tensor:
+        """The decoder's last hidden state, after the final RMSNorm (= official hidden_states[-1]).
+
+        ``past_key_values``: a KV cache the call reads and extends in place (incremental decoding).
+        """
         out = self.language_model.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                                        position_ids=position_ids, use_cache=False)
+                                        position_ids=position_ids, past_key_values=past_key_values,
+                                        use_cache=past_key_values is not None)
         return out.last_hidden_state
 
 def mask_logits_to_size(mask_logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

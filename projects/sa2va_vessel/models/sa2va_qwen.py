@@ -21,6 +21,7 @@ from typing import Iterator
 
 import torch
 from torch import nn
+from transformers import Cache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (Qwen2_5_VisionTransformerPretrainedModel,
                                                                 Qwen2_5_VLPreTrainedModel, Qwen2_5_VLTextModel)
@@ -58,11 +59,18 @@ class _TextCausalLM:
 
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
-                **kwargs) -> CausalLMOutputWithPast:
-        """Text-only logits (lm_head on the final norm's output), e.g. for a peft adapter on its own."""
+                labels: torch.Tensor | None = None, output_hidden_states: bool | None = None,
+                use_cache: bool = False, **kwargs) -> CausalLMOutputWithPast:
+        """Logits over the vocabulary (lm_head on the final norm's output), as the language half of
+        ``*ForConditionalGeneration.forward`` computes them: with ``labels``, transformers' causal-LM
+        loss; with ``output_hidden_states``, the text model's hidden states (no KV cache here)."""
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         inputs_embeds=inputs_embeds, use_cache=False, **kwargs)
-        return CausalLMOutputWithPast(logits=self.lm_head(out.last_hidden_state))
+                         inputs_embeds=inputs_embeds, use_cache=False, output_hidden_states=output_hidden_states,
+                         **kwargs)
+        logits = self.lm_head(out.last_hidden_state)
+        loss = None if labels is None else self.loss_function(logits=logits, labels=labels,
+                                                              vocab_size=self.config.vocab_size)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, hidden_states=out.hidden_states)
 
 
 class Qwen2_5_VLTextForCausalLM(_TextCausalLM, Qwen2_5_VLPreTrainedModel):
@@ -150,15 +158,28 @@ class Sa2VAQwenModules(Sa2VABase):
         """(3, B, L) M-RoPE position ids and rope deltas, from transformers' own ``get_rope_index``."""
         return rope_index(self.arch.mllm, self.family, input_ids, image_grid_thw, attention_mask)
 
+    def decode_position_ids(self, index: int, rope_delta: int, device: torch.device) -> torch.Tensor:
+        """(3, 1, 1) M-RoPE ids of the token at sequence index ``index`` in incremental decoding.
+
+        What transformers' ``Qwen2_5_VLModel`` / ``Qwen3VLModel`` do after the prefill: every row is
+        ``cache_position + rope_deltas``, with ``rope_deltas`` = max prompt position + 1 - prompt length
+        from ``get_rope_index`` (text after the image continues from the image's largest position).
+        """
+        return torch.full((3, 1, 1), index + rope_delta, dtype=torch.long, device=device)
+
     def llm_last_hidden(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
                         position_ids: torch.Tensor, deepstack: list[torch.Tensor] | None = None,
-                        visual_pos_masks: torch.Tensor | None = None) -> torch.Tensor:
-        """The hidden state official training feeds to ``text_hidden_fcs`` (see module docstring)."""
+                        visual_pos_masks: torch.Tensor | None = None,
+                        past_key_values: Cache | None = None) -> torch.Tensor:
+        """The hidden state official training feeds to ``text_hidden_fcs`` (see module docstring).
+
+        ``past_key_values``: a KV cache the call reads and extends in place (incremental decoding).
+        """
         if position_ids.ndim != 3 or position_ids.shape[0] != 3:
             raise ValueError(f'Qwen-VL models need (3, B, L) M-RoPE position ids, got {tuple(position_ids.shape)}')
         text = self.language_model.model
         kwargs = dict(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
-                      use_cache=False)
+                      past_key_values=past_key_values, use_cache=past_key_values is not None)
         if self.family == QWEN2_5_VL:
             return text(**kwargs).last_hidden_state
         if deepstack is not None:

@@ -24,6 +24,8 @@ class SpeedSwitches:
 
     gradient_checkpointing: bool = True    # recompute LLM activations in backward: memory for ~30% time
     sam2_side_stream: bool = False         # frozen SAM2 encoder on its own CUDA stream, beside ViT + LLM
+    # Compiled modules run in training mode only: evaluation (batch 1, generation's growing KV
+    # cache) would compile a new graph per shape, minutes before the first validation ends.
     compile_llm_layers: bool = False       # torch.compile each decoder layer (bf16 rounding differs)
     compile_frozen_encoders: bool = False  # torch.compile the no-grad ViT and SAM2 image encoder
     light_token_rows: bool = False         # token rows without peft's (vocab x hidden) merged copy (exact)
@@ -46,10 +48,23 @@ def bound_recompiles() -> None:
 
 
 def set_compiled(module: torch.nn.Module, compiled: bool) -> None:
-    """Compile ``module`` in place, or return it to eager (``nn.Module.compile`` has no undo)."""
-    if compiled:
-        if getattr(module, '_compiled_call_impl', None) is None:
-            bound_recompiles()
-            module.compile()
-    else:
+    """Compile ``module`` in place, or return it to eager (``nn.Module.compile`` has no undo).
+
+    The compiled callable is kept on the module, so switching back on reuses its graphs instead
+    of compiling again (the model runs eager in eval mode and compiled in training mode).
+    """
+    if not compiled:
         module._compiled_call_impl = None
+        return
+    stored = getattr(module, '_sa2va_compiled_call', None)
+    if stored is None:
+        bound_recompiles()
+        module.compile()
+        module._sa2va_compiled_call = module._compiled_call_impl
+    else:
+        module._compiled_call_impl = stored
+
+
+def is_compiled(module: torch.nn.Module) -> bool:
+    """Whether ``module``'s calls go through its compiled graph now."""
+    return getattr(module, '_compiled_call_impl', None) is not None

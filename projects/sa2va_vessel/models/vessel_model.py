@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModel
-from mmengine.registry import MODELS
+from ..registry import MODELS
 from torch import nn
 
 from ..datasets.fast_tokenizer import load_fast_tokenizer
@@ -26,7 +26,8 @@ from .lora import set_light_token_rows
 from .losses import mask_losses, point_sampled_mask_losses
 from .peft_names import TOKEN_DELTA, is_lora
 from .presets import PRESET_PREFIX, preset_token_id
-from .quantize import check_quant_type, import_bitsandbytes, logical_numel, quantize_llm_linears
+from .quantize import (check_quant_type, import_bitsandbytes, linear4bit_layers, logical_numel,
+                       quantize_llm_linears)
 from .sa2va import mask_logits_to_size
 from .speed import SpeedSwitches, set_compiled
 
@@ -100,17 +101,15 @@ class Sa2VAVesselModel(BaseModel):
             check_quant_type(quantize_base)
             import_bitsandbytes()
         self.quantize_base = quantize_base
-        build_device = device
-        if quantize_base is not None and self.model_path.startswith(PRESET_PREFIX) and device is not None \
-                and torch.device(device).type == 'cuda':
-            # QLoRA preset: drawn on the CPU and moved after quantizing, one weight at a time, so the
-            # whole bf16 LLM never sits on the GPU (15 GiB at 8B, 29 GiB at 14B)
-            build_device = 'cpu'
-        if self.model_path.startswith(PRESET_PREFIX):
-            # random weights at a published shape, drawn on `device` (benchmarks; no files)
+        is_preset = self.model_path.startswith(PRESET_PREFIX)
+        if is_preset:
+            # random weights at a published shape, drawn on `device` (benchmarks; no files); with
+            # quantize_base, one decoder layer at a time, each quantized as soon as it is drawn, so
+            # the whole bf16 LLM never sits on the GPU (15 GiB at 8B, 29 GiB at 14B)
             self.sa2va, self.load_report = build_preset(
-                self.model_path[len(PRESET_PREFIX):], dtype=DTYPES[dtype] or torch.bfloat16, device=build_device,
-                vocab_size=vocab_size, attn_implementation=attn_implementation, seed=seed)
+                self.model_path[len(PRESET_PREFIX):], dtype=DTYPES[dtype] or torch.bfloat16, device=device,
+                vocab_size=vocab_size, attn_implementation=attn_implementation, seed=seed,
+                quantize_base=quantize_base)
             vocab, family = self.sa2va.arch.llm.vocab_size, self.sa2va.arch.family
             token_id = lambda token: preset_token_id(token, vocab, family)  # noqa: E731
         else:
@@ -161,12 +160,13 @@ class Sa2VAVesselModel(BaseModel):
                                 target_modules=tuple(lora_cfg.get('target_modules', DEFAULT_TARGETS)),
                                 token_ids=self.trainable_token_ids)
         if quantize_base is not None:
-            # QLoRA: the frozen projections become 4-bit before LoRA wraps them (models/quantize.py)
+            # QLoRA: the frozen projections become 4-bit before LoRA wraps them (models/quantize.py);
+            # a preset is built that way already
             lm = self.sa2va.language_model
-            n = quantize_llm_linears(lm, quant_type=quantize_base, compute_dtype=lm.model.norm.weight.dtype)
-            logger.info('quantize_base=%s: %d LLM projections are bitsandbytes Linear4bit', quantize_base, n)
-            if build_device != device:
-                self.sa2va.to(device)  # Params4bit quantizes each weight on its move
+            if not is_preset:
+                quantize_llm_linears(lm, quant_type=quantize_base, compute_dtype=lm.model.norm.weight.dtype)
+            logger.info('quantize_base=%s: %d LLM projections are bitsandbytes Linear4bit', quantize_base,
+                        len(linear4bit_layers(lm)))
         self._set_trainable(settings)
         if trainable_dtype is not None:
             # e.g. fp32 trainables over a bf16 frozen base: AdamW's small updates are not rounded
@@ -189,15 +189,26 @@ class Sa2VAVesselModel(BaseModel):
             lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={'use_reentrant': False})
         elif lm.is_gradient_checkpointing:
             lm.gradient_checkpointing_disable()
-        for layer in lm.model.layers:  # the layers share one compiled graph
-            set_compiled(layer, switches.compile_llm_layers)
-        for encoder in (self.sa2va.vision_tower, self.sa2va.sam2.vision_encoder):
-            set_compiled(encoder, switches.compile_frozen_encoders)
+        self.speed = switches
+        self._apply_compile()
         set_light_token_rows(lm, switches.light_token_rows)
         self.sam2_cache = FrozenFeatureCache(switches.sam2_feature_cache_size)
         self.vision_cache = FrozenFeatureCache(
             switches.sam2_feature_cache_size if switches.vision_feature_cache else 0)
-        self.speed = switches
+
+    def _apply_compile(self) -> None:
+        # compiled graphs serve the training step only (see SpeedSwitches): eval mode runs eager
+        for layer in self.sa2va.language_model.model.layers:  # the layers share one compiled graph
+            set_compiled(layer, self.speed.compile_llm_layers and self.training)
+        for encoder in (self.sa2va.vision_tower, self.sa2va.sam2.vision_encoder):
+            set_compiled(encoder, self.speed.compile_frozen_encoders and self.training)
+
+    def train(self, mode: bool = True) -> 'Sa2VAVesselModel':
+        """``nn.Module.train``; also switches the compiled modules on (training) or off (eval)."""
+        super().train(mode)
+        if hasattr(self, 'speed'):  # nn.Module.__init__ paths call train() before the switches exist
+            self._apply_compile()
+        return self
 
     def init_weights(self) -> None:
         """mmengine's weight init (the runner calls it before training)."""
@@ -296,7 +307,7 @@ class Sa2VAVesselModel(BaseModel):
 
     # ---- forward ---------------------------------------------------------------------------
     def forward(self, data: dict, data_samples: list | None = None, mode: str = 'loss') -> Any:
-        with self._autocast(data):
+        with self.autocast_context(data):
             if mode == 'loss':
                 return self.loss(data, data_samples)
             if mode == 'predict':
@@ -304,18 +315,20 @@ class Sa2VAVesselModel(BaseModel):
                     return self.predict(data, data_samples)
         raise ValueError(f"mode must be 'loss' or 'predict', got {mode!r}")
 
-    def _autocast(self, data: dict) -> Any:
-        """bf16/fp16 autocast on CUDA when trainables are kept in fp32 over a half-precision base.
+    def autocast_context(self, data: dict) -> Any:
+        """Autocast to the base's bf16/fp16 when trainables are kept in fp32 over it; else a no-op.
 
-        Read at every call: DeepSpeed's bf16 mode casts the whole module to bf16 after it was
-        built, and then no autocast is needed (nor wanted: it would change what runs).
+        Everything that runs the model outside ``forward`` (generation) must enter it too: an fp32
+        ``text_hidden_fcs`` cannot take the bf16 hidden state of the base otherwise. Read at
+        every call: DeepSpeed's bf16 mode casts the whole module to bf16 after it was built, and
+        then no autocast is needed (nor wanted: it would change what runs).
         """
         frozen = self.sa2va.language_model.model.norm.weight.dtype
         trainable = next((p.dtype for p in self.parameters() if p.requires_grad), frozen)
         ids = data.get('input_ids') if isinstance(data, dict) else None
-        on_cuda = isinstance(ids, torch.Tensor) and ids.is_cuda
-        mixed = on_cuda and frozen in (torch.bfloat16, torch.float16) and trainable == torch.float32
-        return torch.autocast('cuda', dtype=frozen, enabled=True) if mixed else contextlib.nullcontext()
+        mixed = isinstance(ids, torch.Tensor) and frozen in (torch.bfloat16, torch.float16) \
+            and trainable == torch.float32
+        return torch.autocast(ids.device.type, dtype=frozen) if mixed else contextlib.nullcontext()
 
     @staticmethod
     def _cache_keys(data_samples: list | None, n: int) -> list | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from mmengine.registry import MODELS
+from ..registry import MODELS
 
 from .losses import mask_losses
 from .sa2va import mask_logits_to_size

@@ -1,0 +1,50 @@
+"""Loader workers: the open-file limit before they start; gone before engine.runner.train returns."""
+from __future__ import annotations
+
+import multiprocessing
+from types import SimpleNamespace
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+import resource
+
+from projects.sa2va_vessel.engine.loader_workers import raise_open_file_limit, shut_down_loader_workers
+
+
+def _workers(loader_iter) -> list:
+    return [w for w in getattr(loader_iter, '_workers', [])]
+
+
+def test_persistent_workers_are_shut_down():
+    data = TensorDataset(torch.arange(8.0))
+    train = DataLoader(data, batch_size=2, num_workers=1, persistent_workers=True)
+    val = DataLoader(data, batch_size=2, num_workers=1, persistent_workers=True)
+    train_iter = iter(train)      # what IterBasedTrainLoop's infinite iterator holds
+    next(train_iter)
+    for _ in val:                 # a finished validation epoch keeps its workers (persistent)
+        pass
+    workers = _workers(train_iter) + _workers(val._iterator)
+    assert len(workers) == 2 and all(w.is_alive() for w in workers)
+    runner = SimpleNamespace(_train_loop=SimpleNamespace(dataloader=train,
+                                                         dataloader_iterator=SimpleNamespace(_iterator=train_iter)),
+                             _val_loop=SimpleNamespace(dataloader=val), _test_loop={'type': 'unbuilt'})
+    assert shut_down_loader_workers(runner) == 2
+    for w in workers:
+        w.join(timeout=10)
+    assert not any(w.is_alive() for w in workers)
+    assert not [c for c in multiprocessing.active_children() if c in workers]
+    assert shut_down_loader_workers(runner) == 0  # twice is harmless
+
+
+def test_open_file_limit_raised_within_the_hard_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        low = min(256, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+        new_soft, new_hard = raise_open_file_limit(wanted=1024)
+        expected = 1024 if hard == resource.RLIM_INFINITY else min(1024, hard)
+        assert (new_soft, new_hard) == (expected, hard)
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (expected, hard)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -5,6 +5,7 @@ dataset and to vision_config.image_size in the model; a missing template was a K
 'qwen_chat' in the other). The expected values are the official Sa2VAChatModel's
 (``config.force_image_size or config.vision_config.image_size``, ``config.template.replace('-', '_')``).
 """
+
 from __future__ import annotations
 
 import copy
@@ -38,7 +39,7 @@ def _both(path: Path):
 def test_force_image_size_null_falls_back_to_the_vision_tower_size(internvl, tmp_path) -> None:
     cfg, sam2 = copy.deepcopy(internvl)
     cfg['force_image_size'] = None
-    cfg['vision_config']['image_size'] = 224   # the official fallback; the old data side said 448
+    cfg['vision_config']['image_size'] = 224  # the official fallback; the old data side said 448
     inputs, arch = _both(_write(tmp_path, cfg, sam2))
     assert inputs.image_size == arch.force_image_size == 224
     assert inputs.tokens_per_tile == arch.num_image_tokens == (224 // 14) ** 2 // 4
@@ -61,7 +62,7 @@ def test_a_missing_internvl_template_is_one_error_for_both_readers(internvl, tmp
     cfg, sam2 = copy.deepcopy(internvl)
     del cfg['template']
     path = _write(tmp_path, cfg, sam2)
-    for read in (checkpoint_inputs, read_architecture):   # was a KeyError in one, 'qwen_chat' in the other
+    for read in (checkpoint_inputs, read_architecture):  # was a KeyError in one, 'qwen_chat' in the other
         with pytest.raises(CheckpointConfigError, match=r"config\.json: no 'template' entry"):
             read(path)
 
@@ -84,7 +85,7 @@ def test_tiling_switches_agree(internvl, tmp_path) -> None:
 @pytest.mark.parametrize('preset', ['tiny-qwen2_5_vl', 'tiny-qwen3_vl'])
 def test_qwen_families_without_a_template_use_qwen_chat(preset, tmp_path) -> None:
     cfg, sam2 = official_config(preset, vocab_size=1000, dtype='float32')
-    del cfg['template']   # the official Qwen-VL code never reads it; training uses qwen_chat
+    del cfg['template']  # the official Qwen-VL code never reads it; training uses qwen_chat
     inputs = checkpoint_inputs(_write(tmp_path, cfg, sam2))
     arch = architecture_from_config(cfg, sam2, tmp_path)
     assert inputs.template == arch.template == 'qwen_chat'

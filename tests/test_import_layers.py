@@ -7,6 +7,7 @@ import cycle between packages) or of another package's ``_private`` name (``from
 ``x._y`` on an imported module, or a ``_private`` module) fails. Read from the source with ``ast``
 (imports inside functions count too); nothing is executed.
 """
+
 from __future__ import annotations
 
 import ast
@@ -64,7 +65,9 @@ def _is_module(parts: tuple[str, ...], repo: Path) -> bool:
     return base.with_suffix('.py').is_file() or (base / '__init__.py').is_file()
 
 
-def imports_of(tree: ast.AST, path: Path, repo: Path) -> Iterator[tuple[int, tuple[str, ...], list[str], dict[str, tuple]]]:
+def imports_of(
+    tree: ast.AST, path: Path, repo: Path
+) -> Iterator[tuple[int, tuple[str, ...], list[str], dict[str, tuple]]]:
     """(line, target module parts, imported names, {bound alias: module parts}) of every import."""
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -75,13 +78,14 @@ def imports_of(tree: ast.AST, path: Path, repo: Path) -> Iterator[tuple[int, tup
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = _package_parts(path, repo)
-                base = base[:len(base) - (node.level - 1)] if node.level > 1 else base
+                base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
                 target = base + (tuple(node.module.split('.')) if node.module else ())
             else:
                 target = tuple((node.module or '').split('.'))
             names = [a.name for a in node.names]
-            bound = {(a.asname or a.name): target + (a.name,) for a in node.names
-                     if _is_module(target + (a.name,), repo)}
+            bound = {
+                (a.asname or a.name): target + (a.name,) for a in node.names if _is_module(target + (a.name,), repo)
+            }
             yield node.lineno, target, names, bound
 
 
@@ -100,16 +104,24 @@ def check_source(source: str | ast.AST, path: Path, repo: Path) -> list[Violatio
             continue
         dotted = '.'.join(target)
         if LAYERS.index(there) > LAYERS.index(here):
-            found.append(Violation(f'{where}:{line}', f'{here} imports {dotted} of the higher layer {there} '
-                                                      f'(order: {" -> ".join(reversed(LAYERS))})'))
+            found.append(
+                Violation(
+                    f'{where}:{line}',
+                    f'{here} imports {dotted} of the higher layer {there} (order: {" -> ".join(reversed(LAYERS))})',
+                )
+            )
         inner = target[3:] if there != ROOT_LAYER else target[2:]
         private = [n for n in names if _is_private(n)] + [p for p in inner if _is_private(p)]
         if private:
             found.append(Violation(f'{where}:{line}', f'imports private {private} of {dotted} ({there})'))
         foreign_modules.update(bound)
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
-                and node.value.id in foreign_modules and _is_private(node.attr):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in foreign_modules
+            and _is_private(node.attr)
+        ):
             module = '.'.join(foreign_modules[node.value.id])
             found.append(Violation(f'{where}:{node.lineno}', f'uses private {module}.{node.attr}'))
     return found
@@ -127,7 +139,7 @@ def project_trees() -> dict[Path, ast.AST]:
 
 def test_no_upward_or_private_import_between_packages() -> None:
     trees = project_trees()
-    assert len(trees) > 100   # the walk reaches the whole project
+    assert len(trees) > 100  # the walk reaches the whole project
     found = [v for f, tree in trees.items() for v in check_source(tree, f, REPO_ROOT)]
     assert not found, 'imports against the layer order or of private names:\n' + '\n'.join(map(str, found))
 
@@ -141,8 +153,15 @@ def test_the_walk_sees_cross_package_imports() -> None:
             there = layer_of(target, REPO_ROOT)
             if there is not None and there != here:
                 seen.add((here, there))
-    assert {('models', 'datasets'), ('evaluation', 'models'), ('engine', 'evaluation'), ('engine', 'models'),
-            ('benchmark', 'engine'), ('tools', 'engine'), ('tools', 'evaluation')} <= seen
+    assert {
+        ('models', 'datasets'),
+        ('evaluation', 'models'),
+        ('engine', 'evaluation'),
+        ('engine', 'models'),
+        ('benchmark', 'engine'),
+        ('tools', 'engine'),
+        ('tools', 'evaluation'),
+    } <= seen
 
 
 def test_planted_violations_are_found(tmp_path: Path) -> None:
@@ -160,14 +179,18 @@ def test_planted_violations_are_found(tmp_path: Path) -> None:
         pkg / 'evaluation' / 'b.py': ('from projects.sa2va_vessel.engine.hooks import x\n', 'higher layer engine'),
         pkg / 'engine' / 'c.py': ('from ..models.lora import _rows_forward\n', "private ['_rows_forward']"),
         pkg / 'engine' / 'd.py': ('from ..models import lora\nlora._rows_forward()\n', 'uses private'),
-        tmp_path / 'tools' / 'e.py': ('import projects.sa2va_vessel.models.lora as L\nL._rows_forward\n',
-                                      'uses private'),
+        tmp_path / 'tools' / 'e.py': (
+            'import projects.sa2va_vessel.models.lora as L\nL._rows_forward\n',
+            'uses private',
+        ),
     }
     for path, (source, expected) in cases.items():
         found = check_source(source, path, tmp_path)
         assert len(found) == 1 and expected in str(found[0]), (path.name, found)
     # allowed: downward, public, and private names inside one's own package
-    fine = {pkg / 'engine' / 'f.py': 'from ..models.lora import add_lora\nfrom .hooks import _x\n',
-            pkg / 'models' / 'g.py': 'from ..datasets import readers\nfrom .lora import _rows_forward\n'}
+    fine = {
+        pkg / 'engine' / 'f.py': 'from ..models.lora import add_lora\nfrom .hooks import _x\n',
+        pkg / 'models' / 'g.py': 'from ..datasets import readers\nfrom .lora import _rows_forward\n',
+    }
     for path, source in fine.items():
         assert check_source(source, path, tmp_path) == []

@@ -1,4 +1,5 @@
 """One sample builder: inference on a bare image builds exactly the item validation built."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +11,20 @@ import torch
 from projects.sa2va_vessel.datasets.vessel_dataset import VesselSegDataset
 from projects.sa2va_vessel.evaluation.inference import ImageSampleBuilder
 
-SAME = ('pixel_values', 'g_pixel_values', 'input_ids', 'labels', 'n_tiles', 'ori_size', 'pad_token_id',
-        'question', 'answer', 'img_path', 'image_grid_thw', 'position_ids')
+SAME = (
+    'pixel_values',
+    'g_pixel_values',
+    'input_ids',
+    'labels',
+    'n_tiles',
+    'ori_size',
+    'pad_token_id',
+    'question',
+    'answer',
+    'img_path',
+    'image_grid_thw',
+    'position_ids',
+)
 
 
 def _assert_same_inputs(item: dict, built: dict) -> None:
@@ -43,9 +56,9 @@ def test_inference_item_equals_the_validation_item(tiny_checkpoint: Path, synthe
 
 
 @pytest.mark.parametrize('preset', ['tiny-qwen2_5_vl'])
-def test_qwen_inference_item_equals_the_validation_item(preset: str, synthetic_vessels: Path,
-                                                        tmp_path: Path) -> None:
+def test_qwen_inference_item_equals_the_validation_item(preset: str, synthetic_vessels: Path, tmp_path: Path) -> None:
     from projects.sa2va_vessel.models.random_checkpoint import write_random_sa2va
+
     checkpoint = write_random_sa2va(tmp_path / 'ckpt', preset=preset, seed=0)
     _check(checkpoint, synthetic_vessels)
 

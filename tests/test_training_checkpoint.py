@@ -1,4 +1,5 @@
 """The checkpoint formats module: what a path is, strict loading, best record, peft names, threshold."""
+
 from __future__ import annotations
 
 import json
@@ -10,10 +11,19 @@ import torch
 from projects.sa2va_vessel.evaluation.threshold import resolve_threshold
 from projects.sa2va_vessel.models.checkpoint import CheckpointError
 from projects.sa2va_vessel.models.peft_names import PEFT_PREFIX, PeftNameError, from_peft_key, to_peft_key
-from projects.sa2va_vessel.models.training_checkpoint import (BEST_RECORD, DEEPSPEED_MODEL_STATES, LAST_CHECKPOINT,
-                                                              PROJECT_KEY, checkpoint_kind, fill_frozen_from_model,
-                                                              load_checkpoint, read_best_record, read_training_state,
-                                                              trainable_only_state, write_best_record)
+from projects.sa2va_vessel.models.training_checkpoint import (
+    BEST_RECORD,
+    DEEPSPEED_MODEL_STATES,
+    LAST_CHECKPOINT,
+    PROJECT_KEY,
+    checkpoint_kind,
+    fill_frozen_from_model,
+    load_checkpoint,
+    read_best_record,
+    read_training_state,
+    trainable_only_state,
+    write_best_record,
+)
 from tests._data_support import tiny_training_model
 
 
@@ -41,9 +51,10 @@ def _assert_loaded(model, expected: dict[str, torch.Tensor]) -> None:
 
 def test_every_format_is_recognised_and_loads_strictly(trained, tiny_checkpoint, tmp_path) -> None:
     from projects.sa2va_vessel.models.export import export_adapter
+
     want = _trainables(trained)
     state = trainable_only_state(trained, trained.state_dict())
-    assert set(want) <= set(state) and len(state) < len(trained.state_dict())   # frozen weights dropped
+    assert set(want) <= set(state) and len(state) < len(trained.state_dict())  # frozen weights dropped
 
     pth = tmp_path / 'iter_3.pth'
     torch.save({'state_dict': state, 'meta': {'trainable_only': True}}, pth)
@@ -55,7 +66,7 @@ def test_every_format_is_recognised_and_loads_strictly(trained, tiny_checkpoint,
     export_adapter(trained, adapter, dtype=torch.float32)
     kinds = {p: checkpoint_kind(p) for p in (tiny_checkpoint, pth, ds_dir, tmp_path, adapter)}
     assert list(kinds.values()) == ['export', 'file', 'deepspeed', 'deepspeed', 'adapter']
-    assert set(read_training_state(tmp_path)[0]) == set(state)     # a work dir: through last_checkpoint
+    assert set(read_training_state(tmp_path)[0]) == set(state)  # a work dir: through last_checkpoint
 
     for path in (pth, ds_dir, adapter):
         fresh = tiny_training_model(tiny_checkpoint)
@@ -84,6 +95,7 @@ def test_resume_fills_the_frozen_weights_from_the_model(trained) -> None:
 
 def test_peft_keys_round_trip_onto_the_model_parameters(trained) -> None:
     from peft import get_peft_model_state_dict
+
     keys = get_peft_model_state_dict(trained.sa2va.language_model)
     params = dict(trained.named_parameters())
     assert keys and all(from_peft_key(to_peft_key(k)) in params for k in keys)

@@ -20,6 +20,7 @@ The fallbacks are the official code's (``Sa2VAChatModel.__init__`` of the Huggin
 The Qwen-VL families take their image settings from ``preprocessor_config.json`` when present
 (``qwen_image_processing.py``), else the family's defaults.
 """
+
 from __future__ import annotations
 
 import json
@@ -90,23 +91,26 @@ def detect_family(cfg: dict[str, Any], path: Path) -> str:
     if (text, vision) in QWEN_CONFIGS:
         return QWEN_CONFIGS[(text, vision)][0]
     raise CheckpointConfigError(
-        f"{Path(path) / CONFIG_FILE}: text_config.model_type {text!r} with vision_config.model_type {vision!r} is "
+        f'{Path(path) / CONFIG_FILE}: text_config.model_type {text!r} with vision_config.model_type {vision!r} is '
         f'no Sa2VA family this project knows; known: {sorted(QWEN_CONFIGS)} (Qwen2.5-VL, Qwen3-VL) and '
-        'InternVL (llm_config)')
+        'InternVL (llm_config)'
+    )
 
 
 def qwen_mllm_config(cfg: dict[str, Any], path: Path) -> Qwen2_5_VLConfig | Qwen3VLConfig:
     """The transformers config (``Qwen2_5_VLConfig`` / ``Qwen3VLConfig``) of a Sa2VA-Qwen ``config.json``."""
     family = detect_family(cfg, path)
     if family not in QWEN_FAMILIES:
-        raise CheckpointConfigError(f"{Path(path) / CONFIG_FILE}: a {family} config, not a Qwen-VL one")
+        raise CheckpointConfigError(f'{Path(path) / CONFIG_FILE}: a {family} config, not a Qwen-VL one')
     key = (cfg['text_config'].get('model_type'), cfg['vision_config'].get('model_type'))
     config_class = QWEN_CONFIGS[key][1]
     kept = {k: v for k, v in cfg.items() if k not in WRAPPER_KEYS}
     try:
         return config_class(**kept)
     except (TypeError, ValueError, KeyError) as err:
-        raise CheckpointConfigError(f"{Path(path) / CONFIG_FILE}: not a valid {config_class.__name__} ({err})") from None
+        raise CheckpointConfigError(
+            f'{Path(path) / CONFIG_FILE}: not a valid {config_class.__name__} ({err})'
+        ) from None
 
 
 def template_of(cfg: dict[str, Any], path: Path) -> str:
@@ -115,8 +119,9 @@ def template_of(cfg: dict[str, Any], path: Path) -> str:
     if template is None and is_qwen_layout(cfg):
         return QWEN_TEMPLATE
     if not isinstance(template, str) or not template:
-        raise CheckpointConfigError(f"{Path(path) / CONFIG_FILE}: no 'template' entry (the official model "
-                                    "needs one, e.g. 'qwen_chat')")
+        raise CheckpointConfigError(
+            f"{Path(path) / CONFIG_FILE}: no 'template' entry (the official model needs one, e.g. 'qwen_chat')"
+        )
     return template.replace('-', '_')
 
 
@@ -124,8 +129,10 @@ def force_image_size_of(cfg: dict[str, Any], path: Path) -> int:
     """The InternVL tile size: ``force_image_size``, else ``vision_config.image_size``."""
     size = cfg.get('force_image_size') or (cfg.get('vision_config') or {}).get('image_size')
     if not size:
-        raise CheckpointConfigError(f'{Path(path) / CONFIG_FILE}: neither force_image_size nor '
-                                    'vision_config.image_size is set; the tile size is unknown')
+        raise CheckpointConfigError(
+            f'{Path(path) / CONFIG_FILE}: neither force_image_size nor '
+            'vision_config.image_size is set; the tile size is unknown'
+        )
     return int(size)
 
 
@@ -158,20 +165,33 @@ def _qwen_inputs(cfg: dict[str, Any], path: Path) -> CheckpointInputs:
         try:
             settings = settings_from_preprocessor_config(read_json_file(pre), settings)
         except (TypeError, ValueError) as exc:
-            raise CheckpointConfigError(f"{pre}: not a valid image processor config ({exc})") from exc
+            raise CheckpointConfigError(f'{pre}: not a valid image processor config ({exc})') from exc
     mllm = qwen_mllm_config(cfg, path)
-    if settings.patch_size != mllm.vision_config.patch_size or \
-            settings.merge_size != mllm.vision_config.spatial_merge_size:
+    if (
+        settings.patch_size != mllm.vision_config.patch_size
+        or settings.merge_size != mllm.vision_config.spatial_merge_size
+    ):
         raise CheckpointConfigError(
             f"{pre}: patch/merge size {settings.patch_size}/{settings.merge_size} differ from config.json's "
-            f"vision_config ({mllm.vision_config.patch_size}/{mllm.vision_config.spatial_merge_size})")
-    return CheckpointInputs(template=template_of(cfg, path), image_size=0, use_thumbnail=False, min_num=1,
-                            max_num=1, tokens_per_tile=0, family=family, qwen_image=settings, mllm_config=mllm,
-                            patch_size=int(mllm.vision_config.patch_size))
+            f'vision_config ({mllm.vision_config.patch_size}/{mllm.vision_config.spatial_merge_size})'
+        )
+    return CheckpointInputs(
+        template=template_of(cfg, path),
+        image_size=0,
+        use_thumbnail=False,
+        min_num=1,
+        max_num=1,
+        tokens_per_tile=0,
+        family=family,
+        qwen_image=settings,
+        mllm_config=mllm,
+        patch_size=int(mllm.vision_config.patch_size),
+    )
 
 
-def inputs_from_config(cfg: dict[str, Any], path: str | Path,
-                       max_dynamic_patch: Optional[int] = None) -> CheckpointInputs:
+def inputs_from_config(
+    cfg: dict[str, Any], path: str | Path, max_dynamic_patch: Optional[int] = None
+) -> CheckpointInputs:
     """The input settings of a ``config.json`` content (``path``: the checkpoint directory, for
     messages and ``preprocessor_config.json``); ``max_dynamic_patch`` overrides the file's."""
     path = Path(path)
@@ -184,11 +204,17 @@ def inputs_from_config(cfg: dict[str, Any], path: str | Path,
     max_num = int(max_dynamic_patch if max_dynamic_patch is not None else cfg.get('max_dynamic_patch', 12))
     if not cfg.get('dynamic_image_size', True):
         min_num = max_num = 1  # InternVL without dynamic tiling: one resized tile
-    return CheckpointInputs(template=template_of(cfg, path), image_size=image_size,
-                            use_thumbnail=bool(cfg.get('use_thumbnail', True)), min_num=min_num, max_num=max_num,
-                            # InternVL's num_image_token: (image_size / patch_size)^2 * downsample_ratio^2
-                            tokens_per_tile=int((image_size // patch) ** 2 * ratio ** 2),
-                            downsample_ratio=ratio, patch_size=patch)
+    return CheckpointInputs(
+        template=template_of(cfg, path),
+        image_size=image_size,
+        use_thumbnail=bool(cfg.get('use_thumbnail', True)),
+        min_num=min_num,
+        max_num=max_num,
+        # InternVL's num_image_token: (image_size / patch_size)^2 * downsample_ratio^2
+        tokens_per_tile=int((image_size // patch) ** 2 * ratio**2),
+        downsample_ratio=ratio,
+        patch_size=patch,
+    )
 
 
 def checkpoint_inputs(model_path: str | Path, max_dynamic_patch: Optional[int] = None) -> CheckpointInputs:

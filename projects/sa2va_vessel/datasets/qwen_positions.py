@@ -3,6 +3,7 @@
 The data side computes them per sample (``datasets/sample.py``) and the model for whole batches
 (``models/sa2va_qwen.py``); both call this one function.
 """
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -18,8 +19,13 @@ from .checkpoint_config import QWEN2_5_VL, QWEN3_VL
 ROPE_INDEX_CLASSES = {QWEN2_5_VL: Qwen2_5_VLModel, QWEN3_VL: Qwen3VLModel}
 
 
-def rope_index(mllm_config: Any, family: str, input_ids: torch.Tensor, image_grid_thw: torch.Tensor | None,
-               attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_index(
+    mllm_config: Any,
+    family: str,
+    input_ids: torch.Tensor,
+    image_grid_thw: torch.Tensor | None,
+    attention_mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(3, B, L) position ids and rope deltas of ``get_rope_index`` of the family, for images (the
     method reads only ``self.config``, so it runs on a namespace holding the config)."""
     if family not in ROPE_INDEX_CLASSES:

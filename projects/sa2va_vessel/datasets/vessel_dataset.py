@@ -18,6 +18,7 @@ Qwen3-VL Sa2VA checkpoint gets the Qwen-VL image processor (`qwen_image_processi
 from its `preprocessor_config.json`), `<|image_pad|>` image tokens and M-RoPE position ids, and its
 items carry `pixel_values` (patches, (N, 3*T*p*p)), `image_grid_thw` (1, 3) and `position_ids` (3, L).
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,13 +27,13 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
-from ..registry import DATASETS, TRANSFORMS
 from torch.utils.data import Dataset
 
-from .fast_tokenizer import load_fast_tokenizer
+from ..registry import DATASETS, TRANSFORMS
+from .check import quick_check
 from .checkpoint_config import checkpoint_inputs
 from .conversation import SEG_ANSWERS, VESSEL_QUESTIONS, make_question, pick_answer, pick_question
-from .check import quick_check
+from .fast_tokenizer import load_fast_tokenizer
 from .files import DuplicateStemError, resolve_pairs
 from .mask_validation import MaskProblem, MaskRules, MaskValidationError, as_rules, check_mask_values
 from .readers import DataReadError, mask_from_raw, read_image, read_mask, read_mask_raw
@@ -51,11 +52,11 @@ def read_split(path: str | Path) -> List[str]:
     """Stems listed in a split file (blank lines and '#' comments ignored)."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"{p}: split file not found")
+        raise FileNotFoundError(f'{p}: split file not found')
     stems = [ln.strip() for ln in p.read_text().splitlines()]
-    stems = [s for s in stems if s and not s.startswith("#")]
+    stems = [s for s in stems if s and not s.startswith('#')]
     if not stems:
-        raise ValueError(f"{p}: split file lists no samples")
+        raise ValueError(f'{p}: split file lists no samples')
     return stems
 
 
@@ -84,15 +85,25 @@ class VesselSegDataset(Dataset):
         allow_large_images: read images above PIL's pixel limit (else ImageTooLargeError).
     """
 
-    def __init__(self, data_root: str, split: str, model_path: str,
-                 max_dynamic_patch: Optional[int] = None, random_question: Optional[bool] = None,
-                 seed: int = 0, tokenizer_path: Optional[str] = None,
-                 transform: Optional[Callable | dict] = None,
-                 questions: tuple = VESSEL_QUESTIONS, answers: tuple = SEG_ANSWERS,
-                 on_error: str = "raise", check_on_start: bool = True,
-                 mask_rules: Optional[MaskRules | dict] = None, allow_large_images: bool = False) -> None:
+    def __init__(
+        self,
+        data_root: str,
+        split: str,
+        model_path: str,
+        max_dynamic_patch: Optional[int] = None,
+        random_question: Optional[bool] = None,
+        seed: int = 0,
+        tokenizer_path: Optional[str] = None,
+        transform: Optional[Callable | dict] = None,
+        questions: tuple = VESSEL_QUESTIONS,
+        answers: tuple = SEG_ANSWERS,
+        on_error: str = 'raise',
+        check_on_start: bool = True,
+        mask_rules: Optional[MaskRules | dict] = None,
+        allow_large_images: bool = False,
+    ) -> None:
         super().__init__()
-        if on_error not in ("raise", "skip"):
+        if on_error not in ('raise', 'skip'):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         self.mask_rules = as_rules(mask_rules)
         self.allow_large_images = bool(allow_large_images)
@@ -102,12 +113,18 @@ class VesselSegDataset(Dataset):
         if check_on_start:
             # the header-level checks of tools/check_dataset.py, before hours of GPU time
             report = quick_check(data_root, allow_large_images=self.allow_large_images)
-            if report.n_errors and on_error == "raise":
-                raise DataReadError(f"{data_root}: the data set fails its checks "
-                                    f"(tools/check_dataset.py lists them all):\n{report.table()}")
+            if report.n_errors and on_error == 'raise':
+                raise DataReadError(
+                    f'{data_root}: the data set fails its checks '
+                    f'(tools/check_dataset.py lists them all):\n{report.table()}'
+                )
             if report.n_errors:  # on_error='skip': the bad samples are skipped and counted later
-                logger.warning("%s: %d check error(s); their samples will be skipped:\n%s",
-                               data_root, report.n_errors, report.table())
+                logger.warning(
+                    '%s: %d check error(s); their samples will be skipped:\n%s',
+                    data_root,
+                    report.n_errors,
+                    report.table(),
+                )
         self.on_error = on_error
         self.skipped: Dict[str, str] = {}  # img_path -> reason (per process/worker)
         self._skip_kinds: Dict[str, str] = {}  # img_path -> problem kind, for skip_counts()
@@ -116,9 +133,10 @@ class VesselSegDataset(Dataset):
         self.data_root = Path(data_root)
         self.split = split
         self.seed = int(seed)
-        self.random_question = (split == "train") if random_question is None else bool(random_question)
+        self.random_question = (split == 'train') if random_question is None else bool(random_question)
         if isinstance(transform, dict):  # from a config: dict(type='VesselAugment', ...)
             from . import transforms as _  # noqa: F401  (registers VesselAugment)
+
             transform = TRANSFORMS.build(transform)
         self.transform = transform
         self.questions = tuple(questions)
@@ -134,26 +152,27 @@ class VesselSegDataset(Dataset):
         self.tokenizer = load_tokenizer(tokenizer_path or model_path)
         self.builder = SampleBuilder(inputs, self.tokenizer)
 
-        self.samples = self._index(read_split(self.data_root / "splits" / f"{split}.txt"))
+        self.samples = self._index(read_split(self.data_root / 'splits' / f'{split}.txt'))
 
     def _index(self, stems: List[str]) -> List[Dict[str, Optional[Path]]]:
         root = self.data_root
-        files = resolve_pairs(root / "images", root / "masks", root / "fov")
+        files = resolve_pairs(root / 'images', root / 'masks', root / 'fov')
         samples, missing = [], []
-        without_mask = {u.stem for u in files.unpaired if u.kind == "image" and u.missing == "mask"}
+        without_mask = {u.stem for u in files.unpaired if u.kind == 'image' and u.missing == 'mask'}
         for stem in stems:
             if stem in files.duplicate_stems:
                 # never pick one of two files silently: the checker reports the same error
-                raise DuplicateStemError(f"{root}: split {self.split!r}: {files.duplicate_stems[stem]}")
+                raise DuplicateStemError(f'{root}: split {self.split!r}: {files.duplicate_stems[stem]}')
             pair = files.pairs.get(stem)
             if pair is None:
-                missing.append(f"{stem} ({'mask' if stem in without_mask else 'image'})")
+                missing.append(f'{stem} ({"mask" if stem in without_mask else "image"})')
                 continue
-            samples.append({"stem": stem, "image": pair.image, "mask": pair.mask, "fov": pair.fov})
+            samples.append({'stem': stem, 'image': pair.image, 'mask': pair.mask, 'fov': pair.fov})
         if missing:
-            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-            raise FileNotFoundError(f"{self.data_root}: {len(missing)} sample(s) of split "
-                                    f"{self.split!r} lack files: {shown}")
+            shown = ', '.join(missing[:5]) + (' ...' if len(missing) > 5 else '')
+            raise FileNotFoundError(
+                f'{self.data_root}: {len(missing)} sample(s) of split {self.split!r} lack files: {shown}'
+            )
         return samples
 
     def set_epoch(self, epoch: int) -> None:
@@ -165,18 +184,20 @@ class VesselSegDataset(Dataset):
 
     def _rng(self, index: int) -> random.Random:
         # Seeded by (seed, epoch, index): the same in every DataLoader worker and re-run.
-        return random.Random(f"{self.seed}:{self.epoch}:{index}")
+        return random.Random(f'{self.seed}:{self.epoch}:{index}')
 
     def load(self, index: int) -> Dict[str, Any]:
         """The raw arrays of one sample: image uint8 (H,W,3), mask/fov bool (H,W)."""
         entry = self.samples[index]
-        image = read_image(entry["image"], self.allow_large_images)
-        fov = read_mask(entry["fov"], self.allow_large_images) if entry["fov"] is not None else None
+        image = read_image(entry['image'], self.allow_large_images)
+        fov = read_mask(entry['fov'], self.allow_large_images) if entry['fov'] is not None else None
         if fov is not None and fov.shape != image.shape[:2]:
-            raise DataReadError(f"{entry['fov']}: FOV size {fov.shape[::-1]} (W, H) differs from "
-                                f"image {entry['image']} size {image.shape[1::-1]}")
-        mask = self._read_mask(entry["mask"], fov, entry["image"], image.shape[:2])
-        return {"image": image, "mask": mask, "fov": fov, "img_path": str(entry["image"])}
+            raise DataReadError(
+                f'{entry["fov"]}: FOV size {fov.shape[::-1]} (W, H) differs from '
+                f'image {entry["image"]} size {image.shape[1::-1]}'
+            )
+        mask = self._read_mask(entry['mask'], fov, entry['image'], image.shape[:2])
+        return {'image': image, 'mask': mask, 'fov': fov, 'img_path': str(entry['image'])}
 
     def _read_mask(self, path: Path, fov: Optional[np.ndarray], image_path: Path, image_hw: tuple) -> np.ndarray:
         """The mask, judged by mask_validation.py at its first read; a bad one raises
@@ -187,8 +208,10 @@ class VesselSegDataset(Dataset):
             raise MaskValidationError(verdict)
         raw = read_mask_raw(path, self.allow_large_images)
         if raw.shape[:2] != tuple(image_hw):
-            raise DataReadError(f"{path}: mask size {raw.shape[1::-1]} (W, H) differs from "
-                                f"image {image_path} size {tuple(image_hw)[::-1]}")
+            raise DataReadError(
+                f'{path}: mask size {raw.shape[1::-1]} (W, H) differs from '
+                f'image {image_path} size {tuple(image_hw)[::-1]}'
+            )
         if verdict is not None:  # judged sound before: decode only
             return mask_from_raw(raw, path)
         checked = check_mask_values(raw, fov, self.mask_rules, key)
@@ -205,26 +228,30 @@ class VesselSegDataset(Dataset):
         return counts
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
-        if self.on_error == "raise":
+        if self.on_error == 'raise':
             return self._item(index)
         for step in range(len(self)):
             i = (index + step) % len(self)
             try:
                 return self._item(i)
             except DataReadError as exc:
-                path = str(self.samples[i]["image"])
+                path = str(self.samples[i]['image'])
                 if path not in self.skipped:
                     self.skipped[path] = str(exc)
-                    self._skip_kinds[path] = (", ".join(sorted({p.kind for p in exc.problems}))
-                                              if isinstance(exc, MaskValidationError) else "unreadable")
-                    logger.warning("skipping sample %d (%d skipped so far: %s): %s", i, len(self.skipped),
-                                   self.skip_counts(), exc)
-        raise DataReadError(f"{self.data_root}: every sample of split {self.split!r} failed to load")
+                    self._skip_kinds[path] = (
+                        ', '.join(sorted({p.kind for p in exc.problems}))
+                        if isinstance(exc, MaskValidationError)
+                        else 'unreadable'
+                    )
+                    logger.warning(
+                        'skipping sample %d (%d skipped so far: %s): %s', i, len(self.skipped), self.skip_counts(), exc
+                    )
+        raise DataReadError(f'{self.data_root}: every sample of split {self.split!r} failed to load')
 
     def _item(self, index: int) -> Dict[str, Any]:
         raw = self.load(index)
         rng = self._rng(index)
-        image, mask, fov = raw["image"], raw["mask"], raw["fov"]
+        image, mask, fov = raw['image'], raw['mask'], raw['fov']
         if self.transform is not None:
             image, mask, fov = self.transform(image, mask, fov, np.random.default_rng(rng.getrandbits(64)))
 
@@ -233,5 +260,12 @@ class VesselSegDataset(Dataset):
         answer = pick_answer(qa_rng, self.answers)
         # the frozen SAM2 encoder sees this image unchanged only without a transform, so only
         # then may the model reuse its features (models/feature_cache.py)
-        return self.builder(image, mask, fov, question, answer, img_path=raw["img_path"],
-                            frozen_feature_key=raw["img_path"] if self.transform is None else None)
+        return self.builder(
+            image,
+            mask,
+            fov,
+            question,
+            answer,
+            img_path=raw['img_path'],
+            frozen_feature_key=raw['img_path'] if self.transform is None else None,
+        )

@@ -17,6 +17,7 @@ What :class:`ResumableRunnerMixin` adds to both mmengine runners (``Runner`` and
   ``iter_<n>.pth`` / ``epoch_<n>.pth`` (e.g. ``best_*``) are never touched; a save stops with a
   clear error when the free disk is below the expected checkpoint size.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -50,8 +51,7 @@ def _log(msg: str, level: int = logging.INFO) -> None:
 # -- RNG states -------------------------------------------------------------------------------
 def capture_rng_state() -> dict[str, Any]:
     """This process's RNG states: python, numpy, torch CPU and (when present) every CUDA device."""
-    state = {'python': random.getstate(), 'numpy': np.random.get_state(),
-             'torch': torch.get_rng_state()}
+    state = {'python': random.getstate(), 'numpy': np.random.get_state(), 'torch': torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state['cuda'] = torch.cuda.get_rng_state_all()
     return state
@@ -66,8 +66,11 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         if len(cuda) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda)
         else:
-            _log(f'The checkpoint holds {len(cuda)} CUDA RNG states, this process sees '
-                 f'{torch.cuda.device_count()} devices: CUDA RNG not restored.', logging.WARNING)
+            _log(
+                f'The checkpoint holds {len(cuda)} CUDA RNG states, this process sees '
+                f'{torch.cuda.device_count()} devices: CUDA RNG not restored.',
+                logging.WARNING,
+            )
 
 
 def checkpoint_step(name: str) -> Optional[int]:
@@ -104,8 +107,7 @@ def find_latest_checkpoint(ckpt_dir: Path) -> Optional[Path]:
         named = Path(pointer.read_text().strip())
         if not named.is_absolute():
             named = ckpt_dir / named.name
-        if named.parent.resolve() == ckpt_dir.resolve() and checkpoint_step(named.name) \
-                is not None and named.exists():
+        if named.parent.resolve() == ckpt_dir.resolve() and checkpoint_step(named.name) is not None and named.exists():
             return named
     found = resumable_checkpoints(ckpt_dir)
     if not found:
@@ -125,8 +127,7 @@ def remove_partials(ckpt_dir: Path) -> list[Path]:
     ckpt_dir = Path(ckpt_dir)
     if not ckpt_dir.is_dir():
         return []
-    stale = [p for p in ckpt_dir.iterdir()
-             if p.name.startswith('.') and p.name.endswith((PARTIAL_SUFFIX, '.old'))]
+    stale = [p for p in ckpt_dir.iterdir() if p.name.startswith('.') and p.name.endswith((PARTIAL_SUFFIX, '.old'))]
     for path in stale:
         remove_path(path)
     return stale
@@ -184,8 +185,7 @@ class ResumableRunnerMixin:
 
     def _data_position(self) -> dict[str, Any]:
         loader = self.train_dataloader
-        position = dict(world_size=mmdist.get_world_size(), dataset_len=None, batch_size=None,
-                        epoch_len=None)
+        position = dict(world_size=mmdist.get_world_size(), dataset_len=None, batch_size=None, epoch_len=None)
         with contextlib.suppress(TypeError, AttributeError):
             position['dataset_len'] = len(loader.dataset)
             position['batch_size'] = loader.batch_size
@@ -245,7 +245,7 @@ class ResumableRunnerMixin:
         if keep <= 0:
             return
         found = [p for p in resumable_checkpoints(newest.parent) if p != newest]
-        for path in found[:max(0, len(found) - (keep - 1))]:
+        for path in found[: max(0, len(found) - (keep - 1))]:
             remove_path(path)
             self.logger.info(f'Removed old checkpoint {path.name} (keeping the last {keep}).')
 
@@ -254,18 +254,19 @@ class ResumableRunnerMixin:
         if previous:
             return path_size(previous[-1]), f'the size of {previous[-1].name}'
         from .utils import unwrap_model
+
         model = unwrap_model(self.model)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         buffers = sum(b.numel() * b.element_size() for b in model.buffers())
         # weights + Adam's two moments (+ an fp32 master copy under mixed precision)
         per_param = 16 if self.cfg.get('mixed_precision') else 12
-        return (trainable * per_param + buffers,
-                f'{trainable:,} trainable parameters x {per_param} bytes')
+        return (trainable * per_param + buffers, f'{trainable:,} trainable parameters x {per_param} bytes')
 
     def _check_finite_weights(self, out: Path, filename: str) -> None:
         """Never write (or point ``last_checkpoint`` to) weights that hold NaN/inf."""
         from .guard_probe import nonfinite_parameters
         from .utils import unwrap_model
+
         bad = nonfinite_parameters(unwrap_model(self.model))
         if any_rank(bool(bad)):
             latest = find_latest_checkpoint(out)
@@ -274,7 +275,8 @@ class ResumableRunnerMixin:
                 f'NaN/inf (on rank {mmdist.get_rank()}: {bad[:3]}{" ..." if len(bad) > 3 else ""}'
                 f'). Nothing was written; last_checkpoint still names {latest or "none"}. The '
                 'gradient-flow guard stops such runs before the step (is it switched off?); '
-                'resume from the last checkpoint with a lower learning rate.')
+                'resume from the last checkpoint with a lower learning rate.'
+            )
 
     def _check_free_space(self, out: Path, filename: str) -> None:
         need, why = self.expected_checkpoint_bytes(out)
@@ -289,14 +291,17 @@ class ResumableRunnerMixin:
                 f'({why}). Nothing was written; the last complete checkpoint is '
                 f'{latest or "none"}. Free space (old work dirs, fp32 exports), lower '
                 f'checkpoint_keep_last (now {self.keep_last}), or use a '
-                '--work-dir on a larger file system, then resume with --resume.')
+                '--work-dir on a larger file system, then resume with --resume.'
+            )
 
     # resume ---------------------------------------------------------------------------------
     def resume(self, filename: str, *args: Any, **kwargs: Any) -> None:
         super().resume(filename, *args, **kwargs)  # type: ignore[misc]
         state = self.message_hub.pop_info(RESUME_STATE_KEY)
         if state is None:
-            self.logger.warning(f'{filename} holds no RNG states / data position (saved by an '
-                                'older version): the resumed run will not repeat the '
-                                'uninterrupted one exactly.')
+            self.logger.warning(
+                f'{filename} holds no RNG states / data position (saved by an '
+                'older version): the resumed run will not repeat the '
+                'uninterrupted one exactly.'
+            )
         self.resume_state = state

@@ -6,6 +6,7 @@ after the *same* step), save a checkpoint and leave the loop (``resumable_loop.p
 ``tools/train.py`` then exits with :data:`PREEMPTED_EXIT_CODE` and ``slurm/train.sbatch`` requeues
 the job.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -53,8 +54,11 @@ class PreemptionSignals:
             return
         self.received = signum
         name = signal.Signals(signum).name
-        os.write(2, f'[sa2va] {name} received: finishing this step, saving a checkpoint, '
-                    f'then exiting with {PREEMPTED_EXIT_CODE}.\n'.encode())
+        os.write(
+            2,
+            f'[sa2va] {name} received: finishing this step, saving a checkpoint, '
+            f'then exiting with {PREEMPTED_EXIT_CODE}.\n'.encode(),
+        )
 
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():

@@ -14,6 +14,7 @@ here because ``run_iter`` is overridden; there is no public setter) and
 iterator is replaced by :class:`EpochDataIterator` instead of writing the private ``_epoch`` /
 ``_iterator`` of mmengine's ``_InfiniteDataloaderIterator``.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -25,9 +26,9 @@ from typing import Any, Iterator, Optional
 from mmengine import dist as mmdist
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
-from ..registry import LOOPS
 from mmengine.runner import IterBasedTrainLoop
 
+from ..registry import LOOPS
 from .atomic_checkpoint import restore_rng_state, write_atomic
 from .preemption import PREEMPTED_EXIT_CODE, PREEMPTED_MARKER, PREEMPTION, any_rank
 
@@ -59,9 +60,12 @@ class EpochDataIterator:
         try:
             return next(self._iterator)
         except StopIteration:
-            print_log('Reached the end of the data loader: it restarts with the next epoch\'s order '
-                      '(mmengine.dataset.InfiniteSampler would iterate without restarting).', logger='current',
-                      level=logging.WARNING)
+            print_log(
+                "Reached the end of the data loader: it restarts with the next epoch's order "
+                '(mmengine.dataset.InfiniteSampler would iterate without restarting).',
+                logger='current',
+                level=logging.WARNING,
+            )
             self.epoch += 1
             self._set_sampler_epoch()
             time.sleep(2)  # as mmengine: prevents a possible deadlock of the workers at the transition
@@ -106,6 +110,7 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
 
     def run(self) -> Any:
         from .launch_check import check_rank_layout
+
         runner = self.runner
         runner.call_hook('before_train')
         runner.call_hook('before_train_epoch')
@@ -120,8 +125,11 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
             if self.preempted:
                 break
             self._decide_current_val_interval()
-            if (runner.val_loop is not None and self.iter >= self.val_begin
-                    and (self.iter % self.val_interval == 0 or self.iter == self.max_iters)):
+            if (
+                runner.val_loop is not None
+                and self.iter >= self.val_begin
+                and (self.iter % self.val_interval == 0 or self.iter == self.max_iters)
+            ):
                 runner.val_loop.run()
         runner.call_hook('after_train_epoch')
         runner.call_hook('after_train')
@@ -131,18 +139,18 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
         runner = self.runner
         runner.call_hook('before_train_iter', batch_idx=self.iter, data_batch=data_batch)
         outputs = runner.model.train_step(data_batch, optim_wrapper=runner.optim_wrapper)
-        runner.call_hook('after_train_iter', batch_idx=self.iter, data_batch=data_batch,
-                         outputs=outputs)
+        runner.call_hook('after_train_iter', batch_idx=self.iter, data_batch=data_batch, outputs=outputs)
         # Same place as CheckpointHook's save (before the counter moves): runner.iter + 1
         # iterations are done, and that is the iteration the checkpoint resumes at.
         # With gradient accumulation, stop only where an optimizer step just happened: the
         # accumulated gradients of a half-done group are not in any checkpoint.
         if any_rank(PREEMPTION.received is not None) and self._at_update_boundary():
             self._save_for_preemption()
-        self._iter += 1   # mmengine's counter (``iter`` has no setter)
+        self._iter += 1  # mmengine's counter (``iter`` has no setter)
 
     def _at_update_boundary(self) -> bool:
         from .utils import deepspeed_engine_of
+
         engine = deepspeed_engine_of(self.runner.model)
         if engine is not None:
             return engine.micro_steps % engine.gradient_accumulation_steps() == 0
@@ -156,14 +164,17 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
         out_dir = getattr(hook, 'out_dir', None) or runner.work_dir
         template = getattr(hook, 'filename_tmpl', None) or 'iter_{}.pth'
         filename = template.format(self.iter + 1)
-        runner.logger.info(f'Preemption signal: saving {filename} at iteration {self.iter + 1} '
-                           f'and stopping (exit code {PREEMPTED_EXIT_CODE}; resume with '
-                           '--resume).')
-        runner.save_checkpoint(out_dir, filename, save_optimizer=True,
-                               save_param_scheduler=True, by_epoch=False)
+        runner.logger.info(
+            f'Preemption signal: saving {filename} at iteration {self.iter + 1} '
+            f'and stopping (exit code {PREEMPTED_EXIT_CODE}; resume with '
+            '--resume).'
+        )
+        runner.save_checkpoint(out_dir, filename, save_optimizer=True, save_param_scheduler=True, by_epoch=False)
         if mmdist.is_main_process():
-            write_atomic(Path(runner.work_dir) / PREEMPTED_MARKER,
-                         f'{Path(out_dir) / filename} complete at iteration {self.iter + 1}\n')
+            write_atomic(
+                Path(runner.work_dir) / PREEMPTED_MARKER,
+                f'{Path(out_dir) / filename} complete at iteration {self.iter + 1}\n',
+            )
         self.preempted = True
         runner.preempted = True
         self.stop_training = True
@@ -180,19 +191,28 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
             epoch_len = len(loader)
         except TypeError:
             epoch_len = 0
-        if data and (data.get('world_size'), data.get('batch_size'), data.get('dataset_len')) \
-                != (mmdist.get_world_size(), loader.batch_size, len(loader.dataset)):
+        if data and (data.get('world_size'), data.get('batch_size'), data.get('dataset_len')) != (
+            mmdist.get_world_size(),
+            loader.batch_size,
+            len(loader.dataset),
+        ):
             self.runner.logger.warning(
                 f'Data layout changed since the checkpoint ({data}); now world_size='
                 f'{mmdist.get_world_size()}, batch_size={loader.batch_size}, dataset_len='
                 f'{len(loader.dataset)}: training continues at iteration {done}, but the '
-                'sample order differs from the uninterrupted run.')
-        fast = (epoch_len > 0 and batch_sampler is not None
-                and hasattr(batch_sampler, 'sampler') and hasattr(sampler, 'set_epoch')
-                and isinstance(loader.batch_size, int))
+                'sample order differs from the uninterrupted run.'
+            )
+        fast = (
+            epoch_len > 0
+            and batch_sampler is not None
+            and hasattr(batch_sampler, 'sampler')
+            and hasattr(sampler, 'set_epoch')
+            and isinstance(loader.batch_size, int)
+        )
         if not fast:
-            self.runner.logger.warning(f'Advancing the data loader {done} batches by loading '
-                                       'them (unknown sampler layout).')
+            self.runner.logger.warning(
+                f'Advancing the data loader {done} batches by loading them (unknown sampler layout).'
+            )
             for _ in range(done):
                 next(self.dataloader_iterator)
             if rng is not None:
@@ -206,12 +226,14 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
         # epoch's iterator: before the save if the epoch had begun, after it at a boundary.
         if offset == 0 and rng is not None:
             restore_rng_state(rng)
-        self.dataloader_iterator = EpochDataIterator(loader, epoch)   # starts the loader iterator
+        self.dataloader_iterator = EpochDataIterator(loader, epoch)  # starts the loader iterator
         if offset and rng is not None:
             restore_rng_state(rng)
-        self.runner.logger.info(f'Resumed the data order at epoch {epoch}, batch {offset} of '
-                                f'{epoch_len} (iteration {done}) without loading the consumed '
-                                f'batches; RNG states {"restored" if rng else "not restored"}.')
+        self.runner.logger.info(
+            f'Resumed the data order at epoch {epoch}, batch {offset} of '
+            f'{epoch_len} (iteration {done}) without loading the consumed '
+            f'batches; RNG states {"restored" if rng else "not restored"}.'
+        )
 
     def _rng_for_this_rank(self, state: Optional[dict]) -> Optional[dict]:
         states = (state or {}).get('rng')
@@ -219,8 +241,9 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
             return None
         rank, world = mmdist.get_rank(), mmdist.get_world_size()
         if len(states) != world:
-            self.runner.logger.warning(f'The checkpoint holds RNG states of {len(states)} ranks, '
-                                       f'this run has {world}: RNG states not restored.')
+            self.runner.logger.warning(
+                f'The checkpoint holds RNG states of {len(states)} ranks, '
+                f'this run has {world}: RNG states not restored.'
+            )
             return None
         return states[rank]
-

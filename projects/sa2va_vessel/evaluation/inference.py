@@ -14,6 +14,7 @@ Checkpoints accepted by :func:`load_eval_model` (the formats: ``models/training_
 For the first three the model is built from the config (frozen weights from its ``model_path``)
 and every trainable parameter must be in the checkpoint.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,14 +28,16 @@ logger = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------ checkpoints
-def load_eval_model(cfg: Any, checkpoint: str | os.PathLike,
-                    device: Optional[str] = None) -> tuple[torch.nn.Module, dict]:
+def load_eval_model(
+    cfg: Any, checkpoint: str | os.PathLike, device: Optional[str] = None
+) -> tuple[torch.nn.Module, dict]:
     """The model of ``cfg.model`` in eval mode on ``device``, with ``checkpoint`` applied.
 
     ``cfg`` may be None for an exported directory (a float32 model with the defaults).
     Returns (model, info) with ``info = {'kind', 'checkpoint', 'n_loaded'}``.
     """
     from mmengine.registry import MODELS
+
     from ..models.training_checkpoint import checkpoint_kind, load_checkpoint
     from ..models.vessel_model import Sa2VAVesselModel  # noqa: F401  (registers the model)
 
@@ -47,11 +50,11 @@ def load_eval_model(cfg: Any, checkpoint: str | os.PathLike,
     if kind == 'export':
         model_cfg['model_path'] = str(checkpoint)
     if 'model_path' not in model_cfg:
-        raise ValueError('the config\'s model has no model_path; pass --config')
+        raise ValueError("the config's model has no model_path; pass --config")
     model = MODELS.build(model_cfg)
     n_loaded = 0
     if kind != 'export':
-        _, loaded = load_checkpoint(model, checkpoint)   # strict: every key accounted for
+        _, loaded = load_checkpoint(model, checkpoint)  # strict: every key accounted for
         n_loaded = len(loaded)
     model.to(device)
     model.eval()
@@ -69,10 +72,16 @@ class ImageSampleBuilder:
     with ``image_grid_thw`` and M-RoPE ids (``datasets.sample.SampleBuilder``).
     """
 
-    def __init__(self, model_path: str | os.PathLike, max_dynamic_patch: Optional[int] = None,
-                 question: Optional[str] = None, answer: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        model_path: str | os.PathLike,
+        max_dynamic_patch: Optional[int] = None,
+        question: Optional[str] = None,
+        answer: Optional[str] = None,
+    ) -> None:
         from ..datasets.conversation import DEFAULT_ANSWER, DEFAULT_QUESTION, make_question
         from ..datasets.sample import SampleBuilder
+
         self.builder = SampleBuilder.from_checkpoint(model_path, max_dynamic_patch)
         self.tokenizer, self.template = self.builder.tokenizer, self.builder.template
         self.question = make_question(question or DEFAULT_QUESTION)
@@ -80,5 +89,6 @@ class ImageSampleBuilder:
 
     def __call__(self, image: np.ndarray, name: str = 'image') -> dict[str, Any]:
         placeholder = np.zeros(image.shape[:2], dtype=bool)
-        return self.builder(image, placeholder, None, self.question, self.answer, img_path=name,
-                            frozen_feature_key=None)
+        return self.builder(
+            image, placeholder, None, self.question, self.answer, img_path=name, frozen_feature_key=None
+        )

@@ -6,6 +6,7 @@ In order: the one given (``--threshold``: source ``'command line'``); the val-ch
 that record at export time (``'export config.json'``); else the caller's default. Never one chosen
 on the data being scored: every recorded threshold comes from validation.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,12 @@ class ResolvedThreshold:
     record: Optional[dict[str, Any]]
 
 
-def resolve_threshold(checkpoint: str | os.PathLike, given: Optional[float] = None,
-                      default: Optional[float] = 0.5, default_source: str = 'default') -> ResolvedThreshold:
+def resolve_threshold(
+    checkpoint: str | os.PathLike,
+    given: Optional[float] = None,
+    default: Optional[float] = 0.5,
+    default_source: str = 'default',
+) -> ResolvedThreshold:
     """The operating threshold for ``checkpoint`` (see module docstring)."""
     record = read_best_record(checkpoint)
     if given is not None:

@@ -17,6 +17,7 @@ Two products (see docs/EXPORT.md):
 Training checkpoints and adapter exports are read and loaded by ``models/training_checkpoint.py``
 (strict accounting of every key); peft's parameter names are ``models/peft_names.py``'s.
 """
+
 from __future__ import annotations
 
 import copy
@@ -34,33 +35,60 @@ from torch import nn
 
 from .checkpoint import LM_HEAD, CheckpointError, save_safetensors_sharded, shard_files
 from .name_map import ours_to_official
-from .peft_names import (ADAPTER_NAME, PeftNameError, base_name, from_peft_key, is_adapter, to_peft_key,
-                         token_layer_owner)
+from .peft_names import (
+    ADAPTER_NAME,
+    PeftNameError,
+    base_name,
+    from_peft_key,
+    is_adapter,
+    to_peft_key,
+    token_layer_owner,
+)
 from .quantize import dequantized_weight, linear4bit_layers
-from .training_checkpoint import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, MANIFEST, MODULES_WEIGHTS, PROJECT_KEY,
-                                  SA2VA_PREFIX, read_best_record, resolve_checkpoint)
+from .training_checkpoint import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    MANIFEST,
+    MODULES_WEIGHTS,
+    PROJECT_KEY,
+    SA2VA_PREFIX,
+    read_best_record,
+    resolve_checkpoint,
+)
 
 logger = logging.getLogger(__name__)
 
-EXPORT_DTYPES = {'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16, 'fp32': torch.float32,
-                 'float32': torch.float32}
+EXPORT_DTYPES = {'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16, 'fp32': torch.float32, 'float32': torch.float32}
 DTYPE_NAMES = {torch.bfloat16: 'bfloat16', torch.float32: 'float32'}
-OFFICIAL_AUTO_MAP = {'AutoConfig': 'configuration_sa2va_chat.Sa2VAChatConfig',
-                     'AutoModel': 'modeling_sa2va_chat.Sa2VAChatModel',
-                     'AutoModelForCausalLM': 'modeling_sa2va_chat.Sa2VAChatModel'}
+OFFICIAL_AUTO_MAP = {
+    'AutoConfig': 'configuration_sa2va_chat.Sa2VAChatConfig',
+    'AutoModel': 'modeling_sa2va_chat.Sa2VAChatModel',
+    'AutoModelForCausalLM': 'modeling_sa2va_chat.Sa2VAChatModel',
+}
 # Files of a checkpoint directory that an export carries over unchanged (tokenizer, SAM2 description,
 # generation defaults). Python files (the official remote code) are copied too when the base has them.
-CARRIED_FILES = ('vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'added_tokens.json',
-                 'special_tokens_map.json', 'chat_template.jinja', 'generation_config.json',
-                 'sam2_config.json', 'sam2_tiny_config.json',
-                 # Qwen-VL families: the processor's settings (AutoProcessor needs both)
-                 'preprocessor_config.json', 'video_preprocessor_config.json')
+CARRIED_FILES = (
+    'vocab.json',
+    'merges.txt',
+    'tokenizer.json',
+    'tokenizer_config.json',
+    'added_tokens.json',
+    'special_tokens_map.json',
+    'chat_template.jinja',
+    'generation_config.json',
+    'sam2_config.json',
+    'sam2_tiny_config.json',
+    # Qwen-VL families: the processor's settings (AutoProcessor needs both)
+    'preprocessor_config.json',
+    'video_preprocessor_config.json',
+)
 EXPORT_INFO = 'export_info.json'
 
 
 # ---- building the model of a config ------------------------------------------------------------
-def build_model_from_config(config: str | Path, model_path: str | None = None,
-                            cfg_options: dict | None = None) -> nn.Module:
+def build_model_from_config(
+    config: str | Path, model_path: str | None = None, cfg_options: dict | None = None
+) -> nn.Module:
     """The config's ``Sa2VAVesselModel`` in float32 (merging precision), eval mode, no checkpointing."""
     from mmengine.config import Config
     from mmengine.utils import import_modules_from_strings
@@ -86,19 +114,22 @@ def build_model_from_config(config: str | Path, model_path: str | None = None,
 # ---- merging -------------------------------------------------------------------------------------
 def _lora_layers(module: nn.Module) -> dict[str, nn.Module]:
     from peft.tuners.lora import LoraLayer
+
     return {n: m for n, m in module.named_modules() if isinstance(m, LoraLayer)}
 
 
 def _token_layers(module: nn.Module) -> dict[str, nn.Module]:
     from peft.tuners.trainable_tokens import TrainableTokensLayer
+
     return {n: m for n, m in module.named_modules() if isinstance(m, TrainableTokensLayer)}
 
 
 def _lora_delta(layer: nn.Module, name: str) -> torch.Tensor:
     """scale * B @ A in float32 for the single LoRA adapter of ``layer``."""
     if set(layer.lora_A) != {ADAPTER_NAME}:
-        raise ValueError(f'{name}: LoRA adapters {sorted(layer.lora_A)}; the export merges exactly one, '
-                         f'{ADAPTER_NAME!r}')
+        raise ValueError(
+            f'{name}: LoRA adapters {sorted(layer.lora_A)}; the export merges exactly one, {ADAPTER_NAME!r}'
+        )
     if layer.use_dora.get(ADAPTER_NAME) or getattr(layer, 'lora_bias', {}).get(ADAPTER_NAME):
         raise ValueError(f'{name}: DoRA / LoRA bias are not supported by the export')
     if not isinstance(layer.lora_A[ADAPTER_NAME], nn.Linear):
@@ -222,13 +253,18 @@ class ExportReport:
     files: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f'{self.out_dir}: {self.n_tensors} tensors in {DTYPE_NAMES[self.dtype]}, {self.n_lora_merged} LoRA '
-                f'layers merged, token rows {self.token_rows}; files: {", ".join(self.files)}')
+        return (
+            f'{self.out_dir}: {self.n_tensors} tensors in {DTYPE_NAMES[self.dtype]}, {self.n_lora_merged} LoRA '
+            f'layers merged, token rows {self.token_rows}; files: {", ".join(self.files)}'
+        )
 
 
 def _token_rows(model: nn.Module) -> dict[str, list[int]]:
-    return {token_layer_owner(name): list(layer.token_indices[ADAPTER_NAME])
-            for name, layer in _token_layers(model.sa2va).items() if layer.tied_adapter is None}
+    return {
+        token_layer_owner(name): list(layer.token_indices[ADAPTER_NAME])
+        for name, layer in _token_layers(model.sa2va).items()
+        if layer.tied_adapter is None
+    }
 
 
 def training_window(cfg: Any) -> int | None:
@@ -254,24 +290,32 @@ def deployment_settings(cfg: Any, checkpoint: str | Path) -> dict[str, Any]:
     """
     record = read_best_record(resolve_checkpoint(checkpoint))
     val_dataset = ((cfg.get('val_dataloader') or {}).get('dataset') or {}) if cfg is not None else {}
-    base_cfg = json.loads((Path(cfg.model.model_path) / 'config.json').read_text()) \
-        if cfg is not None and Path(str(cfg.model.get('model_path', ''))).joinpath('config.json').is_file() else {}
+    base_cfg = (
+        json.loads((Path(cfg.model.model_path) / 'config.json').read_text())
+        if cfg is not None and Path(str(cfg.model.get('model_path', ''))).joinpath('config.json').is_file()
+        else {}
+    )
     tiles = val_dataset.get('max_dynamic_patch') or base_cfg.get('max_dynamic_patch', 12)
     return {
         'threshold': None if record is None else record.get('threshold'),
-        'threshold_source': 'none: not the recorded best checkpoint' if record is None else
-        f"best_checkpoint.json ({record.get('threshold_key')}, chosen on val with {record.get('metric')})",
+        'threshold_source': 'none: not the recorded best checkpoint'
+        if record is None
+        else f'best_checkpoint.json ({record.get("threshold_key")}, chosen on val with {record.get("metric")})',
         'max_dynamic_patch': int(tiles),
         'min_dynamic_patch': int(base_cfg.get('min_dynamic_patch', 1)),
         'window': training_window(cfg),
-        'official_predict_forward': {'threshold': 0.5, 'max_dynamic_patch': 12,
-                                     'prompt': '"<image>\\n" + question'},
+        'official_predict_forward': {'threshold': 0.5, 'max_dynamic_patch': 12, 'prompt': '"<image>\\n" + question'},
     }
 
 
-def export_full(model: nn.Module, out_dir: str | Path, dtype: torch.dtype = torch.bfloat16,
-                provenance: dict[str, Any] | None = None, max_shard_bytes: int = 5 * 1024 ** 3,
-                settings: dict[str, Any] | None = None) -> ExportReport:
+def export_full(
+    model: nn.Module,
+    out_dir: str | Path,
+    dtype: torch.dtype = torch.bfloat16,
+    provenance: dict[str, Any] | None = None,
+    max_shard_bytes: int = 5 * 1024**3,
+    settings: dict[str, Any] | None = None,
+) -> ExportReport:
     """Write the merged model as an official Sa2VA checkpoint directory (``settings``: see
     ``deployment_settings``; written to config.json under ``PROJECT_KEY``)."""
     if dtype not in DTYPE_NAMES:
@@ -281,8 +325,9 @@ def export_full(model: nn.Module, out_dir: str | Path, dtype: torch.dtype = torc
     base_keys = base_checkpoint_keys(base)
     if set(official) != base_keys:
         extra, lacking = sorted(set(official) - base_keys), sorted(base_keys - set(official))
-        raise CheckpointError(f'export key set differs from the base checkpoint {base}: extra {extra[:20]}, '
-                              f'missing {lacking[:20]}')
+        raise CheckpointError(
+            f'export key set differs from the base checkpoint {base}: extra {extra[:20]}, missing {lacking[:20]}'
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in list(out_dir.glob('*.safetensors')) + list(out_dir.glob('*.safetensors.index.json')):
         stale.unlink()
@@ -292,21 +337,37 @@ def export_full(model: nn.Module, out_dir: str | Path, dtype: torch.dtype = torc
         config[PROJECT_KEY] = dict(settings)
     (out_dir / 'config.json').write_text(json.dumps(config, indent=2) + '\n')
     carried = _carry_files(base, out_dir)
-    report = ExportReport(out_dir=out_dir, dtype=dtype, n_tensors=len(official),
-                          n_lora_merged=len(_lora_layers(model.sa2va)), token_rows=_token_rows(model),
-                          files=['config.json'] + [p.name for p in written] + carried)
-    info = dict(kind='full', base_checkpoint=str(base), dtype=DTYPE_NAMES[dtype], n_tensors=report.n_tensors,
-                lora_layers_merged=report.n_lora_merged, token_rows=report.token_rows,
-                note='LoRA merged as W + scale * B @ A and token rows written into embed_tokens/lm_head, '
-                     'in float32, then cast once', **(provenance or {}))
+    report = ExportReport(
+        out_dir=out_dir,
+        dtype=dtype,
+        n_tensors=len(official),
+        n_lora_merged=len(_lora_layers(model.sa2va)),
+        token_rows=_token_rows(model),
+        files=['config.json'] + [p.name for p in written] + carried,
+    )
+    info = dict(
+        kind='full',
+        base_checkpoint=str(base),
+        dtype=DTYPE_NAMES[dtype],
+        n_tensors=report.n_tensors,
+        lora_layers_merged=report.n_lora_merged,
+        token_rows=report.token_rows,
+        note='LoRA merged as W + scale * B @ A and token rows written into embed_tokens/lm_head, '
+        'in float32, then cast once',
+        **(provenance or {}),
+    )
     if getattr(model, 'quantize_base', None):
-        info['base_quantization'] = (f'{model.quantize_base}: W is the dequantized 4-bit base weight the '
-                                     'adapters were trained on')
+        info['base_quantization'] = (
+            f'{model.quantize_base}: W is the dequantized 4-bit base weight the adapters were trained on'
+        )
     (out_dir / EXPORT_INFO).write_text(json.dumps(info, indent=2) + '\n')
     report.files.append(EXPORT_INFO)
     if not any(name.startswith('modeling_') for name in carried):
-        logger.warning('%s: no official modeling_*.py files copied (the base has none); place them there to use '
-                       'AutoModel.from_pretrained(..., trust_remote_code=True), see docs/EXPORT.md', out_dir)
+        logger.warning(
+            '%s: no official modeling_*.py files copied (the base has none); place them there to use '
+            'AutoModel.from_pretrained(..., trust_remote_code=True), see docs/EXPORT.md',
+            out_dir,
+        )
     logger.info(report.summary())
     return report
 
@@ -317,8 +378,9 @@ def _trained_module_names(model: nn.Module) -> list[str]:
     return [n for n, p in model.named_parameters() if p.requires_grad and not is_adapter(n)]
 
 
-def export_adapter(model: nn.Module, out_dir: str | Path, dtype: torch.dtype = torch.bfloat16,
-                   provenance: dict[str, Any] | None = None) -> ExportReport:
+def export_adapter(
+    model: nn.Module, out_dir: str | Path, dtype: torch.dtype = torch.bfloat16, provenance: dict[str, Any] | None = None
+) -> ExportReport:
     """Write the peft adapter of the LLM and the other trained modules (official names)."""
     from peft import get_peft_model_state_dict
 
@@ -346,7 +408,7 @@ def export_adapter(model: nn.Module, out_dir: str | Path, dtype: torch.dtype = t
         files += [ADAPTER_CONFIG, ADAPTER_WEIGHTS]
         adapter_keys = sorted(adapter)
     params = dict(model.named_parameters())
-    modules = {n[len(SA2VA_PREFIX):]: params[n].detach().to(dtype) for n in _trained_module_names(model)}
+    modules = {n[len(SA2VA_PREFIX) :]: params[n].detach().to(dtype) for n in _trained_module_names(model)}
     official = {k: v.contiguous() for k, v in ours_to_official(modules, model.sa2va.arch.family).items()}
     if official:
         save_file(official, str(out_dir / MODULES_WEIGHTS), metadata={'format': 'pt'})
@@ -360,22 +422,31 @@ def export_adapter(model: nn.Module, out_dir: str | Path, dtype: torch.dtype = t
         files={
             ADAPTER_CONFIG: f'peft LoraConfig of the LLM ({type(llm).__name__} = language_model of the base)',
             ADAPTER_WEIGHTS: 'LoRA A/B of the LLM and the trained token rows (peft trainable tokens: full new '
-                             'rows of embed_tokens/lm_head at trainable_token_indices), peft key names; load with '
-                             'peft.PeftModel.from_pretrained(llm, dir) or set_peft_model_state_dict',
+            'rows of embed_tokens/lm_head at trainable_token_indices), peft key names; load with '
+            'peft.PeftModel.from_pretrained(llm, dir) or set_peft_model_state_dict',
             MODULES_WEIGHTS: 'other trained modules under official Sa2VA names (projector mlp1.*, '
-                             'text_hidden_fcs.*, trained parts of grounding_encoder.sam2_model.sam_mask_decoder.*); '
-                             'they replace the base tensors of the same name',
-        } if adapter_keys else {MODULES_WEIGHTS: 'trained modules under official Sa2VA names'},
+            'text_hidden_fcs.*, trained parts of grounding_encoder.sam2_model.sam_mask_decoder.*); '
+            'they replace the base tensors of the same name',
+        }
+        if adapter_keys
+        else {MODULES_WEIGHTS: 'trained modules under official Sa2VA names'},
         adapter_tensors=adapter_keys,
         module_tensors=sorted(official),
         token_rows=_token_rows(model),
         how_to_load='projects.sa2va_vessel.models.training_checkpoint.load_adapter_export(Sa2VAVesselModel(model_path=BASE, '
-                    '<same lora/trainable settings>), dir); or tools/export_hf.py without --adapter-only for a '
-                    'merged official checkpoint',
-        **(provenance or {}))
+        '<same lora/trainable settings>), dir); or tools/export_hf.py without --adapter-only for a '
+        'merged official checkpoint',
+        **(provenance or {}),
+    )
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + '\n')
     files.append(MANIFEST)
-    report = ExportReport(out_dir=out_dir, dtype=dtype, n_tensors=len(adapter_keys) + len(official),
-                          n_lora_merged=0, token_rows=_token_rows(model), files=files)
+    report = ExportReport(
+        out_dir=out_dir,
+        dtype=dtype,
+        n_tensors=len(adapter_keys) + len(official),
+        n_lora_merged=0,
+        token_rows=_token_rows(model),
+        files=files,
+    )
     logger.info(report.summary())
     return report

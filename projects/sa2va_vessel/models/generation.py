@@ -5,6 +5,7 @@ Used by validation (``engine/val_loop.py``), ``tools/test.py --mode generate`` a
 (``image_embeddings``, ``sam2_features``, the modules' ``splice_image_embeddings``,
 ``llm_last_hidden``, ``sam2_decoder_inputs``, ``text_hidden_fcs`` and ``decode_masks``).
 """
+
 from __future__ import annotations
 
 from typing import Any, Iterator, Optional, Sequence
@@ -32,21 +33,23 @@ def _prompt_length(labels: torch.Tensor, n: int) -> int:
     return int(answer_at[0]) if answer_at.numel() else n
 
 
-def _internvl_prompts(model: Any, d: dict, samples: Any, prompts: list[torch.Tensor]
-                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor, int, dict]]:
+def _internvl_prompts(
+    model: Any, d: dict, samples: Any, prompts: list[torch.Tensor]
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, int, dict]]:
     """Per prompt: (inputs_embeds, 1-D position ids, rope delta 0, no extra LLM arguments)."""
     sa2va = model.sa2va
     image_embeds = model.image_embeddings(d['pixel_values'], d['input_ids'], samples)  # (T, 256, C)
     per_tile, tile0 = image_embeds.shape[1], 0
     for prompt in prompts:
         n_tiles = int((prompt == model.img_context_id).sum()) // per_tile
-        embeds = sa2va.splice_image_embeddings(prompt, image_embeds[tile0:tile0 + n_tiles], model.img_context_id)
+        embeds = sa2va.splice_image_embeddings(prompt, image_embeds[tile0 : tile0 + n_tiles], model.img_context_id)
         tile0 += n_tiles
         yield embeds, torch.arange(prompt.shape[1], device=prompt.device)[None], 0, {}
 
 
-def _qwen_prompts(model: Any, d: dict, prompts: list[torch.Tensor]
-                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor, int, dict]]:
+def _qwen_prompts(
+    model: Any, d: dict, prompts: list[torch.Tensor]
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, int, dict]]:
     """Per prompt: (inputs_embeds, (3, 1, L) M-RoPE ids, rope delta, DeepStack arguments of Qwen3-VL).
 
     The ids and delta are ``get_rope_index``'s on the prompt alone, as transformers' prefill computes them.
@@ -54,23 +57,29 @@ def _qwen_prompts(model: Any, d: dict, prompts: list[torch.Tensor]
     sa2va = model.sa2va
     grid = d['image_grid_thw']
     embeds, deepstack = sa2va.image_embeddings(d['pixel_values'], grid)
-    counts = (grid.prod(dim=-1) // sa2va.arch.vision.spatial_merge_size ** 2).tolist()
+    counts = (grid.prod(dim=-1) // sa2va.arch.vision.spatial_merge_size**2).tolist()
     start = 0
     for i, prompt in enumerate(prompts):
         rows = slice(start, start + counts[i])
         start += counts[i]
         inputs_embeds = sa2va.splice_image_embeddings(prompt, embeds[rows])
-        positions, delta = sa2va.rope_position_ids(prompt, grid[i:i + 1], torch.ones_like(prompt))
-        extra = {} if deepstack is None else dict(deepstack=[level[rows] for level in deepstack],
-                                                  visual_pos_masks=prompt == sa2va.image_token_id)
+        positions, delta = sa2va.rope_position_ids(prompt, grid[i : i + 1], torch.ones_like(prompt))
+        extra = (
+            {}
+            if deepstack is None
+            else dict(deepstack=[level[rows] for level in deepstack], visual_pos_masks=prompt == sa2va.image_token_id)
+        )
         yield inputs_embeds, positions, int(delta.reshape(-1)[0]), extra
 
 
 @torch.no_grad()
-def greedy_seg_generate(model: Any, batch: dict, stop_ids: Sequence[int],
-                        max_new_tokens: int = 32,
-                        forced_answers: Optional[Sequence[Sequence[int]]] = None
-                        ) -> list[dict[str, Any]]:
+def greedy_seg_generate(
+    model: Any,
+    batch: dict,
+    stop_ids: Sequence[int],
+    max_new_tokens: int = 32,
+    forced_answers: Optional[Sequence[Sequence[int]]] = None,
+) -> list[dict[str, Any]]:
     """Generation mode: greedy decoding with a KV cache from each sample's prompt; the mask
     comes from the last-layer hidden state of the step whose INPUT is ``[SEG]`` (the official
     ``get_seg_hidden_states`` alignment, golden README quirk 1), the state each family's
@@ -89,13 +98,20 @@ def greedy_seg_generate(model: Any, batch: dict, stop_ids: Sequence[int],
     """
     data = model.data_preprocessor(batch, False)
     with model.autocast_context(data['data']):  # fp32 trainables over a bf16 base, as in forward
-        return _greedy_decode(model, batch, data['data'], data['data_samples'], stop_ids, max_new_tokens,
-                              forced_answers)
+        return _greedy_decode(
+            model, batch, data['data'], data['data_samples'], stop_ids, max_new_tokens, forced_answers
+        )
 
 
-def _greedy_decode(model: Any, batch: dict, d: dict, samples: Any, stop_ids: Sequence[int],
-                   max_new_tokens: int, forced_answers: Optional[Sequence[Sequence[int]]]
-                   ) -> list[dict[str, Any]]:
+def _greedy_decode(
+    model: Any,
+    batch: dict,
+    d: dict,
+    samples: Any,
+    stop_ids: Sequence[int],
+    max_new_tokens: int,
+    forced_answers: Optional[Sequence[Sequence[int]]],
+) -> list[dict[str, Any]]:
     sa2va = model.sa2va
     lm = sa2va.language_model
     embed = lm.get_input_embeddings()
@@ -103,7 +119,7 @@ def _greedy_decode(model: Any, batch: dict, d: dict, samples: Any, stop_ids: Seq
     prompts = []
     for i in range(input_ids.shape[0]):
         n = int(attn[i].sum())
-        prompts.append(input_ids[i, :_prompt_length(labels[i], n)][None])
+        prompts.append(input_ids[i, : _prompt_length(labels[i], n)][None])
     per_prompt = _qwen_prompts(model, d, prompts) if model.is_qwen else _internvl_prompts(model, d, samples, prompts)
     fpn = model.sam2_features(d['g_pixel_values'], samples)
     image_embed, high_res = sa2va.sam2_decoder_inputs(fpn)
@@ -112,8 +128,9 @@ def _greedy_decode(model: Any, batch: dict, d: dict, samples: Any, stop_ids: Seq
     for i, (prompt, (embeds, positions, delta, extra)) in enumerate(zip(prompts, per_prompt)):
         device, length = prompt.device, prompt.shape[1]
         cache = DynamicCache()
-        hidden = sa2va.llm_last_hidden(embeds, torch.ones_like(prompt, dtype=torch.bool), positions,
-                                       past_key_values=cache, **extra)[:, -1]
+        hidden = sa2va.llm_last_hidden(
+            embeds, torch.ones_like(prompt, dtype=torch.bool), positions, past_key_values=cache, **extra
+        )[:, -1]
         generated: list[int] = []
         seg_hidden: list[torch.Tensor] = []
         forced = None if forced_answers is None else list(forced_answers[i])
@@ -128,22 +145,34 @@ def _greedy_decode(model: Any, batch: dict, d: dict, samples: Any, stop_ids: Seq
             if token in stop:
                 break
             tok = torch.tensor([[token]], device=device)
-            index = length + step   # the new token's sequence index = the cache length
-            hidden = sa2va.llm_last_hidden(embed(tok), torch.ones((1, index + 1), dtype=torch.bool, device=device),
-                                           sa2va.decode_position_ids(index, delta, device),
-                                           past_key_values=cache)[:, -1]
+            index = length + step  # the new token's sequence index = the cache length
+            hidden = sa2va.llm_last_hidden(
+                embed(tok),
+                torch.ones((1, index + 1), dtype=torch.bool, device=device),
+                sa2va.decode_position_ids(index, delta, device),
+                past_key_values=cache,
+            )[:, -1]
             if token == model.seg_token_id:
-                seg_hidden.append(hidden)   # the step whose input is [SEG]
+                seg_hidden.append(hidden)  # the step whose input is [SEG]
         n_masks = len(batch['data']['masks'][i]) if 'masks' in batch['data'] else 1
-        record = {'generated_ids': generated, 'n_seg': len(seg_hidden),
-                  'missing_seg': len(seg_hidden) < n_masks, 'prob': None}
+        record = {
+            'generated_ids': generated,
+            'n_seg': len(seg_hidden),
+            'missing_seg': len(seg_hidden) < n_masks,
+            'prob': None,
+        }
         if not record['missing_seg']:
             lang = sa2va.text_hidden_fcs(torch.cat(seg_hidden[:n_masks], dim=0))  # (S, C)
-            decoded = sa2va.decode_masks(image_embed[i:i + 1].expand(n_masks, -1, -1, -1),
-                                         [h[i:i + 1].expand(n_masks, -1, -1, -1) for h in high_res],
-                                         lang)
-            size = tuple(samples[i]['ori_size']) if samples and 'ori_size' in samples[i] \
+            decoded = sa2va.decode_masks(
+                image_embed[i : i + 1].expand(n_masks, -1, -1, -1),
+                [h[i : i + 1].expand(n_masks, -1, -1, -1) for h in high_res],
+                lang,
+            )
+            size = (
+                tuple(samples[i]['ori_size'])
+                if samples and 'ori_size' in samples[i]
                 else tuple(d['masks'][i].shape[-2:])
+            )
             record['prob'] = mask_logits_to_size(decoded['mask_logits'], size).sigmoid().cpu()
         results.append(record)
     return results

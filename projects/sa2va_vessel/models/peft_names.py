@@ -10,6 +10,7 @@ adapter name and prefixes ``base_model.model.``. Grouping the trainable paramete
 guard's LoRA kinds (``engine/guard_probe.py``), merging and the adapter export/loading
 (``models/export.py``, ``models/training_checkpoint.py``) all read names through these functions.
 """
+
 from __future__ import annotations
 
 import re
@@ -63,18 +64,18 @@ def base_name(name: str) -> str:
 
 def token_layer_owner(name: str) -> str:
     """The module a token-rows layer stands for (``embed_tokens.token_adapter`` -> ``embed_tokens``)."""
-    return name[:-len('.token_adapter')] if name.endswith('.token_adapter') else name
+    return name[: -len('.token_adapter')] if name.endswith('.token_adapter') else name
 
 
 def from_peft_key(key: str) -> str:
     """``base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`` -> our parameter name."""
     if not key.startswith(PEFT_PREFIX):
         raise PeftNameError(f'adapter key {key!r} lacks the peft prefix {PEFT_PREFIX!r}')
-    rest = key[len(PEFT_PREFIX):]
+    rest = key[len(PEFT_PREFIX) :]
     for part in ('lora_A', 'lora_B'):
         marker = f'.{part}.weight'
         if rest.endswith(marker):
-            return LLM_PREFIX + rest[:-len(marker)] + f'.{part}.{ADAPTER_NAME}.weight'
+            return LLM_PREFIX + rest[: -len(marker)] + f'.{part}.{ADAPTER_NAME}.weight'
     if rest.endswith(f'.{TOKEN_DELTA}'):
         return LLM_PREFIX + rest + f'.{ADAPTER_NAME}'
     raise PeftNameError(f'adapter key {key!r}: not a LoRA A/B weight nor a trainable-token table')

@@ -23,6 +23,7 @@ Loading accounts for every key: every tensor must name a tensor of the model wit
 and every trainable parameter must be given; anything else is a ``CheckpointError`` naming them.
 peft's parameter names are handled by ``models/peft_names.py``.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,17 +63,20 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     """A training checkpoint file or DeepSpeed directory; a work dir resolves via ``last_checkpoint``."""
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f'{path}: no such checkpoint (a .pth file written by the runner, a DeepSpeed '
-                              f'checkpoint directory holding {DEEPSPEED_MODEL_STATES}, or a work dir with '
-                              f'{LAST_CHECKPOINT})')
+        raise CheckpointError(
+            f'{path}: no such checkpoint (a .pth file written by the runner, a DeepSpeed '
+            f'checkpoint directory holding {DEEPSPEED_MODEL_STATES}, or a work dir with '
+            f'{LAST_CHECKPOINT})'
+        )
     if path.is_dir() and not (path / DEEPSPEED_MODEL_STATES).is_file():
         last = path / LAST_CHECKPOINT
         if last.is_file():
             target = Path(last.read_text().strip())
             target = target if target.is_absolute() else path / target
             return resolve_checkpoint(target if target.exists() else path / target.name)
-        raise CheckpointError(f'{path}: a directory without {DEEPSPEED_MODEL_STATES} or {LAST_CHECKPOINT}; '
-                              'not a training checkpoint')
+        raise CheckpointError(
+            f'{path}: a directory without {DEEPSPEED_MODEL_STATES} or {LAST_CHECKPOINT}; not a training checkpoint'
+        )
     return path
 
 
@@ -106,13 +110,14 @@ def read_training_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor
     if not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f'{file}: no model state dict found (keys: {sorted(ckpt)[:10]})')
     if all(k.startswith('module.') for k in state):  # saved from a DDP wrapper
-        state = {k[len('module.'):]: v for k, v in state.items()}
+        state = {k[len('module.') :]: v for k, v in state.items()}
     return dict(state), dict(ckpt.get('meta') or {})
 
 
 def config_from_checkpoint(path: str | os.PathLike) -> Any:
     """The mmengine config saved in a training checkpoint's meta (``cfg``), or None."""
     from mmengine.config import Config
+
     try:
         if checkpoint_kind(path) not in ('file', 'deepspeed'):
             return None
@@ -141,7 +146,8 @@ def fill_frozen_from_model(model: nn.Module, state_dict: dict[str, torch.Tensor]
         raise CheckpointError(
             f'{source}: Checkpoint lacks {len(missing)} trainable parameter(s) of this model, e.g. '
             f'{missing[:5]}. It was saved with a different set of trainable groups '
-            '(LoRA targets, unfrozen modules) than this config switches on.')
+            '(LoRA targets, unfrozen modules) than this config switches on.'
+        )
     for name, tensor in model.state_dict().items():
         state_dict.setdefault(name, tensor)
 
@@ -156,24 +162,37 @@ def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor], sourc
     expected = model.state_dict()
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     unexpected = sorted(k for k in state if k not in expected)
-    mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}'
-                  for k, v in state.items() if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
+    mismatched = [
+        f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}'
+        for k, v in state.items()
+        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
+    ]
     missing = [n for n in trainable if n not in state]
     problems = []
     if unexpected:
-        hint = (' (4-bit base statistics: it was trained with quantize_base; build the model with the same '
-                'quantize_base)' if any('.weight.quant_state.' in k for k in unexpected) else '')
-        problems.append(f'{len(unexpected)} checkpoint keys that name no tensor of the model built from the config'
-                        f'{hint}: {unexpected[:20]}')
+        hint = (
+            ' (4-bit base statistics: it was trained with quantize_base; build the model with the same quantize_base)'
+            if any('.weight.quant_state.' in k for k in unexpected)
+            else ''
+        )
+        problems.append(
+            f'{len(unexpected)} checkpoint keys that name no tensor of the model built from the config'
+            f'{hint}: {unexpected[:20]}'
+        )
     if mismatched:
-        problems.append(f'{len(mismatched)} shape mismatches (was it trained with another config, e.g. another '
-                        f'LoRA rank?): {mismatched[:20]}')
+        problems.append(
+            f'{len(mismatched)} shape mismatches (was it trained with another config, e.g. another '
+            f'LoRA rank?): {mismatched[:20]}'
+        )
     if missing:
-        problems.append(f'{len(missing)} trainable parameters of the model missing from the checkpoint (was it '
-                        f'trained with other trainable groups or LoRA targets?): {missing[:20]}')
+        problems.append(
+            f'{len(missing)} trainable parameters of the model missing from the checkpoint (was it '
+            f'trained with other trainable groups or LoRA targets?): {missing[:20]}'
+        )
     if problems:
-        raise CheckpointError(f'{source}: the checkpoint does not fit the model of this config:\n  '
-                              + '\n  '.join(problems))
+        raise CheckpointError(
+            f'{source}: the checkpoint does not fit the model of this config:\n  ' + '\n  '.join(problems)
+        )
     full = dict(expected)
     for k, v in state.items():
         full[k] = v.to(expected[k].dtype)
@@ -196,8 +215,10 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> tuple[str, lis
     model is built from it (``model_path=DIR``), so it is refused here."""
     kind = checkpoint_kind(path)
     if kind == 'export':
-        raise CheckpointError(f'{path}: an official-layout model directory; build the model with '
-                              'model_path=DIR instead of loading it onto one')
+        raise CheckpointError(
+            f'{path}: an official-layout model directory; build the model with '
+            'model_path=DIR instead of loading it onto one'
+        )
     if kind == 'adapter':
         return kind, load_adapter_export(model, path)
     state, _ = read_training_state(path)
@@ -251,8 +272,10 @@ def check_adapter_config(model: nn.Module, directory: Path) -> None:
     path = directory / ADAPTER_CONFIG
     if llm_cfg is None or not path.is_file():
         if (llm_cfg is None) != (not path.is_file()):
-            raise CheckpointError(f'{directory}: the model {"has" if llm_cfg else "has no"} LLM adapter but the '
-                                  f'export {"has" if path.is_file() else "has no"} {ADAPTER_CONFIG}')
+            raise CheckpointError(
+                f'{directory}: the model {"has" if llm_cfg else "has no"} LLM adapter but the '
+                f'export {"has" if path.is_file() else "has no"} {ADAPTER_CONFIG}'
+            )
         return
     saved = json.loads(path.read_text())
     ours = llm_cfg.to_dict()
@@ -262,9 +285,11 @@ def check_adapter_config(model: nn.Module, directory: Path) -> None:
         if a != b:
             diffs.append(f'{key}: export {a!r} vs model {b!r}')
     if sorted(_as_list(saved.get('target_modules'))) != sorted(_as_list(ours.get('target_modules'))):
-        diffs.append(f"target_modules: export {saved.get('target_modules')!r} vs model {ours.get('target_modules')!r}")
+        diffs.append(f'target_modules: export {saved.get("target_modules")!r} vs model {ours.get("target_modules")!r}')
     if diffs:
-        raise CheckpointError(f'{path}: the adapter does not match the model built from the config: ' + '; '.join(diffs))
+        raise CheckpointError(
+            f'{path}: the adapter does not match the model built from the config: ' + '; '.join(diffs)
+        )
 
 
 def load_adapter_export(model: nn.Module, directory: str | os.PathLike) -> list[str]:

@@ -2,6 +2,7 @@
 
 Cached per test process, because building the real 151k-token tokenizer takes seconds.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -15,31 +16,39 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = REPO_ROOT.parent / "shared"
-GOLDEN = SHARED / "fixtures" / "golden"
-GOLDEN_MODEL = GOLDEN / "sa2va_tiny_internvl"
-GOLDEN_REF = GOLDEN / "reference"
-LAYOUT = SHARED / "fixtures" / "sa2va_internvl3_8b_layout"
+SHARED = REPO_ROOT.parent / 'shared'
+GOLDEN = SHARED / 'fixtures' / 'golden'
+GOLDEN_MODEL = GOLDEN / 'sa2va_tiny_internvl'
+GOLDEN_REF = GOLDEN / 'reference'
+LAYOUT = SHARED / 'fixtures' / 'sa2va_internvl3_8b_layout'
 
 
 def require(path: Path, what: str) -> Path:
     """Skip the test, saying why, when a fixture from ../shared is absent (a user's clone has none)."""
     if not path.exists():
-        pytest.skip(f"{what} not found at {path}: it lives in ../shared beside the checkout, which this clone lacks")
+        pytest.skip(f'{what} not found at {path}: it lives in ../shared beside the checkout, which this clone lacks')
     return path
 
+
 requires_golden = pytest.mark.skipif(
-    not (GOLDEN_REF / "inputs.safetensors").is_file(),
-    reason=f"golden fixture not found at {GOLDEN} (../shared is absent in this checkout)")
+    not (GOLDEN_REF / 'inputs.safetensors').is_file(),
+    reason=f'golden fixture not found at {GOLDEN} (../shared is absent in this checkout)',
+)
 requires_real_tokenizer = pytest.mark.skipif(
-    not (LAYOUT / "vocab.json").is_file() or not (GOLDEN_MODEL / "config.json").is_file(),
-    reason=f"real Sa2VA tokenizer not found at {LAYOUT} (../shared is absent in this checkout)")
+    not (LAYOUT / 'vocab.json').is_file() or not (GOLDEN_MODEL / 'config.json').is_file(),
+    reason=f'real Sa2VA tokenizer not found at {LAYOUT} (../shared is absent in this checkout)',
+)
 
 # Checkpoint config.json entries the data side reads; the values of Sa2VA-InternVL3.
 TINY_CONFIG = {
-    "template": "qwen_chat", "force_image_size": 448, "min_dynamic_patch": 1,
-    "max_dynamic_patch": 12, "use_thumbnail": True, "dynamic_image_size": True,
-    "downsample_ratio": 0.5, "vision_config": {"patch_size": 14, "image_size": 448},
+    'template': 'qwen_chat',
+    'force_image_size': 448,
+    'min_dynamic_patch': 1,
+    'max_dynamic_patch': 12,
+    'use_thumbnail': True,
+    'dynamic_image_size': True,
+    'downsample_ratio': 0.5,
+    'vision_config': {'patch_size': 14, 'image_size': 448},
 }
 
 
@@ -54,9 +63,9 @@ def tiny_checkpoint_dir() -> Path:
     """A folder with the self-made tiny tokenizer and a config.json (no ../shared needed)."""
     from projects.sa2va_vessel.datasets.tiny_tokenizer import build_tiny_tokenizer
 
-    out = _tmpdir("tiny_ckpt_")
+    out = _tmpdir('tiny_ckpt_')
     build_tiny_tokenizer(out)
-    (out / "config.json").write_text(json.dumps(TINY_CONFIG, indent=2))
+    (out / 'config.json').write_text(json.dumps(TINY_CONFIG, indent=2))
     return out
 
 
@@ -68,10 +77,10 @@ def real_checkpoint_dir() -> Path:
     """
     from transformers import AutoTokenizer
 
-    out = _tmpdir("real_ckpt_")
-    for name in ("added_tokens.json", "special_tokens_map.json", "tokenizer_config.json", "config.json"):
+    out = _tmpdir('real_ckpt_')
+    for name in ('added_tokens.json', 'special_tokens_map.json', 'tokenizer_config.json', 'config.json'):
         shutil.copy(GOLDEN_MODEL / name, out / name)
-    for name in ("vocab.json", "merges.txt"):
+    for name in ('vocab.json', 'merges.txt'):
         os.symlink(LAYOUT / name, out / name)
     AutoTokenizer.from_pretrained(str(out)).save_pretrained(str(out))
     return out
@@ -93,8 +102,8 @@ def tiny_tokenizer():
 
 # The Qwen-VL golden fixtures (official Sa2VAChatModelQwen code): family -> (fixture root, model dir).
 QWEN_GOLDEN = {
-    "qwen2_5_vl": (SHARED / "fixtures" / "golden_qwen25vl", "sa2va_tiny_qwen25vl"),
-    "qwen3_vl": (SHARED / "fixtures" / "golden_qwen3vl", "sa2va_tiny_qwen3vl"),
+    'qwen2_5_vl': (SHARED / 'fixtures' / 'golden_qwen25vl', 'sa2va_tiny_qwen25vl'),
+    'qwen3_vl': (SHARED / 'fixtures' / 'golden_qwen3vl', 'sa2va_tiny_qwen3vl'),
 }
 
 
@@ -108,16 +117,16 @@ def qwen_golden_checkpoint_dir(family: str) -> Path:
     from transformers import AutoTokenizer
 
     root, name = QWEN_GOLDEN[family]
-    require(root / name / "config.json", f"golden {family} Sa2VA fixture")
-    require(LAYOUT / "vocab.json", "shared Qwen2.5 vocabulary")
-    out = _tmpdir(f"golden_{family}_")
+    require(root / name / 'config.json', f'golden {family} Sa2VA fixture')
+    require(LAYOUT / 'vocab.json', 'shared Qwen2.5 vocabulary')
+    out = _tmpdir(f'golden_{family}_')
     for file in (root / name).iterdir():
         os.symlink(file, out / file.name)
-    for file in ("vocab.json", "merges.txt"):
+    for file in ('vocab.json', 'merges.txt'):
         os.symlink(LAYOUT / file, out / file)
     tokenizer = AutoTokenizer.from_pretrained(str(out))
-    tokenizer.save_pretrained(str(out / "_saved"))
-    shutil.copy(out / "_saved" / "tokenizer.json", out / "tokenizer.json")
+    tokenizer.save_pretrained(str(out / '_saved'))
+    shutil.copy(out / '_saved' / 'tokenizer.json', out / 'tokenizer.json')
     return out
 
 
@@ -128,7 +137,8 @@ def tiny_training_model(checkpoint: Path, **kwargs):
     from projects.sa2va_vessel.models.vessel_model import Sa2VAVesselModel
 
     torch.manual_seed(0)
-    options = dict(dtype='float32', lora=dict(r=8, alpha=16, dropout=0.0), gradient_checkpointing=False,
-                   sam2_feature_cache_size=16)
+    options = dict(
+        dtype='float32', lora=dict(r=8, alpha=16, dropout=0.0), gradient_checkpointing=False, sam2_feature_cache_size=16
+    )
     options.update(kwargs)
     return Sa2VAVesselModel(str(checkpoint), **options)

@@ -1,4 +1,5 @@
 """Generic test helpers: repository paths, free ports, subprocesses with timeouts."""
+
 from __future__ import annotations
 
 import os
@@ -24,23 +25,34 @@ def free_port() -> int:
 def repo_env(extra: Optional[Mapping[str, str]] = None) -> dict[str, str]:
     """The current environment with the repository on PYTHONPATH (plus ``extra``)."""
     env = dict(os.environ)
-    env['PYTHONPATH'] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), env.get('PYTHONPATH', '')) if p)
+    env['PYTHONPATH'] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get('PYTHONPATH', '')) if p)
     env.setdefault('OMP_NUM_THREADS', '1')  # two CPU cores: do not oversubscribe
     env.update(extra or {})
     return env
 
 
-def run_cmd(cmd: Sequence[str], *, timeout: float, env: Optional[Mapping[str, str]] = None,
-            cwd: Optional[Path] = None, check: bool = True) -> subprocess.CompletedProcess:
+def run_cmd(
+    cmd: Sequence[str],
+    *,
+    timeout: float,
+    env: Optional[Mapping[str, str]] = None,
+    cwd: Optional[Path] = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess:
     """Run ``cmd`` in its own process group; kill the whole group on timeout.
 
     A process group, so torchrun's workers die with it. On failure (``check``) or timeout the
     assertion message carries the tail of the combined output.
     """
-    proc = subprocess.Popen(list(cmd), cwd=str(cwd or REPO_ROOT), env=dict(env or repo_env()),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        list(cmd),
+        cwd=str(cwd or REPO_ROOT),
+        env=dict(env or repo_env()),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -67,6 +79,7 @@ def repo_root() -> Path:
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Sa2VA checkpoint in the official layout, written once per session."""
     from projects.sa2va_vessel.models.random_checkpoint import write_random_sa2va
+
     return write_random_sa2va(tmp_path_factory.mktemp('tiny_sa2va'), preset='tiny', seed=0)
 
 
@@ -74,6 +87,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_video_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny checkpoint with SAM2's video-memory tensors too (``predict.py --video``, ``test.py --video``)."""
     from projects.sa2va_vessel.models.random_checkpoint import write_random_sa2va
+
     return write_random_sa2va(tmp_path_factory.mktemp('tiny_video_sa2va'), preset='tiny', seed=0, video_memory=True)
 
 
@@ -81,6 +95,7 @@ def tiny_video_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def synthetic_vessels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic vessel set (256 px, so SAM2's stride-4 logits are 1 px of the image)."""
     from projects.sa2va_vessel.datasets.synthetic import write_synthetic_dataset
+
     root = tmp_path_factory.mktemp('synthetic_vessels')
     write_synthetic_dataset(root, n=8, seed=0, size=256, val_fraction=0.25)
     return root

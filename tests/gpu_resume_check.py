@@ -7,6 +7,7 @@ uninterrupted again (B: the run-to-run noise floor), and SIGUSR1 during step ``a
 ``--resume`` (C). Prints, per step, the largest relative loss difference of B and of C against
 A, and whether the trainable weights are bit-identical. Not collected by pytest (no GPU in CI).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,11 +28,21 @@ CONFIG = Path(__file__).resolve().parent / 'configs' / 'toy_resume.py'
 
 
 def cfg_for(work: Path, args: argparse.Namespace, **options) -> Config:
-    return in_process_cfg(CONFIG, work, {
-        'model.hidden': 256, 'model.vocab': 512, 'model.lora_rank': 16,
-        'train_dataloader.dataset.size': 64, 'train_dataloader.dataset.num_samples': 64,
-        **run_length(args.steps), 'mixed_precision': args.precision,
-        'randomness': dict(seed=42, deterministic=args.deterministic), **options})
+    return in_process_cfg(
+        CONFIG,
+        work,
+        {
+            'model.hidden': 256,
+            'model.vocab': 512,
+            'model.lora_rank': 16,
+            'train_dataloader.dataset.size': 64,
+            'train_dataloader.dataset.num_samples': 64,
+            **run_length(args.steps),
+            'mixed_precision': args.precision,
+            'randomness': dict(seed=42, deterministic=args.deterministic),
+            **options,
+        },
+    )
 
 
 def rel(a: str, b: str) -> float:
@@ -59,20 +70,27 @@ def main() -> None:
     assert [r['iter'] for r in rc] == list(range(args.steps))
     rows = []
     for x, y, z in zip(ra, rb, rc):
-        rows.append(dict(iter=x['iter'], noise=max(rel(x['losses'][k], y['losses'][k])
-                                                    for k in x['losses']),
-                         resumed=max(rel(x['losses'][k], z['losses'][k]) for k in x['losses']),
-                         weights_equal_B=x['weights'] == y['weights'],
-                         weights_equal_C=x['weights'] == z['weights']))
-    after = rows[args.at + 1:]
+        rows.append(
+            dict(
+                iter=x['iter'],
+                noise=max(rel(x['losses'][k], y['losses'][k]) for k in x['losses']),
+                resumed=max(rel(x['losses'][k], z['losses'][k]) for k in x['losses']),
+                weights_equal_B=x['weights'] == y['weights'],
+                weights_equal_C=x['weights'] == z['weights'],
+            )
+        )
+    after = rows[args.at + 1 :]
     summary = dict(
-        precision=args.precision, deterministic=args.deterministic, at=args.at,
+        precision=args.precision,
+        deterministic=args.deterministic,
+        at=args.at,
         steps=args.steps,
         max_rel_noise_A_vs_B=max(r['noise'] for r in rows),
         max_rel_resumed_A_vs_C_after_resume=max(r['resumed'] for r in after),
         bit_exact_steps_after_resume=sum(r['resumed'] == 0.0 for r in after),
         steps_after_resume=len(after),
-        weights_bit_equal_after_resume=sum(r['weights_equal_C'] for r in after))
+        weights_bit_equal_after_resume=sum(r['weights_equal_C'] for r in after),
+    )
     print(json.dumps(rows, indent=None))
     print('SUMMARY ' + json.dumps(summary))
 

@@ -1,4 +1,5 @@
 """tools/benchmark.py in its CPU mode (tiny shapes): it runs and its report has every field."""
+
 from __future__ import annotations
 
 import json
@@ -8,16 +9,53 @@ import pytest
 
 from tests.conftest import python_cmd, run_cmd
 
-RESULT_FIELDS = {'name', 'batch_size', 'samples_per_s', 'tokens_per_s', 'step_ms', 'breakdown_ms', 'peak_alloc_gib',
-                 'first_losses', 'last_loss', 'mfu', 'speedup_vs_plain', 'speedup_vs_official'}
-BREAKDOWN = {'vision_fwd', 'llm_fwd', 'sam2_encoder_fwd', 'decoder_fwd', 'loss_fwd', 'forward', 'backward',
-             'llm_bwd', 'optimizer'}
+RESULT_FIELDS = {
+    'name',
+    'batch_size',
+    'samples_per_s',
+    'tokens_per_s',
+    'step_ms',
+    'breakdown_ms',
+    'peak_alloc_gib',
+    'first_losses',
+    'last_loss',
+    'mfu',
+    'speedup_vs_plain',
+    'speedup_vs_official',
+}
+BREAKDOWN = {
+    'vision_fwd',
+    'llm_fwd',
+    'sam2_encoder_fwd',
+    'decoder_fwd',
+    'loss_fwd',
+    'forward',
+    'backward',
+    'llm_bwd',
+    'optimizer',
+}
 
 
 def test_benchmark_cpu_tiny(tmp_path):
     out = tmp_path / 'report.json'
-    proc = run_cmd(python_cmd('tools/benchmark.py', '--device', 'cpu', '--preset', 'tiny', '--batch-size', '2',
-                              '--warmup', '1', '--steps', '1', '--out', str(out)), timeout=300)
+    proc = run_cmd(
+        python_cmd(
+            'tools/benchmark.py',
+            '--device',
+            'cpu',
+            '--preset',
+            'tiny',
+            '--batch-size',
+            '2',
+            '--warmup',
+            '1',
+            '--steps',
+            '1',
+            '--out',
+            str(out),
+        ),
+        timeout=300,
+    )
     assert 'samples/s' in proc.stdout
     report = json.loads(out.read_text())
     assert report['preset'] == 'tiny' and report['n_tiles'] == 1 and report['failures'] == []
@@ -37,11 +75,34 @@ def test_benchmark_cpu_tiny(tmp_path):
 def test_end_to_end_cpu_tiny(tmp_path):
     """--end-to-end trains through tools/train.py's runner with the shipped config and times it."""
     out = tmp_path / 'e2e.json'
-    proc = run_cmd(python_cmd(
-        'tools/benchmark.py', '--end-to-end', '--device', 'cpu', '--preset', 'tiny', '--batch-size', '2',
-        '--image-size', '128x128', '--e2e-steps', '1,1,2', '--workers', '1', '--e2e-deepspeed', 'none',
-        '--work-dir', str(tmp_path / 'w'), '--out', str(out),
-        '--cfg-options', 'model.compile_llm_layers=False', 'model.compile_frozen_encoders=False'), timeout=600)
+    proc = run_cmd(
+        python_cmd(
+            'tools/benchmark.py',
+            '--end-to-end',
+            '--device',
+            'cpu',
+            '--preset',
+            'tiny',
+            '--batch-size',
+            '2',
+            '--image-size',
+            '128x128',
+            '--e2e-steps',
+            '1,1,2',
+            '--workers',
+            '1',
+            '--e2e-deepspeed',
+            'none',
+            '--work-dir',
+            str(tmp_path / 'w'),
+            '--out',
+            str(out),
+            '--cfg-options',
+            'model.compile_llm_layers=False',
+            'model.compile_frozen_encoders=False',
+        ),
+        timeout=600,
+    )
     report = json.loads(out.read_text())
     e2e = report['end_to_end']
     assert e2e['config'].endswith('configs/vessel_lora.py') and e2e['deepspeed'] == 'none'
@@ -65,12 +126,37 @@ def test_end_to_end_cpu_tiny_qwen(tmp_path):
     included), and the timed windows are filled. Kept cheap: micro-batch 1, 2 timed iterations, the
     frozen SAM2 features of the validation images reused, the model step tested separately below."""
     out = tmp_path / 'e2e.json'
-    run_cmd(python_cmd(
-        'tools/benchmark.py', '--end-to-end', '--device', 'cpu', '--preset', 'tiny-qwen3_vl', '--batch-size', '1',
-        '--image-size', '128x128', '--e2e-steps', '0,1,1', '--workers', '0', '--e2e-deepspeed', 'none',
-        '--no-model-step', '--work-dir', str(tmp_path / 'w'), '--out', str(out),
-        '--cfg-options', 'model.compile_llm_layers=False', 'model.compile_frozen_encoders=False',
-        'val_cfg.max_new_tokens=4', 'model.sam2_feature_cache_size=4'), timeout=600)
+    run_cmd(
+        python_cmd(
+            'tools/benchmark.py',
+            '--end-to-end',
+            '--device',
+            'cpu',
+            '--preset',
+            'tiny-qwen3_vl',
+            '--batch-size',
+            '1',
+            '--image-size',
+            '128x128',
+            '--e2e-steps',
+            '0,1,1',
+            '--workers',
+            '0',
+            '--e2e-deepspeed',
+            'none',
+            '--no-model-step',
+            '--work-dir',
+            str(tmp_path / 'w'),
+            '--out',
+            str(out),
+            '--cfg-options',
+            'model.compile_llm_layers=False',
+            'model.compile_frozen_encoders=False',
+            'val_cfg.max_new_tokens=4',
+            'model.sam2_feature_cache_size=4',
+        ),
+        timeout=600,
+    )
     e2e = json.loads(out.read_text())['end_to_end']
     assert e2e['preset'] == 'tiny-qwen3_vl' and e2e['batch_size'] == 1 and e2e['samples_per_s'] > 0
     assert all(len(e2e['split_raw_ms'][k]) == 1 for k in ('data', 'forward', 'backward', 'optimizer', 'iteration'))
@@ -78,7 +164,7 @@ def test_end_to_end_cpu_tiny_qwen(tmp_path):
     assert json.loads((inputs / 'config.json').read_text())['text_config']['model_type'] == 'qwen3_vl_text'
     assert (inputs / 'preprocessor_config.json').is_file()
     record = json.loads((tmp_path / 'w' / 'e2e' / 'run' / 'best_checkpoint.json').read_text())
-    assert record['metrics']['vessel/gen_n_images'] == 2   # generation-mode validation ran
+    assert record['metrics']['vessel/gen_n_images'] == 2  # generation-mode validation ran
     assert 0.0 <= record['metrics']['vessel/gen_missing_seg_rate'] <= 1.0
 
 
@@ -87,8 +173,20 @@ def test_model_step_references_on_qwen_presets(preset):
     """The model step of the Qwen-VL families: the plain composition and the project's path give the same
     losses, every stage is timed, the FLOPs have the vision tower and the merger(s)."""
     from projects.sa2va_vessel.benchmark.core import run_benchmark
-    report = run_benchmark(preset, 'cpu', batch_size=1, image_hw=(128, 128), warmup=0, steps=1, ladder=False,
-                           official=False, fast=True, compile_ok=False, log=lambda *_: None)
+
+    report = run_benchmark(
+        preset,
+        'cpu',
+        batch_size=1,
+        image_hw=(128, 128),
+        warmup=0,
+        steps=1,
+        ladder=False,
+        official=False,
+        fast=True,
+        compile_ok=False,
+        log=lambda *_: None,
+    )
     rows = {r['name']: r for r in report['results']}
     assert set(rows) == {'plain', 'fast'} and report['failures'] == []
     assert rows['fast']['loss_matches_plain'], rows['fast']['loss_abs_diff']
@@ -96,8 +194,11 @@ def test_model_step_references_on_qwen_presets(preset):
     for row in rows.values():
         assert BREAKDOWN <= set(row['breakdown_ms']) and row['breakdown_ms']['vision_fwd'] > 0
     fl = report['flops_per_sample']
-    assert fl['vit'] > 0 and fl['projector'] > 0 and fl['total'] == pytest.approx(sum(
-        v for k, v in fl.items() if k != 'total'))
+    assert (
+        fl['vit'] > 0
+        and fl['projector'] > 0
+        and fl['total'] == pytest.approx(sum(v for k, v in fl.items() if k != 'total'))
+    )
 
 
 @pytest.mark.parametrize('preset', ['tiny-qwen2_5_vl', 'tiny-qwen3_vl'])
@@ -110,13 +211,16 @@ def test_qwen_merger_flops_closed_form_equals_the_counter(preset):
 
     class _Model:  # what the FLOP functions read: ``.sa2va``
         sa2va = build_preset(preset, torch.float32)[0]
+
     visual, grid = _Model.sa2va.visual, [1, 8, 12]
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
-        _Model.sa2va.image_embeddings(torch.randn(96, visual.patch_embed.proj.weight[0].numel()),
-                                      torch.tensor([grid]))
-    counted = sum(sum(c.values()) for name, c in counter.get_flop_counts().items()
-                  if name.endswith('.merger') or name.rsplit('.', 2)[-2:-1] == ['deepstack_merger_list'])
+        _Model.sa2va.image_embeddings(torch.randn(96, visual.patch_embed.proj.weight[0].numel()), torch.tensor([grid]))
+    counted = sum(
+        sum(c.values())
+        for name, c in counter.get_flop_counts().items()
+        if name.endswith('.merger') or name.rsplit('.', 2)[-2:-1] == ['deepstack_merger_list']
+    )
     assert merger_flops(_Model.sa2va.arch, 96) == counted > 0
     tower, merger = qwen_vision_flops(_Model, grid, 'cpu')
     assert merger == counted and tower > 0

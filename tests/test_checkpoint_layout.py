@@ -1,4 +1,5 @@
 """Official-layout checkpoints: every key accounted for, every failure named."""
+
 from __future__ import annotations
 
 import json
@@ -62,8 +63,10 @@ def test_shape_mismatch_is_named(tiny_checkpoint: Path, tmp_path: Path) -> None:
 def test_missing_shard_is_named(tiny_checkpoint: Path, tmp_path: Path) -> None:
     ckpt = _copy_checkpoint(tiny_checkpoint, tmp_path / 'ckpt')
     (ckpt / 'model.safetensors').rename(ckpt / 'model-00001-of-00002.safetensors')
-    index = {'metadata': {}, 'weight_map': {'a': 'model-00001-of-00002.safetensors',
-                                            'b': 'model-00002-of-00002.safetensors'}}
+    index = {
+        'metadata': {},
+        'weight_map': {'a': 'model-00001-of-00002.safetensors', 'b': 'model-00002-of-00002.safetensors'},
+    }
     (ckpt / 'model.safetensors.index.json').write_text(json.dumps(index))
     with pytest.raises(CheckpointError, match='model-00002-of-00002.safetensors'):
         load_sa2va(ckpt)
@@ -100,9 +103,16 @@ def test_internlm2_llm_is_refused_plainly(tiny_checkpoint: Path, tmp_path: Path)
 
 # Every published Sa2VA checkpoint -> supported? (the README's model table must say exactly this)
 PUBLISHED_CHECKPOINTS = {
-    'Sa2VA-1B': True, 'Sa2VA-4B': True, 'Sa2VA-8B': False, 'Sa2VA-26B': False,
-    'Sa2VA-InternVL3-2B': True, 'Sa2VA-InternVL3-8B': True, 'Sa2VA-InternVL3-14B': True,
-    'Sa2VA-Qwen2_5-VL-3B': True, 'Sa2VA-Qwen2_5-VL-7B': True, 'Sa2VA-Qwen3-VL-4B': True,
+    'Sa2VA-1B': True,
+    'Sa2VA-4B': True,
+    'Sa2VA-8B': False,
+    'Sa2VA-26B': False,
+    'Sa2VA-InternVL3-2B': True,
+    'Sa2VA-InternVL3-8B': True,
+    'Sa2VA-InternVL3-14B': True,
+    'Sa2VA-Qwen2_5-VL-3B': True,
+    'Sa2VA-Qwen2_5-VL-7B': True,
+    'Sa2VA-Qwen3-VL-4B': True,
 }
 
 

@@ -1,5 +1,6 @@
 """clDice against the reference recipe (skimage skeleton), HD95/NSD and Betti numbers on
 hand-made shapes with known answers, and the bootstrap summary."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,8 +30,10 @@ def _vessels(seed: int, size: int = 96) -> np.ndarray:
 
 def _reference_cldice(v_p: np.ndarray, v_l: np.ndarray) -> float:
     """The clDice authors' recipe, written out: skimage skeletons, cl_score = |v * s| / |s|."""
+
     def cl_score(v, s):
         return np.sum(v * s) / np.sum(s)
+
     tprec = cl_score(v_p, sk_skeletonize(v_l))
     tsens = cl_score(v_l, sk_skeletonize(v_p))
     return 2 * tprec * tsens / (tprec + tsens)
@@ -40,7 +43,7 @@ def test_cldice_skimage_matches_reference_recipe() -> None:
     for seed in range(6):
         gt, pred = _vessels(seed), _vessels(seed + 100) | _vessels(seed)[:, ::-1]
         assert M.cldice(pred, gt) == pytest.approx(_reference_cldice(pred, gt), abs=1e-12)
-        assert M.cldice(pred, gt, skeleton='skimage') == M.cldice(pred, gt)   # the default
+        assert M.cldice(pred, gt, skeleton='skimage') == M.cldice(pred, gt)  # the default
     # the two skeletons do differ on real shapes (so the option matters)
     gt, pred = _vessels(1), _vessels(2)
     assert M.cldice(pred, gt, skeleton='guo_hall') != M.cldice(pred, gt, skeleton='skimage')
@@ -51,8 +54,8 @@ def test_cldice_skimage_matches_reference_recipe() -> None:
 def test_surface_of_a_square_and_hd95_of_shifted_squares() -> None:
     a = np.zeros((40, 40), bool)
     a[10:20, 10:20] = True
-    assert mask_surface(a).sum() == 36                       # the 10x10 square's rim
-    b = np.roll(a, 3, axis=1)                                # shifted 3 px right
+    assert mask_surface(a).sum() == 36  # the 10x10 square's rim
+    b = np.roll(a, 3, axis=1)  # shifted 3 px right
     # rims: left/right columns are 3 px from the other rim's columns, top/bottom rows lie on the
     # other rim for the overlapping columns; the 95th percentile is 3 in both directions
     d = surface_scores(b, a)
@@ -68,19 +71,21 @@ def test_surface_of_a_square_and_hd95_of_shifted_squares() -> None:
 
 def test_hd95_is_the_95th_percentile_not_the_max() -> None:
     gt = np.zeros((64, 64), bool)
-    gt[30:34, 2:62] = True                                   # a 4-px vessel
+    gt[30:34, 2:62] = True  # a 4-px vessel
     pred = gt.copy()
-    pred[5, 5] = True                                        # one far false-positive speck
-    far = 25.0                                               # speck to the vessel rim
+    pred[5, 5] = True  # one far false-positive speck
+    far = 25.0  # speck to the vessel rim
     d = surface_scores(pred, gt)
-    assert d['hd95'] < 1.0 < far                             # 1 of ~125 rim pixels: below p95
-    pred[0:12, 0:12] = True                                  # a big false blob: above p95
+    assert d['hd95'] < 1.0 < far  # 1 of ~125 rim pixels: below p95
+    pred[0:12, 0:12] = True  # a big false blob: above p95
     assert surface_scores(pred, gt)['hd95'] > 10.0
 
 
 def test_surface_distances_equal_the_distance_transform() -> None:
     from scipy.ndimage import distance_transform_edt
+
     from projects.sa2va_vessel.evaluation.surface import surface_distances
+
     for seed in range(4):
         gt, pred = _vessels(seed), _vessels(seed + 50)
         d_p, d_g = surface_distances(pred, gt)
@@ -94,9 +99,9 @@ def test_surface_empty_cases_and_fov() -> None:
     empty, gt = np.zeros((30, 40), bool), np.zeros((30, 40), bool)
     gt[10:15, 5:35] = True
     assert surface_scores(empty, empty) == {'hd95': 0.0, 'nsd': 1.0}
-    assert surface_scores(empty, gt) == {'hd95': pytest.approx(50.0), 'nsd': 0.0}   # diagonal 50
+    assert surface_scores(empty, gt) == {'hd95': pytest.approx(50.0), 'nsd': 0.0}  # diagonal 50
     pred = gt.copy()
-    pred[25:28, 0:40] = True                                 # a false vessel outside the FOV
+    pred[25:28, 0:40] = True  # a false vessel outside the FOV
     fov = np.zeros_like(gt)
     fov[:20] = True
     assert surface_scores(pred, gt, fov) == {'hd95': 0.0, 'nsd': 1.0}
@@ -106,20 +111,20 @@ def test_surface_empty_cases_and_fov() -> None:
 def test_betti_numbers_of_known_shapes() -> None:
     m = np.zeros((20, 30), bool)
     m[2:8, 2:8] = True
-    m[4:6, 4:6] = False                                      # a ring: 1 component, 1 hole
-    m[12, 12] = m[13, 13] = True                             # two diagonal pixels: 8-connected -> 1
-    m[15:18, 20:28] = True                                   # a bar
+    m[4:6, 4:6] = False  # a ring: 1 component, 1 hole
+    m[12, 12] = m[13, 13] = True  # two diagonal pixels: 8-connected -> 1
+    m[15:18, 20:28] = True  # a bar
     assert betti_numbers(m) == (3, 1)
     # a diagonal chain of background pixels does not open a ring (background is 4-connected)
     yy, xx = np.mgrid[:11, :11]
-    diamond = np.abs(yy - 5) + np.abs(xx - 5) == 4           # a 1-px loop of diagonal steps
-    assert betti_numbers(diamond) == (1, 1)                  # 4-connected: 16 parts, no hole
+    diamond = np.abs(yy - 5) + np.abs(xx - 5) == 4  # a 1-px loop of diagonal steps
+    assert betti_numbers(diamond) == (1, 1)  # 4-connected: 16 parts, no hole
     dot = np.zeros((9, 9), bool)
     dot[1:8, 1:8] = True
     dot[3:6, 3:6] = False
-    dot[2, 2] = False                                        # meets the hole only diagonally
-    assert betti_numbers(dot) == (1, 2)                      # so it is a hole of its own
-    for seed in range(5):                                    # Euler number: beta0 - beta1
+    dot[2, 2] = False  # meets the hole only diagonally
+    assert betti_numbers(dot) == (1, 2)  # so it is a hole of its own
+    for seed in range(5):  # Euler number: beta0 - beta1
         v = _vessels(seed)
         b0, b1 = betti_numbers(v)
         assert b0 - b1 == euler_number(v, connectivity=2)
@@ -127,24 +132,26 @@ def test_betti_numbers_of_known_shapes() -> None:
 
 def test_betti_holes_need_to_be_inside_the_fov() -> None:
     yy, xx = np.mgrid[:41, :41]
-    fov = (yy - 20) ** 2 + (xx - 20) ** 2 <= 18 ** 2
+    fov = (yy - 20) ** 2 + (xx - 20) ** 2 <= 18**2
     m = np.zeros((41, 41), bool)
-    m[20, :] = True                                          # a vessel across the whole FOV
+    m[20, :] = True  # a vessel across the whole FOV
     # background regions above and below the vessel touch the FOV rim: not holes
     assert betti_numbers(m, fov) == (1, 0)
     m[10, 10:31] = True
-    m[10:21, 10] = m[10:21, 30] = True                       # closes a box with the first vessel
+    m[10:21, 10] = m[10:21, 30] = True  # closes a box with the first vessel
     assert betti_numbers(m, fov) == (1, 1)
     e = betti_errors(m, np.zeros_like(m), fov)
     assert (e['betti0_error'], e['betti1_error']) == (1.0, 1.0)
 
 
 def test_image_summary_and_metric_carry_the_new_scores() -> None:
-    from projects.sa2va_vessel.evaluation import VesselSegMetric
     import torch
+
+    from projects.sa2va_vessel.evaluation import VesselSegMetric
+
     gt = _vessels(3, 64)
     prob = np.where(gt, 0.8, 0.1).astype(np.float32)
-    prob[58:, :4] = 0.9                                      # an extra blob: one more component
+    prob[58:, :4] = 0.9  # an extra blob: one more component
     assert not gt[56:, :6].any()
     s = M.image_summary(prob, gt)
     b = betti_errors(prob >= 0.5, gt)

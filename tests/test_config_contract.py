@@ -1,6 +1,7 @@
 """Configs say what runs: every shipped config writes its loop, schedule, retention and optimizer
 wrapper, the runner takes them as written, and a config that contradicts them is refused with the
 key to write (engine/runner.py ``check_config``)."""
+
 from __future__ import annotations
 
 import re
@@ -14,9 +15,9 @@ from projects.sa2va_vessel.engine.runner import ConfigError, check_config, prepa
 from projects.sa2va_vessel.engine.schedule import warmup_cosine_schedule
 from tests.conftest import REPO_ROOT
 
-BASE = dict(warmup_ratio=0.03, warmup_start_factor=1e-3)       # configs/_base_/schedules/lora_adamw.py
-OFFICIAL = dict(warmup_ratio=0.05, warmup_start_factor=1e-5)   # configs/vessel_lora_official.py
-TOY = dict(warmup_ratio=0.34, warmup_start_factor=0.1)         # tests/configs/toy.py
+BASE = dict(warmup_ratio=0.03, warmup_start_factor=1e-3)  # configs/_base_/schedules/lora_adamw.py
+OFFICIAL = dict(warmup_ratio=0.05, warmup_start_factor=1e-5)  # configs/vessel_lora_official.py
+TOY = dict(warmup_ratio=0.34, warmup_start_factor=0.1)  # tests/configs/toy.py
 DS, PLAIN = 'DeepSpeedOptimWrapper', 'OptimWrapper'
 
 # What the runner trained each config with before the configs wrote it out (it derived the
@@ -96,8 +97,11 @@ def test_optimizer_wrapper_must_be_the_one_the_runner_trains_with() -> None:
     assert "optim_wrapper.type='OptimWrapper'" in msg
     msg = _refused(load('tests/configs/toy.py', mixed_precision='fp16'), on_gpu=True)
     assert "optim_wrapper.type='AmpOptimWrapper', optim_wrapper.dtype='float16'" in msg
-    fp16 = load('tests/configs/toy.py', mixed_precision='fp16',
-                **{'optim_wrapper.type': 'AmpOptimWrapper', 'optim_wrapper.dtype': 'float16'})
+    fp16 = load(
+        'tests/configs/toy.py',
+        mixed_precision='fp16',
+        **{'optim_wrapper.type': 'AmpOptimWrapper', 'optim_wrapper.dtype': 'float16'},
+    )
     check_config(fp16, on_gpu=True)
     assert 'needs a GPU' in _refused(fp16, on_gpu=False)
     cfg = load('tests/configs/toy.py')
@@ -121,6 +125,7 @@ def test_a_schedule_that_does_not_end_at_max_iters_is_refused_with_the_fix() -> 
 def test_train_refuses_before_building_anything(tmp_path: Path) -> None:
     from projects.sa2va_vessel.engine import train
     from tests.toy_runs import toy_cfg
+
     with pytest.raises(ConfigError, match='max_keep_ckpts=-1 and checkpoint_keep_last=2'):
         train(toy_cfg(tmp_path, {'default_hooks.checkpoint.max_keep_ckpts': 2}))
     assert not any(tmp_path.glob('*/vis_data')), 'no runner may have been built'
@@ -128,6 +133,7 @@ def test_train_refuses_before_building_anything(tmp_path: Path) -> None:
 
 def test_deepspeed_switch_sets_the_runner_and_its_wrapper() -> None:
     from projects.sa2va_vessel.engine.launch import load_config, parse_args
+
     cfg = load_config(parse_args([str(REPO_ROOT / 'tests/configs/toy.py'), '--deepspeed', 'deepspeed_zero2']))
     assert (cfg.deepspeed, cfg.optim_wrapper.type) == ('deepspeed_zero2', DS)
     check_config(cfg, on_gpu=False)

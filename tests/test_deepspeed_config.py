@@ -1,4 +1,5 @@
 """The DeepSpeed json's "auto" entries, filled from the mmengine config."""
+
 from __future__ import annotations
 
 import json

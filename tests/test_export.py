@@ -9,6 +9,7 @@ within 1e-5 (the merged matmul W' x differs from W x + s B (A x) by float32 roun
 weights equal the merged weights bit for bit. A bf16 export's weights equal the fp32-merged
 weights cast once to bf16, bit for bit.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -20,10 +21,19 @@ import torch
 from safetensors.torch import load_file
 
 from projects.sa2va_vessel.models.checkpoint import CheckpointError, load_sa2va
-from projects.sa2va_vessel.models.export import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, MANIFEST, MODULES_WEIGHTS,
-                                                 OFFICIAL_AUTO_MAP, base_checkpoint_keys, build_model_from_config,
-                                                 export_full, load_adapter_export,
-                                                 load_training_checkpoint, merged_state_dict)
+from projects.sa2va_vessel.models.export import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    MANIFEST,
+    MODULES_WEIGHTS,
+    OFFICIAL_AUTO_MAP,
+    base_checkpoint_keys,
+    build_model_from_config,
+    export_full,
+    load_adapter_export,
+    load_training_checkpoint,
+    merged_state_dict,
+)
 from tests._data_support import REPO_ROOT as REPO
 
 
@@ -82,8 +92,17 @@ def setup(tiny_checkpoint: Path, synthetic_vessels: Path, tmp_path_factory):
     trained_b, ckpt_b = make_trained_checkpoint(config, 2, tmp / 'b.pth')
     dataset = VesselSegDataset(str(synthetic_vessels), 'val', str(tiny_checkpoint), max_dynamic_patch=1)
     batch = vessel_collate([dataset[0]])
-    return dict(tmp=tmp, base=tiny_checkpoint, config=config, trained=trained_a, ckpt=ckpt_a,
-                trained_b=trained_b, ckpt_b=ckpt_b, batch=batch, prob=predict(trained_a, batch))
+    return dict(
+        tmp=tmp,
+        base=tiny_checkpoint,
+        config=config,
+        trained=trained_a,
+        ckpt=ckpt_a,
+        trained_b=trained_b,
+        ckpt_b=ckpt_b,
+        batch=batch,
+        prob=predict(trained_a, batch),
+    )
 
 
 @pytest.fixture(scope='module')
@@ -121,8 +140,10 @@ def test_fp32_export_round_trip(setup, fp32_export: Path) -> None:
     expected = base_state[key] + (8 / 4) * q.lora_B['default'].weight @ q.lora_A['default'].weight
     assert torch.allclose(exported[key], expected, atol=1e-7, rtol=0)
     assert not torch.equal(exported[key], base_state[key])
-    for key, wrapper in (('language_model.model.embed_tokens.weight', trained.sa2va.language_model.model.embed_tokens),
-                         ('language_model.lm_head.weight', trained.sa2va.language_model.lm_head)):
+    for key, wrapper in (
+        ('language_model.model.embed_tokens.weight', trained.sa2va.language_model.model.embed_tokens),
+        ('language_model.lm_head.weight', trained.sa2va.language_model.lm_head),
+    ):
         delta = wrapper.token_adapter.trainable_tokens_delta['default']
         assert torch.equal(exported[key][SEG_ID], delta[0]), key
         others = torch.arange(exported[key].shape[0]) != SEG_ID
@@ -138,8 +159,10 @@ def test_fp32_export_round_trip(setup, fp32_export: Path) -> None:
 
     # the export as a new base: LoRA starts at zero, predictions are the trained model's
     from projects.sa2va_vessel.models import Sa2VAVesselModel
-    reloaded = Sa2VAVesselModel(model_path=str(fp32_export), dtype='float32', lora=dict(r=4, alpha=8, dropout=0.0),
-                                gradient_checkpointing=False).eval()
+
+    reloaded = Sa2VAVesselModel(
+        model_path=str(fp32_export), dtype='float32', lora=dict(r=4, alpha=8, dropout=0.0), gradient_checkpointing=False
+    ).eval()
     assert all(float(p.detach().abs().max()) == 0 for n, p in reloaded.named_parameters() if 'lora_B' in n)
     diff = float((predict(reloaded, setup['batch']) - setup['prob']).abs().max())
     print(f'fp32 export: max |prob difference| = {diff:.2e}')
@@ -167,9 +190,14 @@ def test_two_trainings_export_different_weights(setup) -> None:
     a, b = load_file(out_a / 'model.safetensors'), load_file(out_b / 'model.safetensors')
     assert set(a) == set(b)
     differ = {k for k in a if not torch.equal(a[k], b[k])}
-    for key in ('language_model.model.layers.0.mlp.down_proj.weight', 'language_model.model.embed_tokens.weight',
-                'language_model.lm_head.weight', 'text_hidden_fcs.2.weight', 'mlp1.1.weight',
-                'grounding_encoder.sam2_model.sam_mask_decoder.conv_s0.weight'):
+    for key in (
+        'language_model.model.layers.0.mlp.down_proj.weight',
+        'language_model.model.embed_tokens.weight',
+        'language_model.lm_head.weight',
+        'text_hidden_fcs.2.weight',
+        'mlp1.1.weight',
+        'grounding_encoder.sam2_model.sam_mask_decoder.conv_s0.weight',
+    ):
         assert key in differ, key
     assert not any(k.startswith('vision_model.') for k in differ)  # frozen parts stay the base's
 
@@ -179,8 +207,9 @@ def test_deepspeed_directory_and_work_dir(setup) -> None:
     state = torch.load(setup['ckpt'], weights_only=False)['state_dict']
     work = setup['tmp'] / 'ds_work'
     (work / 'iter_3.pth').mkdir(parents=True)
-    torch.save({'module': state, 'buffer_names': [], 'meta': {'iter': 3}},
-               work / 'iter_3.pth' / 'mp_rank_00_model_states.pt')
+    torch.save(
+        {'module': state, 'buffer_names': [], 'meta': {'iter': 3}}, work / 'iter_3.pth' / 'mp_rank_00_model_states.pt'
+    )
     (work / 'last_checkpoint').write_text(str(work / 'iter_3.pth'))
     for source in (work / 'iter_3.pth', work):
         model = build_model_from_config(setup['config'])
@@ -207,8 +236,11 @@ def test_errors_name_the_problem(setup, capsys) -> None:
     assert 'sa2va.mlp1.linear_9.weight' in str(err.value) and dropped in str(err.value)
 
     other_rank = write_config(tmp / 'cfg_r8.py', setup['base'], r=8, alpha=16)
-    with pytest.raises(CheckpointError, match=r'shape mismatch.*LoRA rank.*q_proj\.lora_A\.default\.weight: '
-                                              r'checkpoint \(4, 64\) vs model \(8, 64\)'):
+    with pytest.raises(
+        CheckpointError,
+        match=r'shape mismatch.*LoRA rank.*q_proj\.lora_A\.default\.weight: '
+        r'checkpoint \(4, 64\) vs model \(8, 64\)',
+    ):
         load_training_checkpoint(build_model_from_config(other_rank), setup['ckpt'])
 
 
@@ -243,8 +275,7 @@ def test_adapter_only_export(setup) -> None:
     assert torch.equal(predict(fresh, setup['batch']), setup['prob'])
 
     with pytest.raises(CheckpointError, match=r'r: export 4 vs model 8'):
-        load_adapter_export(build_model_from_config(write_config(setup['tmp'] / 'cfg_r8b.py', setup['base'], r=8)),
-                            out)
+        load_adapter_export(build_model_from_config(write_config(setup['tmp'] / 'cfg_r8b.py', setup['base'], r=8)), out)
 
 
 def test_tied_embeddings_export(setup) -> None:
@@ -273,5 +304,5 @@ def test_tied_embeddings_export(setup) -> None:
     reloaded, _ = load_sa2va(setup['tmp'] / 'tied_out')
     ids = torch.tensor([[1, SEG_ID, 4, 9]])
     with torch.no_grad():
-        diff = (reloaded.language_model(input_ids=ids).logits - trained.sa2va.language_model(input_ids=ids).logits)
+        diff = reloaded.language_model(input_ids=ids).logits - trained.sa2va.language_model(input_ids=ids).logits
     assert float(diff.abs().max()) <= 1e-5

@@ -3,6 +3,7 @@ SAM2 video-memory tensors included) as the base checkpoint.
 
 Skipped with a reason when ../shared (the fixtures) is absent.
 """
+
 from __future__ import annotations
 
 import shutil

@@ -4,6 +4,7 @@ Tolerance: max |ours - official| <= 1e-5 x the official tensor's absolute maximu
 floating tensor (the fixture README's suggestion: 10-100x above the measured numeric noise, below
 every meaningful perturbation, the weakest of which is 1.6e-4). Token ids match exactly.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -26,6 +27,7 @@ def _normalise(images_uint8: torch.Tensor, mean: tuple, std: tuple) -> torch.Ten
 @pytest.fixture(scope='module')
 def golden() -> dict:
     from safetensors.torch import load_file
+
     root = require(GOLDEN, 'golden Sa2VA fixture')
     modules, report = load_sa2va(root / 'sa2va_tiny_internvl')
     modules.eval()
@@ -69,10 +71,23 @@ def test_every_official_tensor_loaded(golden: dict) -> None:
     assert report.n_parameters + sum(t.numel() for t in report.passthrough.values()) == 3_506_090
 
 
-@pytest.mark.parametrize('name', [
-    'pixel_shuffle_out', 'vit_embeds', 'inputs_embeds', 'llm_last_hidden_state', 'seg_hidden_state',
-    'seg_embedding', 'neck_fpn_2', 'pix_feat_with_mem', 'ious', 'low_res_multimasks', 'low_res_masks',
-    'mask_logits_orig_res'])
+@pytest.mark.parametrize(
+    'name',
+    [
+        'pixel_shuffle_out',
+        'vit_embeds',
+        'inputs_embeds',
+        'llm_last_hidden_state',
+        'seg_hidden_state',
+        'seg_embedding',
+        'neck_fpn_2',
+        'pix_feat_with_mem',
+        'ious',
+        'low_res_multimasks',
+        'low_res_masks',
+        'mask_logits_orig_res',
+    ],
+)
 def test_tensor_matches_official(golden: dict, ours: dict, name: str) -> None:
     reference = golden['ref'][name]
     mine = ours[name].reshape(reference.shape)

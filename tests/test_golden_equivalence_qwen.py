@@ -5,6 +5,7 @@ absolute maximum for every float tensor, 1e-6 for the LLM hidden-state stacks (s
 h/w-row-swap and M-RoPE-layout perturbations are caught too); ids, labels, grids, positions and
 window indices exactly; pixel values bit for bit (sha256 of the official tensors).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,10 +18,18 @@ import pytest
 import torch
 from PIL import Image
 
-from projects.sa2va_vessel.datasets.conversation import (encode_turn, make_question, qwen_image_token_string,
-                                                         qwen_inference_prompt_ids)
-from projects.sa2va_vessel.datasets.image_processing import (SAM2_SIZE, normalise_sam2, normalise_sam2_tensor,
-                                                             sam2_image_uint8)
+from projects.sa2va_vessel.datasets.conversation import (
+    encode_turn,
+    make_question,
+    qwen_image_token_string,
+    qwen_inference_prompt_ids,
+)
+from projects.sa2va_vessel.datasets.image_processing import (
+    SAM2_SIZE,
+    normalise_sam2,
+    normalise_sam2_tensor,
+    sam2_image_uint8,
+)
 from projects.sa2va_vessel.datasets.qwen_image_processing import process_image, qwen_vl_utils_resize
 from projects.sa2va_vessel.datasets.vessel_dataset import VesselSegDataset, checkpoint_inputs
 from projects.sa2va_vessel.models.checkpoint import CheckpointError, load_sa2va
@@ -48,6 +57,7 @@ def _rel(mine: torch.Tensor, reference: torch.Tensor) -> float:
 @pytest.fixture(scope='module', params=FAMILIES)
 def golden(request) -> dict:
     from safetensors.torch import load_file
+
     family = request.param
     root = require(QWEN_GOLDEN[family][0], f'golden {family} fixture')
     model_dir = qwen_golden_checkpoint_dir(family)
@@ -60,9 +70,20 @@ def golden(request) -> dict:
     inputs = checkpoint_inputs(model_dir)
     image = Image.open(root / 'reference' / 'test_image.png').convert('RGB')
     from transformers import AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    return dict(family=family, root=root, model_dir=model_dir, modules=modules, report=report, ref=ref,
-                meta=meta, inputs=inputs, image=image, tokenizer=tokenizer)
+    return dict(
+        family=family,
+        root=root,
+        model_dir=model_dir,
+        modules=modules,
+        report=report,
+        ref=ref,
+        meta=meta,
+        inputs=inputs,
+        image=image,
+        tokenizer=tokenizer,
+    )
 
 
 def _stages(golden: dict, split: str) -> dict:
@@ -73,11 +94,16 @@ def _stages(golden: dict, split: str) -> dict:
     ids, grid, mask = ref[f'{split}_input_ids'], ref[f'{split}_image_grid_thw'], ref[f'{split}_attention_mask']
     out: dict = {'processed': processed}
     captured: dict = {}
-    hooks = [m.visual.patch_embed.register_forward_hook(lambda _m, _a, o: captured.__setitem__('patch_embed', o)),
-             m.visual.blocks[-1].register_forward_hook(lambda _m, _a, o: captured.__setitem__('last_block', o))]
+    hooks = [
+        m.visual.patch_embed.register_forward_hook(lambda _m, _a, o: captured.__setitem__('patch_embed', o)),
+        m.visual.blocks[-1].register_forward_hook(lambda _m, _a, o: captured.__setitem__('last_block', o)),
+    ]
     layer_outputs: list = []
-    hooks.append(m.language_model.model.layers[0].register_forward_hook(
-        lambda _m, _a, o: layer_outputs.append(o[0] if isinstance(o, tuple) else o)))
+    hooks.append(
+        m.language_model.model.layers[0].register_forward_hook(
+            lambda _m, _a, o: layer_outputs.append(o[0] if isinstance(o, tuple) else o)
+        )
+    )
     try:
         with torch.no_grad():
             embeds, deepstack = m.image_embeddings(processed.pixel_values, grid)
@@ -89,8 +115,9 @@ def _stages(golden: dict, split: str) -> dict:
                 ext = torch.cat([ids, torch.tensor([[seg_id]])], dim=1)
                 ext_mask = torch.ones_like(ext)
                 ext_pos, _ = m.rope_position_ids(ext, grid, ext_mask)
-                ext_hidden = m.llm_last_hidden(m.splice_image_embeddings(ext, embeds), ext_mask.bool(), ext_pos,
-                                               deepstack, ext == m.image_token_id)
+                ext_hidden = m.llm_last_hidden(
+                    m.splice_image_embeddings(ext, embeds), ext_mask.bool(), ext_pos, deepstack, ext == m.image_token_id
+                )
                 out['seg_hidden_state'] = ext_hidden[:, -1]
             else:
                 out['seg_hidden_state'] = last[ids == golden['meta']['seg_token_id']]
@@ -100,10 +127,17 @@ def _stages(golden: dict, split: str) -> dict:
     finally:
         for h in hooks:
             h.remove()
-    out.update(image_embeds=embeds, inputs_embeds=inputs_embeds, position_ids=positions, rope_deltas=deltas,
-               llm_hidden_states_all=torch.stack([inputs_embeds, layer_outputs[0], last]),
-               visual_patch_embed=captured['patch_embed'], visual_last_block=captured['last_block'],
-               deepstack=deepstack, grid=grid)
+    out.update(
+        image_embeds=embeds,
+        inputs_embeds=inputs_embeds,
+        position_ids=positions,
+        rope_deltas=deltas,
+        llm_hidden_states_all=torch.stack([inputs_embeds, layer_outputs[0], last]),
+        visual_patch_embed=captured['patch_embed'],
+        visual_last_block=captured['last_block'],
+        deepstack=deepstack,
+        grid=grid,
+    )
     return out
 
 
@@ -124,6 +158,7 @@ def test_every_official_tensor_loaded(golden: dict) -> None:
 @pytest.mark.parametrize('damage', ['missing', 'unexpected', 'misshaped'])
 def test_key_accounting_names_the_key(golden: dict, damage: str, tmp_path: Path) -> None:
     from safetensors.torch import load_file, save_file
+
     src = golden['model_dir']
     for file in src.iterdir():
         if file.name != 'model.safetensors' and file.is_file():
@@ -140,8 +175,9 @@ def test_key_accounting_names_the_key(golden: dict, damage: str, tmp_path: Path)
     save_file(state, str(tmp_path / 'model.safetensors'))
     with pytest.raises(CheckpointError) as err:
         load_sa2va(tmp_path)
-    expected = {'missing': 'language_model.model.layers.1.mlp.up_proj.weight', 'unexpected': key,
-                'misshaped': key}[damage]
+    expected = {'missing': 'language_model.model.layers.1.mlp.up_proj.weight', 'unexpected': key, 'misshaped': key}[
+        damage
+    ]
     assert expected in str(err.value), str(err.value)
 
 
@@ -166,8 +202,14 @@ def test_inference_pixel_values_bit_exact(golden: dict, stages: dict) -> None:
 def test_training_ids_and_labels_bit_exact(golden: dict) -> None:
     ref = golden['ref']
     n_tokens = int(ref['train_image_grid_thw'].prod()) // 4
-    turn = encode_turn(golden['tokenizer'], make_question(QUESTION), ANSWER, n_tiles=1,
-                       template=golden['inputs'].template, image_tokens=qwen_image_token_string(n_tokens))
+    turn = encode_turn(
+        golden['tokenizer'],
+        make_question(QUESTION),
+        ANSWER,
+        n_tiles=1,
+        template=golden['inputs'].template,
+        image_tokens=qwen_image_token_string(n_tokens),
+    )
     assert turn.input_ids == ref['train_input_ids'][0].tolist()
     assert turn.labels == ref['train_labels'][0].tolist()
 
@@ -188,8 +230,14 @@ def test_dataset_item_is_the_official_training_sample(golden: dict, tmp_path: Pa
     mask[100:300, 200:260] = 255
     Image.fromarray(mask).save(tmp_path / 'masks' / 'test.png')
     (tmp_path / 'splits' / 'train.txt').write_text('test\n')
-    dataset = VesselSegDataset(str(tmp_path), 'train', str(golden['model_dir']), random_question=False,
-                               questions=(QUESTION,), answers=(ANSWER,))
+    dataset = VesselSegDataset(
+        str(tmp_path),
+        'train',
+        str(golden['model_dir']),
+        random_question=False,
+        questions=(QUESTION,),
+        answers=(ANSWER,),
+    )
     item, ref = dataset[0], golden['ref']
     assert torch.equal(item['input_ids'], ref['train_input_ids'][0])
     assert torch.equal(item['labels'], ref['train_labels'][0])
@@ -203,9 +251,11 @@ def test_dataset_item_is_the_official_training_sample(golden: dict, tmp_path: Pa
 
 
 # ---- MLLM stages --------------------------------------------------------------------------------
-MLLM_STAGES = [(split, name) for split in ('infer', 'train')
-               for name in ('image_embeds', 'inputs_embeds', 'llm_hidden_states_all', 'seg_hidden_state',
-                            'seg_embedding')] + [('infer', 'visual_patch_embed'), ('infer', 'visual_last_block')]
+MLLM_STAGES = [
+    (split, name)
+    for split in ('infer', 'train')
+    for name in ('image_embeds', 'inputs_embeds', 'llm_hidden_states_all', 'seg_hidden_state', 'seg_embedding')
+] + [('infer', 'visual_patch_embed'), ('infer', 'visual_last_block')]
 
 
 @pytest.mark.parametrize('split,name', MLLM_STAGES)
@@ -267,14 +317,19 @@ def sam2_out(golden: dict, stages: dict) -> dict:
         g_train = ((x - torch.tensor(EXACT_SAM2_MEAN).view(3, 1, 1)) / torch.tensor(EXACT_SAM2_STD).view(3, 1, 1))[None]
         t_embed, t_high = m.sam2_decoder_inputs(m.sam2_backbone(g_train))
         train = m.decode_masks(t_embed, t_high, stages['train']['seg_embedding'])
-    return {'g_pixels': g_pixels, 'neck_fpn_2': fpn[2], 'ious': decoded['iou_pred'],
-            'low_res_masks': decoded['mask_logits'][:, None], 'best_index': decoded['best_index'],
-            'mask_logits_orig_res': mask_logits_to_size(decoded['mask_logits'], (512, 512)),
-            'train_low_res_masks': train['mask_logits'][:, None], 'ref': ref}
+    return {
+        'g_pixels': g_pixels,
+        'neck_fpn_2': fpn[2],
+        'ious': decoded['iou_pred'],
+        'low_res_masks': decoded['mask_logits'][:, None],
+        'best_index': decoded['best_index'],
+        'mask_logits_orig_res': mask_logits_to_size(decoded['mask_logits'], (512, 512)),
+        'train_low_res_masks': train['mask_logits'][:, None],
+        'ref': ref,
+    }
 
 
-@pytest.mark.parametrize('name', ['neck_fpn_2', 'ious', 'low_res_masks', 'mask_logits_orig_res',
-                                  'train_low_res_masks'])
+@pytest.mark.parametrize('name', ['neck_fpn_2', 'ious', 'low_res_masks', 'mask_logits_orig_res', 'train_low_res_masks'])
 def test_sam2_stage_matches_official(golden: dict, sam2_out: dict, name: str) -> None:
     rel = _rel(sam2_out[name], golden['ref'][name])
     print(f'{name}: max abs diff / absmax = {rel:.2e}')
@@ -308,20 +363,29 @@ def test_generation_path_matches_official_predict_forward(golden: dict, monkeypa
     processed = process_image(qwen_vl_utils_resize(golden['image']), settings)
     ids, grid = ref['infer_input_ids'][0], ref['infer_image_grid_thw']
     positions, _ = sa2va.rope_position_ids(ids[None], grid, torch.ones_like(ids[None]))
-    item = {'pixel_values': processed.pixel_values, 'image_grid_thw': processed.image_grid_thw,
-            'position_ids': positions[:, 0], 'n_tiles': 1,
-            'g_pixel_values': chw_uint8(sam2_image_uint8(np.asarray(golden['image']), SAM2_SIZE)),
-            'input_ids': ids, 'labels': torch.full_like(ids, -100),   # the whole sequence is the prompt
-            'masks': torch.zeros((1, 512, 512), dtype=torch.bool), 'img_path': 'test_image.png',
-            'ori_size': (512, 512), 'pad_token_id': int(golden['tokenizer'].pad_token_id)}
+    item = {
+        'pixel_values': processed.pixel_values,
+        'image_grid_thw': processed.image_grid_thw,
+        'position_ids': positions[:, 0],
+        'n_tiles': 1,
+        'g_pixel_values': chw_uint8(sam2_image_uint8(np.asarray(golden['image']), SAM2_SIZE)),
+        'input_ids': ids,
+        'labels': torch.full_like(ids, -100),  # the whole sequence is the prompt
+        'masks': torch.zeros((1, 512, 512), dtype=torch.bool),
+        'img_path': 'test_image.png',
+        'ori_size': (512, 512),
+        'pad_token_id': int(golden['tokenizer'].pad_token_id),
+    }
     captured: dict = {}
     handle = sa2va.text_hidden_fcs.register_forward_hook(
-        lambda _m, args, out: captured.update(seg_hidden=args[0].detach(), seg_embedding=out.detach()))
+        lambda _m, args, out: captured.update(seg_hidden=args[0].detach(), seg_embedding=out.detach())
+    )
     decode = sa2va.decode_masks
 
     def recording_decode(*args, **kwargs):
         captured['decoded'] = decode(*args, **kwargs)
         return captured['decoded']
+
     monkeypatch.setattr(sa2va, 'decode_masks', recording_decode)
     forced = [meta['seg_token_id'], golden['tokenizer'].convert_tokens_to_ids('<|im_end|>')]
     assert forced == ref['infer_generated_ids'][0].tolist()

@@ -1,4 +1,5 @@
 """GradientFlowGuardHook stops runs that would train nothing, and names what is dead."""
+
 from __future__ import annotations
 
 import re
@@ -36,12 +37,15 @@ def test_forward_under_no_grad_with_detach_hack_is_stopped(tmp_path):
     assert not (tmp_path / 'trace_rank0.jsonl').exists(), 'no iteration may complete'
 
 
-@pytest.mark.parametrize('group, dead', [
-    ('lora', ['lora']),
-    ('text_hidden_fcs', ['text_hidden_fcs']),
-    # Detaching the decoder's output also cuts text_hidden_fcs, which only feeds the decoder.
-    ('mask_decoder', ['text_hidden_fcs', 'mask_decoder']),
-])
+@pytest.mark.parametrize(
+    'group, dead',
+    [
+        ('lora', ['lora']),
+        ('text_hidden_fcs', ['text_hidden_fcs']),
+        # Detaching the decoder's output also cuts text_hidden_fcs, which only feeds the decoder.
+        ('mask_decoder', ['text_hidden_fcs', 'mask_decoder']),
+    ],
+)
 def test_cut_groups_are_named(tmp_path, group, dead):
     msg = _train_error(tmp_path, {'model.cut_group': group})
     named = re.search(r'no autograd path to these trainable groups: (.*)\. They', msg).group(1)
@@ -54,10 +58,13 @@ def test_zero_gradient_is_stopped(tmp_path):
     # Connected to the loss (the graph check passes), but the gradient is exactly zero. The
     # mask-loss check sees it first; without it, the gradient check after backward does.
     msg = _train_error(tmp_path, {'model.zero_group': 'text_hidden_fcs'})
-    assert 'the mask losses (loss_mask, loss_dice) alone give these trainable groups no ' \
-           'gradient: lora, text_hidden_fcs.' in msg  # the zeroed prompt cuts LoRA's mask path too
-    msg = _train_error(tmp_path, {'model.zero_group': 'text_hidden_fcs',
-                                  'default_hooks.gradient_guard.mask_losses': ()})
+    assert (
+        'the mask losses (loss_mask, loss_dice) alone give these trainable groups no '
+        'gradient: lora, text_hidden_fcs.' in msg
+    )  # the zeroed prompt cuts LoRA's mask path too
+    msg = _train_error(
+        tmp_path, {'model.zero_group': 'text_hidden_fcs', 'default_hooks.gradient_guard.mask_losses': ()}
+    )
     assert 'after the first backward' in msg
     assert 'gradient exactly zero: text_hidden_fcs\n' in msg
     assert re.search(r'groups that did get a gradient: lora \(.*\), mask_decoder \(', msg)
@@ -71,16 +78,14 @@ def test_weights_that_do_not_move_are_stopped(tmp_path):
 
 
 def test_guard_can_be_switched_off(tmp_path):
-    train(toy_cfg(tmp_path, {'model.cut_group': 'lora', **run_length(2),
-                             'default_hooks.gradient_guard': None}))
+    train(toy_cfg(tmp_path, {'model.cut_group': 'lora', **run_length(2), 'default_hooks.gradient_guard': None}))
     assert len(read_trace(tmp_path)) == 2
 
 
 def test_grad_norms_reach_tensorboard(tmp_path):
     train(toy_cfg(tmp_path))
     scalars = tensorboard_scalars(tmp_path)
-    for tag in ('loss', 'loss_llm', 'loss_mask', 'loss_dice', 'lr',
-                *(f'grad_norm/{g}' for g in TOY_GROUPS)):
+    for tag in ('loss', 'loss_llm', 'loss_mask', 'loss_dice', 'lr', *(f'grad_norm/{g}' for g in TOY_GROUPS)):
         assert tag in scalars, f'{tag} missing; have {sorted(scalars)}'
         assert [step for step, _ in scalars[tag]] == [1, 2, 3, 4, 5, 6]
     assert all(v > 0 for _, v in scalars['grad_norm/lora'])
@@ -90,26 +95,36 @@ def test_grad_norms_reach_tensorboard(tmp_path):
 
 
 def test_grad_norms_every_n_iters(tmp_path):
-    train(toy_cfg(tmp_path, {'default_hooks.logger.interval': 2,
-                             'default_hooks.gradient_guard.interval': 2}))
+    train(toy_cfg(tmp_path, {'default_hooks.logger.interval': 2, 'default_hooks.gradient_guard.interval': 2}))
     scalars = tensorboard_scalars(tmp_path)
     assert [s for s, _ in scalars['grad_norm/mask_decoder']] == [2, 4, 6]
 
 
-@pytest.mark.parametrize('options, expected', [
-    ('model.cut_group=text_hidden_fcs',
-     'no autograd path to these trainable groups: text_hidden_fcs.'),
-    # the mask-loss check walks the graph under DeepSpeed, so the gradient check catches this
-    ('model.zero_group=lora', 'gradient exactly zero: lora'),
-    ('model.nan_grad_from_iter=2', 'at iteration 2, after the backward, trainable groups got no '
-                                   'usable gradient'),
-])
+@pytest.mark.parametrize(
+    'options, expected',
+    [
+        ('model.cut_group=text_hidden_fcs', 'no autograd path to these trainable groups: text_hidden_fcs.'),
+        # the mask-loss check walks the graph under DeepSpeed, so the gradient check catches this
+        ('model.zero_group=lora', 'gradient exactly zero: lora'),
+        ('model.nan_grad_from_iter=2', 'at iteration 2, after the backward, trainable groups got no usable gradient'),
+    ],
+)
 def test_guard_under_deepspeed_zero2(tmp_path, options, expected):
     # One process, DeepSpeed ZeRO-2 on gloo: the full gradient comes from safe_get_full_grad.
-    out = run_cmd(python_cmd('tools/train.py', 'tests/configs/toy.py', '--work-dir',
-                             str(tmp_path), '--deepspeed', 'deepspeed_zero2',
-                             '--cfg-options', options),
-                  timeout=300, check=False)
+    out = run_cmd(
+        python_cmd(
+            'tools/train.py',
+            'tests/configs/toy.py',
+            '--work-dir',
+            str(tmp_path),
+            '--deepspeed',
+            'deepspeed_zero2',
+            '--cfg-options',
+            options,
+        ),
+        timeout=300,
+        check=False,
+    )
     assert out.returncode != 0
     assert 'RuntimeError: GradientFlowGuardHook' in out.stdout
     assert expected in out.stdout

@@ -1,5 +1,6 @@
 """One planted bug per test: the gradient-flow guard (or the checkpoint save) stops the run with
 an error that names the groups and the iteration (issue 12)."""
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,10 @@ def test_optimizer_step_skipped_after_iteration_1(tmp_path):
     with pytest.raises(RuntimeError) as err:
         train(toy_cfg(tmp_path, {'model.skip_step_after': 1}))
     msg = str(err.value)
-    assert 'over iterations 2..2 (window of 1) these trainable groups did not change: lora, ' \
-           'text_hidden_fcs, mask_decoder.' in msg
+    assert (
+        'over iterations 2..2 (window of 1) these trainable groups did not change: lora, '
+        'text_hidden_fcs, mask_decoder.' in msg
+    )
     assert 'optimizer.step() was not called' in msg
     assert [r['iter'] for r in read_trace(tmp_path)] == [0], 'iteration 2 must not complete'
 
@@ -30,8 +33,16 @@ def test_optimizer_step_skipped_after_iteration_1(tmp_path):
 def test_window_defaults_to_the_log_interval(tmp_path):
     # Log interval 2 -> the skipped steps of iterations 2..4 are seen at iteration 4.
     with pytest.raises(RuntimeError, match=r'over iterations 3\.\.4 \(window of 2\)'):
-        train(toy_cfg(tmp_path, {'model.skip_step_after': 2, 'default_hooks.logger.interval': 2,
-                                 'default_hooks.gradient_guard.interval': None}))
+        train(
+            toy_cfg(
+                tmp_path,
+                {
+                    'model.skip_step_after': 2,
+                    'default_hooks.logger.interval': 2,
+                    'default_hooks.gradient_guard.interval': None,
+                },
+            )
+        )
 
 
 def _pointer(work_dir: Path) -> str:
@@ -40,8 +51,7 @@ def _pointer(work_dir: Path) -> str:
 
 def test_nan_gradients_from_iteration_2_stop_before_the_step(tmp_path):
     with pytest.raises(RuntimeError) as err:
-        train(toy_cfg(tmp_path, {'model.nan_grad_from_iter': 2,
-                                 'default_hooks.checkpoint.interval': 1}))
+        train(toy_cfg(tmp_path, {'model.nan_grad_from_iter': 2, 'default_hooks.checkpoint.interval': 1}))
     msg = str(err.value)
     assert 'at iteration 2, after the backward, trainable groups got no usable gradient' in msg
     assert 'non-finite gradient (inf/nan): lora' in msg
@@ -55,12 +65,19 @@ def test_nan_gradients_from_iteration_2_stop_before_the_step(tmp_path):
 def test_nan_weights_are_never_saved_even_without_the_guard(tmp_path):
     # The guard off, NaN gradients become NaN weights at iteration 2: the save must refuse them.
     with pytest.raises(NonFiniteWeights) as err:
-        train(toy_cfg(tmp_path, {'model.nan_grad_from_iter': 2, 'default_hooks.gradient_guard': None,
-                                 'default_hooks.checkpoint.interval': 1}))
+        train(
+            toy_cfg(
+                tmp_path,
+                {
+                    'model.nan_grad_from_iter': 2,
+                    'default_hooks.gradient_guard': None,
+                    'default_hooks.checkpoint.interval': 1,
+                },
+            )
+        )
     assert 'Refusing to save iter_2.pth' in str(err.value)
     assert 'last_checkpoint still names' in str(err.value) and 'iter_1.pth' in str(err.value)
-    assert sorted(p.name for p in tmp_path.iterdir()
-                  if p.suffix == '.pth' or 'partial' in p.name) == ['iter_1.pth']
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == '.pth' or 'partial' in p.name) == ['iter_1.pth']
     assert _pointer(tmp_path) == 'iter_1.pth'
 
 
@@ -83,6 +100,7 @@ def tiny_env(tiny_checkpoint, synthetic_vessels, monkeypatch):
 def _plant(monkeypatch, after_init) -> None:
     """Run ``after_init(model)`` at the end of ``Sa2VAVesselModel.__init__``."""
     from projects.sa2va_vessel.models.vessel_model import Sa2VAVesselModel
+
     original = Sa2VAVesselModel.__init__
 
     def init(self, *args, **kwargs):
@@ -102,8 +120,10 @@ def _real_error(tmp_path) -> str:
 def test_projector_switched_on_but_frozen(tiny_env, tmp_path):
     _plant(tiny_env, lambda m: m.sa2va.mlp1.requires_grad_(False))
     msg = _real_error(tmp_path)
-    assert 'before iteration 1, these groups are switched on in the config (model.trainable) ' \
-           'but have no trainable parameter: projector.' in msg
+    assert (
+        'before iteration 1, these groups are switched on in the config (model.trainable) '
+        'but have no trainable parameter: projector.' in msg
+    )
 
 
 def test_lora_adapters_disabled_through_peft(tiny_env, tmp_path):
@@ -121,11 +141,14 @@ def test_lora_adapters_disabled_through_peft(tiny_env, tmp_path):
 
 def test_seg_hidden_state_detached_before_text_hidden_fcs(tiny_env, tmp_path):
     # The LLM loss still reaches every LLM-side group; only the mask losses are cut off.
-    _plant(tiny_env, lambda m: m.sa2va.text_hidden_fcs.register_forward_pre_hook(
-        lambda module, args: (args[0].detach(),)))
+    _plant(
+        tiny_env, lambda m: m.sa2va.text_hidden_fcs.register_forward_pre_hook(lambda module, args: (args[0].detach(),))
+    )
     msg = _real_error(tmp_path)
-    assert 'at iteration 1, the mask losses (loss_mask, loss_dice) alone give these trainable ' \
-           'groups no gradient: lora, token_rows, projector.' in msg
+    assert (
+        'at iteration 1, the mask losses (loss_mask, loss_dice) alone give these trainable '
+        'groups no gradient: lora, token_rows, projector.' in msg
+    )
     assert not (tmp_path / 'trace_rank0.jsonl').exists(), 'no iteration may complete'
 
 
@@ -139,7 +162,5 @@ def test_lora_bypassed_on_the_mlp_projections_only(tiny_env, tmp_path):
 
     _plant(tiny_env, bypass)
     msg = _real_error(tmp_path)
-    assert 'no autograd path to these trainable groups: lora.gate_proj, lora.up_proj, ' \
-           'lora.down_proj. They' in msg
-    assert 'groups that are connected: lora.q_proj, lora.k_proj, lora.v_proj, lora.o_proj, ' \
-           'token_rows' in msg
+    assert 'no autograd path to these trainable groups: lora.gate_proj, lora.up_proj, lora.down_proj. They' in msg
+    assert 'groups that are connected: lora.q_proj, lora.k_proj, lora.v_proj, lora.o_proj, token_rows' in msg

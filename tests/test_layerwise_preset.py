@@ -4,6 +4,7 @@ On the GPU it keeps at most one bf16 decoder layer of the LLM on the device; her
 same code runs and is checked for what it builds: the normal build's parameters, every one drawn
 (NaN-filled storage that no init reached is an error), the projections 4-bit, seeded, trainable.
 """
+
 from __future__ import annotations
 
 import weakref
@@ -13,11 +14,14 @@ import torch
 from torch import nn
 
 from projects.sa2va_vessel.models.checkpoint import build_preset
-from projects.sa2va_vessel.models.layerwise_init import (check_initialised, materialise_by_parts,
-                                                         parameters_on_meta)
+from projects.sa2va_vessel.models.layerwise_init import check_initialised, materialise_by_parts, parameters_on_meta
 from projects.sa2va_vessel.models.lora import DEFAULT_TARGETS
-from projects.sa2va_vessel.models.quantize import (is_linear4bit, is_quantized, quantize_layer_linears,
-                                                   quantize_llm_linears)
+from projects.sa2va_vessel.models.quantize import (
+    is_linear4bit,
+    is_quantized,
+    quantize_layer_linears,
+    quantize_llm_linears,
+)
 
 from .test_qlora import _bitsandbytes_on_cpu
 
@@ -30,8 +34,12 @@ def _layout(module: nn.Module) -> dict[str, tuple]:
     """
     out = {f'param {n}': (tuple(p.shape), p.dtype, p.requires_grad) for n, p in module.named_parameters()}
     out.update({f'buffer {n}': (tuple(b.shape), b.dtype) for n, b in module.named_buffers()})
-    out.update({f'state {k}': (tuple(v.shape), v.dtype) if 'bitsandbytes__' not in k else ()
-                for k, v in module.state_dict().items()})
+    out.update(
+        {
+            f'state {k}': (tuple(v.shape), v.dtype) if 'bitsandbytes__' not in k else ()
+            for k, v in module.state_dict().items()
+        }
+    )
     return out
 
 
@@ -63,17 +71,22 @@ def test_layerwise_build_matches_the_normal_build(preset) -> None:
     # modules outside the transformers models keep PyTorch's default init, as in a normal build
     fc = fast.text_hidden_fcs[0].weight
     bound = fc.shape[1] ** -0.5
-    assert float(fc.abs().max()) <= bound and float(fc.float().std()) > 0.5 * bound / 3 ** 0.5
+    assert float(fc.abs().max()) <= bound and float(fc.float().std()) > 0.5 * bound / 3**0.5
 
 
 def test_layerwise_build_is_seeded() -> None:
     _bitsandbytes_on_cpu()
-    first, again, other = (build_preset('tiny', torch.bfloat16, 'cpu', quantize_base='nf4', seed=seed)[0].state_dict()
-                           for seed in (3, 3, 4))
+    first, again, other = (
+        build_preset('tiny', torch.bfloat16, 'cpu', quantize_base='nf4', seed=seed)[0].state_dict()
+        for seed in (3, 3, 4)
+    )
     assert first.keys() == again.keys()
     assert all(torch.equal(first[k], again[k]) for k in first)
-    for key in ('language_model.model.layers.1.mlp.up_proj.weight', 'sam2.mask_decoder.iou_token.weight',
-                'mlp1.linear_1.weight'):
+    for key in (
+        'language_model.model.layers.1.mlp.up_proj.weight',
+        'sam2.mask_decoder.iou_token.weight',
+        'mlp1.linear_1.weight',
+    ):
         assert not torch.equal(first[key], other[key]), key
 
 
@@ -99,8 +112,8 @@ def test_one_decoder_layer_at_a_time() -> None:
     def after_layer(layer: nn.Module) -> None:
         i = list(layers).index(layer)
         seen.append(i)
-        assert not any(p.is_meta for done in layers[:i + 1] for p in done.parameters())
-        assert all(m.weight.is_meta for later in layers[i + 1:] for m in later.modules() if isinstance(m, nn.Linear))
+        assert not any(p.is_meta for done in layers[: i + 1] for p in done.parameters())
+        assert all(m.weight.is_meta for later in layers[i + 1 :] for m in later.modules() if isinstance(m, nn.Linear))
         assert not any(p.is_meta for p in modules.sam2.parameters())  # the rest came first
         # the earlier layers' full-precision weights are gone once they were quantized
         assert all(ref() is None for ref in drawn), f'layer {i}: a quantized layer still holds its bf16 weight'

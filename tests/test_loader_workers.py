@@ -1,13 +1,13 @@
 """Loader workers: the open-file limit before they start; gone before engine.runner.train returns."""
+
 from __future__ import annotations
 
 import multiprocessing
+import resource
 from types import SimpleNamespace
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
-
-import resource
 
 from projects.sa2va_vessel.engine.loader_workers import raise_open_file_limit, shut_down_loader_workers
 
@@ -20,15 +20,17 @@ def test_persistent_workers_are_shut_down():
     data = TensorDataset(torch.arange(8.0))
     train = DataLoader(data, batch_size=2, num_workers=1, persistent_workers=True)
     val = DataLoader(data, batch_size=2, num_workers=1, persistent_workers=True)
-    train_iter = iter(train)      # what IterBasedTrainLoop's infinite iterator holds
+    train_iter = iter(train)  # what IterBasedTrainLoop's infinite iterator holds
     next(train_iter)
-    for _ in val:                 # a finished validation epoch keeps its workers (persistent)
+    for _ in val:  # a finished validation epoch keeps its workers (persistent)
         pass
     workers = _workers(train_iter) + _workers(val._iterator)
     assert len(workers) == 2 and all(w.is_alive() for w in workers)
-    runner = SimpleNamespace(_train_loop=SimpleNamespace(dataloader=train,
-                                                         dataloader_iterator=SimpleNamespace(_iterator=train_iter)),
-                             _val_loop=SimpleNamespace(dataloader=val), _test_loop={'type': 'unbuilt'})
+    runner = SimpleNamespace(
+        _train_loop=SimpleNamespace(dataloader=train, dataloader_iterator=SimpleNamespace(_iterator=train_iter)),
+        _val_loop=SimpleNamespace(dataloader=val),
+        _test_loop={'type': 'unbuilt'},
+    )
     assert shut_down_loader_workers(runner) == 2
     for w in workers:
         w.join(timeout=10)

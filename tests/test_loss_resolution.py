@@ -1,4 +1,5 @@
 """The README's promise: the mask loss is computed at 1024x1024, never silently at SAM2's 256."""
+
 from __future__ import annotations
 
 import torch
@@ -10,10 +11,8 @@ from tests.conftest import REPO_ROOT
 
 def _reference(logits: torch.Tensor, masks: list[torch.Tensor], size: int) -> tuple[float, float]:
     """BCE and soft Dice (eps 1) written out here, independently of models/losses.py."""
-    up = F.interpolate(logits[:, None].float(), size=(size, size), mode='bilinear',
-                       align_corners=False)[:, 0]
-    gt = torch.cat([F.interpolate(m[:, None].float(), size=(size, size), mode='nearest')[:, 0]
-                    for m in masks])
+    up = F.interpolate(logits[:, None].float(), size=(size, size), mode='bilinear', align_corners=False)[:, 0]
+    gt = torch.cat([F.interpolate(m[:, None].float(), size=(size, size), mode='nearest')[:, 0] for m in masks])
     bce = F.binary_cross_entropy_with_logits(up, gt)
     prob = up.sigmoid().flatten(1)
     gt = gt.flatten(1)
@@ -33,8 +32,9 @@ def test_training_loss_is_computed_at_1024(tiny_checkpoint, synthetic_vessels):
     from projects.sa2va_vessel.models.vessel_model import Sa2VAVesselModel
 
     torch.manual_seed(0)
-    model = Sa2VAVesselModel(str(tiny_checkpoint), dtype='float32', lora=dict(r=4, alpha=8, dropout=0.0),
-                             gradient_checkpointing=False)  # the default loss_resolution
+    model = Sa2VAVesselModel(
+        str(tiny_checkpoint), dtype='float32', lora=dict(r=4, alpha=8, dropout=0.0), gradient_checkpointing=False
+    )  # the default loss_resolution
     assert model.loss_resolution == 1024
     dataset = VesselSegDataset(str(synthetic_vessels), 'train', str(tiny_checkpoint), max_dynamic_patch=1)
     batch = vessel_collate([dataset[0], dataset[1]])

@@ -1,4 +1,5 @@
 """Known-answer tests of projects/sa2va_vessel/evaluation/metrics.py (numpy, CPU)."""
+
 from __future__ import annotations
 
 import time
@@ -15,15 +16,14 @@ REPO = Path(__file__).resolve().parents[1]
 def test_imports_this_checkout() -> None:
     # An editable install of another worktree would silently test other code.
     assert Path(M.__file__).resolve().is_relative_to(REPO), (
-        f'imported {M.__file__}, not this checkout {REPO}; run `python -m pytest` from the '
-        'repository root')
+        f'imported {M.__file__}, not this checkout {REPO}; run `python -m pytest` from the repository root'
+    )
 
 
 # ------------------------------------------------------------------------ helpers
 def n_components(mask: np.ndarray, connectivity: int = 8) -> int:
     """Connected components by plain BFS (independent of the code under test)."""
-    steps = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
-             if connectivity == 8 or abs(dy) + abs(dx) == 1]
+    steps = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if connectivity == 8 or abs(dy) + abs(dx) == 1]
     seen = np.zeros_like(mask, dtype=bool)
     h, w = mask.shape
     n = 0
@@ -65,10 +65,10 @@ def test_counts_and_scores_on_squares() -> None:
     prob, gt = two_squares()
     c = M.confusion_counts(prob, gt, 0.5)
     assert c.tolist() == [50, 50, 50, 250]
-    assert M.dice_score(c) == pytest.approx(0.5)          # 2*50 / (100 + 50 + 50)
-    assert M.iou_score(c) == pytest.approx(1 / 3)         # 50 / 150
-    assert M.sensitivity(c) == pytest.approx(0.5)         # 50 / 100
-    assert M.specificity(c) == pytest.approx(250 / 300)   # 250 / (250 + 50)
+    assert M.dice_score(c) == pytest.approx(0.5)  # 2*50 / (100 + 50 + 50)
+    assert M.iou_score(c) == pytest.approx(1 / 3)  # 50 / 150
+    assert M.sensitivity(c) == pytest.approx(0.5)  # 50 / 100
+    assert M.specificity(c) == pytest.approx(250 / 300)  # 250 / (250 + 50)
     assert M.precision_score(c) == pytest.approx(0.5)
     assert M.accuracy(c) == pytest.approx(300 / 400)
     # a bool prediction is used as is
@@ -96,9 +96,9 @@ def test_fov_restriction_changes_specificity() -> None:
     fov[0:15] = True
     c = M.confusion_counts(prob, gt, 0.5, fov)
     assert c.tolist() == [50, 50, 50, 150]
-    assert M.specificity(c) == pytest.approx(150 / 200)   # was 250 / 300
+    assert M.specificity(c) == pytest.approx(150 / 200)  # was 250 / 300
     assert M.accuracy(c) == pytest.approx(200 / 300)
-    assert M.dice_score(c) == pytest.approx(0.5)          # no TN in Dice: unchanged
+    assert M.dice_score(c) == pytest.approx(0.5)  # no TN in Dice: unchanged
     # FOV without rows 10-14 removes every false positive (and 50 TN): specificity 1.
     fov2 = np.ones((20, 20), bool)
     fov2[10:15] = False
@@ -127,12 +127,12 @@ def test_empty_masks() -> None:
     assert np.isnan(both_empty['sens']) and np.isnan(both_empty['precision'])
     assert M.cldice(low, empty) == 1.0
 
-    false_alarm = M.binary_metrics(high, empty)        # GT empty, prediction not
+    false_alarm = M.binary_metrics(high, empty)  # GT empty, prediction not
     assert false_alarm['dice'] == 0.0 and false_alarm['iou'] == 0.0
     assert np.isnan(false_alarm['sens']) and false_alarm['precision'] == 0.0
     assert M.cldice(high, empty) == 0.0
 
-    missed = M.binary_metrics(low, some)               # prediction empty, GT not
+    missed = M.binary_metrics(low, some)  # prediction empty, GT not
     assert missed['dice'] == 0.0 and missed['sens'] == 0.0
     assert np.isnan(missed['precision'])
     assert M.cldice(low, some) == 0.0
@@ -148,17 +148,17 @@ def test_empty_masks() -> None:
 def test_skeleton_of_3px_line_is_its_centre_line() -> None:
     line = line_3px()
     expected = np.zeros_like(line)
-    expected[5, 3:12] = True      # centre row; thinning trims one pixel at each end
+    expected[5, 3:12] = True  # centre row; thinning trims one pixel at each end
     np.testing.assert_array_equal(M.skeletonize(line), expected)
     np.testing.assert_array_equal(M.skeletonize(line.T), expected.T)
 
 
 def test_skeleton_small_and_diagonal_shapes() -> None:
     square2 = np.zeros((6, 6), bool)
-    square2[2:4, 2:4] = True       # Zhang-Suen would erase this completely
+    square2[2:4, 2:4] = True  # Zhang-Suen would erase this completely
     assert M.skeletonize(square2).sum() == 1
 
-    diag = np.zeros((12, 12), bool)   # 2-px-thick diagonal, 18 px
+    diag = np.zeros((12, 12), bool)  # 2-px-thick diagonal, 18 px
     for i in range(1, 10):
         diag[i, i] = diag[i, i + 1] = True
     s = M.skeletonize(diag)
@@ -207,13 +207,13 @@ def test_skeleton_speed_512() -> None:
 
 
 # ---------------------------------------------------------------------------- clDice
-GH = 'guo_hall'   # the hand-derived skeletons below are Guo-Hall's
+GH = 'guo_hall'  # the hand-derived skeletons below are Guo-Hall's
 
 
 def test_cldice_half_covered_line() -> None:
-    gt = line_3px()                # skeleton: row 5, cols 3..11 (9 px)
+    gt = line_3px()  # skeleton: row 5, cols 3..11 (9 px)
     pred = np.zeros_like(gt)
-    pred[4:7, 2:8] = True          # left half of the line, cols 2..7
+    pred[4:7, 2:8] = True  # left half of the line, cols 2..7
     # Tprec = |skel(pred) & gt| / |skel(pred)| = 1 (pred inside gt)
     # Tsens = |skel(gt) & pred| / |skel(gt)| = cols 3..7 of 3..11 = 5 / 9
     # clDice = 2 * 1 * 5/9 / (1 + 5/9) = 5/7
@@ -234,7 +234,7 @@ def test_cldice_half_covered_line() -> None:
 def test_cldice_wide_prediction() -> None:
     gt = line_3px()
     pred = np.zeros_like(gt)
-    pred[4:7, :] = True            # the line extended to both borders
+    pred[4:7, :] = True  # the line extended to both borders
     # skel(gt) inside pred -> Tsens 1; skel(pred) = row 5, cols 1..13, of which cols 2..12 are
     # in gt -> Tprec 11/13; clDice = 2 * 11/13 / (1 + 11/13) = 22/24
     assert M.cldice_counts(pred, gt, skeleton=GH).tolist() == [11, 13, 9, 9]
@@ -269,7 +269,7 @@ def brute_force_ap(p: np.ndarray, g: np.ndarray) -> float:
 
 def test_auc_matches_pairwise_definition_with_ties_and_fov() -> None:
     rng = np.random.default_rng(1)
-    prob = np.round(rng.random((30, 40)), 1)             # heavy ties
+    prob = np.round(rng.random((30, 40)), 1)  # heavy ties
     gt = rng.random((30, 40)) < 0.2 + 0.6 * prob
     fov = rng.random((30, 40)) < 0.7
     p, g = prob[fov], gt[fov]
@@ -277,10 +277,13 @@ def test_auc_matches_pairwise_definition_with_ties_and_fov() -> None:
     assert M.average_precision(prob, gt, fov) == pytest.approx(brute_force_ap(p, g), abs=1e-12)
     # the grouped-counts path (used for pooling) agrees when groups are the distinct scores
     _, inverse = np.unique(p, return_inverse=True)
-    groups = (np.bincount(inverse[g], minlength=inverse.max() + 1),
-              np.bincount(inverse[~g], minlength=inverse.max() + 1))
-    np.testing.assert_allclose(M.auc_from_ranked_counts(*groups),
-                               (mann_whitney_auc(p, g), brute_force_ap(p, g)), atol=1e-12)
+    groups = (
+        np.bincount(inverse[g], minlength=inverse.max() + 1),
+        np.bincount(inverse[~g], minlength=inverse.max() + 1),
+    )
+    np.testing.assert_allclose(
+        M.auc_from_ranked_counts(*groups), (mann_whitney_auc(p, g), brute_force_ap(p, g)), atol=1e-12
+    )
     # without the FOV the answer differs, with the full-image reference
     assert M.roc_auc(prob, gt) == pytest.approx(mann_whitney_auc(prob.ravel(), gt.ravel()))
 
@@ -290,7 +293,7 @@ def test_auc_extremes() -> None:
     assert M.roc_auc(np.array([0.1, 0.2, 0.8, 0.9]), gt) == 1.0
     assert M.roc_auc(np.array([0.9, 0.8, 0.2, 0.1]), gt) == 0.0
     assert M.roc_auc(np.full(4, 0.3), gt) == 0.5
-    assert M.average_precision(np.full(4, 0.3), gt) == 0.5   # precision 2/4 at recall 1
+    assert M.average_precision(np.full(4, 0.3), gt) == 0.5  # precision 2/4 at recall 1
 
 
 def test_pooled_histogram_auc_close_to_exact() -> None:
@@ -331,8 +334,7 @@ def test_sweep_finds_known_best_threshold() -> None:
 def test_sweep_counts_equal_direct_thresholding() -> None:
     # values exactly on sweep thresholds (in float32) must land as in confusion_counts
     rng = np.random.default_rng(3)
-    prob = rng.choice(np.concatenate([M.SWEEP_THRESHOLDS, rng.random(50)]),
-                      size=(40, 40)).astype(np.float32)
+    prob = rng.choice(np.concatenate([M.SWEEP_THRESHOLDS, rng.random(50)]), size=(40, 40)).astype(np.float32)
     gt = rng.random((40, 40)) < 0.4
     fov = rng.random((40, 40)) < 0.8
     counts = M.threshold_sweep_counts(prob, gt, fov)
@@ -352,15 +354,20 @@ def test_thresholded_input_raises_unless_allowed() -> None:
     prob, gt = two_squares()
     hard_float = (prob >= 0.5).astype(np.float32)
     hard_bool = prob >= 0.5
-    for fn in (M.roc_auc, M.average_precision, M.threshold_sweep, M.threshold_sweep_counts,
-               M.probability_histograms, M.image_summary):
+    for fn in (
+        M.roc_auc,
+        M.average_precision,
+        M.threshold_sweep,
+        M.threshold_sweep_counts,
+        M.probability_histograms,
+        M.image_summary,
+    ):
         for hard in (hard_float, hard_bool):
             with pytest.raises(ValueError, match='thresholded|boolean'):
                 fn(hard, gt)
-        fn(hard_float, gt, allow_binary=True)   # on purpose: fine
+        fn(hard_float, gt, allow_binary=True)  # on purpose: fine
     # with allow_binary, the ROC AUC of a hard mask is that of its single operating point
-    assert M.roc_auc(hard_float, gt, allow_binary=True) == pytest.approx(
-        (0.5 + 250 / 300) / 2)
+    assert M.roc_auc(hard_float, gt, allow_binary=True) == pytest.approx((0.5 + 250 / 300) / 2)
     # thresholding a hard prediction is still fine
     assert M.confusion_counts(hard_float, gt).tolist() == [50, 50, 50, 250]
 
@@ -379,7 +386,7 @@ def test_logits_and_bad_masks_raise() -> None:
 
 def test_image_summary_consistent() -> None:
     prob, gt = two_squares()
-    prob = prob + np.linspace(0, 0.1, 400, dtype=np.float32).reshape(20, 20)   # not binary
+    prob = prob + np.linspace(0, 0.1, 400, dtype=np.float32).reshape(20, 20)  # not binary
     fov = np.ones((20, 20), bool)
     fov[18:] = False
     s = M.image_summary(prob, gt, fov)

@@ -1,4 +1,5 @@
 """Small units of the monitoring: error-map colours, the curve chart, the update norm."""
+
 from __future__ import annotations
 
 import math
@@ -27,15 +28,14 @@ def test_overlay_panel_layout_and_threshold():
     prob = np.where(gt, 0.7, 0.2).astype(np.float32)
     panel = V.overlay_panel(None, gt, prob, threshold=0.5, max_side=None, gap=4)
     assert panel.shape == (40, 4 * 60 + 3 * 4, 3) and panel.dtype == np.uint8
-    errors = panel[:, 3 * 64:]
-    assert (errors[10:12] == 255).all() and (errors[:10] == 0).all()   # all TP, rest TN
+    errors = panel[:, 3 * 64 :]
+    assert (errors[10:12] == 255).all() and (errors[:10] == 0).all()  # all TP, rest TN
     small = V.overlay_panel(None, gt, prob, max_side=30)
     assert small.shape[0] == 20
 
 
 def test_curve_chart_draws():
-    curve = {'thresholds': [0.1, 0.5, 0.9], 'global_dice': [0.2, 0.6, 0.1],
-             'mean_dice': [0.3, float('nan'), 0.2]}
+    curve = {'thresholds': [0.1, 0.5, 0.9], 'global_dice': [0.2, 0.6, 0.1], 'mean_dice': [0.3, float('nan'), 0.2]}
     img = V.draw_curve(curve, threshold=0.5, best_threshold=0.5, size=(200, 150))
     assert img.shape == (150, 200, 3) and (img != 255).any()
 
@@ -53,10 +53,9 @@ def test_update_norm_is_distance_from_start():
     hook = UpdateNormHook(interval=1)
     hook.before_train(runner)
     with torch.no_grad():
-        model.lora_B.weight.add_(3.0)                       # 16 entries: ||delta|| = 12
-        model.mask_decoder.bias.add_(torch.tensor([4.0]))   # ||delta|| = 4
+        model.lora_B.weight.add_(3.0)  # 16 entries: ||delta|| = 12
+        model.mask_decoder.bias.add_(torch.tensor([4.0]))  # ||delta|| = 4
     hook.after_train_iter(runner, 0)
     assert math.isclose(hub.get_scalar('train/update_norm/lora').current(), 12.0, rel_tol=1e-6)
-    assert math.isclose(hub.get_scalar('train/update_norm/mask_decoder').current(), 4.0,
-                        rel_tol=1e-6)
+    assert math.isclose(hub.get_scalar('train/update_norm/mask_decoder').current(), 4.0, rel_tol=1e-6)
     assert hub.get_scalar('train/update_norm/text_hidden_fcs').current() == 0.0

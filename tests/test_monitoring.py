@@ -3,6 +3,7 @@
 The toy model (tests/toy_model.py) under the real runner and hooks: in-process with the plain
 runner, and 2 processes under torchrun with DeepSpeed ZeRO-2 (FlexibleRunner) on gloo.
 """
+
 from __future__ import annotations
 
 import glob
@@ -36,6 +37,7 @@ def val_history(work_dir: Path) -> list[dict]:
 
 def tensorboard_image_tags(work_dir: Path) -> dict[str, int]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     tags: dict[str, int] = {}
     for path in glob.glob(os.path.join(str(work_dir), '*', 'vis_data', 'events.out.tfevents.*')):
         acc = EventAccumulator(path, size_guidance={'images': 0})
@@ -56,9 +58,10 @@ def state_hash(state: dict) -> str:
 
 def test_plain_runner_best_checkpoint_and_tensorboard(tmp_path):
     from projects.sa2va_vessel.engine import train
+
     train(toy_val_cfg(tmp_path))
     history = val_history(tmp_path)
-    assert [r['step'] for r in history] == [1, 2, 3, 4, 5, 6]   # val every iteration
+    assert [r['step'] for r in history] == [1, 2, 3, 4, 5, 6]  # val every iteration
 
     # The best checkpoint is the first iteration with the highest val best_dice.
     scores = [r[BEST] for r in history]
@@ -84,18 +87,30 @@ def test_plain_runner_best_checkpoint_and_tensorboard(tmp_path):
 
     # TensorBoard: loss parts, lr, grad and update norms per group, val metrics, the curve.
     scalars = tensorboard_scalars(tmp_path)
-    for tag in ('loss', 'loss_llm', 'loss_mask', 'loss_dice', 'lr',
-                *(f'grad_norm/{g}' for g in TOY_GROUPS), *(f'update_norm/{g}' for g in TOY_GROUPS),
-                'vessel/global_dice', 'vessel/best_dice', 'vessel/best_thr', 'vessel/mean_cldice',
-                'vessel/global_roc_auc', 'val_curve/global_dice@0.50', 'val_curve/mean_dice@0.05'):
+    for tag in (
+        'loss',
+        'loss_llm',
+        'loss_mask',
+        'loss_dice',
+        'lr',
+        *(f'grad_norm/{g}' for g in TOY_GROUPS),
+        *(f'update_norm/{g}' for g in TOY_GROUPS),
+        'vessel/global_dice',
+        'vessel/best_dice',
+        'vessel/best_thr',
+        'vessel/mean_cldice',
+        'vessel/global_roc_auc',
+        'val_curve/global_dice@0.50',
+        'val_curve/mean_dice@0.05',
+    ):
         assert len(scalars.get(tag, [])) == 6, tag
-    for g in TOY_GROUPS:   # ||w_t - w_0|| grows from 0 as the group trains
+    for g in TOY_GROUPS:  # ||w_t - w_0|| grows from 0 as the group trains
         values = [v for _, v in sorted(scalars[f'update_norm/{g}'])]
         assert values[0] > 0 and values[-1] > values[0], (g, values)
     images = tensorboard_image_tags(tmp_path)
     assert images.get('val/threshold_curve') == 6
     assert images.get('val_overlay/0') == 6 and images.get('val_overlay/1') == 6
-    assert 'val_overlay/2' not in images          # num_images=2
+    assert 'val_overlay/2' not in images  # num_images=2
     local = list(tmp_path.glob('*/vis_data/vis_image/val_overlay/0_*.png'))
     assert len(local) == 6
 
@@ -103,11 +118,24 @@ def test_plain_runner_best_checkpoint_and_tensorboard(tmp_path):
 def test_two_processes_deepspeed_validation_and_best_checkpoint(tmp_path):
     # 5 val samples on 2 ranks with batch 2: the sampler pads, the metric must count 5; the
     # run must not hang in the metric's gather or the best-checkpoint save.
-    out = run_cmd(['bash', str(REPO_ROOT / 'tools' / 'dist_train.sh'), str(TOY_VAL_CONFIG), '2',
-                   '--work-dir', str(tmp_path), '--deepspeed', 'deepspeed_zero2',
-                   '--cfg-options', *run_length_args(3), 'train_cfg.val_interval=1',
-                   'default_hooks.checkpoint.interval=2'],
-                  env=repo_env({'PORT': str(free_port())}), timeout=400).stdout
+    out = run_cmd(
+        [
+            'bash',
+            str(REPO_ROOT / 'tools' / 'dist_train.sh'),
+            str(TOY_VAL_CONFIG),
+            '2',
+            '--work-dir',
+            str(tmp_path),
+            '--deepspeed',
+            'deepspeed_zero2',
+            '--cfg-options',
+            *run_length_args(3),
+            'train_cfg.val_interval=1',
+            'default_hooks.checkpoint.interval=2',
+        ],
+        env=repo_env({'PORT': str(free_port())}),
+        timeout=400,
+    ).stdout
     history = val_history(tmp_path)
     assert [r['step'] for r in history] == [1, 2, 3]
     assert all(r['vessel/n_images'] == 5 for r in history)
@@ -120,9 +148,10 @@ def test_two_processes_deepspeed_validation_and_best_checkpoint(tmp_path):
     state = torch.load(best, map_location='cpu', weights_only=False)['state_dict']
     assert set(state) == TOY_TRAINABLE
     rolling = list(tmp_path.glob('iter_*.pth/mp_rank_00_model_states.pt'))
-    assert len(rolling) == 1, rolling   # rolling checkpoints: DeepSpeed dirs, checkpoint_keep_last=1
+    assert len(rolling) == 1, rolling  # rolling checkpoints: DeepSpeed dirs, checkpoint_keep_last=1
     # tools/test.py and tools/predict.py read both forms.
     from projects.sa2va_vessel.evaluation.inference import checkpoint_kind, read_trainable_state
+
     assert checkpoint_kind(best) == 'file' and checkpoint_kind(rolling[0].parent) == 'deepspeed'
     assert set(read_trainable_state(rolling[0].parent)[0]) == TOY_TRAINABLE
     assert set(read_trainable_state(best)[0]) == TOY_TRAINABLE

@@ -4,6 +4,7 @@ bitsandbytes 0.50's CPU backend quantizes to nf4/fp4 and runs ``Linear4bit`` for
 so everything here runs in CI when bitsandbytes is installed (the ``qlora`` extra); without it the
 tests that need it skip, and the missing-package error is tested either way.
 """
+
 from __future__ import annotations
 
 import builtins
@@ -34,8 +35,13 @@ def _bitsandbytes_on_cpu():
 
 def _model(checkpoint: Path, **kwargs) -> Sa2VAVesselModel:
     torch.manual_seed(0)
-    options = dict(dtype='float32', lora=dict(r=8, alpha=16, dropout=0.0), gradient_checkpointing=False,
-                   sam2_feature_cache_size=16, quantize_base='nf4')
+    options = dict(
+        dtype='float32',
+        lora=dict(r=8, alpha=16, dropout=0.0),
+        gradient_checkpointing=False,
+        sam2_feature_cache_size=16,
+        quantize_base='nf4',
+    )
     options.update(kwargs)
     return Sa2VAVesselModel(str(checkpoint), **options)
 
@@ -49,8 +55,11 @@ def _batch(data_root: Path, checkpoint: Path, n: int, split: str = 'train') -> d
 
 
 def _projections(model: Sa2VAVesselModel) -> dict[str, torch.nn.Module]:
-    return {name: module for name, module in model.sa2va.language_model.named_modules()
-            if '.layers.' in name and name.rpartition('.')[2] in DEFAULT_TARGETS}
+    return {
+        name: module
+        for name, module in model.sa2va.language_model.named_modules()
+        if '.layers.' in name and name.rpartition('.')[2] in DEFAULT_TARGETS
+    }
 
 
 # ---- without bitsandbytes --------------------------------------------------------------------------
@@ -114,8 +123,9 @@ def test_llm_projections_become_4bit_under_lora(tiny_checkpoint, quant_type) -> 
         assert 0 < error < 0.2, (name, float(error))
 
     # the same trainable tensors as without quantization
-    assert [n for n, p in model.named_parameters() if p.requires_grad] == \
-        [n for n, p in plain.named_parameters() if p.requires_grad]
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == [
+        n for n, p in plain.named_parameters() if p.requires_grad
+    ]
     assert quant_type in model.parameter_table()
 
 
@@ -165,8 +175,14 @@ def test_tiny_preset_with_nf4() -> None:
     _bitsandbytes_on_cpu()
     from projects.sa2va_vessel.models.quantize import is_quantized
 
-    model = Sa2VAVesselModel('preset:tiny', dtype='float32', device='cpu', quantize_base='nf4',
-                             lora=dict(r=4, alpha=8, dropout=0.0), gradient_checkpointing=False)
+    model = Sa2VAVesselModel(
+        'preset:tiny',
+        dtype='float32',
+        device='cpu',
+        quantize_base='nf4',
+        lora=dict(r=4, alpha=8, dropout=0.0),
+        gradient_checkpointing=False,
+    )
     projections = _projections(model)
     assert len(projections) == len(DEFAULT_TARGETS) * model.sa2va.arch.llm.num_hidden_layers
     assert all(is_quantized(m.base_layer.weight) for m in projections.values())
@@ -214,8 +230,9 @@ def test_tiny_model_with_nf4_base_learns(tiny_checkpoint, synthetic_vessels) -> 
 
     def dice() -> float:
         probs = model(batch['data'], batch['data_samples'], mode='predict')
-        scores = [binary_metrics(p['prob'][0].numpy(), s['mask'][0])['dice']
-                  for p, s in zip(probs, batch['data_samples'])]
+        scores = [
+            binary_metrics(p['prob'][0].numpy(), s['mask'][0])['dice'] for p, s in zip(probs, batch['data_samples'])
+        ]
         return sum(scores) / len(scores)
 
     before = dice()
@@ -244,8 +261,13 @@ model = dict(type='Sa2VAVesselModel', model_path={base!r}, dtype='float32', quan
 def test_export_merges_into_the_dequantized_base(tiny_checkpoint, synthetic_vessels, tmp_path) -> None:
     """The merged export is the 4-bit model as trained: W = dequant(W4) + scale * B @ A."""
     _bitsandbytes_on_cpu()
-    from projects.sa2va_vessel.models.export import (build_model_from_config, export_adapter, export_full,
-                                                     load_adapter_export, load_training_checkpoint)
+    from projects.sa2va_vessel.models.export import (
+        build_model_from_config,
+        export_adapter,
+        export_full,
+        load_adapter_export,
+        load_training_checkpoint,
+    )
     from projects.sa2va_vessel.models.quantize import dequantized_weight
 
     config = tmp_path / 'cfg.py'
@@ -262,8 +284,13 @@ def test_export_merges_into_the_dequantized_base(tiny_checkpoint, synthetic_vess
     # a training checkpoint (trainable tensors + bnb's statistics, as TrainableCheckpointHook keeps them)
     frozen = {n for n, p in trained.named_parameters(remove_duplicate=False) if not p.requires_grad}
     ckpt = tmp_path / 'iter_1.pth'
-    torch.save({'meta': {'trainable_only': True}, 'state_dict':
-                {k: v for k, v in trained.state_dict().items() if k not in frozen}}, ckpt)
+    torch.save(
+        {
+            'meta': {'trainable_only': True},
+            'state_dict': {k: v for k, v in trained.state_dict().items() if k not in frozen},
+        },
+        ckpt,
+    )
     model = build_model_from_config(config)
     load_training_checkpoint(model, ckpt)
     # the saved 4-bit statistics are checked against the base the model was built from
@@ -271,8 +298,11 @@ def test_export_merges_into_the_dequantized_base(tiny_checkpoint, synthetic_vess
     stat = 'sa2va.language_model.model.layers.0.mlp.up_proj.base_layer.weight.absmax'
     state['state_dict'][stat] = state['state_dict'][stat] + 1
     torch.save(state, tmp_path / 'other_base.pth')
-    with pytest.raises(RuntimeError, match=r"up_proj.base_layer.weight: the checkpoint's 4-bit statistics "
-                                           r"\['absmax'\] differ"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"up_proj.base_layer.weight: the checkpoint's 4-bit statistics "
+        r"\['absmax'\] differ",
+    ):
         load_training_checkpoint(build_model_from_config(config), tmp_path / 'other_base.pth')
 
     out = tmp_path / 'full'
@@ -289,8 +319,9 @@ def test_export_merges_into_the_dequantized_base(tiny_checkpoint, synthetic_vess
     assert 'nf4' in json.loads((out / 'export_info.json').read_text())['base_quantization']
 
     # the export as a plain (unquantized) model predicts what the 4-bit model predicted
-    plain = Sa2VAVesselModel(str(out), dtype='float32', lora=dict(r=4, alpha=8, dropout=0.0),
-                             gradient_checkpointing=False).eval()
+    plain = Sa2VAVesselModel(
+        str(out), dtype='float32', lora=dict(r=4, alpha=8, dropout=0.0), gradient_checkpointing=False
+    ).eval()
     again = torch.cat([o['prob'] for o in plain(batch['data'], batch['data_samples'], mode='predict')])
     assert float((again - prob).abs().max()) < 1e-4
 

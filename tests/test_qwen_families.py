@@ -6,6 +6,7 @@ and moves (frozen weights do not); a short training run raises the Dice of the t
 the trained model exports to the family's official layout with a bit-exact round trip (weights
 equal the merged ones, predictions within float32 rounding) and as a peft adapter.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,13 @@ from projects.sa2va_vessel.datasets.collate import vessel_collate
 from projects.sa2va_vessel.datasets.vessel_dataset import VesselSegDataset
 from projects.sa2va_vessel.evaluation.metrics import threshold_sweep
 from projects.sa2va_vessel.models.checkpoint import load_sa2va
-from projects.sa2va_vessel.models.export import (base_checkpoint_keys, export_adapter, export_full,
-                                                 load_adapter_export, merged_state_dict)
+from projects.sa2va_vessel.models.export import (
+    base_checkpoint_keys,
+    export_adapter,
+    export_full,
+    load_adapter_export,
+    merged_state_dict,
+)
 from projects.sa2va_vessel.models.vessel_model import TRAINABLE_GROUPS, Sa2VAVesselModel
 from tests._data_support import REPO_ROOT, tiny_training_model
 
@@ -35,6 +41,7 @@ LEARN_LR = 5e-3
 
 def _make_checkpoint(family: str, out: Path, monkeypatch) -> Path:
     import importlib.util
+
     spec = importlib.util.spec_from_file_location('make_tiny_sa2va', REPO_ROOT / 'tools' / 'make_tiny_sa2va.py')
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
@@ -53,8 +60,9 @@ def _dice(model: Sa2VAVesselModel, batch: dict) -> float:
     all-background phase where Dice at 0.5 is 0 although the ranking of pixels already improves.
     """
     probs = model(batch['data'], batch['data_samples'], mode='predict')
-    dice = [threshold_sweep(p['prob'][0].numpy(), s['mask'][0])['best_dice']
-            for p, s in zip(probs, batch['data_samples'])]
+    dice = [
+        threshold_sweep(p['prob'][0].numpy(), s['mask'][0])['best_dice'] for p, s in zip(probs, batch['data_samples'])
+    ]
     return sum(dice) / len(dice)
 
 
@@ -79,8 +87,15 @@ def family_run(request, synthetic_vessels: Path, tmp_path_factory) -> dict:
         sum(losses.values()).backward()
         optimizer.step()
         optimizer.zero_grad()
-    return dict(family=family, tmp=tmp, checkpoint=checkpoint, batch=batch, model=model.eval(),
-                dice_before=dice_before, dice_after=_dice(model, batch))
+    return dict(
+        family=family,
+        tmp=tmp,
+        checkpoint=checkpoint,
+        batch=batch,
+        model=model.eval(),
+        dice_before=dice_before,
+        dice_after=_dice(model, batch),
+    )
 
 
 def test_checkpoint_family_and_batch_layout(family_run: dict) -> None:
@@ -123,7 +138,7 @@ def test_every_trainable_group_gets_a_gradient_and_moves(family_run: dict) -> No
 
 def test_training_raises_dice(family_run: dict) -> None:
     before, after = family_run['dice_before'], family_run['dice_after']
-    print(f"{family_run['family']}: Dice {before:.3f} -> {after:.3f} after {LEARN_STEPS[family_run['family']]} steps")
+    print(f'{family_run["family"]}: Dice {before:.3f} -> {after:.3f} after {LEARN_STEPS[family_run["family"]]} steps')
     assert after > before + 0.1, f'Dice {before:.3f} -> {after:.3f}'
 
 
@@ -144,8 +159,10 @@ def test_export_round_trip_is_bit_exact(family_run: dict) -> None:
     # the [SEG] rows were trained and written into embed_tokens / lm_head
     base_modules, _ = load_sa2va(base)
     seg = model.seg_token_id
-    assert not torch.equal(state['language_model.model.embed_tokens.weight'][seg],
-                           base_modules.state_dict()['language_model.model.embed_tokens.weight'][seg])
+    assert not torch.equal(
+        state['language_model.model.embed_tokens.weight'][seg],
+        base_modules.state_dict()['language_model.model.embed_tokens.weight'][seg],
+    )
     reloaded = _model(out).eval()
     batch = family_run['batch']
     diff = (_predict(reloaded, batch) - _predict(model, batch)).abs().max()

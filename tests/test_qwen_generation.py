@@ -12,6 +12,7 @@ On a tiny random checkpoint of each family (adapters perturbed, so that they mat
 The comparison with the official code's generation (``infer_*`` of the golden fixtures) is in
 tests/test_golden_equivalence_qwen.py.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,7 +32,7 @@ from projects.sa2va_vessel.models.random_checkpoint import write_random_sa2va
 
 FAMILIES = ['qwen2_5_vl', 'qwen3_vl']
 NEW_TOKENS = 6
-LOGIT_TOLERANCE = 1e-4   # relative to the step's largest |logit|; float32 cache vs recompute noise ~1e-6
+LOGIT_TOLERANCE = 1e-4  # relative to the step's largest |logit|; float32 cache vs recompute noise ~1e-6
 
 
 @pytest.fixture(scope='module', params=FAMILIES)
@@ -39,7 +40,7 @@ def setup(request, synthetic_vessels: Path, tmp_path_factory) -> dict:
     family = request.param
     checkpoint = write_random_sa2va(tmp_path_factory.mktemp(f'gen_{family}'), preset=TINY_PRESET[family], seed=0)
     model, _ = load_eval_model(None, checkpoint, device='cpu')
-    with torch.no_grad():   # make the adapters matter, so a misaligned read would show
+    with torch.no_grad():  # make the adapters matter, so a misaligned read would show
         gen = torch.Generator().manual_seed(0)
         for _, p in model.named_parameters():
             if p.requires_grad:
@@ -48,13 +49,19 @@ def setup(request, synthetic_vessels: Path, tmp_path_factory) -> dict:
     model.set_speed_switches(dataclasses.replace(model.speed, sam2_feature_cache_size=4))
     dataset = VesselSegDataset(str(synthetic_vessels), 'val', str(checkpoint), random_question=False)
     batch = vessel_collate([dataset[0], dataset[1]])
-    return dict(family=family, checkpoint=checkpoint, model=model, dataset=dataset, batch=batch,
-                stops=stop_token_ids(dataset.tokenizer, dataset.template))
+    return dict(
+        family=family,
+        checkpoint=checkpoint,
+        model=model,
+        dataset=dataset,
+        batch=batch,
+        stops=stop_token_ids(dataset.tokenizer, dataset.template),
+    )
 
 
 def _prompt(batch: dict, i: int) -> torch.Tensor:
     ids, labels = batch['data']['input_ids'][i], batch['data']['labels'][i]
-    return ids[:int(torch.nonzero(labels != -100)[0])][None]
+    return ids[: int(torch.nonzero(labels != -100)[0])][None]
 
 
 def _recompute_greedy(model, batch: dict, i: int, n_steps: int, stops: set[int]) -> tuple[list[int], list]:
@@ -63,13 +70,14 @@ def _recompute_greedy(model, batch: dict, i: int, n_steps: int, stops: set[int])
     sa2va, data = model.sa2va, batch['data']
     grid = data['image_grid_thw']
     first = int(grid[:i].prod(dim=-1).sum())
-    pixels = data['pixel_values'][first:first + int(grid[i].prod())]
+    pixels = data['pixel_values'][first : first + int(grid[i].prod())]
     ids, tokens, logits = _prompt(batch, i), [], []
     with torch.no_grad():
-        image = sa2va.image_embeddings(pixels, grid[i:i + 1])
+        image = sa2va.image_embeddings(pixels, grid[i : i + 1])
         for _ in range(n_steps):
-            hidden = sa2va.last_hidden_from_inputs(ids, pixels, grid[i:i + 1], torch.ones_like(ids, dtype=torch.bool),
-                                                   image_embeds=image)
+            hidden = sa2va.last_hidden_from_inputs(
+                ids, pixels, grid[i : i + 1], torch.ones_like(ids, dtype=torch.bool), image_embeds=image
+            )
             step_logits = sa2va.language_model.lm_head(sa2va.logits_hidden(hidden[:, -1]))[0]
             token = int(step_logits.argmax())
             tokens.append(token)
@@ -103,7 +111,7 @@ def test_cached_greedy_equals_full_recompute_token_for_token(setup: dict) -> Non
     for i, record in enumerate(generated):
         tokens, logits = _recompute_greedy(model, batch, i, NEW_TOKENS, stops)
         assert record['generated_ids'] == tokens, (i, record['generated_ids'], tokens)
-        cached = seen[offset:offset + len(tokens)]
+        cached = seen[offset : offset + len(tokens)]
         offset += len(tokens)
         for step, (a, b) in enumerate(zip(cached, logits)):
             rel = float((a - b).abs().max() / b.abs().max())
@@ -130,6 +138,7 @@ def test_predict_cli_generate_mode_on_an_export(synthetic_vessels: Path, tmp_pat
     """tools/predict.py --mode generate on a Qwen3-VL export (the family with DeepStack; the
     builder's inputs of both families are checked against the dataset's below)."""
     from projects.sa2va_vessel.evaluation.cli import predict_main
+
     checkpoint = write_random_sa2va(tmp_path / 'ckpt', preset=TINY_PRESET['qwen3_vl'], seed=1)
     src = tmp_path / 'in'
     src.mkdir()
@@ -151,6 +160,7 @@ def test_predict_cli_generate_mode_on_an_export(synthetic_vessels: Path, tmp_pat
 def test_sample_builder_item_is_the_dataset_item(setup: dict) -> None:
     """tools/predict.py's samples from a bare image: the dataset's Qwen-VL inputs for that image."""
     from projects.sa2va_vessel.evaluation.inference import SampleBuilder
+
     dataset = setup['dataset']
     built = SampleBuilder(setup['checkpoint'])(dataset.load(0)['image'])
     item = dataset[0]

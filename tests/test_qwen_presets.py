@@ -1,4 +1,5 @@
 """Qwen-VL presets: the published shapes (checked on the meta device) and benchmark batches."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,16 +25,21 @@ def _count(module: torch.nn.Module) -> int:
 @pytest.mark.parametrize('preset', sorted(OFFICIAL_COUNTS))
 def test_preset_has_the_published_shapes(preset: str) -> None:
     modules, _ = build_preset(preset, torch.bfloat16, device='meta')
-    counts = (_count(modules.visual), _count(modules.language_model.model), _count(modules.language_model.lm_head),
-              _count(modules.text_hidden_fcs))
+    counts = (
+        _count(modules.visual),
+        _count(modules.language_model.model),
+        _count(modules.language_model.lm_head),
+        _count(modules.text_hidden_fcs),
+    )
     assert counts == OFFICIAL_COUNTS[preset]
     assert modules.arch.mllm.image_token_id == 151655
 
 
 @pytest.mark.parametrize('preset', ['tiny-qwen2_5_vl', 'tiny-qwen3_vl'])
 def test_benchmark_batch_trains_a_preset_model(preset: str) -> None:
-    model = Sa2VAVesselModel('preset:' + preset, dtype='float32', lora=dict(r=4, alpha=8, dropout=0.0),
-                             gradient_checkpointing=False)
+    model = Sa2VAVesselModel(
+        'preset:' + preset, dtype='float32', lora=dict(r=4, alpha=8, dropout=0.0), gradient_checkpointing=False
+    )
     batch = make_batch(model, 2, (256, 256), 'cpu')
     data = batch['data']
     assert data['position_ids'].shape == (3,) + tuple(data['input_ids'].shape)
@@ -61,17 +67,24 @@ def test_benchmark_tokenizer_of_a_family_from_the_shared_bpe(family: str, tmp_pa
     assert write_tokenizer(tmp_path, LAYOUT, family=family) == QWEN_REAL_VOCAB_SIZE[family]
     tokenizer = load_fast_tokenizer(tmp_path)
     n_tokens = int(ref['train_image_grid_thw'].prod()) // 4
-    turn = encode_turn(tokenizer, make_question('Please segment the blood vessel.'), 'Sure, [SEG].', n_tiles=1,
-                       template='qwen_chat', image_tokens=qwen_image_token_string(n_tokens))
+    turn = encode_turn(
+        tokenizer,
+        make_question('Please segment the blood vessel.'),
+        'Sure, [SEG].',
+        n_tiles=1,
+        template='qwen_chat',
+        image_tokens=qwen_image_token_string(n_tokens),
+    )
     assert turn.input_ids == ref['train_input_ids'][0].tolist()
     assert turn.labels == ref['train_labels'][0].tolist()
 
 
 def test_benchmark_tokenizer_of_another_family_is_refused(tmp_path) -> None:
     """A folder whose added tokens sit elsewhere than the preset's model expects is named."""
+    from transformers import AutoTokenizer
+
     from projects.sa2va_vessel.datasets.tiny_tokenizer import build_tiny_tokenizer
     from projects.sa2va_vessel.models.random_checkpoint import check_token_layout
-    from transformers import AutoTokenizer
 
     build_tiny_tokenizer(tmp_path, family='internvl')
     with pytest.raises(ValueError, match='tokenizer gives .* a qwen3_vl Sa2VA tokenizer of 1000 tokens'):

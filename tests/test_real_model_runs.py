@@ -1,5 +1,6 @@
 """The real (tiny) Sa2VA model through the runners: the guard catches the seed's bug, and two
 ZeRO-2 ranks under torchrun read disjoint data and hold equal weights."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,10 +19,12 @@ def _env(checkpoint: Path, data: Path, **extra: str) -> dict[str, str]:
     return repo_env({'SA2VA_MODEL_PATH': str(checkpoint), 'VESSEL_DATA_ROOT': str(data), **extra})
 
 
-def test_forward_under_no_grad_is_stopped_by_the_guard(tiny_checkpoint, synthetic_vessels, tmp_path,
-                                                       monkeypatch) -> None:
+def test_forward_under_no_grad_is_stopped_by_the_guard(
+    tiny_checkpoint, synthetic_vessels, tmp_path, monkeypatch
+) -> None:
     """The seed's bug: forward under torch.no_grad() and the loss patched to require grad."""
     from projects.sa2va_vessel.models.vessel_model import Sa2VAVesselModel
+
     monkeypatch.setenv('SA2VA_MODEL_PATH', str(tiny_checkpoint))
     monkeypatch.setenv('VESSEL_DATA_ROOT', str(synthetic_vessels))
     original = Sa2VAVesselModel.loss
@@ -33,16 +36,29 @@ def test_forward_under_no_grad_is_stopped_by_the_guard(tiny_checkpoint, syntheti
 
     monkeypatch.setattr(Sa2VAVesselModel, 'loss', seed_bug_loss)
     cfg = in_process_cfg(CONFIG, tmp_path, {'deepspeed': 'none'})
-    with pytest.raises(RuntimeError, match='no autograd path to these trainable groups: lora, token_rows, '
-                                           'text_hidden_fcs, mask_decoder, projector'):
+    with pytest.raises(
+        RuntimeError,
+        match='no autograd path to these trainable groups: lora, token_rows, text_hidden_fcs, mask_decoder, projector',
+    ):
         train(cfg)
     assert not (tmp_path / 'trace_rank0.jsonl').exists(), 'no iteration may complete'
 
 
 def test_two_rank_zero2_disjoint_samples_and_equal_weights(tiny_checkpoint, synthetic_vessels, tmp_path) -> None:
-    run_cmd(['bash', str(REPO_ROOT / 'tools' / 'dist_train.sh'), str(CONFIG), '2', '--work-dir', str(tmp_path),
-             '--deepspeed', 'deepspeed_zero2'],
-            env=_env(tiny_checkpoint, synthetic_vessels, PORT=str(free_port())), timeout=600)
+    run_cmd(
+        [
+            'bash',
+            str(REPO_ROOT / 'tools' / 'dist_train.sh'),
+            str(CONFIG),
+            '2',
+            '--work-dir',
+            str(tmp_path),
+            '--deepspeed',
+            'deepspeed_zero2',
+        ],
+        env=_env(tiny_checkpoint, synthetic_vessels, PORT=str(free_port())),
+        timeout=600,
+    )
     ranks = [read_trace(tmp_path, rank) for rank in (0, 1)]
     for trace in ranks:
         assert [r['iter'] for r in trace] == [0, 1, 2]
@@ -53,11 +69,13 @@ def test_two_rank_zero2_disjoint_samples_and_equal_weights(tiny_checkpoint, synt
     assert len({r['weights'] for r in ranks[0]}) == 3, 'the weights must change every step'
 
 
-def test_training_checkpoint_reloads_to_the_same_predictions(tiny_checkpoint, synthetic_vessels, tmp_path,
-                                                             monkeypatch) -> None:
+def test_training_checkpoint_reloads_to_the_same_predictions(
+    tiny_checkpoint, synthetic_vessels, tmp_path, monkeypatch
+) -> None:
     from projects.sa2va_vessel.datasets.collate import vessel_collate
-    from projects.sa2va_vessel.models.export import build_model_from_config, load_training_checkpoint
     from projects.sa2va_vessel.engine.utils import unwrap_model
+    from projects.sa2va_vessel.models.export import build_model_from_config, load_training_checkpoint
+
     monkeypatch.setenv('SA2VA_MODEL_PATH', str(tiny_checkpoint))
     monkeypatch.setenv('VESSEL_DATA_ROOT', str(synthetic_vessels))
     cfg = in_process_cfg(CONFIG, tmp_path, {'deepspeed': 'none', 'default_hooks.checkpoint.interval': 3})

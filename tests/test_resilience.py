@@ -1,5 +1,6 @@
 """Preemption, atomic checkpoints, exact resume and disk hygiene, in-process on the plain
 runner (one CPU process, seconds). The two-process DeepSpeed version runs in test_slurm.py."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,18 +39,20 @@ def comparable(records: list[dict]) -> list[tuple]:
     return [(r['iter'], r['indices'], r['losses'], r['weights']) for r in records]
 
 
-@pytest.mark.parametrize('at,workers,accum', [(2, 0, 1), (7, 2, 1), (3, 0, 2)],
-                         ids=['mid-epoch', 'epoch-end-workers', 'grad-accumulation'])
+@pytest.mark.parametrize(
+    'at,workers,accum', [(2, 0, 1), (7, 2, 1), (3, 0, 2)], ids=['mid-epoch', 'epoch-end-workers', 'grad-accumulation']
+)
 def test_preempted_run_resumes_bit_exact(tmp_path, at, workers, accum):
-    loader = {'train_dataloader.num_workers': workers,
-              'train_dataloader.persistent_workers': workers > 0,
-              'optim_wrapper.accumulative_counts': accum}
+    loader = {
+        'train_dataloader.num_workers': workers,
+        'train_dataloader.persistent_workers': workers > 0,
+        'optim_wrapper.accumulative_counts': accum,
+    }
     reference = uninterrupted(tmp_path, **loader)
     # accum=2: the signal comes in step 2 (half of an accumulation): the run stops after 3
 
     work = tmp_path / 'preempted'
-    hooks = [dict(type='LossTraceHook'),
-             dict(type='SignalAtIterHook', at=at - (1 if accum > 1 else 0))]
+    hooks = [dict(type='LossTraceHook'), dict(type='SignalAtIterHook', at=at - (1 if accum > 1 else 0))]
     runner = train(cfg_for(work, custom_hooks=hooks, **loader))
     # SIGUSR1 arrived during step `at`: that step finished, a checkpoint of it was saved.
     assert runner.preempted
@@ -76,8 +79,7 @@ def test_resume_without_rng_restore_would_differ(tmp_path, monkeypatch):
     """Control: the exactness above comes from the restored RNG states (dropout)."""
     reference = uninterrupted(tmp_path, **NO_BOUNDARY)
     work = tmp_path / 'preempted'
-    train(cfg_for(work, custom_hooks=[dict(type='LossTraceHook'),
-                                      dict(type='SignalAtIterHook', at=2)], **NO_BOUNDARY))
+    train(cfg_for(work, custom_hooks=[dict(type='LossTraceHook'), dict(type='SignalAtIterHook', at=2)], **NO_BOUNDARY))
     monkeypatch.setattr(resilience, 'restore_rng_state', lambda state: None)
     train(cfg_for(work, resume=True, **NO_BOUNDARY))
     records = read_losses(work)
@@ -89,6 +91,7 @@ def test_interrupted_save_leaves_previous_checkpoint_usable(tmp_path, monkeypatc
     reference = uninterrupted(tmp_path, **NO_BOUNDARY)
     work = tmp_path / 'crashed'
     from mmengine.fileio.backends.local_backend import LocalBackend
+
     real_put = LocalBackend.put
     saves = []
 
@@ -125,8 +128,7 @@ def test_keep_last_n_never_touches_best(tmp_path):
     work = tmp_path / 'keep'
     work.mkdir()
     (work / 'best_dice_iter_1.pth').write_bytes(b'best')
-    train(cfg_for(work, **{'default_hooks.checkpoint.interval': 1,
-                           'checkpoint_keep_last': 3}, **NO_BOUNDARY))
+    train(cfg_for(work, **{'default_hooks.checkpoint.interval': 1, 'checkpoint_keep_last': 3}, **NO_BOUNDARY))
     names = sorted(p.name for p in work.iterdir() if p.suffix == '.pth')
     assert names == ['best_dice_iter_1.pth', 'iter_10.pth', 'iter_8.pth', 'iter_9.pth']
     assert (work / 'last_checkpoint').read_text().endswith('iter_10.pth')

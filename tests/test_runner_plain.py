@@ -1,5 +1,6 @@
 """The plain mmengine Runner (--deepspeed none) on CPU: trains, saves trainable weights only,
 resumes exactly where it stopped."""
+
 from __future__ import annotations
 
 import torch

@@ -1,6 +1,7 @@
 """slurm/train.sbatch with fake SLURM variables and stub srun/scontrol (tests/slurm_stubs), and
 the launch checks. The end-to-end test runs two ranks of DeepSpeed ZeRO-2 on CPU through the
 script, preempts them with SIGUSR1, requeues, and compares with an uninterrupted run."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,12 @@ from pathlib import Path
 import pytest
 
 from projects.sa2va_vessel.engine import launch_check
-from projects.sa2va_vessel.engine.launch_check import (LaunchError, check_launch_environment,
-                                                       slurm_to_torch_env, validate_rank_layout)
+from projects.sa2va_vessel.engine.launch_check import (
+    LaunchError,
+    check_launch_environment,
+    slurm_to_torch_env,
+    validate_rank_layout,
+)
 from tests.conftest import REPO_ROOT, free_port, repo_env
 from tests.toy_resume import read_losses
 from tests.toy_runs import run_length_args
@@ -29,23 +34,35 @@ def slurm_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     for key in [k for k in env if k.startswith(('SLURM_', 'SBATCH_', 'MASTER_', 'WORK_DIR'))]:
         del env[key]
     env.update(
-        PATH=f'{STUBS}{os.pathsep}{env["PATH"]}', STUB_LOG=str(tmp_path / 'stub.jsonl'),
-        SLURM_JOB_ID='123456', SLURM_JOB_NUM_NODES='2', SLURM_NTASKS='8',
-        SLURM_NTASKS_PER_NODE='4', SLURM_GPUS_ON_NODE='4', SLURM_CPUS_PER_TASK='6',
-        SLURM_JOB_NODELIST='gpu[01-02]', FAKE_HOSTS='gpu01 gpu02',
-        SLURM_SUBMIT_DIR=str(REPO_ROOT))
+        PATH=f'{STUBS}{os.pathsep}{env["PATH"]}',
+        STUB_LOG=str(tmp_path / 'stub.jsonl'),
+        SLURM_JOB_ID='123456',
+        SLURM_JOB_NUM_NODES='2',
+        SLURM_NTASKS='8',
+        SLURM_NTASKS_PER_NODE='4',
+        SLURM_GPUS_ON_NODE='4',
+        SLURM_CPUS_PER_TASK='6',
+        SLURM_JOB_NODELIST='gpu[01-02]',
+        FAKE_HOSTS='gpu01 gpu02',
+        SLURM_SUBMIT_DIR=str(REPO_ROOT),
+    )
     env.update(extra)
     return env
 
 
-def run_script(tmp_path: Path, env: dict[str, str], *args: str,
-               timeout: float = 30) -> subprocess.CompletedProcess:
+def run_script(tmp_path: Path, env: dict[str, str], *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
     # SLURM runs a copy of the script from its spool directory, in the submission directory.
     spool = tmp_path / 'spool'
     spool.mkdir(exist_ok=True)
     shutil.copy(SCRIPT, spool / 'slurm_script')
-    return subprocess.run(['bash', str(spool / 'slurm_script'), *args], cwd=str(tmp_path),
-                          env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        ['bash', str(spool / 'slurm_script'), *args],
+        cwd=str(tmp_path),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def stub_calls(tmp_path: Path) -> list[dict]:
@@ -66,17 +83,31 @@ def test_sbatch_header_asks_for_preemption_signal_requeue_and_per_job_logs():
 
 def test_sbatch_two_nodes_runs_one_task_per_gpu_with_slurm_rendezvous(tmp_path):
     env = slurm_env(tmp_path)
-    out = run_script(tmp_path, env, 'configs/vessel_lora.py', '--cfg-options',
-                     'train_cfg.max_iters=10')
+    out = run_script(tmp_path, env, 'configs/vessel_lora.py', '--cfg-options', 'train_cfg.max_iters=10')
     assert out.returncode == 0, out.stderr
     srun = [c for c in stub_calls(tmp_path) if c['tool'] == 'srun']
     assert len(srun) == 1
     call = srun[0]
-    assert call['options'] == ['--nodes=2', '--ntasks=8', '--ntasks-per-node=4',
-                               '--cpus-per-task=6', '--kill-on-bad-exit=1']
+    assert call['options'] == [
+        '--nodes=2',
+        '--ntasks=8',
+        '--ntasks-per-node=4',
+        '--cpus-per-task=6',
+        '--kill-on-bad-exit=1',
+    ]
     assert call['command'][1:] == [
-        '-u', 'tools/train.py', 'configs/vessel_lora.py', '--launcher', 'slurm', '--work-dir',
-        'work_dirs/vessel_lora', '--resume', 'auto', '--cfg-options', 'train_cfg.max_iters=10']
+        '-u',
+        'tools/train.py',
+        'configs/vessel_lora.py',
+        '--launcher',
+        'slurm',
+        '--work-dir',
+        'work_dirs/vessel_lora',
+        '--resume',
+        'auto',
+        '--cfg-options',
+        'train_cfg.max_iters=10',
+    ]
     assert call['cwd'] == str(REPO_ROOT)  # found the checkout through SLURM_SUBMIT_DIR
     assert call['env']['MASTER_ADDR'] == 'gpu01'
     assert call['env']['MASTER_PORT'] == str(10000 + 123456 % 50000)
@@ -86,20 +117,39 @@ def test_sbatch_two_nodes_runs_one_task_per_gpu_with_slurm_rendezvous(tmp_path):
     # What each srun task then does with its SLURM_* variables (rank 5 = node 1, local 1).
     task = dict(call['env'], SLURM_PROCID='5', SLURM_LOCALID='1', SLURM_NODEID='1')
     assert {k: v for k, v in slurm_to_torch_env(task).items()} == dict(
-        RANK='5', WORLD_SIZE='8', LOCAL_RANK='1', LOCAL_WORLD_SIZE='4', NODE_RANK='1',
-        MASTER_ADDR='gpu01', MASTER_PORT=str(10000 + 123456 % 50000))
+        RANK='5',
+        WORLD_SIZE='8',
+        LOCAL_RANK='1',
+        LOCAL_WORLD_SIZE='4',
+        NODE_RANK='1',
+        MASTER_ADDR='gpu01',
+        MASTER_PORT=str(10000 + 123456 % 50000),
+    )
 
 
 def test_sbatch_overrides_through_environment(tmp_path):
-    env = slurm_env(tmp_path, SLURM_RESTART_COUNT='2', MASTER_PORT='29999',
-                    WORK_DIR=str(tmp_path / 'wd'), PYTHON='python3',
-                    SA2VA_SRUN_ARGS='--gpu-bind=none', SLURM_JOB_NUM_NODES='1',
-                    SLURM_NTASKS='4', SLURM_NTASKS_PER_NODE='')
+    env = slurm_env(
+        tmp_path,
+        SLURM_RESTART_COUNT='2',
+        MASTER_PORT='29999',
+        WORK_DIR=str(tmp_path / 'wd'),
+        PYTHON='python3',
+        SA2VA_SRUN_ARGS='--gpu-bind=none',
+        SLURM_JOB_NUM_NODES='1',
+        SLURM_NTASKS='4',
+        SLURM_NTASKS_PER_NODE='',
+    )
     out = run_script(tmp_path, env, 'configs/vessel_lora.py', '--work-dir', str(tmp_path / 'x'))
     assert out.returncode == 0, out.stderr
     call = [c for c in stub_calls(tmp_path) if c['tool'] == 'srun'][0]
-    assert call['options'] == ['--nodes=1', '--ntasks=4', '--ntasks-per-node=4',
-                               '--cpus-per-task=6', '--kill-on-bad-exit=1', '--gpu-bind=none']
+    assert call['options'] == [
+        '--nodes=1',
+        '--ntasks=4',
+        '--ntasks-per-node=4',
+        '--cpus-per-task=6',
+        '--kill-on-bad-exit=1',
+        '--gpu-bind=none',
+    ]
     assert call['command'][0] == 'python3'
     assert call['env']['MASTER_PORT'] == '29999'
     assert 'restart 2' in out.stdout
@@ -119,25 +169,28 @@ def test_sbatch_usage_errors(tmp_path):
     assert 'usage' in run_script(tmp_path, env).stderr
     missing = run_script(tmp_path, env, 'configs/nope.py')
     assert missing.returncode == 2 and 'configs/nope.py not found' in missing.stderr
-    elsewhere = run_script(tmp_path, dict(env, SLURM_SUBMIT_DIR=str(tmp_path)),
-                           'configs/vessel_lora.py')
+    elsewhere = run_script(tmp_path, dict(env, SLURM_SUBMIT_DIR=str(tmp_path)), 'configs/vessel_lora.py')
     assert 'run sbatch from the repository root' in elsewhere.stderr
     outside = {k: v for k, v in env.items() if k != 'SLURM_JOB_ID'}
     assert 'not inside a SLURM job' in run_script(tmp_path, outside, 'x.py').stderr
 
 
-@pytest.mark.parametrize('rc,marker,requeued,status', [
-    (75, False, True, 0),     # training said "preempted, checkpoint saved"
-    (137, True, True, 0),     # srun killed the slower ranks, but the marker is there
-    (1, False, False, 1),     # a crash: no requeue, the status goes through
-])
-def test_sbatch_requeues_only_after_a_preemption_checkpoint(tmp_path, rc, marker, requeued,
-                                                            status):
+@pytest.mark.parametrize(
+    'rc,marker,requeued,status',
+    [
+        (75, False, True, 0),  # training said "preempted, checkpoint saved"
+        (137, True, True, 0),  # srun killed the slower ranks, but the marker is there
+        (1, False, False, 1),  # a crash: no requeue, the status goes through
+    ],
+)
+def test_sbatch_requeues_only_after_a_preemption_checkpoint(tmp_path, rc, marker, requeued, status):
     work = tmp_path / 'wd'
     stub = tmp_path / 'srun_then_marker'
-    stub.write_text(f'#!/usr/bin/env bash\n"{STUBS}/srun" "$@"\n'
-                    + (f'echo "iter_4.pth" > "{work}/.preempted"\n' if marker else '')
-                    + f'exit {rc}\n')
+    stub.write_text(
+        f'#!/usr/bin/env bash\n"{STUBS}/srun" "$@"\n'
+        + (f'echo "iter_4.pth" > "{work}/.preempted"\n' if marker else '')
+        + f'exit {rc}\n'
+    )
     stub.chmod(0o755)
     bindir = tmp_path / 'bin'
     bindir.mkdir()
@@ -151,17 +204,14 @@ def test_sbatch_requeues_only_after_a_preemption_checkpoint(tmp_path, rc, marker
     # a requeue limit stops endless loops
     if requeued:
         (tmp_path / 'stub.jsonl').unlink()
-        out = run_script(tmp_path, dict(env, SLURM_RESTART_COUNT='3', SA2VA_MAX_REQUEUES='3'),
-                         'configs/vessel_lora.py')
+        out = run_script(tmp_path, dict(env, SLURM_RESTART_COUNT='3', SA2VA_MAX_REQUEUES='3'), 'configs/vessel_lora.py')
         assert out.returncode == 75
-        assert 'requeue 123456' not in [c['args'] for c in stub_calls(tmp_path)
-                                        if c['tool'] == 'scontrol']
+        assert 'requeue 123456' not in [c['args'] for c in stub_calls(tmp_path) if c['tool'] == 'scontrol']
 
 
 # -- launch checks ----------------------------------------------------------------------------
 def test_launch_check_refuses_srun_tasks_without_launcher():
-    env = dict(SLURM_JOB_ID='1', SLURM_NTASKS='8', SLURM_NTASKS_PER_NODE='8',
-               CUDA_VISIBLE_DEVICES='0,1,2,3,4,5,6,7')
+    env = dict(SLURM_JOB_ID='1', SLURM_NTASKS='8', SLURM_NTASKS_PER_NODE='8', CUDA_VISIBLE_DEVICES='0,1,2,3,4,5,6,7')
     with pytest.raises(LaunchError) as err:
         check_launch_environment('none', env)
     assert 'SLURM allocated 8 tasks' in str(err.value) and '8 GPU(s) visible' in str(err.value)
@@ -184,9 +234,18 @@ def test_launch_check_refuses_torchrun_or_mpi_without_launcher():
 
 def test_rank_layout_catches_duplicates_and_undistributed_samplers():
     def record(rank, first, sampler_len=8, world=2):
-        return dict(rank=rank, world=world, host='n1', pid=100 + rank, local_rank=rank,
-                    device=None, sampler='DefaultSampler', sampler_len=sampler_len,
-                    dataset_len=16, first=first)
+        return dict(
+            rank=rank,
+            world=world,
+            host='n1',
+            pid=100 + rank,
+            local_rank=rank,
+            device=None,
+            sampler='DefaultSampler',
+            sampler_len=sampler_len,
+            dataset_len=16,
+            first=first,
+        )
 
     assert validate_rank_layout([record(0, [3, 9]), record(1, [12, 0])]) == []
     duplicated = validate_rank_layout([record(0, [3, 9]), record(1, [3, 9])])
@@ -201,17 +260,27 @@ def test_first_host_without_scontrol(monkeypatch):
     monkeypatch.setattr(launch_check.shutil, 'which', lambda name: None)
     assert launch_check.first_host('gpu[03-05,07],cpu1') == 'gpu03'
     assert launch_check.first_host('node7,node8') == 'node7'
-    assert launch_check.tasks_on_this_node({'SLURM_TASKS_PER_NODE': '4(x2),3',
-                                            'SLURM_NODEID': '2'}) == 3
+    assert launch_check.tasks_on_this_node({'SLURM_TASKS_PER_NODE': '4(x2),3', 'SLURM_NODEID': '2'}) == 3
 
 
 def test_duplicated_ranks_stop_with_what_to_do(tmp_path):
     """srun starts 2 tasks of tools/train.py without --launcher slurm: both refuse."""
-    env = slurm_env(tmp_path, FAKE_SRUN_MODE='launch', SLURM_NTASKS='2',
-                    SLURM_NTASKS_PER_NODE='2', SLURM_JOB_NUM_NODES='1', SLURM_GPUS_ON_NODE='')
-    out = subprocess.run(['srun', 'python', 'tools/train.py', 'tests/configs/toy_resume.py',
-                          '--work-dir', str(tmp_path / 'wd')], cwd=str(REPO_ROOT), env=env,
-                         capture_output=True, text=True, timeout=120)
+    env = slurm_env(
+        tmp_path,
+        FAKE_SRUN_MODE='launch',
+        SLURM_NTASKS='2',
+        SLURM_NTASKS_PER_NODE='2',
+        SLURM_JOB_NUM_NODES='1',
+        SLURM_GPUS_ON_NODE='',
+    )
+    out = subprocess.run(
+        ['srun', 'python', 'tools/train.py', 'tests/configs/toy_resume.py', '--work-dir', str(tmp_path / 'wd')],
+        cwd=str(REPO_ROOT),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2
     assert out.stderr.count('SLURM allocated 2 tasks') == 2  # each task says so
     assert 'Submit with `sbatch slurm/train.sbatch CONFIG`' in out.stderr
@@ -223,16 +292,32 @@ STEPS = 8  # 16 samples / (2 ranks x batch 2) = 4 batches per epoch: crosses one
 
 
 def e2e_env(tmp_path: Path, work: Path, **extra: str) -> dict[str, str]:
-    return slurm_env(tmp_path, FAKE_SRUN_MODE='launch', SLURM_JOB_ID='4242',
-                     SLURM_JOB_NUM_NODES='1', SLURM_NTASKS='2', SLURM_NTASKS_PER_NODE='2',
-                     SLURM_GPUS_ON_NODE='', SLURM_CPUS_PER_TASK='1',
-                     SLURM_JOB_NODELIST='localhost', FAKE_HOSTS='127.0.0.1',
-                     MASTER_PORT=str(free_port()), WORK_DIR=str(work), CUDA_VISIBLE_DEVICES='',
-                     **extra)
+    return slurm_env(
+        tmp_path,
+        FAKE_SRUN_MODE='launch',
+        SLURM_JOB_ID='4242',
+        SLURM_JOB_NUM_NODES='1',
+        SLURM_NTASKS='2',
+        SLURM_NTASKS_PER_NODE='2',
+        SLURM_GPUS_ON_NODE='',
+        SLURM_CPUS_PER_TASK='1',
+        SLURM_JOB_NODELIST='localhost',
+        FAKE_HOSTS='127.0.0.1',
+        MASTER_PORT=str(free_port()),
+        WORK_DIR=str(work),
+        CUDA_VISIBLE_DEVICES='',
+        **extra,
+    )
 
 
-E2E_ARGS = ('tests/configs/toy_resume.py', '--deepspeed', 'deepspeed_zero2', '--cfg-options',
-            *run_length_args(STEPS), 'default_hooks.checkpoint.interval=100')
+E2E_ARGS = (
+    'tests/configs/toy_resume.py',
+    '--deepspeed',
+    'deepspeed_zero2',
+    '--cfg-options',
+    *run_length_args(STEPS),
+    'default_hooks.checkpoint.interval=100',
+)
 
 
 def comparable(records: list[dict]) -> list[tuple]:
@@ -243,9 +328,15 @@ def start_script(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen:
     spool = tmp_path / 'spool'
     spool.mkdir(exist_ok=True)
     shutil.copy(SCRIPT, spool / 'slurm_script')
-    return subprocess.Popen(['bash', str(spool / 'slurm_script'), *E2E_ARGS], cwd=str(tmp_path),
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        ['bash', str(spool / 'slurm_script'), *E2E_ARGS],
+        cwd=str(tmp_path),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def test_sigusr1_two_ranks_zero2_saves_requeues_and_resumes_exactly(tmp_path):
@@ -281,8 +372,7 @@ def test_sigusr1_two_ranks_zero2_saves_requeues_and_resumes_exactly(tmp_path):
     assert not list(work.glob('.*.partial'))
 
     # The requeued job starts the same script again and resumes by itself.
-    out = run_script(tmp_path, e2e_env(tmp_path, work, SLURM_RESTART_COUNT='1'), *E2E_ARGS,
-                     timeout=300)
+    out = run_script(tmp_path, e2e_env(tmp_path, work, SLURM_RESTART_COUNT='1'), *E2E_ARGS, timeout=300)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     for rank in (0, 1):
         records = read_losses(work, rank)

@@ -1,4 +1,5 @@
 """Compiled modules serve the training step; evaluation runs the same weights eager."""
+
 from __future__ import annotations
 
 from projects.sa2va_vessel.models.speed import is_compiled
@@ -6,14 +7,18 @@ from projects.sa2va_vessel.models.vessel_model import Sa2VAVesselModel
 
 
 def _compiled_modules(model: Sa2VAVesselModel) -> list:
-    return list(model.sa2va.language_model.model.layers) + [model.sa2va.vision_tower,
-                                                            model.sa2va.sam2.vision_encoder]
+    return list(model.sa2va.language_model.model.layers) + [model.sa2va.vision_tower, model.sa2va.sam2.vision_encoder]
 
 
 def test_compiled_in_training_eager_in_eval():
     # torch.compile is lazy: nothing compiles until a call, so this is cheap on the CPU
-    model = Sa2VAVesselModel('preset:tiny', dtype='float32', compile_llm_layers=True,
-                             compile_frozen_encoders=True, gradient_checkpointing=False)
+    model = Sa2VAVesselModel(
+        'preset:tiny',
+        dtype='float32',
+        compile_llm_layers=True,
+        compile_frozen_encoders=True,
+        gradient_checkpointing=False,
+    )
     modules = _compiled_modules(model)
     assert model.training and all(is_compiled(m) for m in modules)
     graphs = [m._compiled_call_impl for m in modules]

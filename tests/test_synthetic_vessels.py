@@ -1,12 +1,12 @@
 """The synthetic vessel generator: seeded, fast, widths 1..8 px, exact masks inside the FOV."""
+
 import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from projects.sa2va_vessel.datasets.synthetic import (MAX_WIDTH, MIN_WIDTH, make_vessel_sample,
-                                                      write_synthetic_dataset)
+from projects.sa2va_vessel.datasets.synthetic import MAX_WIDTH, MIN_WIDTH, make_vessel_sample, write_synthetic_dataset
 
 
 def _shift_and(mask: np.ndarray) -> np.ndarray:
@@ -78,21 +78,21 @@ def test_fast_enough():
 def test_write_dataset_layout_splits_and_exact_mask_files(tmp_path):
     train, val = write_synthetic_dataset(tmp_path, n=4, seed=7, size=128, val_fraction=0.25)
     assert len(train) == 3 and len(val) == 1 and not set(train) & set(val)
-    assert (tmp_path / "splits" / "train.txt").read_text().split() == train
-    assert (tmp_path / "splits" / "val.txt").read_text().split() == val
+    assert (tmp_path / 'splits' / 'train.txt').read_text().split() == train
+    assert (tmp_path / 'splits' / 'val.txt').read_text().split() == val
     for stem in train + val:
-        mask = np.asarray(Image.open(tmp_path / "masks" / f"{stem}.png"))
+        mask = np.asarray(Image.open(tmp_path / 'masks' / f'{stem}.png'))
         assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
-        assert Image.open(tmp_path / "images" / f"{stem}.png").mode == "RGB"
-        assert (tmp_path / "fov" / f"{stem}.png").is_file()
+        assert Image.open(tmp_path / 'images' / f'{stem}.png').mode == 'RGB'
+        assert (tmp_path / 'fov' / f'{stem}.png').is_file()
     # The same seed writes the same files; sample i does not depend on n.
-    write_synthetic_dataset(tmp_path / "again", n=2, seed=7, size=128, val_fraction=0.0)
-    for stem in ("synth_00000", "synth_00001"):
-        a = np.asarray(Image.open(tmp_path / "masks" / f"{stem}.png"))
-        b = np.asarray(Image.open(tmp_path / "again" / "masks" / f"{stem}.png"))
+    write_synthetic_dataset(tmp_path / 'again', n=2, seed=7, size=128, val_fraction=0.0)
+    for stem in ('synth_00000', 'synth_00001'):
+        a = np.asarray(Image.open(tmp_path / 'masks' / f'{stem}.png'))
+        b = np.asarray(Image.open(tmp_path / 'again' / 'masks' / f'{stem}.png'))
         assert np.array_equal(a, b)
-        a = np.asarray(Image.open(tmp_path / "images" / f"{stem}.png"))
-        b = np.asarray(Image.open(tmp_path / "again" / "images" / f"{stem}.png"))
+        a = np.asarray(Image.open(tmp_path / 'images' / f'{stem}.png'))
+        b = np.asarray(Image.open(tmp_path / 'again' / 'images' / f'{stem}.png'))
         assert np.array_equal(a, b)
 
 
@@ -101,21 +101,23 @@ def test_cli(tmp_path, capsys):
 
     from tests._data_support import REPO_ROOT
 
-    spec = importlib.util.spec_from_file_location("make_synth", REPO_ROOT / "tools" / "make_synthetic_vessels.py")
+    spec = importlib.util.spec_from_file_location('make_synth', REPO_ROOT / 'tools' / 'make_synthetic_vessels.py')
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    assert mod.main([str(tmp_path), "--n", "3", "--seed", "1", "--size", "96", "--val-fraction", "0.34"]) == 0
-    assert len(list((tmp_path / "images").glob("*.png"))) == 3
-    assert len((tmp_path / "splits" / "val.txt").read_text().split()) == 1
-    seq = tmp_path / "sequences"
-    assert mod.main([str(seq), "--videos", "2", "--frames", "3", "--label-every", "2", "--size", "64"]) == 0
-    assert sorted(p.name for p in (seq / "masks").iterdir()) == [f"vid00{v}_f000{t}.png" for v in (0, 1) for t in (0, 2)]
-    assert len((seq / "splits" / "val.txt").read_text().split()) == 3   # one video, all its frames
+    assert mod.main([str(tmp_path), '--n', '3', '--seed', '1', '--size', '96', '--val-fraction', '0.34']) == 0
+    assert len(list((tmp_path / 'images').glob('*.png'))) == 3
+    assert len((tmp_path / 'splits' / 'val.txt').read_text().split()) == 1
+    seq = tmp_path / 'sequences'
+    assert mod.main([str(seq), '--videos', '2', '--frames', '3', '--label-every', '2', '--size', '64']) == 0
+    assert sorted(p.name for p in (seq / 'masks').iterdir()) == [
+        f'vid00{v}_f000{t}.png' for v in (0, 1) for t in (0, 2)
+    ]
+    assert len((seq / 'splits' / 'val.txt').read_text().split()) == 3  # one video, all its frames
 
 
 def test_bad_arguments_raise(tmp_path):
-    with pytest.raises(ValueError, match="size"):
+    with pytest.raises(ValueError, match='size'):
         make_vessel_sample(0, size=16)
-    with pytest.raises(ValueError, match="val_fraction"):
-        write_synthetic_dataset(tmp_path / "out", n=2, seed=0, val_fraction=1.5)
-    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match='val_fraction'):
+        write_synthetic_dataset(tmp_path / 'out', n=2, seed=0, val_fraction=1.5)
+    assert not (tmp_path / 'out').exists()

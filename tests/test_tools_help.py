@@ -5,6 +5,7 @@ sa2va-vessel hidden (``pip install -e`` would otherwise make ``projects`` import
 the tool finds the checkout itself). The tools parse their arguments before they import torch, so
 the whole module takes a few seconds.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,7 +22,7 @@ TOOLS = sorted(p for p in (REPO_ROOT / 'tools').iterdir() if p.is_file())
 # Runs the tool as `python tools/X.py` would (its folder first on sys.path), after taking away every
 # way to `projects` but the tool's own: path entries holding the checkout, and import finders of an
 # editable install (a finder in front that resolves `projects` on sys.path only).
-UNINSTALLED = r'''
+UNINSTALLED = r"""
 import importlib.machinery, os, runpy, sys
 tool = sys.argv[1]
 sys.path[:] = [os.path.dirname(tool)] + [
@@ -40,7 +41,7 @@ class CheckoutOnly:
 sys.meta_path.insert(0, CheckoutOnly)
 sys.argv = sys.argv[1:]
 runpy.run_path(tool, run_name='__main__')
-'''
+"""
 
 
 def command(tool: Path) -> list[str]:

@@ -1,6 +1,7 @@
 """Loader workers re-import the launching script as ``__mp_main__`` (fork-server and spawn start
 methods). The tools that start loaders must not import torch at their top level, or every
 worker imports torch, mmengine.runner and DeepSpeed again before its first sample."""
+
 from __future__ import annotations
 
 import subprocess
@@ -19,7 +20,8 @@ print(' '.join(m for m in ('torch', 'mmengine.runner', 'deepspeed', 'transformer
 
 @pytest.mark.parametrize('tool', ['train.py', 'test.py', 'predict.py', 'benchmark.py'])
 def test_reimport_as_mp_main_is_light(tool):
-    out = subprocess.run([sys.executable, '-c', PROBE, str(ROOT / 'tools' / tool)], capture_output=True,
-                         text=True, timeout=120, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, '-c', PROBE, str(ROOT / 'tools' / tool)], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == '', f'tools/{tool} imported at module level: {out.stdout.strip()}'

@@ -3,6 +3,7 @@
 These are the tests the seed project lacked: its loop went through generate() under no_grad,
 no gradient reached a LoRA weight, and nothing noticed for 11.5 hours.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,13 +17,11 @@ from projects.sa2va_vessel.evaluation.metrics import binary_metrics
 from projects.sa2va_vessel.models.vessel_model import TRAINABLE_GROUPS, Sa2VAVesselModel
 from tests._data_support import tiny_training_model
 
-
 _model = tiny_training_model
 
 
 def _batch(data_root: Path, checkpoint: Path, n: int, split: str = 'train') -> dict:
-    dataset = VesselSegDataset(str(data_root), split, str(checkpoint), max_dynamic_patch=1,
-                               random_question=False)
+    dataset = VesselSegDataset(str(data_root), split, str(checkpoint), max_dynamic_patch=1, random_question=False)
     return vessel_collate([dataset[i] for i in range(n)])
 
 
@@ -112,8 +111,7 @@ def test_tiny_model_overfits_four_images(tiny_checkpoint, synthetic_vessels) -> 
     for _ in range(OVERFIT_STEPS):
         _step(model, optimizer, batch)
     probs = model(batch['data'], batch['data_samples'], mode='predict')
-    dice = [binary_metrics(p['prob'][0].numpy(), s['mask'][0])['dice']
-            for p, s in zip(probs, batch['data_samples'])]
+    dice = [binary_metrics(p['prob'][0].numpy(), s['mask'][0])['dice'] for p, s in zip(probs, batch['data_samples'])]
     assert sum(dice) / len(dice) >= 0.9, f'Dice after {OVERFIT_STEPS} steps: {dice}'
 
 

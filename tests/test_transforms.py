@@ -1,4 +1,5 @@
 """Augmentation: masks follow the geometry exactly, photometric ops leave labels alone."""
+
 import numpy as np
 
 from projects.sa2va_vessel.datasets.synthetic import make_vessel_sample
@@ -64,13 +65,14 @@ def test_clahe_spreads_a_low_contrast_image():
 
 
 def test_dataset_builds_transform_from_config(tmp_path):
-    from tests._data_support import tiny_checkpoint_dir
     from projects.sa2va_vessel.datasets.synthetic import write_synthetic_dataset
     from projects.sa2va_vessel.datasets.vessel_dataset import VesselSegDataset
+    from tests._data_support import tiny_checkpoint_dir
 
     write_synthetic_dataset(tmp_path, n=2, seed=0, size=96, val_fraction=0.5)
-    ds = VesselSegDataset(str(tmp_path), "train", str(tiny_checkpoint_dir()),
-                          transform=dict(type="VesselAugment", crop_size=64))
+    ds = VesselSegDataset(
+        str(tmp_path), 'train', str(tiny_checkpoint_dir()), transform=dict(type='VesselAugment', crop_size=64)
+    )
     assert isinstance(ds.transform, VesselAugment)
     item = ds[0]
-    assert item["masks"].shape == (1, 64, 64) and item["ori_size"] == (64, 64)
+    assert item['masks'].shape == (1, 64, 64) and item['ori_size'] == (64, 64)

@@ -1,9 +1,11 @@
 """End-to-end tests of VesselSegMetric with fake batches (hand-derived answers)."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+
 from projects.sa2va_vessel.evaluation import VesselSegMetric
 from projects.sa2va_vessel.evaluation import metrics as M
 from projects.sa2va_vessel.registry import METRICS
@@ -18,8 +20,7 @@ def line() -> np.ndarray:
     return m
 
 
-def sample(mask: np.ndarray, prob: np.ndarray, fov: np.ndarray | None = None,
-           name: str = 'x') -> tuple[dict, dict]:
+def sample(mask: np.ndarray, prob: np.ndarray, fov: np.ndarray | None = None, name: str = 'x') -> tuple[dict, dict]:
     """(collate data_sample, model output) of one image with S = 1."""
     gt = {'img_path': f'{name}.png', 'ori_size': (H, W), 'mask': mask[None], 'fov': fov}
     return gt, {'prob': torch.from_numpy(prob[None].astype(np.float32))}
@@ -53,7 +54,7 @@ def batch(*pairs: tuple[dict, dict]) -> tuple[dict, list[dict]]:
 def run(metric: VesselSegMetric) -> dict:
     for data_batch, outputs in (batch(perfect(), half()), batch(empty_gt()), batch(perfect())):
         metric.process(data_batch, outputs)
-    assert len(metric.results) == 4   # one result per sample
+    assert len(metric.results) == 4  # one result per sample
     return metric.evaluate(4)
 
 
@@ -63,21 +64,21 @@ def test_registered_and_prefixed() -> None:
 
 
 def test_end_to_end_three_batches() -> None:
-    metric = VesselSegMetric(skeleton='guo_hall')   # the clDice values below are Guo-Hall's
+    metric = VesselSegMetric(skeleton='guo_hall')  # the clDice values below are Guo-Hall's
     res = run(metric)
     assert all(k.startswith('vessel/') for k in res)
     r = {k.split('/', 1)[1]: v for k, v in res.items()}
-    assert all(isinstance(v, (int, float)) for v in r.values())   # scalars only
+    assert all(isinstance(v, (int, float)) for v in r.values())  # scalars only
     assert r['n_images'] == 4 and r['n_empty_gt'] == 1 and r['threshold'] == 0.5
 
     # per-image means over A, B, C, A
     assert r['mean_dice'] == pytest.approx((3 + 12 / 17) / 4)
     assert r['mean_iou'] == pytest.approx((3 + 18 / 33) / 4)
     assert r['mean_cldice'] == pytest.approx((3 + 5 / 7) / 4)
-    assert r['mean_sens'] == pytest.approx((1 + 18 / 33 + 1) / 3)   # C's is undefined
-    assert r['mean_spec'] == 1.0 and r['mean_precision'] == 1.0      # C's precision NaN
+    assert r['mean_sens'] == pytest.approx((1 + 18 / 33 + 1) / 3)  # C's is undefined
+    assert r['mean_spec'] == 1.0 and r['mean_precision'] == 1.0  # C's precision NaN
     assert r['mean_acc'] == pytest.approx((1 + (18 + 132) / 165 + 1 + 1) / 4)
-    assert r['mean_roc_auc'] == 1.0 and r['mean_pr_auc'] == 1.0     # C's are NaN
+    assert r['mean_roc_auc'] == 1.0 and r['mean_pr_auc'] == 1.0  # C's are NaN
 
     # pixel-pooled: TP 84, FN 15, FP 0, TN 132 + 132 + 75 + 132 = 471
     assert r['global_dice'] == pytest.approx(168 / 183)
@@ -102,9 +103,8 @@ def test_end_to_end_three_batches() -> None:
     assert d[0.35] == d[0.5] == pytest.approx(168 / 183)
     # at 0.10 every 0.1 pixel is positive: FP = 132 + 132 + 75 + 132 = 471
     assert d[0.1] == pytest.approx(2 * 99 / (2 * 99 + 471))
-    assert dict(zip(curve['thresholds'], curve['mean_dice']))[0.5] == pytest.approx(
-        r['mean_dice'])
-    assert metric.results == []   # cleared by evaluate
+    assert dict(zip(curve['thresholds'], curve['mean_dice']))[0.5] == pytest.approx(r['mean_dice'])
+    assert metric.results == []  # cleared by evaluate
 
 
 def test_operating_threshold_and_curve_scalars() -> None:
@@ -160,8 +160,10 @@ def test_results_are_small() -> None:
     mask = np.zeros((size, size), bool)
     mask[100:110] = True
     prob = np.where(mask, 0.8, 0.2) + np.random.default_rng(0).random((size, size)) * 0.1
-    metric.process({'data_samples': [{'mask': mask[None], 'fov': None}]},
-                   [{'prob': torch.from_numpy(prob[None].astype(np.float32))}])
+    metric.process(
+        {'data_samples': [{'mask': mask[None], 'fov': None}]},
+        [{'prob': torch.from_numpy(prob[None].astype(np.float32))}],
+    )
     arrays = [v for v in metric.results[0]['masks'][0].values() if isinstance(v, np.ndarray)]
     assert max(a.size for a in arrays) <= M.DEFAULT_AUC_BINS
-    assert sum(a.nbytes for a in arrays) < 40_000   # two 1024-bin int64 histograms + counts
+    assert sum(a.nbytes for a in arrays) < 40_000  # two 1024-bin int64 histograms + counts

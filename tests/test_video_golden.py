@@ -5,6 +5,7 @@ maximum: LLM tensors 1e-5, SAM2 float tensors 2e-5, the bfloat16 memory within o
 the memory layout (which frames, which temporal encoding, token counts) and ids exactly, binary
 masks equal wherever the reference logit exceeds the tolerance.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,12 @@ from PIL import Image
 from projects.sa2va_vessel.datasets.video_inputs import video_g_pixel_values, video_pixel_values, video_token_string
 from projects.sa2va_vessel.models.checkpoint import load_sa2va
 from projects.sa2va_vessel.models.sa2va import mask_logits_to_size
-from projects.sa2va_vessel.models.video import (VideoPropagator, conditioning_frames, memory_from_passthrough,
-                                                memory_official_state)
+from projects.sa2va_vessel.models.video import (
+    VideoPropagator,
+    conditioning_frames,
+    memory_from_passthrough,
+    memory_official_state,
+)
 from tests._data_support import GOLDEN_MODEL, SHARED, require
 
 GOLDEN_VIDEO = SHARED / 'fixtures' / 'golden_video'
@@ -29,6 +34,7 @@ IMG_CONTEXT, SEG = 151667, 151674
 @pytest.fixture(scope='module')
 def golden() -> dict:
     from safetensors.torch import load_file
+
     root = require(GOLDEN_VIDEO / 'reference' / 'sam2_video_outputs.safetensors', 'golden video fixture').parents[1]
     require(GOLDEN_MODEL / 'model.safetensors', 'golden Sa2VA model')
     torch.manual_seed(0)
@@ -41,8 +47,7 @@ def golden() -> dict:
     stats = json.loads((root / 'reference' / 'tensor_stats.json').read_text())
     absmax = {k.split('/', 1)[1]: v['absmax'] for k, v in stats.items()}
     frames = [np.asarray(Image.open(root / 'frames' / f'frame_{i:02d}.png').convert('RGB')) for i in range(8)]
-    return {'modules': modules, 'memory': memory, 'ref': ref, 'absmax': absmax, 'frames': frames,
-            'report': report}
+    return {'modules': modules, 'memory': memory, 'ref': ref, 'absmax': absmax, 'frames': frames, 'report': report}
 
 
 @pytest.fixture(scope='module')
@@ -57,7 +62,8 @@ def ours(golden: dict) -> dict:
         out['inputs_embeds'] = m.splice_image_embeddings(ids, out['vit_embeds'], IMG_CONTEXT)
         n = ids.shape[1]
         out['llm_last_hidden_prefill'] = m.llm_last_hidden(
-            out['inputs_embeds'], torch.ones(1, n, dtype=torch.bool), torch.arange(n)[None])[0]
+            out['inputs_embeds'], torch.ones(1, n, dtype=torch.bool), torch.arange(n)[None]
+        )[0]
         # teacher-forced [SEG] after the prompt: its hidden state = the decode step fed [SEG]
         ids_seg = torch.cat([ids, torch.tensor([[SEG]])], dim=1)
         embeds = m.splice_image_embeddings(ids_seg, out['vit_embeds'], IMG_CONTEXT)
@@ -66,8 +72,7 @@ def ours(golden: dict) -> dict:
         out['seg_embedding'] = m.text_hidden_fcs(out['seg_hidden_state'])
         trace: dict = {}
         g = [video_g_pixel_values(f) for f in frames]
-        result = VideoPropagator(m, memory).run(lambda t: g[t], len(frames), out['seg_embedding'], cond,
-                                                trace=trace)
+        result = VideoPropagator(m, memory).run(lambda t: g[t], len(frames), out['seg_embedding'], cond, trace=trace)
         out['result'], out['trace'], out['cond'], out['g'] = result, trace, cond, g
         out['vision_features_frame0'] = result.states[0].vision_features
         out['vision_features_frame5'] = result.states[5].vision_features
@@ -89,18 +94,24 @@ def test_memory_tensors_all_placed_and_round_trip(golden: dict) -> None:
 
 def test_prompt_ids_match_official(golden: dict) -> None:
     from projects.sa2va_vessel.datasets.conversation import encode_turn
-    from tests._data_support import real_tokenizer, requires_real_tokenizer  # noqa: F401
-    from tests._data_support import LAYOUT
+    from tests._data_support import LAYOUT, real_tokenizer, requires_real_tokenizer  # noqa: F401
+
     require(LAYOUT / 'vocab.json', 'real Sa2VA tokenizer files')
-    turn = encode_turn(real_tokenizer(), '<image>\nPlease segment the blood vessel.', 'Sure, [SEG].', n_tiles=5,
-                       image_string=video_token_string(5))
+    turn = encode_turn(
+        real_tokenizer(),
+        '<image>\nPlease segment the blood vessel.',
+        'Sure, [SEG].',
+        n_tiles=5,
+        image_string=video_token_string(5),
+    )
     assert turn.prompt_input_ids == golden['ref']['llm_input_ids'][0].tolist()
     assert turn.input_ids == golden['ref']['train_input_ids'][0].tolist()
     assert turn.labels == golden['ref']['train_labels'][0].tolist()
 
 
-@pytest.mark.parametrize('name', ['vit_embeds', 'inputs_embeds', 'llm_last_hidden_prefill', 'seg_hidden_state',
-                                  'seg_embedding'])
+@pytest.mark.parametrize(
+    'name', ['vit_embeds', 'inputs_embeds', 'llm_last_hidden_prefill', 'seg_hidden_state', 'seg_embedding']
+)
 def test_llm_stage_matches(golden: dict, ours: dict, name: str) -> None:
     rel = _rel(golden, name, ours[name])
     print(f'{name}: {rel:.2e}')
@@ -124,20 +135,23 @@ def test_every_frame_mask_logits_match(golden: dict, ours: dict, frame: int) -> 
 @pytest.mark.parametrize('frame', range(8))
 def test_frame_heads_match(golden: dict, ours: dict, frame: int) -> None:
     state, ref = ours['result'].states[frame], golden['ref']
-    for name, mine in (('ious', state.iou_pred[0]), ('object_score_logits', state.object_score_logits),
-                       ('obj_ptr', state.object_pointer[0])):
+    for name, mine in (
+        ('ious', state.iou_pred[0]),
+        ('object_score_logits', state.object_score_logits),
+        ('obj_ptr', state.object_pointer[0]),
+    ):
         r = ref[name][frame].float()
         assert float((mine.reshape(r.shape) - r).abs().max()) <= SAM_TOL * golden['absmax'][name], name
     assert int(state.iou_pred[0].argmax()) == int(ref['ious'][frame].argmax())
 
 
 def test_memory_bank_features_match(golden: dict, ours: dict) -> None:
-    ref = golden['ref']['maskmem_features_bf16'].float()          # (8, 8, 64, 64)
+    ref = golden['ref']['maskmem_features_bf16'].float()  # (8, 8, 64, 64)
     for frame in range(8):
-        mine = ours['result'].states[frame].maskmem_features      # (HW, 1, mem) bf16
+        mine = ours['result'].states[frame].maskmem_features  # (HW, 1, mem) bf16
         mine = mine.float().permute(1, 2, 0).reshape(ref.shape[1:])
         diff = (mine - ref[frame]).abs()
-        ulp = torch.finfo(torch.bfloat16).eps * ref[frame].abs().clamp_min(2 ** -126)   # one bf16 ulp
+        ulp = torch.finfo(torch.bfloat16).eps * ref[frame].abs().clamp_min(2**-126)  # one bf16 ulp
         assert bool((diff <= ulp * 1.0001).all()), f'frame {frame}: {int((diff > ulp).sum())} elements off'
     for frame in (0, 1):
         name = f'maskmem_features_fp32_frame{frame}'
@@ -154,9 +168,11 @@ def test_memory_attention_stage_matches(golden: dict, ours: dict, frame: int) ->
 
 def test_memory_layout_exact(ours: dict) -> None:
     # README section 5: (frame, temporal-encoding index) blocks, pointer frames, token counts
-    expected = {5: ([(0, 6), (1, 6), (2, 6), (3, 6), (4, 6)], [0, 1, 2, 3, 4], 20500),
-                6: ([(0, 6), (1, 6), (2, 6), (3, 6), (4, 6), (5, 0)], [0, 1, 2, 3, 4, 5], 24600),
-                7: ([(0, 6), (1, 6), (2, 6), (3, 6), (4, 6), (5, 1), (6, 0)], [0, 1, 2, 3, 4, 6, 5], 28700)}
+    expected = {
+        5: ([(0, 6), (1, 6), (2, 6), (3, 6), (4, 6)], [0, 1, 2, 3, 4], 20500),
+        6: ([(0, 6), (1, 6), (2, 6), (3, 6), (4, 6), (5, 0)], [0, 1, 2, 3, 4, 5], 24600),
+        7: ([(0, 6), (1, 6), (2, 6), (3, 6), (4, 6), (5, 1), (6, 0)], [0, 1, 2, 3, 4, 6, 5], 28700),
+    }
     for frame, (blocks, pointers, tokens) in expected.items():
         trace = ours['trace'][frame]
         assert trace['layout']['blocks'] == blocks
@@ -183,7 +199,10 @@ def test_independent_frames_differ_from_memory(golden: dict, ours: dict) -> None
     """Memory switched off (each frame prompted on its own) gives other masks on frames 5-7."""
     g = ours['g']
     with torch.no_grad():
-        alone = VideoPropagator(golden['modules'], golden['memory']).run(
-            lambda t: g[5 + t], 3, ours['seg_embedding'], [0], propagation='independent').mask_logits
+        alone = (
+            VideoPropagator(golden['modules'], golden['memory'])
+            .run(lambda t: g[5 + t], 3, ours['seg_embedding'], [0], propagation='independent')
+            .mask_logits
+        )
     with_memory = ours['result'].mask_logits[5:]
     assert float((alone - with_memory).abs().max()) > 0.1 * float(with_memory.abs().max())

@@ -1,4 +1,5 @@
 """Metrics over time: per-frame and per-sequence Dice, temporal consistency."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,7 +28,7 @@ def test_sequence_metrics_skip_unlabelled_frames() -> None:
     assert m['mean_frame_dice'] == pytest.approx(0.75)
     assert m['sequence_dice'] == pytest.approx(2 * (8 + 4) / (16 + 16))
     assert m['temporal_consistency_pred'] == pytest.approx((1.0 + 0.5) / 2)
-    assert m['temporal_consistency_gt'] is None          # no consecutive labelled pair
+    assert m['temporal_consistency_gt'] is None  # no consecutive labelled pair
     s = summarise({'v': m})
     assert s['n_labelled_frames'] == 2 and s['mean_sequence_dice'] == pytest.approx(m['sequence_dice'])
     with pytest.raises(ValueError):

@@ -1,4 +1,5 @@
 """Test-only hook: per rank, which samples each step consumed and a hash of the weights."""
+
 from __future__ import annotations
 
 import hashlib
@@ -16,8 +17,10 @@ from projects.sa2va_vessel.engine.utils import unwrap_model
 def sample_ids(data_samples: list[dict]) -> list[Any]:
     """What identifies each sample of a batch: the toy data's index, a video clip's
     [video, frame indices], or the real data's image path."""
-    return [int(s['index']) if 'index' in s else [s['video'], list(s['frame_indices'])] if 'video' in s
-            else s['img_path'] for s in data_samples]
+    return [
+        int(s['index']) if 'index' in s else [s['video'], list(s['frame_indices'])] if 'video' in s else s['img_path']
+        for s in data_samples
+    ]
 
 
 def trainable_hash(model: torch.nn.Module) -> str:
@@ -35,11 +38,15 @@ class RankTraceHook(Hook):
 
     priority = 'LOWEST'
 
-    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Optional[dict] = None,
-                         outputs: Optional[dict] = None) -> None:
+    def after_train_iter(
+        self, runner: Any, batch_idx: int, data_batch: Optional[dict] = None, outputs: Optional[dict] = None
+    ) -> None:
         path = os.path.join(runner.work_dir, f'trace_rank{runner.rank}.jsonl')
-        record = dict(iter=runner.iter, rank=runner.rank,
-                      indices=sample_ids(data_batch['data_samples']),
-                      weights=trainable_hash(unwrap_model(runner.model)))
+        record = dict(
+            iter=runner.iter,
+            rank=runner.rank,
+            indices=sample_ids(data_batch['data_samples']),
+            weights=trainable_hash(unwrap_model(runner.model)),
+        )
         with open(path, 'a') as f:
             f.write(json.dumps(record) + '\n')

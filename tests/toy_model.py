@@ -18,6 +18,7 @@ Two switches reproduce the bugs the gradient guard must catch:
   back into the LoRA output turns NaN (the loss stays finite).
 * ``skip_step_after=N``: ``train_step`` stops calling ``optim_wrapper.step()`` after N steps.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,16 +39,18 @@ TOY_GROUPS = ('lora', 'text_hidden_fcs', 'mask_decoder')
 class ToySegModel(BaseModel):
     """Tiny segmentation model with the runner-facing contract of ``Sa2VAVesselModel``."""
 
-    def __init__(self,
-                 hidden: int = 8,
-                 vocab: int = 16,
-                 lora_rank: int = 2,
-                 forward_under_no_grad: bool = False,
-                 cut_group: Optional[str] = None,
-                 zero_group: Optional[str] = None,
-                 nan_grad_from_iter: Optional[int] = None,
-                 skip_step_after: Optional[int] = None,
-                 data_preprocessor: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        hidden: int = 8,
+        vocab: int = 16,
+        lora_rank: int = 2,
+        forward_under_no_grad: bool = False,
+        cut_group: Optional[str] = None,
+        zero_group: Optional[str] = None,
+        nan_grad_from_iter: Optional[int] = None,
+        skip_step_after: Optional[int] = None,
+        data_preprocessor: Optional[dict] = None,
+    ) -> None:
         super().__init__(data_preprocessor=data_preprocessor)
         for arg, value in (('cut_group', cut_group), ('zero_group', zero_group)):
             if value is not None and value not in TOY_GROUPS:
@@ -67,8 +70,7 @@ class ToySegModel(BaseModel):
         self.lora_A = nn.Linear(hidden, lora_rank, bias=False)
         self.lora_B = nn.Linear(lora_rank, hidden, bias=False)
         nn.init.zeros_(self.lora_B.weight)  # as PEFT does: the adapter starts as a no-op
-        self.text_hidden_fcs = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(),
-                                             nn.Linear(hidden, hidden))
+        self.text_hidden_fcs = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
         self.mask_decoder = nn.Conv2d(hidden, 1, 1)
         for module in (self.vision_tower, self.embed_tokens, self.lm_head):
             module.requires_grad_(False)
@@ -76,13 +78,14 @@ class ToySegModel(BaseModel):
     # -- contract -----------------------------------------------------------------------------
     def trainable_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
         """Named groups of trainable parameters (the guard and TensorBoard hooks read these)."""
-        prefixes = {'lora': ('lora_A.', 'lora_B.'),
-                    'text_hidden_fcs': ('text_hidden_fcs.',),
-                    'mask_decoder': ('mask_decoder.',)}
+        prefixes = {
+            'lora': ('lora_A.', 'lora_B.'),
+            'text_hidden_fcs': ('text_hidden_fcs.',),
+            'mask_decoder': ('mask_decoder.',),
+        }
         groups: dict[str, list[tuple[str, nn.Parameter]]] = {}
         for group, starts in prefixes.items():
-            params = [(n, p) for n, p in self.named_parameters()
-                      if n.startswith(starts) and p.requires_grad]
+            params = [(n, p) for n, p in self.named_parameters() if n.startswith(starts) and p.requires_grad]
             groups[group] = params  # every group is switched on, empty when frozen
         return groups
 
@@ -112,10 +115,7 @@ class ToySegModel(BaseModel):
         return log_vars
 
     # -- forward ------------------------------------------------------------------------------
-    def forward(self,
-                data: dict[str, Any],
-                data_samples: Optional[list[dict]] = None,
-                mode: str = 'loss') -> Any:
+    def forward(self, data: dict[str, Any], data_samples: Optional[list[dict]] = None, mode: str = 'loss') -> Any:
         if mode == 'loss':
             ctx = torch.no_grad() if self.forward_under_no_grad else contextlib.nullcontext()
             with ctx:
@@ -140,15 +140,15 @@ class ToySegModel(BaseModel):
         # casts its float inputs to its own dtype).
         pixel_values = data['pixel_values'].to(self.vision_tower.weight.dtype)
         with torch.no_grad():  # frozen tower, as in the real model
-            image_feats = self.vision_tower(pixel_values)                    # (B, C, H, W)
-            token_embeds = self.embed_tokens(data['input_ids'])              # (B, L, C)
+            image_feats = self.vision_tower(pixel_values)  # (B, C, H, W)
+            token_embeds = self.embed_tokens(data['input_ids'])  # (B, L, C)
         lora_delta = self._cut('lora', self.lora_B(self.lora_A(token_embeds)))
         if lora_delta.requires_grad and self.nan_grad_from_iter is not None:
             self._train_forwards += 1
             if self._train_forwards >= self.nan_grad_from_iter:
                 lora_delta.register_hook(lambda g: torch.full_like(g, float('nan')))
         hidden = token_embeds + lora_delta
-        seg_hidden = hidden[:, -1]                                           # (B, C) at "[SEG]"
+        seg_hidden = hidden[:, -1]  # (B, C) at "[SEG]"
         prompt = self._cut('text_hidden_fcs', self.text_hidden_fcs(seg_hidden))
         mask_logits = self.mask_decoder(image_feats * prompt[:, :, None, None])  # (B, 1, H, W)
         return self._cut('mask_decoder', mask_logits), hidden
@@ -157,9 +157,8 @@ class ToySegModel(BaseModel):
         mask_logits, hidden = self._mask_logits(data)
         mask_logits = mask_logits.float()  # losses in fp32 whatever the weights' dtype
         token_logits = self.lm_head(hidden).float()
-        loss_llm = F.cross_entropy(token_logits.flatten(0, 1), data['labels'].flatten(),
-                                   ignore_index=-100)
-        target = torch.stack([m[:1].float() for m in data['masks']])        # (B, 1, H, W)
+        loss_llm = F.cross_entropy(token_logits.flatten(0, 1), data['labels'].flatten(), ignore_index=-100)
+        target = torch.stack([m[:1].float() for m in data['masks']])  # (B, 1, H, W)
         loss_mask = F.binary_cross_entropy_with_logits(mask_logits, target)
         prob = mask_logits.sigmoid().flatten(1)
         tgt = target.flatten(1)
@@ -171,8 +170,7 @@ class ToySegModel(BaseModel):
 class ToyVesselDataset(Dataset):
     """Deterministic random images with a thin "vessel" line; sample ``i`` is always the same."""
 
-    def __init__(self, num_samples: int = 16, size: int = 16, seq_len: int = 6,
-                 vocab: int = 16) -> None:
+    def __init__(self, num_samples: int = 16, size: int = 16, seq_len: int = 6, vocab: int = 16) -> None:
         self.num_samples = num_samples
         self.size = size
         self.seq_len = seq_len
@@ -192,8 +190,7 @@ class ToyVesselDataset(Dataset):
         input_ids = torch.randint(0, self.vocab, (self.seq_len,), generator=gen)
         labels = input_ids.clone()
         labels[: self.seq_len // 2] = -100
-        return dict(index=index, pixel_values=image, input_ids=input_ids, labels=labels,
-                    mask=mask)
+        return dict(index=index, pixel_values=image, input_ids=input_ids, labels=labels, mask=mask)
 
 
 @FUNCTIONS.register_module()
@@ -205,8 +202,14 @@ def toy_collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
         labels=torch.stack([s['labels'] for s in samples]),
         masks=[s['mask'] for s in samples],
     )
-    data_samples = [dict(index=s['index'], img_path=f'toy/{s["index"]}.png',
-                         ori_size=tuple(s['mask'].shape[-2:]), mask=s['mask'].numpy(),
-                         fov=np.ones(tuple(s['mask'].shape[-2:]), dtype=bool))
-                    for s in samples]
+    data_samples = [
+        dict(
+            index=s['index'],
+            img_path=f'toy/{s["index"]}.png',
+            ori_size=tuple(s['mask'].shape[-2:]),
+            mask=s['mask'].numpy(),
+            fov=np.ones(tuple(s['mask'].shape[-2:]), dtype=bool),
+        )
+        for s in samples
+    ]
     return {'data': data, 'data_samples': data_samples}

@@ -7,6 +7,7 @@
   a hash of the trainable weights and the pid, in ``<work_dir>/losses_rank<r>.jsonl``.
   ``TOY_STEP_SLEEP`` (seconds) slows every step so a test can signal a run mid-way.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,12 +40,17 @@ class ToyDropoutSegModel(ToySegModel):
 class LossTraceHook(Hook):
     priority = 'LOWEST'
 
-    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Optional[dict] = None,
-                         outputs: Optional[dict] = None) -> None:
-        record = dict(iter=runner.iter, rank=runner.rank, pid=os.getpid(),
-                      indices=sample_ids(data_batch['data_samples']),
-                      losses={k: float(v).hex() for k, v in sorted(outputs.items())},
-                      weights=trainable_hash(unwrap_model(runner.model)))
+    def after_train_iter(
+        self, runner: Any, batch_idx: int, data_batch: Optional[dict] = None, outputs: Optional[dict] = None
+    ) -> None:
+        record = dict(
+            iter=runner.iter,
+            rank=runner.rank,
+            pid=os.getpid(),
+            indices=sample_ids(data_batch['data_samples']),
+            losses={k: float(v).hex() for k, v in sorted(outputs.items())},
+            weights=trainable_hash(unwrap_model(runner.model)),
+        )
         path = os.path.join(runner.work_dir, f'losses_rank{runner.rank}.jsonl')
         with open(path, 'a') as f:
             f.write(json.dumps(record) + '\n')
@@ -70,8 +76,8 @@ class SignalAtIterHook(Hook):
         self.at = at
         self.signum = signum
 
-    def before_train_iter(self, runner: Any, batch_idx: int,
-                          data_batch: Optional[dict] = None) -> None:
+    def before_train_iter(self, runner: Any, batch_idx: int, data_batch: Optional[dict] = None) -> None:
         if runner.iter == self.at:
             import signal
+
             os.kill(os.getpid(), getattr(signal, self.signum))

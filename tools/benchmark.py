@@ -12,6 +12,7 @@
 Random weights at the preset's published shape (no downloads), synthetic batches. Prints a table
 and writes the full report (JSON) to --out.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,16 +34,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--preset', default='sa2va-internvl3-2b')
     ap.add_argument('--device', default='cuda')
     ap.add_argument('--batch-size', type=int, default=None, help='default 32 on GPU, 2 on CPU')
-    ap.add_argument('--image-size', default='512x512', help='HxW of the synthetic images (999x960 -> 9 tiles + thumbnail)')
+    ap.add_argument(
+        '--image-size', default='512x512', help='HxW of the synthetic images (999x960 -> 9 tiles + thumbnail)'
+    )
     ap.add_argument('--warmup', type=int, default=None, help='default 3 (1 on CPU)')
     ap.add_argument('--steps', type=int, default=None, help='default 8 (2 on CPU)')
     ap.add_argument('--extra-batch-sizes', type=_ints, default=[], help='also time plain + fastest at these')
-    ap.add_argument('--ladder', action=argparse.BooleanOptionalAction, default=None,
-                    help='time the levers one at a time (default on GPU); --no-ladder: plain and the fastest only')
+    ap.add_argument(
+        '--ladder',
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help='time the levers one at a time (default on GPU); --no-ladder: plain and the fastest only',
+    )
     ap.add_argument('--no-official', action='store_true', help='skip reference (a)')
     ap.add_argument('--no-fast', action='store_true', help='with --no-ladder: only the references')
-    ap.add_argument('--frozen-cache', action='store_true', help='with --no-ladder: the fast configuration with the '
-                    'frozen-feature cache warm (epoch >= 2 of an unaugmented data set)')
+    ap.add_argument(
+        '--frozen-cache',
+        action='store_true',
+        help='with --no-ladder: the fast configuration with the '
+        'frozen-feature cache warm (epoch >= 2 of an unaugmented data set)',
+    )
     ap.add_argument('--no-compile', action='store_true')
     ap.add_argument('--deepspeed', action='store_true', help='also time the fastest configuration under ZeRO-2')
     ap.add_argument('--dataload', action='store_true', help='also time VesselSegDataset + collate on CPU')
@@ -50,25 +61,46 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--dataload-workers', type=_ints, default=[0, 2])
     ap.add_argument('--dataload-sizes', type=_ints, default=[512, 1000])
     ap.add_argument('--dataload-n', type=int, default=64)
-    ap.add_argument('--end-to-end', action='store_true',
-                    help="time tools/train.py's path with --config (see benchmark/end_to_end.py)")
+    ap.add_argument(
+        '--end-to-end',
+        action='store_true',
+        help="time tools/train.py's path with --config (see benchmark/end_to_end.py)",
+    )
     ap.add_argument('--config', type=Path, default=None, help='with --end-to-end: default configs/vessel_lora.py')
-    ap.add_argument('--cfg-options', nargs='+', action=DictAction, default={}, metavar='KEY=VALUE',
-                    help='with --end-to-end: config overrides, as tools/train.py takes them')
-    ap.add_argument('--workers', type=int, default=None, help="with --end-to-end: loader workers (default: the config's)")
+    ap.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        default={},
+        metavar='KEY=VALUE',
+        help='with --end-to-end: config overrides, as tools/train.py takes them',
+    )
+    ap.add_argument(
+        '--workers', type=int, default=None, help="with --end-to-end: loader workers (default: the config's)"
+    )
     ap.add_argument('--e2e-deepspeed', default=None, help="with --end-to-end: e.g. none (default: the config's)")
     ap.add_argument('--e2e-steps', default='5,10,4', help='with --end-to-end: warm-up, timed, split iterations')
-    ap.add_argument('--memory-cap-gib', type=float, default=None,
-                    help='with --end-to-end: cap the process (torch.cuda.set_per_process_memory_fraction)')
+    ap.add_argument(
+        '--memory-cap-gib',
+        type=float,
+        default=None,
+        help='with --end-to-end: cap the process (torch.cuda.set_per_process_memory_fraction)',
+    )
     ap.add_argument('--no-model-step', action='store_true', help='with --end-to-end: skip the model-step references')
-    ap.add_argument('--tokenizer', type=Path, default=None,
-                    help='tokenizer folder for a real-vocabulary preset, any family (its vocab.json + '
-                         'merges.txt; the preset\'s added tokens are added when the folder has another '
-                         'family\'s); default: ../shared/fixtures/sa2va_internvl3_8b_layout when present; '
-                         'tiny presets use their own')
+    ap.add_argument(
+        '--tokenizer',
+        type=Path,
+        default=None,
+        help='tokenizer folder for a real-vocabulary preset, any family (its vocab.json + '
+        "merges.txt; the preset's added tokens are added when the folder has another "
+        "family's); default: ../shared/fixtures/sa2va_internvl3_8b_layout when present; "
+        'tiny presets use their own',
+    )
     ap.add_argument('--work-dir', type=Path, default=Path('work_dirs/bench_e2e'))
     ap.add_argument('--label', default=None)
-    ap.add_argument('--profile', action='store_true', help='with --end-to-end: torch.profiler tables of the split window')
+    ap.add_argument(
+        '--profile', action='store_true', help='with --end-to-end: torch.profiler tables of the split window'
+    )
     ap.add_argument('--out', type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -80,18 +112,29 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         from projects.sa2va_vessel.benchmark.core import format_table, run_benchmark
+
         cuda = args.device.startswith('cuda')
         if cuda and not torch.cuda.is_available():
             ap.error('no CUDA device; use --device cpu --preset tiny')
         h, w = (int(x) for x in args.image_size.lower().split('x'))
         report = run_benchmark(
-            args.preset, args.device, batch_size=args.batch_size or (32 if cuda else 2), image_hw=(h, w),
+            args.preset,
+            args.device,
+            batch_size=args.batch_size or (32 if cuda else 2),
+            image_hw=(h, w),
             warmup=args.warmup if args.warmup is not None else (3 if cuda else 1),
-            steps=args.steps or (8 if cuda else 1), extra_batch_sizes=args.extra_batch_sizes,
-            ladder=args.ladder if args.ladder is not None else cuda, official=not args.no_official, fast=not args.no_fast, frozen_cache=args.frozen_cache, deepspeed=args.deepspeed,
-            compile_ok=cuda and not args.no_compile)
+            steps=args.steps or (8 if cuda else 1),
+            extra_batch_sizes=args.extra_batch_sizes,
+            ladder=args.ladder if args.ladder is not None else cuda,
+            official=not args.no_official,
+            fast=not args.no_fast,
+            frozen_cache=args.frozen_cache,
+            deepspeed=args.deepspeed,
+            compile_ok=cuda and not args.no_compile,
+        )
     if args.dataload or args.dataload_only:
         from projects.sa2va_vessel.benchmark.dataload import run_dataload
+
         report['dataload'] = run_dataload(sizes=args.dataload_sizes, workers=args.dataload_workers, n=args.dataload_n)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -110,6 +153,7 @@ def end_to_end_main(args: argparse.Namespace, ap: argparse.ArgumentParser) -> in
     if cuda and not torch.cuda.is_available():
         ap.error('no CUDA device; use --device cpu --preset tiny')
     from projects.sa2va_vessel.models.presets import TINY_PRESET
+
     tiny = args.preset in TINY_PRESET.values()
     tokenizer = args.tokenizer
     # the Qwen2.5 BPE (vocab.json + merges.txt) serves every family: the preset's added tokens are
@@ -120,36 +164,63 @@ def end_to_end_main(args: argparse.Namespace, ap: argparse.ArgumentParser) -> in
     if tokenizer is None and not tiny and shared.is_dir():
         tokenizer = shared
     if tokenizer is None and not tiny:
-        ap.error(f'preset {args.preset} uses the real vocabulary: pass --tokenizer DIR (vocab.json + merges.txt '
-                 'of any Sa2VA checkpoint)')
+        ap.error(
+            f'preset {args.preset} uses the real vocabulary: pass --tokenizer DIR (vocab.json + merges.txt '
+            'of any Sa2VA checkpoint)'
+        )
     warmup, steps, split = _ints(args.e2e_steps)
     options = dict(args.cfg_options or {})
     batch = args.batch_size
     report: dict = {'mode': 'end_to_end', 'preset': args.preset, 'device': args.device}
     if not args.no_model_step:
         from projects.sa2va_vessel.benchmark.core import format_table, run_benchmark
+
         bs = batch or 8
-        step = run_benchmark(args.preset, args.device, batch_size=bs, ladder=False, official=False,
-                             fast=True, compile_ok=cuda and not args.no_compile,
-                             warmup=3 if cuda else 1, steps=8 if cuda else 1)
+        step = run_benchmark(
+            args.preset,
+            args.device,
+            batch_size=bs,
+            ladder=False,
+            official=False,
+            fast=True,
+            compile_ok=cuda and not args.no_compile,
+            warmup=3 if cuda else 1,
+            steps=8 if cuda else 1,
+        )
         report['model_step'] = step
         print(format_table(step))
     h, w = (int(x) for x in args.image_size.lower().split('x'))
     if h != w:
         ap.error('--end-to-end writes square synthetic images: give --image-size NxN')
-    e2e = run_end_to_end(args.preset, args.device, config=args.config or DEFAULT_CONFIG, work_dir=args.work_dir,
-                         image_size=h, n_val=2 if not cuda else 4, n_train=64 if not cuda else 256,
-                         batch_size=batch, num_workers=args.workers, warmup=warmup, steps=steps, split_steps=split,
-                         tokenizer_from=tokenizer, deepspeed=args.e2e_deepspeed, cfg_options=options,
-                         memory_cap_gib=args.memory_cap_gib, label=args.label or 'e2e', profile=args.profile)
+    e2e = run_end_to_end(
+        args.preset,
+        args.device,
+        config=args.config or DEFAULT_CONFIG,
+        work_dir=args.work_dir,
+        image_size=h,
+        n_val=2 if not cuda else 4,
+        n_train=64 if not cuda else 256,
+        batch_size=batch,
+        num_workers=args.workers,
+        warmup=warmup,
+        steps=steps,
+        split_steps=split,
+        tokenizer_from=tokenizer,
+        deepspeed=args.e2e_deepspeed,
+        cfg_options=options,
+        memory_cap_gib=args.memory_cap_gib,
+        label=args.label or 'e2e',
+        profile=args.profile,
+    )
     report['end_to_end'] = e2e
     if 'model_step' in report:
         by_name = {r['name']: r for r in report['model_step']['results']}
         for name in ('plain', 'fast'):
             if name in by_name and e2e['samples_per_s']:
                 e2e[f'x_{name}_model_step'] = round(e2e['samples_per_s'] / by_name[name]['samples_per_s'], 3)
-        print(f"end-to-end / model step: x plain {e2e.get('x_plain_model_step')}, "
-              f"x fast {e2e.get('x_fast_model_step')}")
+        print(
+            f'end-to-end / model step: x plain {e2e.get("x_plain_model_step")}, x fast {e2e.get("x_fast_model_step")}'
+        )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=1, default=str))

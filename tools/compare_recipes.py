@@ -12,6 +12,7 @@ checkpoint or threshold is selected: the final weights of each arm are scored at
 images (never seen in training), per vessel width (evaluation/width_metrics.py). Writes
 ``<out>/comparison.json`` and ``<out>/comparison.md``. CPU, a few minutes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,21 +37,33 @@ ARMS = {
     },
 }
 # each arm's warm-up + cosine (warmup_cosine_schedule's arguments), written out for the run's length
-SCHEDULES = {'default': dict(warmup_ratio=0.03, warmup_start_factor=1e-3),   # configs/vessel_lora_tiny.py
-             'official': dict(warmup_ratio=0.05, warmup_start_factor=1e-5)}  # configs/vessel_lora_official.py
+SCHEDULES = {
+    'default': dict(warmup_ratio=0.03, warmup_start_factor=1e-3),  # configs/vessel_lora_tiny.py
+    'official': dict(warmup_ratio=0.05, warmup_start_factor=1e-5),
+}  # configs/vessel_lora_official.py
 
 
 def train_arm(name: str, out: Path, iters: int, seed: int):
     from mmengine.config import Config
+
     from projects.sa2va_vessel.engine import train, warmup_cosine_schedule
+
     cfg = Config.fromfile(str(TINY_CONFIG))
-    cfg.merge_from_dict({
-        'train_cfg.max_iters': iters, 'train_cfg.val_interval': iters + 1,
-        'param_scheduler': warmup_cosine_schedule(iters, **SCHEDULES[name]) or None,
-        'default_hooks.validate_before_train': None, 'default_hooks.val_visualization': None,
-        'default_hooks.checkpoint.interval': iters, 'default_hooks.checkpoint.save_best': None,
-        'default_hooks.best_record': None, 'val_evaluator': dict(type='VesselSegMetric', _delete_=True),
-        'randomness.seed': seed, **ARMS[name]})
+    cfg.merge_from_dict(
+        {
+            'train_cfg.max_iters': iters,
+            'train_cfg.val_interval': iters + 1,
+            'param_scheduler': warmup_cosine_schedule(iters, **SCHEDULES[name]) or None,
+            'default_hooks.validate_before_train': None,
+            'default_hooks.val_visualization': None,
+            'default_hooks.checkpoint.interval': iters,
+            'default_hooks.checkpoint.save_best': None,
+            'default_hooks.best_record': None,
+            'val_evaluator': dict(type='VesselSegMetric', _delete_=True),
+            'randomness.seed': seed,
+            **ARMS[name],
+        }
+    )
     cfg.work_dir = str(out / name)
     cfg.experiment_name = f'{name}_{uuid.uuid4().hex[:6]}'
     cfg.launcher = 'none'
@@ -60,11 +73,13 @@ def train_arm(name: str, out: Path, iters: int, seed: int):
 def score_arm(runner, data: Path, seed: int, size: int, stems: list[str]) -> dict:
     import numpy as np
     from tqdm import tqdm
+
     from projects.sa2va_vessel.datasets.collate import vessel_collate
     from projects.sa2va_vessel.datasets.synthetic import make_vessel_sample, sample_seed
     from projects.sa2va_vessel.datasets.vessel_dataset import VesselSegDataset
     from projects.sa2va_vessel.engine.utils import unwrap_model
     from projects.sa2va_vessel.evaluation.width_metrics import per_width_counts, scores_from_counts
+
     model = unwrap_model(runner.model).eval()
     dataset = VesselSegDataset(str(data), 'val', model.model_path, max_dynamic_patch=1, random_question=False)
     totals: dict[str, np.ndarray] = {}
@@ -90,13 +105,15 @@ def main() -> None:
     args = parser.parse_args()
     from projects.sa2va_vessel.datasets.synthetic import write_synthetic_dataset
     from projects.sa2va_vessel.models.random_checkpoint import write_random_sa2va
+
     out = (REPO / args.out).resolve()
     checkpoint, data = out / 'tiny_sa2va', out / 'synthetic'
     if not (checkpoint / 'config.json').is_file():
         write_random_sa2va(checkpoint, preset='tiny', seed=0)
     n = args.train + args.test
-    train_stems, test_stems = write_synthetic_dataset(data, n=n, seed=args.seed, size=args.size,
-                                                      val_fraction=args.test / n)
+    train_stems, test_stems = write_synthetic_dataset(
+        data, n=n, seed=args.seed, size=args.size, val_fraction=args.test / n
+    )
     # the held-out images are the 'val' split; no validation runs during training (val_interval >
     # iters, no validation before training), so nothing is selected on them
     os.environ['SA2VA_MODEL_PATH'], os.environ['VESSEL_DATA_ROOT'] = str(checkpoint), str(data)
@@ -104,19 +121,23 @@ def main() -> None:
     for name in args.arms:
         started = time.time()
         runner = train_arm(name, out, args.iters, args.seed)
-        results[name] = {'seconds': round(time.time() - started, 1),
-                         'widths': score_arm(runner, data, args.seed, args.size, test_stems)}
+        results[name] = {
+            'seconds': round(time.time() - started, 1),
+            'widths': score_arm(runner, data, args.seed, args.size, test_stems),
+        }
     settings = {k: v for k, v in vars(args).items()}
     (out / 'comparison.json').write_text(json.dumps({'settings': settings, 'results': results}, indent=2))
     labels = list(next(iter(results.values()))['widths'])
-    lines = ['| recipe | ' + ' | '.join(f'Dice {l} | clDice {l}' for l in labels) + ' |',
-             '| --- |' + ' --- | --- |' * len(labels)]
+    lines = [
+        '| recipe | ' + ' | '.join(f'Dice {l} | clDice {l}' for l in labels) + ' |',
+        '| --- |' + ' --- | --- |' * len(labels),
+    ]
     for name, res in results.items():
-        cells = [f"{res['widths'][l]['dice']:.3f} | {res['widths'][l]['cldice']:.3f}" for l in labels]
+        cells = [f'{res["widths"][l]["dice"]:.3f} | {res["widths"][l]["cldice"]:.3f}' for l in labels]
         lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
     pixels = next(iter(results.values()))['widths']
     lines.append('')
-    lines.append('held-out vessel pixels per bin: ' + ', '.join(f"{l}: {pixels[l]['gt_pixels']}" for l in labels))
+    lines.append('held-out vessel pixels per bin: ' + ', '.join(f'{l}: {pixels[l]["gt_pixels"]}' for l in labels))
     table = '\n'.join(lines)
     (out / 'comparison.md').write_text(table + '\n')
     print(table)

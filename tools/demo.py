@@ -5,6 +5,7 @@ Writes a tiny random checkpoint and a synthetic vessel set under demo_work/ (whe
 trains configs/vessel_lora_tiny.py, and prints the validation Dice before and after training.
 Exits non-zero when the Dice did not rise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,18 +51,44 @@ def main() -> None:
 
     out = (REPO / args.out).resolve()
     checkpoint, data, work_dir = out / 'tiny_sa2va', out / 'synthetic', out / 'run'
-    env = dict(os.environ, SA2VA_MODEL_PATH=str(checkpoint), VESSEL_DATA_ROOT=str(data),
-               PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get('PYTHONPATH')) if p))
+    env = dict(
+        os.environ,
+        SA2VA_MODEL_PATH=str(checkpoint),
+        VESSEL_DATA_ROOT=str(data),
+        PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get('PYTHONPATH')) if p),
+    )
     py = sys.executable
     if not (checkpoint / 'config.json').is_file():
         run([py, 'tools/make_tiny_sa2va.py', str(checkpoint), '--seed', '0'], env)
     if not (data / 'splits' / 'val.txt').is_file():
-        run([py, 'tools/make_synthetic_vessels.py', str(data), '--n', str(args.samples), '--seed', '0',
-             '--size', '256'], env)
+        run(
+            [
+                py,
+                'tools/make_synthetic_vessels.py',
+                str(data),
+                '--n',
+                str(args.samples),
+                '--seed',
+                '0',
+                '--size',
+                '256',
+            ],
+            env,
+        )
     started = time.time()
-    run([py, 'tools/train.py', 'configs/vessel_lora_tiny.py', '--work-dir', str(work_dir),
-         '--cfg-options', *run_length_options(args.iters, **TINY_SCHEDULE), f'train_cfg.val_interval={args.iters}'],
-        env)
+    run(
+        [
+            py,
+            'tools/train.py',
+            'configs/vessel_lora_tiny.py',
+            '--work-dir',
+            str(work_dir),
+            '--cfg-options',
+            *run_length_options(args.iters, **TINY_SCHEDULE),
+            f'train_cfg.val_interval={args.iters}',
+        ],
+        env,
+    )
     wall = time.time() - started
 
     history = val_dice_history(work_dir, 'vessel/global_dice')
@@ -74,8 +101,10 @@ def main() -> None:
     gen = val_dice_history(work_dir, 'vessel/gen_global_dice')
     missing = val_dice_history(work_dir, 'vessel/gen_missing_seg_rate')
     if gen and missing:  # generation mode: the model writes [SEG] itself (VesselGenSegMetric)
-        print(f'generation mode after training: Dice {gen[-1][1]:.4f}, missing [SEG] in '
-              f'{100 * missing[-1][1]:.0f}% of the images (before: {100 * missing[0][1]:.0f}%)')
+        print(
+            f'generation mode after training: Dice {gen[-1][1]:.4f}, missing [SEG] in '
+            f'{100 * missing[-1][1]:.0f}% of the images (before: {100 * missing[0][1]:.0f}%)'
+        )
     print(f'TensorBoard: tensorboard --logdir {work_dir}')
     if not after > before:
         raise SystemExit('the validation Dice did not rise: the model did not learn')

@@ -14,6 +14,7 @@ The docs picture docs/contact_sheet_example.png was made with:
     python tools/check_dataset.py demo_work/fake_prepared --sheet docs/contact_sheet_example.png \\
         --sheet-thumb 150 --sheet-columns 6
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,21 +28,22 @@ from projects.sa2va_vessel.datasets.synthetic_labelme import write_fake_labelme 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("out", type=Path)
-    p.add_argument("--patients", type=int, default=2)
-    p.add_argument("--videos", type=int, default=2)
-    p.add_argument("--frames", type=int, default=3)
-    p.add_argument("--size", type=int, default=512)
-    p.add_argument("--foreign-size", type=int, default=800)
-    p.add_argument("--foreign-every", type=int, default=2)
-    p.add_argument("--lying-every", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument('out', type=Path)
+    p.add_argument('--patients', type=int, default=2)
+    p.add_argument('--videos', type=int, default=2)
+    p.add_argument('--frames', type=int, default=3)
+    p.add_argument('--size', type=int, default=512)
+    p.add_argument('--foreign-size', type=int, default=800)
+    p.add_argument('--foreign-every', type=int, default=2)
+    p.add_argument('--lying-every', type=int, default=0)
+    p.add_argument('--seed', type=int, default=0)
     a = p.parse_args(argv)
-    truths = write_fake_labelme(a.out, a.patients, a.videos, a.frames, a.size, a.foreign_size, a.foreign_every,
-                                a.lying_every, a.seed)
-    print(f"{len(truths)} LabelMe files -> {a.out}")
+    truths = write_fake_labelme(
+        a.out, a.patients, a.videos, a.frames, a.size, a.foreign_size, a.foreign_every, a.lying_every, a.seed
+    )
+    print(f'{len(truths)} LabelMe files -> {a.out}')
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     raise SystemExit(main())

@@ -18,6 +18,7 @@ Without --group-regex, the patients that prepare_dataset.py recorded in manifest
 groups: each patient stays inside one split, the frames of each video in order; the tool prints
 the frames, patients and videos of each split.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,47 +28,63 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
-from projects.sa2va_vessel.datasets.protocols import (DEFAULT_VAL_FRACTION, PROTOCOLS,  # noqa: E402
-                                                      protocol_splits, write_protocol)
-from projects.sa2va_vessel.datasets.grouping import (frame_order, kfold_by_patient, manifest_groups,  # noqa: E402
-                                                     split_by_patient, split_summary)
+from projects.sa2va_vessel.datasets.grouping import (
+    frame_order,
+    kfold_by_patient,
+    manifest_groups,  # noqa: E402
+    split_by_patient,
+    split_summary,
+)
+from projects.sa2va_vessel.datasets.protocols import (
+    DEFAULT_VAL_FRACTION,
+    PROTOCOLS,  # noqa: E402
+    protocol_splits,
+    write_protocol,
+)
 from projects.sa2va_vessel.datasets.splits import kfold_splits, split_by_groups, write_split_files  # noqa: E402
 
 
 def _from_protocol(root: Path, args: argparse.Namespace) -> dict:
-    path = root / "manifest.json"
+    path = root / 'manifest.json'
     if not path.is_file():
-        raise ValueError(f"{path}: not found; --protocol needs a folder written by tools/prepare_dataset.py")
+        raise ValueError(f'{path}: not found; --protocol needs a folder written by tools/prepare_dataset.py')
     manifest = json.loads(path.read_text())
-    splits, record = protocol_splits(manifest["source"], manifest["samples"], args.protocol,
-                                     args.val_fraction, args.seed, args.k)
+    splits, record = protocol_splits(
+        manifest['source'], manifest['samples'], args.protocol, args.val_fraction, args.seed, args.k
+    )
     write_protocol(root, splits, record)
-    manifest["protocol"] = record
-    manifest["splits"] = {name: len(v) for name, v in splits.items()}
-    path.write_text(json.dumps(manifest, indent=1) + "\n")
+    manifest['protocol'] = record
+    manifest['splits'] = {name: len(v) for name, v in splits.items()}
+    path.write_text(json.dumps(manifest, indent=1) + '\n')
     return splits
 
 
 def _custom(root: Path, args: argparse.Namespace) -> dict:
     from projects.sa2va_vessel.datasets.vessel_dataset import read_split  # torch: not for --help
-    test_file = root / "splits" / "test.txt"
+
+    test_file = root / 'splits' / 'test.txt'
     test = set(read_split(test_file)) if test_file.is_file() else set()
-    source = args.from_split or ("trainval" if (root / "splits" / "trainval.txt").is_file() else None)
+    source = args.from_split or ('trainval' if (root / 'splits' / 'trainval.txt').is_file() else None)
     if source:
-        stems = read_split(root / "splits" / f"{source}.txt")
+        stems = read_split(root / 'splits' / f'{source}.txt')
     else:
-        stems = sorted(f.stem for f in (root / "images").iterdir() if f.is_file() and f.stem not in test) \
-            if (root / "images").is_dir() else []
+        stems = (
+            sorted(f.stem for f in (root / 'images').iterdir() if f.is_file() and f.stem not in test)
+            if (root / 'images').is_dir()
+            else []
+        )
     if not stems:
-        raise ValueError(f"no samples found under {root}")
+        raise ValueError(f'no samples found under {root}')
     leaked = sorted(set(stems) & test)
     if leaked:
-        raise ValueError(f"splits/{source}.txt lists {len(leaked)} test sample(s) ({', '.join(leaked[:5])}); "
-                         "val must come from the training part only")
+        raise ValueError(
+            f'splits/{source}.txt lists {len(leaked)} test sample(s) ({", ".join(leaked[:5])}); '
+            'val must come from the training part only'
+        )
     groups = {} if args.group_regex else manifest_groups(root)  # patients recorded by prepare
     patient_of = {s: g.patient for s, g in groups.items() if s in set(stems)}
     if groups:
-        print(f"groups: the patients of {root / 'manifest.json'}")
+        print(f'groups: the patients of {root / "manifest.json"}')
 
     def train_val(part):
         if groups:
@@ -76,51 +93,59 @@ def _custom(root: Path, args: argparse.Namespace) -> dict:
 
     if args.k:
         if test:
-            raise ValueError(f"{test_file} exists: this set has a fixed test split; k-fold is for sets "
-                             "without one (or use --protocol for a published k-fold protocol)")
+            raise ValueError(
+                f'{test_file} exists: this set has a fixed test split; k-fold is for sets '
+                'without one (or use --protocol for a published k-fold protocol)'
+            )
         out = {}
-        folds = (kfold_by_patient(stems, patient_of, args.k, args.seed) if groups
-                 else kfold_splits(stems, args.k, args.group_regex, args.seed))
+        folds = (
+            kfold_by_patient(stems, patient_of, args.k, args.seed)
+            if groups
+            else kfold_splits(stems, args.k, args.group_regex, args.seed)
+        )
         for i, (rest, held_out) in enumerate(folds):
             train, val = train_val(rest)
-            out.update({f"fold{i}_trainval": rest, f"fold{i}_train": train, f"fold{i}_val": val,
-                        f"fold{i}_test": held_out})
+            out.update(
+                {f'fold{i}_trainval': rest, f'fold{i}_train': train, f'fold{i}_val': val, f'fold{i}_test': held_out}
+            )
     else:
         train, val = train_val(stems)
-        out = {"train": train, "val": val}
+        out = {'train': train, 'val': val}
     if groups:
         out = {name: frame_order(s, groups) for name, s in out.items()}  # video frames stay in order
         for line in split_summary(out, groups):
             print(line)
     write_split_files(root, out)
-    note = root / "splits" / "PROTOCOL.md"
-    with open(note, "a") as f:
-        f.write(f"\n## make_splits (custom)\n\n`{' '.join(sys.argv[1:]) or 'make_splits'}`: from "
-                f"{'splits/' + source + '.txt' if source else 'images/ minus test'}, val fraction "
-                f"{args.val_fraction}, seed {args.seed}, group regex {args.group_regex!r}; wrote "
-                f"{', '.join(f'{k} ({len(v)})' for k, v in out.items())}\n")
+    note = root / 'splits' / 'PROTOCOL.md'
+    with open(note, 'a') as f:
+        f.write(
+            f'\n## make_splits (custom)\n\n`{" ".join(sys.argv[1:]) or "make_splits"}`: from '
+            f'{"splits/" + source + ".txt" if source else "images/ minus test"}, val fraction '
+            f'{args.val_fraction}, seed {args.seed}, group regex {args.group_regex!r}; wrote '
+            f'{", ".join(f"{k} ({len(v)})" for k, v in out.items())}\n'
+        )
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("data_root", type=Path)
-    p.add_argument("--protocol", choices=sorted(PROTOCOLS), help="re-derive a published protocol (manifest.json)")
-    p.add_argument("--group-regex", default=None, help="regex whose first group names a sample's group")
-    p.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION)
-    p.add_argument("--k", type=int, default=None, help="k folds instead of one split")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--from-split", default=None, help="take stems from splits/<name>.txt")
+    p.add_argument('data_root', type=Path)
+    p.add_argument('--protocol', choices=sorted(PROTOCOLS), help='re-derive a published protocol (manifest.json)')
+    p.add_argument('--group-regex', default=None, help="regex whose first group names a sample's group")
+    p.add_argument('--val-fraction', type=float, default=DEFAULT_VAL_FRACTION)
+    p.add_argument('--k', type=int, default=None, help='k folds instead of one split')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--from-split', default=None, help='take stems from splits/<name>.txt')
     args = p.parse_args(argv)
     try:
         out = _from_protocol(args.data_root, args) if args.protocol else _custom(args.data_root, args)
     except (ValueError, KeyError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f'error: {exc}', file=sys.stderr)
         return 2
     for name, s in out.items():
-        print(f"{name}: {len(s)} samples")
+        print(f'{name}: {len(s)} samples')
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     raise SystemExit(main())

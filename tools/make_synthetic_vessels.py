@@ -6,6 +6,7 @@
 --videos writes moving sequences instead (datasets/synthetic_video.py: a deforming tree whose
 contrast washes in and out), frames named <video>_f<index>, every frame of a video in one split.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,27 +21,31 @@ from projects.sa2va_vessel.datasets.synthetic_video import write_synthetic_video
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("out_dir", type=Path)
+    parser.add_argument('out_dir', type=Path)
     kind = parser.add_mutually_exclusive_group(required=True)
-    kind.add_argument("--n", type=int, help="number of (still) samples")
-    kind.add_argument("--videos", type=int, help="number of moving sequences")
-    parser.add_argument("--frames", type=int, default=8, help="--videos: frames per sequence (default 8)")
-    parser.add_argument("--label-every", type=int, default=1,
-                        help="--videos: only every k-th frame gets a mask (default 1: all)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--size", type=int, default=512, help="square image side in pixels")
-    parser.add_argument("--val-fraction", type=float, default=0.25)
+    kind.add_argument('--n', type=int, help='number of (still) samples')
+    kind.add_argument('--videos', type=int, help='number of moving sequences')
+    parser.add_argument('--frames', type=int, default=8, help='--videos: frames per sequence (default 8)')
+    parser.add_argument(
+        '--label-every', type=int, default=1, help='--videos: only every k-th frame gets a mask (default 1: all)'
+    )
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--size', type=int, default=512, help='square image side in pixels')
+    parser.add_argument('--val-fraction', type=float, default=0.25)
     args = parser.parse_args(argv)
     if args.videos is not None:
-        train, val = write_synthetic_video_dataset(args.out_dir, args.videos, args.frames, args.seed, args.size,
-                                                   args.val_fraction, args.label_every)
-        print(f"wrote {len(train) + len(val)} sequences of {args.frames} frames to {args.out_dir} "
-              f"(train {', '.join(train)}; val {', '.join(val)})")
+        train, val = write_synthetic_video_dataset(
+            args.out_dir, args.videos, args.frames, args.seed, args.size, args.val_fraction, args.label_every
+        )
+        print(
+            f'wrote {len(train) + len(val)} sequences of {args.frames} frames to {args.out_dir} '
+            f'(train {", ".join(train)}; val {", ".join(val)})'
+        )
         return 0
     train, val = write_synthetic_dataset(args.out_dir, args.n, args.seed, args.size, args.val_fraction)
-    print(f"wrote {len(train) + len(val)} samples to {args.out_dir} (train {len(train)}, val {len(val)})")
+    print(f'wrote {len(train) + len(val)} samples to {args.out_dir} (train {len(train)}, val {len(val)})')
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     raise SystemExit(main())

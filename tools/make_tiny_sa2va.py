@@ -7,6 +7,7 @@
 --family picks the tiny preset of that family (InternVL, Sa2VA-Qwen2.5-VL, Sa2VA-Qwen3-VL); a
 --preset of another family is an error.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,23 +23,42 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('out_dir')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--preset', default=None, choices=sorted(PRESETS) + sorted(QWEN_PRESETS),
-                        help='default: the tiny preset of --family')
-    parser.add_argument('--family', default=None, choices=sorted(TINY_PRESET),
-                        help='MLLM family (default internvl, or the family of --preset)')
+    parser.add_argument(
+        '--preset',
+        default=None,
+        choices=sorted(PRESETS) + sorted(QWEN_PRESETS),
+        help='default: the tiny preset of --family',
+    )
+    parser.add_argument(
+        '--family',
+        default=None,
+        choices=sorted(TINY_PRESET),
+        help='MLLM family (default internvl, or the family of --preset)',
+    )
     parser.add_argument('--dtype', default='float32', choices=['float32', 'bfloat16'])
-    parser.add_argument('--tokenizer', default=None,
-                        help='copy this tokenizer directory instead of building the small built-in one')
-    parser.add_argument('--video-memory', action='store_true',
-                        help='also write SAM2 video-memory tensors (needed by predict.py --video)')
+    parser.add_argument(
+        '--tokenizer', default=None, help='copy this tokenizer directory instead of building the small built-in one'
+    )
+    parser.add_argument(
+        '--video-memory',
+        action='store_true',
+        help='also write SAM2 video-memory tensors (needed by predict.py --video)',
+    )
     args = parser.parse_args()
     if args.preset is None:
         args.preset = TINY_PRESET[args.family or 'internvl']
     elif args.family is not None and preset_family(args.preset) != args.family:
         parser.error(f'--preset {args.preset} is a {preset_family(args.preset)} preset, not {args.family}')
     from projects.sa2va_vessel.models.random_checkpoint import write_random_sa2va  # torch: after --help
-    out = write_random_sa2va(args.out_dir, preset=args.preset, seed=args.seed, dtype=args.dtype,
-                             tokenizer_from=args.tokenizer, video_memory=args.video_memory)
+
+    out = write_random_sa2va(
+        args.out_dir,
+        preset=args.preset,
+        seed=args.seed,
+        dtype=args.dtype,
+        tokenizer_from=args.tokenizer,
+        video_memory=args.video_memory,
+    )
     print(f'wrote {args.preset} Sa2VA checkpoint (seed {args.seed}) to {out}')
 
 

@@ -3,6 +3,7 @@
 [--mode teacher|generate] [--max-dynamic-patch N] [--device D] [--cfg-options k=v ...].
 Video: python tools/predict.py CKPT FRAMES_DIR_OR_VIDEO OUT_DIR --video [--key-frames 5]
 [--key-spacing first|even] [--no-memory] [--fps 8]: mask/, prob/, overlay.gif per sequence."""
+
 import sys
 from pathlib import Path
 

@@ -6,6 +6,7 @@ CHECKPOINT: a training checkpoint (.pth file or DeepSpeed directory) or an expor
 official-layout model directory. Writes <out>/<mode>/results_<dataset>_<split>.{csv,md}
 (mean +- sd and bootstrap 95% CI per metric, the split protocol named). On a test split the
 threshold sweep is refused unless --allow-test-sweep (then labelled *_optimistic)."""
+
 import sys
 from pathlib import Path
 

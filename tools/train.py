@@ -1,5 +1,6 @@
 """Train: python tools/train.py CONFIG [--work-dir D] [--deepspeed deepspeed_zero2|none]
 [--resume [PATH]] [--cfg-options k=v ...] [--launcher none|pytorch|slurm]."""
+
 import sys
 from pathlib import Path
 

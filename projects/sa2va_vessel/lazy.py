@@ -4,6 +4,7 @@ A package's ``__init__`` that imported its modules eagerly would make every ligh
 (a tool's argument parser, the split protocols) import torch and transformers. Registration does
 not depend on these imports: the registries import their modules themselves (``registry.py``).
 """
+
 from __future__ import annotations
 
 from importlib import import_module

@@ -16,6 +16,7 @@ does not follow the default scope: a config names them with the scope,
 Outside a runner (``tools/test.py``, export) build inside :func:`project_scope`, or from these
 registries directly.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -48,27 +49,55 @@ _PACKAGE = 'projects.sa2va_vessel'
 
 # Modules whose import registers the data side (datasets, transforms, collate functions). The
 # runner also preloads them into the fork server of the loader workers (engine/runner.py).
-DATA_MODULES = (f'{_PACKAGE}.datasets.vessel_dataset', f'{_PACKAGE}.datasets.video_dataset',
-                f'{_PACKAGE}.datasets.transforms', f'{_PACKAGE}.datasets.collate')
+DATA_MODULES = (
+    f'{_PACKAGE}.datasets.vessel_dataset',
+    f'{_PACKAGE}.datasets.video_dataset',
+    f'{_PACKAGE}.datasets.transforms',
+    f'{_PACKAGE}.datasets.collate',
+)
 
-MODELS = Registry('model', parent=MMENGINE_MODELS, scope=SCOPE,
-                  locations=[f'{_PACKAGE}.models.vessel_model', f'{_PACKAGE}.models.video_model'])
-DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope=SCOPE,
-                    locations=[f'{_PACKAGE}.datasets.vessel_dataset', f'{_PACKAGE}.datasets.video_dataset'])
-TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope=SCOPE,
-                      locations=[f'{_PACKAGE}.datasets.transforms'])
-FUNCTIONS = Registry('function', parent=MMENGINE_FUNCTIONS, scope=SCOPE,
-                     locations=[f'{_PACKAGE}.datasets.collate', f'{_PACKAGE}.datasets.video_dataset'])
-METRICS = Registry('metric', parent=MMENGINE_METRICS, scope=SCOPE,
-                   locations=[f'{_PACKAGE}.evaluation.vessel_metric'])
-HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope=SCOPE,
-                 locations=[f'{_PACKAGE}.engine.hooks', f'{_PACKAGE}.engine.monitor_hooks',
-                            f'{_PACKAGE}.engine.validate_before_train',
-                            f'{_PACKAGE}.benchmark.end_to_end'])
-LOOPS = Registry('loop', parent=MMENGINE_LOOPS, scope=SCOPE,
-                 locations=[f'{_PACKAGE}.engine.val_loop', f'{_PACKAGE}.engine.resilience'])
-DATA_SAMPLERS = Registry('data sampler', parent=MMENGINE_DATA_SAMPLERS, scope=SCOPE,
-                         locations=[f'{_PACKAGE}.datasets.video_dataset'])
+MODELS = Registry(
+    'model',
+    parent=MMENGINE_MODELS,
+    scope=SCOPE,
+    locations=[f'{_PACKAGE}.models.vessel_model', f'{_PACKAGE}.models.video_model'],
+)
+DATASETS = Registry(
+    'dataset',
+    parent=MMENGINE_DATASETS,
+    scope=SCOPE,
+    locations=[f'{_PACKAGE}.datasets.vessel_dataset', f'{_PACKAGE}.datasets.video_dataset'],
+)
+TRANSFORMS = Registry(
+    'transform', parent=MMENGINE_TRANSFORMS, scope=SCOPE, locations=[f'{_PACKAGE}.datasets.transforms']
+)
+FUNCTIONS = Registry(
+    'function',
+    parent=MMENGINE_FUNCTIONS,
+    scope=SCOPE,
+    locations=[f'{_PACKAGE}.datasets.collate', f'{_PACKAGE}.datasets.video_dataset'],
+)
+METRICS = Registry('metric', parent=MMENGINE_METRICS, scope=SCOPE, locations=[f'{_PACKAGE}.evaluation.vessel_metric'])
+HOOKS = Registry(
+    'hook',
+    parent=MMENGINE_HOOKS,
+    scope=SCOPE,
+    locations=[
+        f'{_PACKAGE}.engine.hooks',
+        f'{_PACKAGE}.engine.monitor_hooks',
+        f'{_PACKAGE}.engine.validate_before_train',
+        f'{_PACKAGE}.benchmark.end_to_end',
+    ],
+)
+LOOPS = Registry(
+    'loop',
+    parent=MMENGINE_LOOPS,
+    scope=SCOPE,
+    locations=[f'{_PACKAGE}.engine.val_loop', f'{_PACKAGE}.engine.resilience'],
+)
+DATA_SAMPLERS = Registry(
+    'data sampler', parent=MMENGINE_DATA_SAMPLERS, scope=SCOPE, locations=[f'{_PACKAGE}.datasets.video_dataset']
+)
 
 # Nothing of the project's registers into these; they exist so that mmengine, building under the
 # project's default scope, finds a registry of that scope in every tree it builds from (without
@@ -78,8 +107,9 @@ LOG_PROCESSORS = Registry('log_processor', parent=MMENGINE_LOG_PROCESSORS, scope
 MODEL_WRAPPERS = Registry('model_wrapper', parent=MMENGINE_MODEL_WRAPPERS, scope=SCOPE)
 OPTIMIZERS = Registry('optimizer', parent=MMENGINE_OPTIMIZERS, scope=SCOPE)
 OPTIM_WRAPPERS = Registry('optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope=SCOPE)
-OPTIM_WRAPPER_CONSTRUCTORS = Registry('optimizer wrapper constructor',
-                                      parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, scope=SCOPE)
+OPTIM_WRAPPER_CONSTRUCTORS = Registry(
+    'optimizer wrapper constructor', parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, scope=SCOPE
+)
 PARAM_SCHEDULERS = Registry('parameter scheduler', parent=MMENGINE_PARAM_SCHEDULERS, scope=SCOPE)
 STRATEGIES = Registry('strategy', parent=MMENGINE_STRATEGIES, scope=SCOPE)
 VISBACKENDS = Registry('vis_backend', parent=MMENGINE_VISBACKENDS, scope=SCOPE)
@@ -87,9 +117,16 @@ VISUALIZERS = Registry('visualizer', parent=MMENGINE_VISUALIZERS, scope=SCOPE)
 WEIGHT_INITIALIZERS = Registry('weight initializer', parent=MMENGINE_WEIGHT_INITIALIZERS, scope=SCOPE)
 
 # The registries that hold the project's own classes (a test checks that every one is found).
-PROJECT_REGISTRIES = {'MODELS': MODELS, 'DATASETS': DATASETS, 'TRANSFORMS': TRANSFORMS,
-                      'FUNCTIONS': FUNCTIONS, 'METRICS': METRICS, 'HOOKS': HOOKS, 'LOOPS': LOOPS,
-                      'DATA_SAMPLERS': DATA_SAMPLERS}
+PROJECT_REGISTRIES = {
+    'MODELS': MODELS,
+    'DATASETS': DATASETS,
+    'TRANSFORMS': TRANSFORMS,
+    'FUNCTIONS': FUNCTIONS,
+    'METRICS': METRICS,
+    'HOOKS': HOOKS,
+    'LOOPS': LOOPS,
+    'DATA_SAMPLERS': DATA_SAMPLERS,
+}
 
 # mmengine imports the module ``<scope>.registry`` before it searches a scope's registries, and
 # warns when that fails. The package here is ``projects.sa2va_vessel``, so the scope's name is

@@ -10,9 +10,8 @@ param_scheduler = [
 ]
 train_dataloader = dict(batch_size=1)
 log_interval = 1
-default_hooks = dict(validate_before_train=None,
-                     logger=dict(interval=1),
-                     checkpoint=dict(interval=1000),
-                     gradient_guard=dict(interval=1))
+default_hooks = dict(
+    validate_before_train=None, logger=dict(interval=1), checkpoint=dict(interval=1000), gradient_guard=dict(interval=1)
+)
 log_processor = dict(window_size=1)
 custom_hooks = [dict(type='RankTraceHook')]

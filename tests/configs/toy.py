@@ -1,9 +1,7 @@
 # Toy config for the runner tests: the ToySegModel stand-in on CPU, a few iterations.
-_base_ = ['../../configs/_base_/default_runtime.py',
-          '../../configs/_base_/schedules/lora_adamw.py']
+_base_ = ['../../configs/_base_/default_runtime.py', '../../configs/_base_/schedules/lora_adamw.py']
 
-custom_imports = dict(imports=['tests.toy_model', 'tests.toy_hooks'],
-                      allow_failed_imports=False)
+custom_imports = dict(imports=['tests.toy_model', 'tests.toy_hooks'], allow_failed_imports=False)
 
 deepspeed = 'none'
 model = dict(type='ToySegModel')

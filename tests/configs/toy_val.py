@@ -14,8 +14,14 @@ val_evaluator = dict(type='VesselSegMetric')
 train_cfg = dict(type='ResumableIterBasedTrainLoop', max_iters=6, val_interval=1)
 checkpoint_keep_last = 1
 default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=3, max_keep_ckpts=-1,
-                    save_best='vessel/best_dice', rule='greater'),
+    checkpoint=dict(
+        type='CheckpointHook',
+        by_epoch=False,
+        interval=3,
+        max_keep_ckpts=-1,
+        save_best='vessel/best_dice',
+        rule='greater',
+    ),
     best_record=dict(type='BestCheckpointRecordHook'),
     update_norm=dict(type='UpdateNormHook'),
     val_visualization=dict(type='ValVisualizationHook', num_images=2, max_side=64),

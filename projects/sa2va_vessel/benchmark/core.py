@@ -15,6 +15,7 @@ Each configuration: a fresh AdamW (the config's lr/betas/weight decay), ``warmup
 configuration starts from the same trainable weights; its first step's losses (batch 0, LoRA B
 still zero, so dropout cannot change them) are compared with the plain path's.
 """
+
 from __future__ import annotations
 
 import gc
@@ -47,6 +48,7 @@ LOSS_RTOL, LOSS_ATOL = 2e-2, 2e-3
 @dataclass
 class Levers:
     """The model's speed switches (models/speed.py) plus the optimizer choice."""
+
     gradient_checkpointing: bool = True
     fused_adamw: bool = False
     sam2_side_stream: bool = False
@@ -59,13 +61,15 @@ class Levers:
         return Levers(**{**self.__dict__, **kw})
 
     def switches(self, cache_size: int) -> SpeedSwitches:
-        return SpeedSwitches(gradient_checkpointing=self.gradient_checkpointing,
-                             sam2_side_stream=self.sam2_side_stream,
-                             compile_llm_layers=self.compile_llm_layers,
-                             compile_frozen_encoders=self.compile_frozen_encoders,
-                             light_token_rows=self.light_token_rows,
-                             sam2_feature_cache_size=cache_size if self.frozen_cache else 0,
-                             vision_feature_cache=self.frozen_cache)
+        return SpeedSwitches(
+            gradient_checkpointing=self.gradient_checkpointing,
+            sam2_side_stream=self.sam2_side_stream,
+            compile_llm_layers=self.compile_llm_layers,
+            compile_frozen_encoders=self.compile_frozen_encoders,
+            light_token_rows=self.light_token_rows,
+            sam2_feature_cache_size=cache_size if self.frozen_cache else 0,
+            vision_feature_cache=self.frozen_cache,
+        )
 
 
 # name, levers, prediction written before measuring (see docs/PERFORMANCE.md)
@@ -75,10 +79,16 @@ LADDER = [
     ('+fused_adamw', dict(fused_adamw=True), 'optimizer a few ms -> ~1 ms'),
     ('+sam2_side_stream', dict(sam2_side_stream=True), 'overlap: up to min(SAM2 enc, LLM fwd) saved where units idle'),
     ('+compile_llm_layers', dict(compile_llm_layers=True), '1.2-1.3x on LLM fwd+bwd (issue: 1.28x)'),
-    ('+compile_frozen_encoders', dict(compile_frozen_encoders=True),
-     'Hiera/ViT elementwise ops fused: 1.2-1.4x on the SAM2 encoder and ViT forward'),
-    ('+light_token_rows', dict(light_token_rows=True),
-     'no (vocab x hidden) merged copies: ~-1 GiB peak at 8B (lm_head copy kept for backward), time ~same'),
+    (
+        '+compile_frozen_encoders',
+        dict(compile_frozen_encoders=True),
+        'Hiera/ViT elementwise ops fused: 1.2-1.4x on the SAM2 encoder and ViT forward',
+    ),
+    (
+        '+light_token_rows',
+        dict(light_token_rows=True),
+        'no (vocab x hidden) merged copies: ~-1 GiB peak at 8B (lm_head copy kept for backward), time ~same',
+    ),
     ('+frozen_cache', dict(frozen_cache=True), 'SAM2 encoder + ViT time -> ~0 from epoch 2'),
 ]
 
@@ -101,8 +111,9 @@ def instrument(model, timer: StageTimer) -> None:
 
 
 def build_model(preset: str, device: str, dtype: str, **kw):
-    model = vm.Sa2VAVesselModel(model_path=f'preset:{preset}', dtype=dtype, lora=LORA, device=device,
-                                gradient_checkpointing=True, **kw)
+    model = vm.Sa2VAVesselModel(
+        model_path=f'preset:{preset}', dtype=dtype, lora=LORA, device=device, gradient_checkpointing=True, **kw
+    )
     return model.to(device).train()
 
 
@@ -134,8 +145,21 @@ class Result:
     extra: dict = field(default_factory=dict)
 
 
-def time_config(name, step_fn, params, batches, device, timer, warmup, steps, fused=False, prediction='',
-                optimizer=None, backward=None, opt_step=None) -> Result:
+def time_config(
+    name,
+    step_fn,
+    params,
+    batches,
+    device,
+    timer,
+    warmup,
+    steps,
+    fused=False,
+    prediction='',
+    optimizer=None,
+    backward=None,
+    opt_step=None,
+) -> Result:
     """Run ``warmup`` + ``steps`` training steps of ``step_fn`` (batch -> loss dict); time the last ``steps``."""
     cuda = device.startswith('cuda')
     kw = dict(ADAMW, fused=True) if fused else dict(ADAMW)
@@ -145,8 +169,9 @@ def time_config(name, step_fn, params, batches, device, timer, warmup, steps, fu
 
     def default_opt_step():
         torch.nn.utils.clip_grad_norm_(params, CLIP)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.step()  # noqa: F821 (deleted after the last call, to free memory)
+        optimizer.zero_grad(set_to_none=True)  # noqa: F821 (deleted after the last call, to free memory)
+
     opt_step = opt_step or default_opt_step
     _sync(device)
     if cuda:
@@ -178,11 +203,19 @@ def time_config(name, step_fn, params, batches, device, timer, warmup, steps, fu
     bs = batches[0]['data']['input_ids'].shape[0]
     tokens = sum(b['meta']['real_tokens'] for b in batches) / len(batches)
     step_ms = total_ms / steps
-    res = Result(name=name, batch_size=bs, samples_per_s=round(bs * 1e3 / step_ms, 3),
-                 tokens_per_s=round(tokens * 1e3 / step_ms, 1), step_ms=round(step_ms, 3), breakdown_ms=breakdown,
-                 peak_alloc_gib=round(torch.cuda.max_memory_allocated() / 2 ** 30, 3) if cuda else None,
-                 peak_reserved_gib=round(torch.cuda.max_memory_reserved() / 2 ** 30, 3) if cuda else None,
-                 first_losses=first, last_loss=last, prediction=prediction)
+    res = Result(
+        name=name,
+        batch_size=bs,
+        samples_per_s=round(bs * 1e3 / step_ms, 3),
+        tokens_per_s=round(tokens * 1e3 / step_ms, 1),
+        step_ms=round(step_ms, 3),
+        breakdown_ms=breakdown,
+        peak_alloc_gib=round(torch.cuda.max_memory_allocated() / 2**30, 3) if cuda else None,
+        peak_reserved_gib=round(torch.cuda.max_memory_reserved() / 2**30, 3) if cuda else None,
+        first_losses=first,
+        last_loss=last,
+        prediction=prediction,
+    )
     if not math.isfinite(last):
         raise RuntimeError(f'{name}: non-finite loss {last}')
     del optimizer
@@ -199,15 +232,28 @@ def losses_match(a: dict, ref: dict) -> tuple[bool, dict]:
 def versions(device: str) -> dict:
     import peft
     import transformers
-    out = {'torch': torch.__version__, 'transformers': transformers.__version__, 'peft': peft.__version__,
-           'python': platform.python_version()}
+
+    out = {
+        'torch': torch.__version__,
+        'transformers': transformers.__version__,
+        'peft': peft.__version__,
+        'python': platform.python_version(),
+    }
     if device.startswith('cuda'):
         out.update(cuda=torch.version.cuda, gpu=torch.cuda.get_device_name(), driver=_nvidia_smi_driver())
     else:
         out.update(cpu=platform.processor() or platform.machine(), threads=torch.get_num_threads())
     try:
-        out['commit'] = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True,
-                                       cwd=Path(__file__).parent, timeout=10).stdout.strip() or None
+        out['commit'] = (
+            subprocess.run(
+                ['git', 'rev-parse', '--short', 'HEAD'],
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).parent,
+                timeout=10,
+            ).stdout.strip()
+            or None
+        )
     except Exception:  # noqa: BLE001 (no git on the device copy)
         out['commit'] = None
     out['commit'] = os.environ.get('BENCH_COMMIT', out['commit'])
@@ -216,16 +262,32 @@ def versions(device: str) -> dict:
 
 def _nvidia_smi_driver():
     try:
-        return subprocess.run(['nvidia-smi', '--query-gpu=driver_version', '--format=csv,noheader'],
-                              capture_output=True, text=True, timeout=20).stdout.strip()
+        return subprocess.run(
+            ['nvidia-smi', '--query-gpu=driver_version', '--format=csv,noheader'],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        ).stdout.strip()
     except Exception:  # noqa: BLE001
         return None
 
 
-def run_benchmark(preset: str, device: str = 'cuda', batch_size: int = 32, image_hw=(512, 512),
-                  warmup: int = 3, steps: int = 8, extra_batch_sizes=(), ladder: bool = True,
-                  official: bool = True, fast: bool = True, frozen_cache: bool = False, deepspeed: bool = False, compile_ok: bool | None = None,
-                  log=print) -> dict:
+def run_benchmark(
+    preset: str,
+    device: str = 'cuda',
+    batch_size: int = 32,
+    image_hw=(512, 512),
+    warmup: int = 3,
+    steps: int = 8,
+    extra_batch_sizes=(),
+    ladder: bool = True,
+    official: bool = True,
+    fast: bool = True,
+    frozen_cache: bool = False,
+    deepspeed: bool = False,
+    compile_ok: bool | None = None,
+    log=print,
+) -> dict:
     cuda = device.startswith('cuda')
     dtype = 'bfloat16' if cuda else 'float32'
     compile_ok = cuda if compile_ok is None else compile_ok
@@ -238,11 +300,12 @@ def run_benchmark(preset: str, device: str = 'cuda', batch_size: int = 32, image
 
     def restore():
         with torch.no_grad():
-            for p, v in zip(params, init):
+            for p, v in zip(params, init):  # noqa: F821 (deleted after the last call, to free memory)
                 p.copy_(v)
 
     def batches_for(bs):
         return [make_batch(model, bs, image_hw, device, seed=k, key_prefix=f'bs{bs}_{k}') for k in range(2)]
+
     batches = batches_for(batch_size)
     meta = batches[0]['meta']
     sam2_counts = F.sam2_flops(model, device)
@@ -258,15 +321,28 @@ def run_benchmark(preset: str, device: str = 'cuda', batch_size: int = 32, image
         res.extra['flops_per_sample_executed'] = executed
         res.mfu = round(executed * res.samples_per_s / peak, 4) if peak else None
         results.append(res)
-        log(f'{res.name:>28} bs{res.batch_size:<3} {res.samples_per_s:9.2f} samples/s  {res.step_ms:9.1f} ms/step  '
-            f'peak {res.peak_alloc_gib} GiB  mfu {res.mfu}  losses {res.first_losses}  breakdown {res.breakdown_ms}')
+        log(
+            f'{res.name:>28} bs{res.batch_size:<3} {res.samples_per_s:9.2f} samples/s  {res.step_ms:9.1f} ms/step  '
+            f'peak {res.peak_alloc_gib} GiB  mfu {res.mfu}  losses {res.first_losses}  breakdown {res.breakdown_ms}'
+        )
         return res
 
     def plain(bs_batches, bs):
         restore()
         apply_levers(model, Levers(), 0)
-        return finish(time_config('plain', lambda b: plain_forward(model, b['data'], timer), params, bs_batches,
-                                  device, timer, warmup, steps, prediction='reference (b)'))
+        return finish(
+            time_config(
+                'plain',
+                lambda b: plain_forward(model, b['data'], timer),
+                params,
+                bs_batches,
+                device,
+                timer,
+                warmup,
+                steps,
+                prediction='reference (b)',
+            )
+        )
 
     failures = []
 
@@ -275,13 +351,30 @@ def run_benchmark(preset: str, device: str = 'cuda', batch_size: int = 32, image
         apply_levers(model, lv, cache_size=4 * batch_size)
         w = warmup + (3 if lv.compile_llm_layers or lv.compile_frozen_encoders else 0)
         try:
-            return finish(time_config(name, lambda b: model.loss(b['data'], b['data_samples']), params,
-                                      bs_batches, device, timer, w, steps, fused=lv.fused_adamw,
-                                      prediction=prediction), cached=lv.frozen_cache)
+            return finish(
+                time_config(
+                    name,
+                    lambda b: model.loss(b['data'], b['data_samples']),
+                    params,
+                    bs_batches,
+                    device,
+                    timer,
+                    w,
+                    steps,
+                    fused=lv.fused_adamw,
+                    prediction=prediction,
+                ),
+                cached=lv.frozen_cache,
+            )
         except Exception as err:  # noqa: BLE001  (report it, keep measuring the others)
             timer.active = False
-            failures.append({'name': name, 'batch_size': bs_batches[0]['data']['input_ids'].shape[0],
-                             'error': f'{type(err).__name__}: {str(err)[:2000]}'})
+            failures.append(
+                {
+                    'name': name,
+                    'batch_size': bs_batches[0]['data']['input_ids'].shape[0],
+                    'error': f'{type(err).__name__}: {str(err)[:2000]}',
+                }
+            )
             log(f'{name}: FAILED {failures[-1]["error"][:500]}')
             _free(device)
             return None
@@ -298,14 +391,26 @@ def run_benchmark(preset: str, device: str = 'cuda', batch_size: int = 32, image
             project(name, levers, batches, prediction)
         best = levers
     elif fast:
-        best = Levers(gradient_checkpointing=False, fused_adamw=True, sam2_side_stream=cuda,
-                      compile_llm_layers=compile_ok, compile_frozen_encoders=compile_ok, light_token_rows=True,
-                      frozen_cache=frozen_cache)
+        best = Levers(
+            gradient_checkpointing=False,
+            fused_adamw=True,
+            sam2_side_stream=cuda,
+            compile_llm_layers=compile_ok,
+            compile_frozen_encoders=compile_ok,
+            light_token_rows=True,
+            frozen_cache=frozen_cache,
+        )
         project('fast+cache' if frozen_cache else 'fast', best, batches)
     else:
-        best = Levers(gradient_checkpointing=False, fused_adamw=True, sam2_side_stream=cuda,
-                      compile_llm_layers=compile_ok, compile_frozen_encoders=compile_ok, light_token_rows=True,
-                      frozen_cache=frozen_cache)
+        best = Levers(
+            gradient_checkpointing=False,
+            fused_adamw=True,
+            sam2_side_stream=cuda,
+            compile_llm_layers=compile_ok,
+            compile_frozen_encoders=compile_ok,
+            light_token_rows=True,
+            frozen_cache=frozen_cache,
+        )
     no_cache = best.replace(frozen_cache=False)
     for bs in extra_batch_sizes:
         extra = batches_for(bs)
@@ -335,9 +440,13 @@ def run_benchmark(preset: str, device: str = 'cuda', batch_size: int = 32, image
                 return plain_forward(model, b['data'], timer, mask_loss='points')
             with torch.autocast('cuda', dtype=torch.bfloat16):
                 return plain_forward(model, b['data'], timer, mask_loss='points')
+
         try:
-            finish(time_config('official', official_step, params, batches, device, timer, warmup, steps,
-                               prediction='reference (a)'))
+            finish(
+                time_config(
+                    'official', official_step, params, batches, device, timer, warmup, steps, prediction='reference (a)'
+                )
+            )
         except Exception as err:  # noqa: BLE001
             failures.append({'name': 'official', 'error': f'{type(err).__name__}: {str(err)[:2000]}'})
             log(f'official: FAILED {failures[-1]["error"][:500]}')
@@ -359,12 +468,25 @@ def run_benchmark(preset: str, device: str = 'cuda', batch_size: int = 32, image
         if off is not None:
             row['speedup_vs_official'] = round(r.samples_per_s / off.samples_per_s, 3)
         report_rows.append(row)
-    return {'preset': preset, 'device': device, 'dtype': dtype, 'batch_size': batch_size,
-            'image_hw': list(image_hw), 'n_tiles': meta['n_tiles'], 'seq_len': meta['seq_len'],
-            'tokens_per_sample': meta['real_tokens'] / batch_size, 'padding_fraction': round(meta['padding_fraction'], 4),
-            'warmup': warmup, 'steps': steps, 'flops_per_sample': fl, 'peak_flops': peak,
-            'loss_tolerance': {'rtol': LOSS_RTOL, 'atol': LOSS_ATOL}, 'versions': versions(device),
-            'results': report_rows, 'failures': failures}
+    return {
+        'preset': preset,
+        'device': device,
+        'dtype': dtype,
+        'batch_size': batch_size,
+        'image_hw': list(image_hw),
+        'n_tiles': meta['n_tiles'],
+        'seq_len': meta['seq_len'],
+        'tokens_per_sample': meta['real_tokens'] / batch_size,
+        'padding_fraction': round(meta['padding_fraction'], 4),
+        'warmup': warmup,
+        'steps': steps,
+        'flops_per_sample': fl,
+        'peak_flops': peak,
+        'loss_tolerance': {'rtol': LOSS_RTOL, 'atol': LOSS_ATOL},
+        'versions': versions(device),
+        'results': report_rows,
+        'failures': failures,
+    }
 
 
 def _deepspeed_run(model, params, restore, levers, batches, device, timer, warmup, steps, finish):
@@ -372,32 +494,53 @@ def _deepspeed_run(model, params, restore, levers, batches, device, timer, warmu
     import deepspeed
 
     from ..engine.runner import init_distributed
+
     init_distributed('none', use_deepspeed=True)
     restore()
     apply_levers(model, levers, 0)
     ds_config = json.loads((Path(__file__).resolve().parents[3] / 'configs/deepspeed/deepspeed_zero2.json').read_text())
-    ds_config.update(train_micro_batch_size_per_gpu=batches[0]['data']['input_ids'].shape[0],
-                     gradient_accumulation_steps=1, gradient_clipping=CLIP, bf16={'enabled': True},
-                     fp16={'enabled': False})
+    ds_config.update(
+        train_micro_batch_size_per_gpu=batches[0]['data']['input_ids'].shape[0],
+        gradient_accumulation_steps=1,
+        gradient_clipping=CLIP,
+        bf16={'enabled': True},
+        fp16={'enabled': False},
+    )
     ds_config.pop('train_batch_size', None)
     opt = torch.optim.AdamW(params, **ADAMW)
-    engine, optimizer, _, _ = deepspeed.initialize(model=model, optimizer=opt, config=ds_config,
-                                                   model_parameters=params)
-    res = time_config('zero2', lambda b: engine(b['data'], b['data_samples'], mode='loss'), params, batches,
-                      device, timer, warmup, steps, optimizer=optimizer, backward=engine.backward,
-                      opt_step=engine.step, prediction='ZeRO-2 on one GPU: fp32 master weights, same compute')
+    engine, optimizer, _, _ = deepspeed.initialize(
+        model=model, optimizer=opt, config=ds_config, model_parameters=params
+    )
+    res = time_config(
+        'zero2',
+        lambda b: engine(b['data'], b['data_samples'], mode='loss'),
+        params,
+        batches,
+        device,
+        timer,
+        warmup,
+        steps,
+        optimizer=optimizer,
+        backward=engine.backward,
+        opt_step=engine.step,
+        prediction='ZeRO-2 on one GPU: fp32 master weights, same compute',
+    )
     return finish(res)
 
 
 def format_table(report: dict) -> str:
-    lines = [f"{report['preset']} on {report['versions'].get('gpu', report['device'])}, image {report['image_hw']} "
-             f"({report['n_tiles']} tiles, {report['tokens_per_sample']:.0f} tokens/sample), "
-             f"{report['flops_per_sample']['total'] / 1e12:.3f} TFLOP/sample",
-             f"{'config':>26} {'bs':>3} {'samples/s':>10} {'ms/step':>9} {'peak GiB':>9} {'MFU':>6} "
-             f"{'x plain':>8} {'x official':>10} loss=plain"]
+    lines = [
+        f'{report["preset"]} on {report["versions"].get("gpu", report["device"])}, image {report["image_hw"]} '
+        f'({report["n_tiles"]} tiles, {report["tokens_per_sample"]:.0f} tokens/sample), '
+        f'{report["flops_per_sample"]["total"] / 1e12:.3f} TFLOP/sample',
+        f'{"config":>26} {"bs":>3} {"samples/s":>10} {"ms/step":>9} {"peak GiB":>9} {"MFU":>6} '
+        f'{"x plain":>8} {"x official":>10} loss=plain',
+    ]
     for r in report['results']:
-        mfu = f"{r['mfu'] * 100:.1f}%" if r.get('mfu') is not None else '-'
-        lines.append(f"{r['name']:>26} {r['batch_size']:>3} {r['samples_per_s']:>10.2f} {r['step_ms']:>9.1f} "
-                     f"{str(r['peak_alloc_gib']):>9} {mfu:>6} {str(r.get('speedup_vs_plain', '-')):>8} "
-                     f"{str(r.get('speedup_vs_official', '-')):>10} {r.get('loss_matches_plain', '-')}")
+        mfu = f'{r["mfu"] * 100:.1f}%' if r.get('mfu') is not None else '-'
+        lines.append(
+            f'{r["name"]:>26} {r["batch_size"]:>3} {r["samples_per_s"]:>10.2f} {r["step_ms"]:>9.1f} '
+            f'{str(r["peak_alloc_gib"]):>9} {mfu:>6} {str(r.get("speedup_vs_plain", "-")):>8} '
+            f'{str(r.get("speedup_vs_official", "-")):>10} {r.get("loss_matches_plain", "-")}'
+        )
     return '\n'.join(lines)

@@ -4,6 +4,7 @@ Writes a synthetic data set (``datasets/synthetic.write_synthetic_dataset``, the
 ``tools/make_synthetic_vessels.py``) and a tokenizer + config.json folder (the tiny tokenizer, a
 preset's config), then times full passes of a DataLoader for each worker count.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,14 @@ def prepare(root: Path, n: int, size: int, preset: str = 'sa2va-internvl3-2b') -
 
 def bench_loader(data: Path, ckpt: Path, workers: int, batch_size: int, passes: int = 3) -> dict:
     ds = VesselSegDataset(str(data), 'train', str(ckpt))
-    loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=vessel_collate,
-                        persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
+    loader = DataLoader(
+        ds,
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=vessel_collate,
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+    )
     for first in loader:  # one untimed pass: worker start-up is not part of the steady rate
         pass
     n_tiles = first['data']['pixel_values'].shape[0] // first['data']['input_ids'].shape[0]
@@ -45,12 +52,20 @@ def bench_loader(data: Path, ckpt: Path, workers: int, batch_size: int, passes: 
         for batch in loader:
             n += batch['data']['input_ids'].shape[0]
     elapsed = time.perf_counter() - start
-    return {'workers': workers, 'batch_size': batch_size, 'samples': n, 'seconds': round(elapsed, 3),
-            'samples_per_s': round(n / elapsed, 2), 'n_tiles': n_tiles, 'dataset_size': len(ds)}
+    return {
+        'workers': workers,
+        'batch_size': batch_size,
+        'samples': n,
+        'seconds': round(elapsed, 3),
+        'samples_per_s': round(n / elapsed, 2),
+        'n_tiles': n_tiles,
+        'dataset_size': len(ds),
+    }
 
 
-def run_dataload(sizes=(512, 1000), workers=(0, 2), n: int = 64, batch_size: int = 8, root: str | None = None,
-                 log=print) -> list[dict]:
+def run_dataload(
+    sizes=(512, 1000), workers=(0, 2), n: int = 64, batch_size: int = 8, root: str | None = None, log=print
+) -> list[dict]:
     torch.set_num_threads(1)  # one core per worker, as a DataLoader worker has
     base = Path(root or tempfile.mkdtemp(prefix='sa2va_dataload_'))
     out = []
@@ -59,6 +74,6 @@ def run_dataload(sizes=(512, 1000), workers=(0, 2), n: int = 64, batch_size: int
         for w in workers:
             r = bench_loader(data, ckpt, w, batch_size)
             r['image_size'] = size
-            log(f"dataload size {size} ({r['n_tiles']} tiles) workers {w}: {r['samples_per_s']} samples/s")
+            log(f'dataload size {size} ({r["n_tiles"]} tiles) workers {w}: {r["samples_per_s"]} samples/s')
             out.append(r)
     return out

@@ -20,6 +20,7 @@ iterations:
 Peak memory is read twice: over the whole run (the first, guarded step and validation included)
 and over the timed windows only.
 """
+
 from __future__ import annotations
 
 import copy
@@ -32,9 +33,9 @@ from typing import Any, Callable, Optional
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
-from ..registry import HOOKS
 
 from ..engine.utils import unwrap_model
+from ..registry import HOOKS
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_CONFIG = REPO_ROOT / 'configs' / 'vessel_lora.py'
@@ -109,15 +110,20 @@ class StepTimingHook(Hook):
             _sync()
             self.throughput_s = time.perf_counter() - self._window_start
             if self.profile:
-                self._profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU] + (
-                    [torch.profiler.ProfilerActivity.CUDA] if torch.cuda.is_available() else []))
+                self._profiler = torch.profiler.profile(
+                    activities=[torch.profiler.ProfilerActivity.CPU]
+                    + ([torch.profiler.ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+                )
                 self._profiler.__enter__()
         if self._profiler is not None and n == self.warmup + self.steps + self.split_steps:
             self._profiler.__exit__(None, None, None)
             sort = 'self_cuda_time_total' if torch.cuda.is_available() else 'self_cpu_time_total'
             averages = self._profiler.key_averages()
-            self.profile_table = averages.table(sort_by=sort, row_limit=30) + '\n' + averages.table(
-                sort_by='cpu_time_total', row_limit=30)
+            self.profile_table = (
+                averages.table(sort_by=sort, row_limit=30)
+                + '\n'
+                + averages.table(sort_by='cpu_time_total', row_limit=30)
+            )
             self._profiler = None
         if self._split_iteration(n) or self._split_iteration(n - 1):
             _sync()
@@ -138,6 +144,7 @@ class StepTimingHook(Hook):
             _sync()
             self.record(stage, time.perf_counter() - start)
             return out
+
         return timed
 
     # -- hook points ------------------------------------------------------------------------
@@ -164,21 +171,25 @@ class StepTimingHook(Hook):
         split['hooks_other'] = max(0.0, split['iteration'] - sum(split[k] for k in SPLIT_STAGES[:-1]))
         step_ms = 1e3 * self.throughput_s / self.steps if self.throughput_s else None
         return {
-            'batch_size': self.batch_size, 'warmup': self.warmup, 'steps': self.steps,
+            'batch_size': self.batch_size,
+            'warmup': self.warmup,
+            'steps': self.steps,
             'split_steps': self.split_steps,
             'samples_per_s': round(self.batch_size * self.steps / self.throughput_s, 3) if self.throughput_s else None,
             'step_ms': round(step_ms, 2) if step_ms else None,
             'split_ms': {k: round(v, 2) for k, v in split.items()},
             'split_raw_ms': {k: [round(1e3 * x, 2) for x in v] for k, v in self.times.items()},
             'data_wait_fraction': round(split['data'] / split['iteration'], 4) if split['iteration'] else None,
-            'peak_alloc_gib_run': round(max(self.peak_before_timing or 0, torch.cuda.max_memory_allocated())
-                                        / 2 ** 30, 3) if cuda else None,
-            'peak_alloc_gib_timed': round(torch.cuda.max_memory_allocated() / 2 ** 30, 3) if cuda else None,
+            'peak_alloc_gib_run': round(max(self.peak_before_timing or 0, torch.cuda.max_memory_allocated()) / 2**30, 3)
+            if cuda
+            else None,
+            'peak_alloc_gib_timed': round(torch.cuda.max_memory_allocated() / 2**30, 3) if cuda else None,
         }
 
 
-def prepare_inputs(work_dir: Path, preset: str, image_size: int, n_train: int, n_val: int,
-                   tokenizer_from: Optional[Path]) -> tuple[Path, Path]:
+def prepare_inputs(
+    work_dir: Path, preset: str, image_size: int, n_train: int, n_val: int, tokenizer_from: Optional[Path]
+) -> tuple[Path, Path]:
     """Synthetic vessels on disk and a weightless checkpoint folder (tokenizer + config.json)."""
     from ..datasets.synthetic import write_synthetic_dataset
     from ..models.random_checkpoint import write_preset_inputs
@@ -193,12 +204,26 @@ def prepare_inputs(work_dir: Path, preset: str, image_size: int, n_train: int, n
     return data_root, inputs
 
 
-def end_to_end_config(config: Path, preset: str, device: str, data_root: Path, inputs: Path, work_dir: Path,
-                      batch_size: Optional[int], num_workers: Optional[int], warmup: int, steps: int,
-                      split_steps: int, deepspeed: Optional[str], cfg_options: Optional[dict],
-                      timing_out: Path, profile: bool = False) -> Config:
+def end_to_end_config(
+    config: Path,
+    preset: str,
+    device: str,
+    data_root: Path,
+    inputs: Path,
+    work_dir: Path,
+    batch_size: Optional[int],
+    num_workers: Optional[int],
+    warmup: int,
+    steps: int,
+    split_steps: int,
+    deepspeed: Optional[str],
+    cfg_options: Optional[dict],
+    timing_out: Path,
+    profile: bool = False,
+) -> Config:
     """The user's config, pointed at the preset and the synthetic data, with the timing hook."""
     from ..engine.runner import runner_options, warmup_cosine_schedule
+
     cfg = Config.fromfile(str(config))
     cfg.merge_from_dict(dict(cfg_options or {}))
     cfg.model.model_path = f'preset:{preset}'
@@ -230,38 +255,81 @@ def end_to_end_config(config: Path, preset: str, device: str, data_root: Path, i
     cfg.work_dir = str(work_dir / 'run')
     cfg.launcher = 'none'
     cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
-        dict(type='StepTimingHook', out=str(timing_out), warmup=warmup, steps=steps, split_steps=split_steps,
-             profile=profile)]
+        dict(
+            type='StepTimingHook',
+            out=str(timing_out),
+            warmup=warmup,
+            steps=steps,
+            split_steps=split_steps,
+            profile=profile,
+        )
+    ]
     return cfg
 
 
-def run_end_to_end(preset: str, device: str = 'cuda', config: Path = DEFAULT_CONFIG,
-                   work_dir: Path = Path('work_dirs/bench_e2e'), batch_size: Optional[int] = None,
-                   num_workers: Optional[int] = None, warmup: int = 5, steps: int = 10, split_steps: int = 4,
-                   image_size: int = 512, n_train: int = 256, n_val: int = 4,
-                   tokenizer_from: Optional[Path] = None, deepspeed: Optional[str] = None,
-                   cfg_options: Optional[dict] = None, memory_cap_gib: Optional[float] = None,
-                   label: str = 'e2e', profile: bool = False, log: Callable = print) -> dict:
+def run_end_to_end(
+    preset: str,
+    device: str = 'cuda',
+    config: Path = DEFAULT_CONFIG,
+    work_dir: Path = Path('work_dirs/bench_e2e'),
+    batch_size: Optional[int] = None,
+    num_workers: Optional[int] = None,
+    warmup: int = 5,
+    steps: int = 10,
+    split_steps: int = 4,
+    image_size: int = 512,
+    n_train: int = 256,
+    n_val: int = 4,
+    tokenizer_from: Optional[Path] = None,
+    deepspeed: Optional[str] = None,
+    cfg_options: Optional[dict] = None,
+    memory_cap_gib: Optional[float] = None,
+    label: str = 'e2e',
+    profile: bool = False,
+    log: Callable = print,
+) -> dict:
     """Train through ``engine.runner.train`` with the user's config; returns the timing summary."""
     from ..engine.runner import train
 
     work_dir = Path(work_dir)
     data_root, inputs = prepare_inputs(work_dir, preset, image_size, n_train, n_val, tokenizer_from)
     timing_out = work_dir / f'{label}_timing.json'
-    cfg = end_to_end_config(Path(config), preset, device, data_root, inputs, work_dir / label, batch_size,
-                            num_workers, warmup, steps, split_steps, deepspeed, cfg_options, timing_out, profile)
+    cfg = end_to_end_config(
+        Path(config),
+        preset,
+        device,
+        data_root,
+        inputs,
+        work_dir / label,
+        batch_size,
+        num_workers,
+        warmup,
+        steps,
+        split_steps,
+        deepspeed,
+        cfg_options,
+        timing_out,
+        profile,
+    )
     if memory_cap_gib is not None and device.startswith('cuda'):
-        total = torch.cuda.get_device_properties(0).total_memory / 2 ** 30
+        total = torch.cuda.get_device_properties(0).total_memory / 2**30
         torch.cuda.set_per_process_memory_fraction(min(1.0, memory_cap_gib / total))
     if device.startswith('cuda'):
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     train(copy.deepcopy(cfg))
     summary = json.loads(timing_out.read_text())
-    summary.update(label=label, preset=preset, config=str(config), deepspeed=cfg.get('deepspeed'),
-                   num_workers=cfg.train_dataloader.num_workers, image_size=image_size,
-                   memory_cap_gib=memory_cap_gib, wall_s=round(time.perf_counter() - start, 1),
-                   cfg_options=cfg_options or {})
+    summary.update(
+        label=label,
+        preset=preset,
+        config=str(config),
+        deepspeed=cfg.get('deepspeed'),
+        num_workers=cfg.train_dataloader.num_workers,
+        image_size=image_size,
+        memory_cap_gib=memory_cap_gib,
+        wall_s=round(time.perf_counter() - start, 1),
+        cfg_options=cfg_options or {},
+    )
     if memory_cap_gib is not None and device.startswith('cuda'):
         torch.cuda.set_per_process_memory_fraction(1.0)
     log(format_row(summary))
@@ -269,7 +337,9 @@ def run_end_to_end(preset: str, device: str = 'cuda', config: Path = DEFAULT_CON
 
 
 def format_row(s: dict) -> str:
-    split = ' '.join(f"{k} {v:.1f}" for k, v in s['split_ms'].items())
-    return (f"{s['label']:>28} bs{s['batch_size']:<3} {s['samples_per_s'] or float('nan'):8.2f} samples/s  "
-            f"{s['step_ms'] or float('nan'):8.1f} ms/step  peak run {s['peak_alloc_gib_run']} GiB  "
-            f"timed {s['peak_alloc_gib_timed']} GiB  data wait {s['data_wait_fraction']}  split ms: {split}")
+    split = ' '.join(f'{k} {v:.1f}' for k, v in s['split_ms'].items())
+    return (
+        f'{s["label"]:>28} bs{s["batch_size"]:<3} {s["samples_per_s"] or float("nan"):8.2f} samples/s  '
+        f'{s["step_ms"] or float("nan"):8.1f} ms/step  peak run {s["peak_alloc_gib_run"]} GiB  '
+        f'timed {s["peak_alloc_gib_timed"]} GiB  data wait {s["data_wait_fraction"]}  split ms: {split}'
+    )

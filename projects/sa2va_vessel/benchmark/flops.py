@@ -26,6 +26,7 @@ tokens, n_lab labelled positions and S [SEG] tokens:
 MFU = FLOPs per sample x samples/s / peak, peak = 790e12 (dense bf16 matrix rate measured on an
 H200 of this workplace: docs/PERFORMANCE.md).
 """
+
 from __future__ import annotations
 
 import torch
@@ -51,9 +52,9 @@ def projector_flops(arch, tiles: int) -> float:
 def merger_flops(arch, n_patches: int) -> float:
     """Forward FLOPs of the Qwen-VL merger(s) for ``n_patches`` patches (module docstring)."""
     v = arch.vision
-    h = v.hidden_size * v.spatial_merge_size ** 2
+    h = v.hidden_size * v.spatial_merge_size**2
     n_mergers = 1 + len(getattr(v, 'deepstack_visual_indexes', None) or [])
-    return float(n_mergers * 2 * (n_patches // v.spatial_merge_size ** 2) * (h * h + h * v.out_hidden_size))
+    return float(n_mergers * 2 * (n_patches // v.spatial_merge_size**2) * (h * h + h * v.out_hidden_size))
 
 
 def qwen_vision_flops(model, grid_thw: list[int], device) -> tuple[float, float]:
@@ -62,7 +63,7 @@ def qwen_vision_flops(model, grid_thw: list[int], device) -> tuple[float, float]
     n = int(grid_thw[0] * grid_thw[1] * grid_thw[2])
     v = s.arch.vision
     dtype = s.visual.patch_embed.proj.weight.dtype
-    pixels = torch.randn(n, 3 * v.temporal_patch_size * v.patch_size ** 2, device=device, dtype=dtype)
+    pixels = torch.randn(n, 3 * v.temporal_patch_size * v.patch_size**2, device=device, dtype=dtype)
     grid = torch.tensor([list(grid_thw)], device=device)
     total = counted_flops(lambda: s.image_embeddings(pixels, grid))
     merger = merger_flops(s.arch, n)
@@ -74,11 +75,18 @@ def llm_flops(arch, n_tokens: int, n_labelled: int, lora_r: int, lora_targets: t
     d, f, L, V = c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.vocab_size
     head_dim = getattr(c, 'head_dim', None) or d // c.num_attention_heads  # Qwen3: heads * head_dim != d
     d_q, d_kv = c.num_attention_heads * head_dim, c.num_key_value_heads * head_dim
-    shapes = {'q_proj': (d, d_q), 'k_proj': (d, d_kv), 'v_proj': (d, d_kv), 'o_proj': (d_q, d),
-              'gate_proj': (d, f), 'up_proj': (d, f), 'down_proj': (f, d)}
+    shapes = {
+        'q_proj': (d, d_q),
+        'k_proj': (d, d_kv),
+        'v_proj': (d, d_kv),
+        'o_proj': (d_q, d),
+        'gate_proj': (d, f),
+        'up_proj': (d, f),
+        'down_proj': (f, d),
+    }
     base = sum(i * o for i, o in shapes.values())
     lora = sum(lora_r * (i + o) for name, (i, o) in shapes.items() if name in lora_targets)
-    per_layer = 4 * n_tokens * base + 6 * n_tokens * lora + 12 * n_tokens ** 2 * d_q
+    per_layer = 4 * n_tokens * base + 6 * n_tokens * lora + 12 * n_tokens**2 * d_q
     return float(L * per_layer + 4 * n_labelled * d * V)
 
 
@@ -108,12 +116,19 @@ def sam2_flops(model, device) -> tuple[float, float]:
     def decode():
         image_embed, high_res = s.sam2_decoder_inputs(fpn)
         s.decode_masks(image_embed, high_res, lang)
+
     return enc, counted_flops(decode)
 
 
-def flops_per_sample(model, meta: dict, batch_size: int, lora_r: int, lora_targets: tuple[str, ...],
-                     sam2_counts: tuple[float, float],
-                     vision_counts: tuple[float, float] | None = None) -> dict[str, float]:
+def flops_per_sample(
+    model,
+    meta: dict,
+    batch_size: int,
+    lora_r: int,
+    lora_targets: tuple[str, ...],
+    sam2_counts: tuple[float, float],
+    vision_counts: tuple[float, float] | None = None,
+) -> dict[str, float]:
     """Model FLOPs of one training sample, by part (see module docstring); 'total' sums them.
 
     ``vision_counts``: ``qwen_vision_flops`` of the batch's grid (Qwen-VL families; InternVL's
@@ -129,7 +144,12 @@ def flops_per_sample(model, meta: dict, batch_size: int, lora_r: int, lora_targe
         vision = {'vit': vision_counts[0], 'projector': 3 * vision_counts[1]}
     else:
         vision = {'vit': vit_flops(arch, tiles), 'projector': projector_flops(arch, tiles)}
-    parts = {**vision, 'llm': llm_flops(arch, round(n), n_lab, lora_r, lora_targets),
-             'text_hidden_fcs': fcs_flops(arch, 1), 'sam2_encoder': enc, 'sam2_decoder': 3 * dec}
+    parts = {
+        **vision,
+        'llm': llm_flops(arch, round(n), n_lab, lora_r, lora_targets),
+        'text_hidden_fcs': fcs_flops(arch, 1),
+        'sam2_encoder': enc,
+        'sam2_decoder': 3 * dec,
+    }
     parts['total'] = sum(parts.values())
     return parts

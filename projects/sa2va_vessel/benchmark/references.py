@@ -17,6 +17,7 @@ mask loss BCE + Dice at 112*112 = 12,544 points of the 256x256 logits chosen by 
 (3x oversampled candidates, the 75% least certain by |logit|, 25% uniform: ``models.losses.
 point_sampled_mask_losses``), gradient checkpointing on, full-vocabulary logits.
 """
+
 from __future__ import annotations
 
 import torch
@@ -43,9 +44,15 @@ def plain_forward(model, data: dict, timer=None, mask_loss: str = 'project') -> 
     else:
         inputs_embeds = s.splice_image_embeddings(input_ids, image_embeds, model.img_context_id)
     with t.stage('llm_fwd'):
-        out = s.language_model(inputs_embeds=inputs_embeds, attention_mask=data['attention_mask'],
-                               position_ids=data['position_ids'], labels=data['labels'],
-                               output_hidden_states=True, use_cache=False, **extra)
+        out = s.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=data['attention_mask'],
+            position_ids=data['position_ids'],
+            labels=data['labels'],
+            output_hidden_states=True,
+            use_cache=False,
+            **extra,
+        )
         hidden = out.hidden_states[-1]
     t.llm_backward_hooks(inputs_embeds, hidden)
     is_seg = input_ids == model.seg_token_id
@@ -60,11 +67,17 @@ def plain_forward(model, data: dict, timer=None, mask_loss: str = 'project') -> 
         decoded = s.decode_masks(image_embed, high_res, language_embeds)
     with t.stage('loss'):
         if mask_loss == 'points':
-            losses = point_sampled_mask_losses(decoded['mask_logits'], data['masks'], model.mask_loss_weight,
-                                               model.dice_loss_weight)
+            losses = point_sampled_mask_losses(
+                decoded['mask_logits'], data['masks'], model.mask_loss_weight, model.dice_loss_weight
+            )
         else:
-            losses = mask_losses(decoded['mask_logits'], data['masks'], model.loss_resolution,
-                                 model.mask_loss_weight, model.dice_loss_weight)
+            losses = mask_losses(
+                decoded['mask_logits'],
+                data['masks'],
+                model.loss_resolution,
+                model.mask_loss_weight,
+                model.dice_loss_weight,
+            )
         losses['loss_llm'] = model.llm_loss_weight * out.loss
     return losses
 
@@ -88,6 +101,7 @@ def make_official(model) -> list[torch.nn.Parameter]:
 class _NoTimer:
     def stage(self, name):
         import contextlib
+
         return contextlib.nullcontext()
 
     def llm_backward_hooks(self, inputs_embeds, hidden):

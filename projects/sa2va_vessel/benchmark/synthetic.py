@@ -6,6 +6,7 @@ tokens sit at the end of the vocabulary in the real order, so its ids map onto t
 a constant offset (``models/presets.preset_token_id``). Pixels are random normal, masks random
 thin lines, so nothing is zeros.
 """
+
 from __future__ import annotations
 
 import functools
@@ -32,6 +33,7 @@ def tiny_tokenizer(family: str = 'internvl'):
     from transformers import AutoTokenizer
 
     from ..datasets.tiny_tokenizer import build_tiny_tokenizer
+
     out = Path(tempfile.mkdtemp(prefix=f'sa2va_bench_tok_{family}_'))
     build_tiny_tokenizer(out, family=family)
     return AutoTokenizer.from_pretrained(out)
@@ -43,19 +45,21 @@ def thin_lines(h: int, w: int, gen: torch.Generator) -> torch.Tensor:
     for _ in range(8):
         if torch.rand((), generator=gen) < 0.5:
             r = int(torch.randint(0, h - 2, (), generator=gen))
-            mask[r:r + 2] = True
+            mask[r : r + 2] = True
         else:
             c = int(torch.randint(0, w - 2, (), generator=gen))
-            mask[:, c:c + 2] = True
+            mask[:, c : c + 2] = True
     return mask
 
 
-def make_batch(model, batch_size: int, image_hw: tuple[int, int], device: torch.device | str,
-               seed: int = 0, key_prefix: str = 'b0') -> dict:
+def make_batch(
+    model, batch_size: int, image_hw: tuple[int, int], device: torch.device | str, seed: int = 0, key_prefix: str = 'b0'
+) -> dict:
     """One collated batch ``{'data': ..., 'data_samples': ...}`` for ``model`` (a Sa2VAVesselModel), on ``device``."""
     arch = model.sa2va.arch
     if arch.is_qwen:  # Qwen-VL families: patches + image_grid_thw + M-RoPE ids
         from .synthetic_qwen import make_qwen_batch
+
         return make_qwen_batch(model, batch_size, image_hw, device, seed=seed, key_prefix=key_prefix)
     h, w = image_hw
     tiles = n_tiles_for(w, h, arch.min_dynamic_patch, arch.max_dynamic_patch, arch.use_thumbnail)
@@ -67,8 +71,14 @@ def make_batch(model, batch_size: int, image_hw: tuple[int, int], device: torch.
     gen = torch.Generator().manual_seed(seed)
     seqs = []
     for _ in range(batch_size):
-        turn = encode_turn(tok, make_question(rng.choice(VESSEL_QUESTIONS)), rng.choice(SEG_ANSWERS), n_tiles=tiles,
-                           template=arch.template, tokens_per_tile=arch.num_image_tokens)
+        turn = encode_turn(
+            tok,
+            make_question(rng.choice(VESSEL_QUESTIONS)),
+            rng.choice(SEG_ANSWERS),
+            n_tiles=tiles,
+            template=arch.template,
+            tokens_per_tile=arch.num_image_tokens,
+        )
         # the tiny tokenizer's added tokens are its last ids; shift them to the real layout
         ids = [i + offset if i >= len(tok) - 36 else i for i in turn.input_ids]
         labels = [i + offset if i >= len(tok) - 36 else i for i in turn.labels]
@@ -88,14 +98,22 @@ def make_batch(model, batch_size: int, image_hw: tuple[int, int], device: torch.
     data = {
         'pixel_values': torch.randn(batch_size * tiles, 3, size, size, generator=gen).to(device),
         'g_pixel_values': torch.randn(batch_size, 3, 1024, 1024, generator=gen).to(device),
-        'input_ids': input_ids.to(device), 'labels': labels.to(device),
-        'attention_mask': attention_mask.to(device), 'position_ids': position_ids.to(device),
+        'input_ids': input_ids.to(device),
+        'labels': labels.to(device),
+        'attention_mask': attention_mask.to(device),
+        'position_ids': position_ids.to(device),
         'masks': [thin_lines(h, w, gen)[None].to(device) for _ in range(batch_size)],
     }
-    samples = [{'img_path': f'{key_prefix}_{i}', 'ori_size': (h, w), 'frozen_feature_key': f'{key_prefix}_{i}'}
-               for i in range(batch_size)]
+    samples = [
+        {'img_path': f'{key_prefix}_{i}', 'ori_size': (h, w), 'frozen_feature_key': f'{key_prefix}_{i}'}
+        for i in range(batch_size)
+    ]
     real_tokens = int(attention_mask.sum())
-    meta = {'n_tiles': tiles, 'seq_len': length, 'real_tokens': real_tokens,
-            'padding_fraction': 1 - real_tokens / (batch_size * length),
-            'answer_tokens': int((labels[:, 1:] != -100).sum())}
+    meta = {
+        'n_tiles': tiles,
+        'seq_len': length,
+        'real_tokens': real_tokens,
+        'padding_fraction': 1 - real_tokens / (batch_size * length),
+        'answer_tokens': int((labels[:, 1:] != -100).sum()),
+    }
     return {'data': data, 'data_samples': samples, 'meta': meta}

@@ -5,6 +5,7 @@ timed on that stream. Backward is split by two gradient hooks: one on the LLM's 
 backward starts when that gradient is complete) and one on its input embeddings (its backward has
 ended). Nothing here synchronizes during the timed steps.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -75,6 +76,7 @@ class StageTimer:
             if llm:
                 self.llm_backward_hooks(args[0] if args else kwargs['inputs_embeds'], out)
             return out
+
         setattr(obj, attr, timed)
         self._patched.append((obj, attr, original, own))
 
@@ -96,12 +98,17 @@ class StageTimer:
         if self.cuda:
             torch.cuda.synchronize()
         n = max(len(self.steps), 1)
-        out = {f'{k}_fwd' if k in ('vision', 'sam2_encoder', 'decoder', 'loss') else k:
-               sum(self._ms(a, b) for a, b in v) / n for k, v in self.stages.items()}
+        out = {
+            f'{k}_fwd' if k in ('vision', 'sam2_encoder', 'decoder', 'loss') else k: sum(self._ms(a, b) for a, b in v)
+            / n
+            for k, v in self.stages.items()
+        }
         parts = defaultdict(float)
         for step in self.steps:
+
             def span(a, b):
                 return self._ms(step[a], step[b]) if a in step and b in step else 0.0
+
             parts['forward'] += span('step_start', 'bwd_start')
             if 'llm_bwd_start' in step and 'llm_bwd_end' in step:
                 parts['bwd_before_llm'] += span('bwd_start', 'llm_bwd_start')

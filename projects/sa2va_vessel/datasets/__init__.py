@@ -5,8 +5,16 @@ functions (FUNCTIONS) and `ClipSampler` (DATA_SAMPLERS) register in the project'
 which import them when a config names them; the names below are imported on first use, so the
 light modules (readers, splits, protocols) do not import torch.
 """
+
 from ..lazy import lazy_exports
 
-__getattr__, __all__ = lazy_exports(__name__, {
-    'VesselSegDataset': 'vessel_dataset', 'VesselVideoDataset': 'video_dataset',
-    'vessel_collate': 'collate', 'video_collate': 'video_dataset', 'ClipSampler': 'video_dataset'})
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        'VesselSegDataset': 'vessel_dataset',
+        'VesselVideoDataset': 'video_dataset',
+        'vessel_collate': 'collate',
+        'video_collate': 'video_dataset',
+        'ClipSampler': 'video_dataset',
+    },
+)

@@ -9,21 +9,23 @@ concatenated (N, 3*T*p*p), `image_grid_thw` (B, 3) and `position_ids` as the ite
 (3, B, L), padding positions 1 (what `get_rope_index` writes where the attention mask is 0).
 InternVL items give (T, 3, 448, 448) tiles and (B, L) positions.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
-from ..registry import FUNCTIONS
 
+from ..registry import FUNCTIONS
 from .conversation import IGNORE_INDEX
 
-_REQUIRED = ("pixel_values", "g_pixel_values", "input_ids", "labels", "masks", "img_path", "ori_size")
+_REQUIRED = ('pixel_values', 'g_pixel_values', 'input_ids', 'labels', 'masks', 'img_path', 'ori_size')
 
 
 @FUNCTIONS.register_module()
-def vessel_collate(samples: Sequence[Dict[str, Any]], pad_token_id: Optional[int] = None,
-                   pad_to_multiple_of: Optional[int] = None) -> Dict[str, Any]:
+def vessel_collate(
+    samples: Sequence[Dict[str, Any]], pad_token_id: Optional[int] = None, pad_to_multiple_of: Optional[int] = None
+) -> Dict[str, Any]:
     """Collate VesselSegDataset items (see module docstring).
 
     `pad_token_id` defaults to the items' own 'pad_token_id' (the dataset's tokenizer's).
@@ -31,18 +33,18 @@ def vessel_collate(samples: Sequence[Dict[str, Any]], pad_token_id: Optional[int
     sequence-length buckets instead of one new shape, and one recompile, per distinct length.
     """
     if len(samples) == 0:
-        raise ValueError("vessel_collate: empty batch")
+        raise ValueError('vessel_collate: empty batch')
     for i, s in enumerate(samples):
         missing = [k for k in _REQUIRED if k not in s]
         if missing:
-            raise KeyError(f"vessel_collate: sample {i} ({s.get('img_path', '?')}) lacks {missing}")
+            raise KeyError(f'vessel_collate: sample {i} ({s.get("img_path", "?")}) lacks {missing}')
     if pad_token_id is None:
-        ids = {s.get("pad_token_id") for s in samples}
+        ids = {s.get('pad_token_id') for s in samples}
         if None in ids or len(ids) != 1:
-            raise ValueError(f"vessel_collate: need one pad_token_id (argument or per item), items have {ids}")
+            raise ValueError(f'vessel_collate: need one pad_token_id (argument or per item), items have {ids}')
         pad_token_id = ids.pop()
 
-    lengths = [int(s["input_ids"].numel()) for s in samples]
+    lengths = [int(s['input_ids'].numel()) for s in samples]
     batch, max_len = len(samples), max(lengths)
     if pad_to_multiple_of:
         max_len = -(-max_len // int(pad_to_multiple_of)) * int(pad_to_multiple_of)
@@ -51,44 +53,46 @@ def vessel_collate(samples: Sequence[Dict[str, Any]], pad_token_id: Optional[int
     attention_mask = torch.zeros((batch, max_len), dtype=torch.bool)
     position_ids = torch.zeros((batch, max_len), dtype=torch.long)
     for i, (s, n) in enumerate(zip(samples, lengths)):
-        if s["labels"].numel() != n:
-            raise ValueError(f"vessel_collate: {s['img_path']}: input_ids and labels lengths differ")
-        input_ids[i, :n] = s["input_ids"]
-        labels[i, :n] = s["labels"]
+        if s['labels'].numel() != n:
+            raise ValueError(f'vessel_collate: {s["img_path"]}: input_ids and labels lengths differ')
+        input_ids[i, :n] = s['input_ids']
+        labels[i, :n] = s['labels']
         attention_mask[i, :n] = True
         position_ids[i, :n] = torch.arange(n)
 
-    qwen = ["image_grid_thw" in s for s in samples]
+    qwen = ['image_grid_thw' in s for s in samples]
     if any(qwen) and not all(qwen):
-        raise ValueError("vessel_collate: a batch mixes Qwen-VL items (with image_grid_thw) and InternVL items")
+        raise ValueError('vessel_collate: a batch mixes Qwen-VL items (with image_grid_thw) and InternVL items')
     extra: Dict[str, Any] = {}
     if all(qwen):
         position_ids = torch.ones((3, batch, max_len), dtype=torch.long)
         for i, (s, n) in enumerate(zip(samples, lengths)):
-            if tuple(s["position_ids"].shape) != (3, n):
-                raise ValueError(f"vessel_collate: {s['img_path']}: position_ids {tuple(s['position_ids'].shape)}, "
-                                 f"expected (3, {n}) M-RoPE ids")
-            position_ids[:, i, :n] = s["position_ids"]
-        extra["image_grid_thw"] = torch.cat([s["image_grid_thw"] for s in samples], dim=0)  # (B, 3)
+            if tuple(s['position_ids'].shape) != (3, n):
+                raise ValueError(
+                    f'vessel_collate: {s["img_path"]}: position_ids {tuple(s["position_ids"].shape)}, '
+                    f'expected (3, {n}) M-RoPE ids'
+                )
+            position_ids[:, i, :n] = s['position_ids']
+        extra['image_grid_thw'] = torch.cat([s['image_grid_thw'] for s in samples], dim=0)  # (B, 3)
 
     data = {
-        "pixel_values": torch.cat([s["pixel_values"] for s in samples], dim=0),   # (T, 3, 448, 448) or (N, D)
-        "g_pixel_values": torch.stack([s["g_pixel_values"] for s in samples]),    # (B, 3, 1024, 1024)
-        "input_ids": input_ids,
-        "labels": labels,
-        "attention_mask": attention_mask,
-        "position_ids": position_ids,
-        "masks": [s["masks"].to(torch.bool) for s in samples],                   # B x (S, H, W)
+        'pixel_values': torch.cat([s['pixel_values'] for s in samples], dim=0),  # (T, 3, 448, 448) or (N, D)
+        'g_pixel_values': torch.stack([s['g_pixel_values'] for s in samples]),  # (B, 3, 1024, 1024)
+        'input_ids': input_ids,
+        'labels': labels,
+        'attention_mask': attention_mask,
+        'position_ids': position_ids,
+        'masks': [s['masks'].to(torch.bool) for s in samples],  # B x (S, H, W)
         **extra,
     }
     data_samples: List[Dict[str, Any]] = [
         {
-            "img_path": s["img_path"],
-            "ori_size": tuple(s["ori_size"]),
-            "mask": s["masks"].to(torch.bool).numpy(),
-            "fov": s.get("fov"),
-            "frozen_feature_key": s.get("frozen_feature_key"),
+            'img_path': s['img_path'],
+            'ori_size': tuple(s['ori_size']),
+            'mask': s['masks'].to(torch.bool).numpy(),
+            'fov': s.get('fov'),
+            'frozen_feature_key': s.get('frozen_feature_key'),
         }
         for s in samples
     ]
-    return {"data": data, "data_samples": data_samples}
+    return {'data': data, 'data_samples': data_samples}

@@ -5,6 +5,7 @@ stem underneath; flagged samples (a check issue, a rescaled annotation frame, sk
 come first, with a red frame and the reason in red. Misplaced polygons (e.g. drawn in an
 800x800 frame on a 512x512 image) show as outlines off the vessels at a glance.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,29 +36,29 @@ def _by_stem(folder: Path) -> Dict[str, Path]:
 
 def manifest_flags(data_root: str | Path) -> Dict[str, List[str]]:
     """{stem: reasons} from manifest.json: rescaled annotation frames and skipped shapes."""
-    path = Path(data_root) / "manifest.json"
+    path = Path(data_root) / 'manifest.json'
     flags: Dict[str, List[str]] = defaultdict(list)
     if not path.is_file():
         return {}
-    for rec in json.loads(path.read_text()).get("samples", []):
-        if rec.get("rescaled"):
-            fx, fy = rec["rescaled"]["factor_xy"]
-            flags[rec["stem"]].append(f"rescaled x{fx:.3g}" if fx == fy else f"rescaled x{fx:.3g},{fy:.3g}")
-        kinds = [p["kind"] for p in rec.get("skipped_shapes", [])]
+    for rec in json.loads(path.read_text()).get('samples', []):
+        if rec.get('rescaled'):
+            fx, fy = rec['rescaled']['factor_xy']
+            flags[rec['stem']].append(f'rescaled x{fx:.3g}' if fx == fy else f'rescaled x{fx:.3g},{fy:.3g}')
+        kinds = [p['kind'] for p in rec.get('skipped_shapes', [])]
         for kind in sorted(set(kinds)):
-            flags[rec["stem"]].append(f"{kinds.count(kind)} {kind}")
+            flags[rec['stem']].append(f'{kinds.count(kind)} {kind}')
     return dict(flags)
 
 
 def report_flags(issues: Sequence[object], data_root: str | Path) -> Dict[str, List[str]]:
     """{stem: reasons} from a check report's issues (anything with `.kind` and `.file`)."""
-    stems = set(_by_stem(Path(data_root) / "images"))
+    stems = set(_by_stem(Path(data_root) / 'images'))
     flags: Dict[str, List[str]] = defaultdict(list)
     for issue in issues:
-        name = Path(str(getattr(issue, "file"))).name
-        stem = next((s for s in stems if name.startswith(s + ".")), None)
-        if stem is not None and getattr(issue, "kind") not in flags[stem]:
-            flags[stem].append(str(getattr(issue, "kind")))
+        name = Path(str(getattr(issue, 'file'))).name
+        stem = next((s for s in stems if name.startswith(s + '.')), None)
+        if stem is not None and getattr(issue, 'kind') not in flags[stem]:
+            flags[stem].append(str(getattr(issue, 'kind')))
     return {k: v for k, v in flags.items() if v}
 
 
@@ -90,13 +91,19 @@ def _tile(image: np.ndarray, mask: Optional[np.ndarray], thumb: int) -> Image.Im
     return tile
 
 
-def write_contact_sheet(data_root: str | Path, out_path: str | Path, flags: Optional[Mapping[str, List[str]]] = None,
-                        thumb: int = 160, columns: int = 8, max_images: Optional[int] = None) -> Path:
+def write_contact_sheet(
+    data_root: str | Path,
+    out_path: str | Path,
+    flags: Optional[Mapping[str, List[str]]] = None,
+    thumb: int = 160,
+    columns: int = 8,
+    max_images: Optional[int] = None,
+) -> Path:
     """Write the contact sheet PNG of `data_root` (images/, masks/) to `out_path`; flagged first."""
     root = Path(data_root)
-    images, masks = _by_stem(root / "images"), _by_stem(root / "masks")
+    images, masks = _by_stem(root / 'images'), _by_stem(root / 'masks')
     if not images:
-        raise FileNotFoundError(f"{root / 'images'}: no images for a contact sheet")
+        raise FileNotFoundError(f'{root / "images"}: no images for a contact sheet')
     flags = dict(flags or {})
     order = sorted(images, key=lambda s: (s not in flags, natural_key(s)))
     if max_images is not None:
@@ -106,25 +113,25 @@ def write_contact_sheet(data_root: str | Path, out_path: str | Path, flags: Opti
     cell_w, cell_h = thumb + 8, thumb + 8 + 2 * text_h
     cols = max(1, min(columns, len(order)))
     rows = (len(order) + cols - 1) // cols
-    sheet = Image.new("RGB", (cols * cell_w, rows * cell_h), (24, 24, 24))
+    sheet = Image.new('RGB', (cols * cell_w, rows * cell_h), (24, 24, 24))
     draw = ImageDraw.Draw(sheet)
     max_chars = max(4, thumb // 6)
-    for i, stem in enumerate(progress(order, desc="contact sheet", unit="img")):
+    for i, stem in enumerate(progress(order, desc='contact sheet', unit='img')):
         x, y = (i % cols) * cell_w, (i // cols) * cell_h
         try:
             image = read_image(images[stem])
             mask = read_mask(masks[stem]) if stem in masks else None
             tile = _tile(image, mask, thumb)
         except DataReadError:
-            tile = Image.new("RGB", (thumb, thumb), (80, 0, 0))  # unreadable: the check report says why
+            tile = Image.new('RGB', (thumb, thumb), (80, 0, 0))  # unreadable: the check report says why
         sheet.paste(tile, (x + 4 + (thumb - tile.width) // 2, y + 4 + (thumb - tile.height) // 2))
         reasons = flags.get(stem)
         if reasons:
             draw.rectangle([x + 1, y + 1, x + cell_w - 2, y + thumb + 6], outline=FLAG, width=2)
-        name = stem if len(stem) <= max_chars else stem[: max_chars - 1] + "~"
+        name = stem if len(stem) <= max_chars else stem[: max_chars - 1] + '~'
         draw.text((x + 4, y + thumb + 7), name, fill=(230, 230, 230), font=font)
         if reasons:
-            why = "; ".join(reasons)
+            why = '; '.join(reasons)
             draw.text((x + 4, y + thumb + 7 + text_h), why[:max_chars], fill=FLAG, font=font)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ is done once here and its ``tokenizer.json`` kept in a cache folder keyed by the
 tokenizer files, written atomically (temporary folder, then rename), so concurrent ranks never
 read a half-written file. The checkpoint folder itself is never written to (it may be read-only).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,8 +17,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-TOKENIZER_FILES = ('tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json',
-                   'vocab.json', 'merges.txt', 'chat_template.jinja')
+TOKENIZER_FILES = (
+    'tokenizer_config.json',
+    'special_tokens_map.json',
+    'added_tokens.json',
+    'vocab.json',
+    'merges.txt',
+    'chat_template.jinja',
+)
 CACHE_ENV = 'SA2VA_VESSEL_CACHE'
 
 

@@ -20,6 +20,7 @@ Rules:
   pair (no reader may silently pick one of them).
 - Hidden files (`.DS_Store`, `._s1.png` from macOS) and sub-folders are not looked at.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ def split_stem(name: str) -> Optional[Tuple[str, str]]:
     lower = name.lower()
     for ext in _EXTENSIONS:
         if lower.endswith(ext) and len(name) > len(ext):
-            return name[: -len(ext)], name[-len(ext):]
+            return name[: -len(ext)], name[-len(ext) :]
     return None
 
 
@@ -51,7 +52,7 @@ class DuplicateStem:
     paths: List[Path]
 
     def __str__(self) -> str:
-        return f"stem {self.stem!r} names {len(self.paths)} files: " + ", ".join(str(p) for p in self.paths)
+        return f'stem {self.stem!r} names {len(self.paths)} files: ' + ', '.join(str(p) for p in self.paths)
 
 
 @dataclass
@@ -70,7 +71,7 @@ def index_folder(folder: Union[str, Path, None]) -> FolderIndex:
         return out
     by_stem: Dict[str, List[Path]] = {}
     for f in sorted(Path(folder).iterdir()):
-        if f.name.startswith(".") or not f.is_file():
+        if f.name.startswith('.') or not f.is_file():
             continue
         parts = split_stem(f.name)
         if parts is None:
@@ -96,12 +97,12 @@ class SamplePaths:
 @dataclass
 class UnpairedFile:
     path: Path
-    kind: str      # 'image', 'mask' or 'fov': what this file is
-    missing: str   # 'mask', 'image' or 'fov': what it lacks
-    stem: str = ""
+    kind: str  # 'image', 'mask' or 'fov': what this file is
+    missing: str  # 'mask', 'image' or 'fov': what it lacks
+    stem: str = ''
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.kind} without {'an' if self.missing == 'image' else 'a'} {self.missing}"
+        return f'{self.path}: {self.kind} without {"an" if self.missing == "image" else "a"} {self.missing}'
 
     def to_json(self, root: Union[str, Path, None] = None) -> Dict[str, str]:
         path = self.path
@@ -110,7 +111,7 @@ class UnpairedFile:
                 path = self.path.relative_to(root)
             except ValueError:
                 pass
-        return {"file": str(path), "kind": self.kind, "missing": self.missing}
+        return {'file': str(path), 'kind': self.kind, 'missing': self.missing}
 
 
 @dataclass
@@ -123,27 +124,36 @@ class PairReport:
 
     def raise_for_duplicates(self) -> None:
         if self.duplicates:
-            raise DuplicateStemError("duplicate stems (one file per stem and folder): "
-                                     + "; ".join(str(d) for d in self.duplicates))
+            raise DuplicateStemError(
+                'duplicate stems (one file per stem and folder): ' + '; '.join(str(d) for d in self.duplicates)
+            )
 
     def summary(self, max_lines: int = 20) -> str:
         """Human-readable lines: counts, then the first unpaired / duplicate / ignored files."""
-        lines = [f"{len(self.pairs)} pair(s), {len(self.unpaired)} unpaired file(s), "
-                 f"{len(self.duplicates)} duplicate stem(s), {len(self.ignored)} non-image file(s)"]
-        details = ([f"duplicate: {d}" for d in self.duplicates] + [f"unpaired: {u}" for u in self.unpaired]
-                   + [f"not an image: {p}" for p in self.ignored])
+        lines = [
+            f'{len(self.pairs)} pair(s), {len(self.unpaired)} unpaired file(s), '
+            f'{len(self.duplicates)} duplicate stem(s), {len(self.ignored)} non-image file(s)'
+        ]
+        details = (
+            [f'duplicate: {d}' for d in self.duplicates]
+            + [f'unpaired: {u}' for u in self.unpaired]
+            + [f'not an image: {p}' for p in self.ignored]
+        )
         lines += details[:max_lines]
         if len(details) > max_lines:
-            lines.append(f"... {len(details) - max_lines} more")
-        return "\n".join(lines)
+            lines.append(f'... {len(details) - max_lines} more')
+        return '\n'.join(lines)
 
 
-def resolve_pairs(images_dir: Union[str, Path], masks_dir: Union[str, Path],
-                  fov_dir: Union[str, Path, None] = None) -> PairReport:
+def resolve_pairs(
+    images_dir: Union[str, Path], masks_dir: Union[str, Path], fov_dir: Union[str, Path, None] = None
+) -> PairReport:
     """Pair the images of `images_dir` with the masks (and FOVs) of the other folders by stem."""
     images, masks, fovs = index_folder(images_dir), index_folder(masks_dir), index_folder(fov_dir)
-    report = PairReport(duplicates=images.duplicates + masks.duplicates + fovs.duplicates,
-                        ignored=images.ignored + masks.ignored + fovs.ignored)
+    report = PairReport(
+        duplicates=images.duplicates + masks.duplicates + fovs.duplicates,
+        ignored=images.ignored + masks.ignored + fovs.ignored,
+    )
     for d in report.duplicates:
         report.duplicate_stems.setdefault(d.stem, d)
     bad = set(report.duplicate_stems)
@@ -152,16 +162,16 @@ def resolve_pairs(images_dir: Union[str, Path], masks_dir: Union[str, Path],
             continue
         mask = masks.files.get(stem)
         if mask is None:
-            report.unpaired.append(UnpairedFile(image, "image", "mask", stem))
+            report.unpaired.append(UnpairedFile(image, 'image', 'mask', stem))
             continue
         fov = fovs.files.get(stem)
         if fov is None and fovs.files:
-            report.unpaired.append(UnpairedFile(image, "image", "fov", stem))
+            report.unpaired.append(UnpairedFile(image, 'image', 'fov', stem))
         report.pairs[stem] = SamplePaths(stem, image, mask, fov)
-    for kind, index in (("mask", masks), ("fov", fovs)):
+    for kind, index in (('mask', masks), ('fov', fovs)):
         for stem, path in index.files.items():
             if stem not in images.files and stem not in bad:
-                report.unpaired.append(UnpairedFile(path, kind, "image", stem))
+                report.unpaired.append(UnpairedFile(path, kind, 'image', stem))
     return report
 
 
@@ -170,5 +180,5 @@ def list_images(folder: Union[str, Path]) -> List[Path]:
     outputs, named by stem, would overwrite each other)."""
     index = index_folder(folder)
     if index.duplicates:
-        raise DuplicateStemError(f"{folder}: " + "; ".join(str(d) for d in index.duplicates))
+        raise DuplicateStemError(f'{folder}: ' + '; '.join(str(d) for d in index.duplicates))
     return sorted(index.files.values())

@@ -8,6 +8,7 @@ Reproduces the official preprocessing bit for bit (checked against the golden fi
   normalisation with the bfloat16-rounded ImageNet constants that SAM2's
   `preprocess_image` uses by default even in float32.
 """
+
 from __future__ import annotations
 
 from typing import List, Sequence, Tuple
@@ -32,7 +33,7 @@ def target_ratios(min_num: int = 1, max_num: int = 12) -> List[Tuple[int, int]]:
     same relative order as in the official code.
     """
     if not 1 <= min_num <= max_num:
-        raise ValueError(f"need 1 <= min_num <= max_num, got {min_num}, {max_num}")
+        raise ValueError(f'need 1 <= min_num <= max_num, got {min_num}, {max_num}')
     ratios = set(
         (i, j)
         for n in range(min_num, max_num + 1)
@@ -43,15 +44,16 @@ def target_ratios(min_num: int = 1, max_num: int = 12) -> List[Tuple[int, int]]:
     return sorted(ratios, key=lambda r: r[0] * r[1])
 
 
-def find_closest_aspect_ratio(width: int, height: int, ratios: Sequence[Tuple[int, int]],
-                              image_size: int = TILE_SIZE) -> Tuple[int, int]:
+def find_closest_aspect_ratio(
+    width: int, height: int, ratios: Sequence[Tuple[int, int]], image_size: int = TILE_SIZE
+) -> Tuple[int, int]:
     """The (cols, rows) grid whose aspect ratio is closest to width/height.
 
     On an exact tie a later (not smaller) grid wins only when the image has more than half
     of that grid's pixels, which is InternVL's rule for preferring more tiles.
     """
     aspect_ratio = width / height
-    best_diff = float("inf")
+    best_diff = float('inf')
     best = (1, 1)
     area = width * height
     for ratio in ratios:
@@ -64,8 +66,9 @@ def find_closest_aspect_ratio(width: int, height: int, ratios: Sequence[Tuple[in
     return best
 
 
-def dynamic_tiles(image: Image.Image, min_num: int = 1, max_num: int = 12,
-                  image_size: int = TILE_SIZE, use_thumbnail: bool = True) -> List[Image.Image]:
+def dynamic_tiles(
+    image: Image.Image, min_num: int = 1, max_num: int = 12, image_size: int = TILE_SIZE, use_thumbnail: bool = True
+) -> List[Image.Image]:
     """Cut `image` into InternVL tiles: grid tiles row-major, then the thumbnail if >1 tile."""
     width, height = image.size
     cols, rows = find_closest_aspect_ratio(width, height, target_ratios(min_num, max_num), image_size)
@@ -83,13 +86,18 @@ def dynamic_tiles(image: Image.Image, min_num: int = 1, max_num: int = 12,
 def _to_rgb_pil(image: Image.Image | np.ndarray) -> Image.Image:
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"expected a uint8 (H, W, 3) array, got {image.dtype} {image.shape}")
-        return Image.fromarray(image, mode="RGB")
-    return image.convert("RGB")
+            raise ValueError(f'expected a uint8 (H, W, 3) array, got {image.dtype} {image.shape}')
+        return Image.fromarray(image, mode='RGB')
+    return image.convert('RGB')
 
 
-def tiles_uint8(image: Image.Image | np.ndarray, min_num: int = 1, max_num: int = 12,
-                image_size: int = TILE_SIZE, use_thumbnail: bool = True) -> np.ndarray:
+def tiles_uint8(
+    image: Image.Image | np.ndarray,
+    min_num: int = 1,
+    max_num: int = 12,
+    image_size: int = TILE_SIZE,
+    use_thumbnail: bool = True,
+) -> np.ndarray:
     """InternVL tiles as a uint8 array (n_tiles, image_size, image_size, 3)."""
     tiles = dynamic_tiles(_to_rgb_pil(image), min_num, max_num, image_size, use_thumbnail)
     return np.stack([np.asarray(t) for t in tiles])
@@ -158,9 +166,14 @@ def normalise_sam2_tensor(g_pixel_values: torch.Tensor) -> torch.Tensor:
     return g_pixel_values
 
 
-def preprocess_image(image: Image.Image | np.ndarray, min_num: int = 1, max_num: int = 12,
-                     image_size: int = TILE_SIZE, use_thumbnail: bool = True,
-                     sam2_size: int = SAM2_SIZE) -> Tuple[torch.Tensor, torch.Tensor]:
+def preprocess_image(
+    image: Image.Image | np.ndarray,
+    min_num: int = 1,
+    max_num: int = 12,
+    image_size: int = TILE_SIZE,
+    use_thumbnail: bool = True,
+    sam2_size: int = SAM2_SIZE,
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Both model inputs of one image: (pixel_values (T,3,448,448), g_pixel_values (3,1024,1024))."""
     pil = _to_rgb_pil(image)
     pixel_values = normalise_tiles(tiles_uint8(pil, min_num, max_num, image_size, use_thumbnail))

@@ -18,6 +18,7 @@ torchvision needed), checked bit for bit against the golden fixtures:
 The inference pre-resize of ``qwen_vl_utils`` 0.0.14 (PIL bicubic to a multiple of 28, only in the
 official ``predict_forward``) is ``qwen_vl_utils_resize``.
 """
+
 from __future__ import annotations
 
 import math
@@ -58,9 +59,9 @@ class QwenImageSettings:
 
 @dataclass
 class QwenImageInputs:
-    pixel_values: torch.Tensor      # (gh * gw, 3 * T * p * p) float32, merge-block order
-    image_grid_thw: torch.Tensor    # (1, 3) int64
-    resized_uint8: np.ndarray       # (H', W', 3) the resized image
+    pixel_values: torch.Tensor  # (gh * gw, 3 * T * p * p) float32, merge-block order
+    image_grid_thw: torch.Tensor  # (1, 3) int64
+    resized_uint8: np.ndarray  # (H', W', 3) the resized image
 
     @property
     def num_image_tokens(self) -> int:
@@ -99,8 +100,13 @@ def process_image(image: Image.Image | np.ndarray, settings: QwenImageSettings) 
     arr = np.asarray(image.convert('RGB')) if isinstance(image, Image.Image) else image
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
         raise ValueError(f'expected a uint8 (H, W, 3) image, got {arr.dtype} {arr.shape}')
-    height, width = smart_resize(arr.shape[0], arr.shape[1], factor=settings.factor,
-                                 min_pixels=settings.min_pixels, max_pixels=settings.max_pixels)
+    height, width = smart_resize(
+        arr.shape[0],
+        arr.shape[1],
+        factor=settings.factor,
+        min_pixels=settings.min_pixels,
+        max_pixels=settings.max_pixels,
+    )
     resized = resize_uint8(arr, height, width)
     pixel_values, grid = patchify(resized, settings)
     return QwenImageInputs(pixel_values=pixel_values, image_grid_thw=grid, resized_uint8=resized)
@@ -122,16 +128,20 @@ def qwen_vl_utils_resize(image: Image.Image) -> Image.Image:
     return image.convert('RGB').resize((w_bar, h_bar), Image.Resampling.BICUBIC)
 
 
-def settings_from_preprocessor_config(cfg: dict, defaults: "QwenImageSettings") -> QwenImageSettings:
+def settings_from_preprocessor_config(cfg: dict, defaults: 'QwenImageSettings') -> QwenImageSettings:
     """A ``preprocessor_config.json`` content over the family defaults (pixel limits stay Sa2VA's)."""
+
     def triple(key: str, fallback: Sequence[float]) -> tuple[float, float, float]:
         value = cfg.get(key, fallback)
         return tuple(float(v) for v in value)  # type: ignore[return-value]
+
     return QwenImageSettings(
         patch_size=int(cfg.get('patch_size', defaults.patch_size)),
         merge_size=int(cfg.get('merge_size', defaults.merge_size)),
         temporal_patch_size=int(cfg.get('temporal_patch_size', defaults.temporal_patch_size)),
-        image_mean=triple('image_mean', defaults.image_mean), image_std=triple('image_std', defaults.image_std))
+        image_mean=triple('image_mean', defaults.image_mean),
+        image_std=triple('image_std', defaults.image_std),
+    )
 
 
 # The base checkpoints' processor settings (used when a directory has no preprocessor_config.json).

@@ -5,6 +5,7 @@ Written from the published formats (no pycocotools): COCO RLE runs are column-ma
 count in 5-bit chunks offset by 48, with a continuation bit 0x20, a sign bit 0x10 on the
 last chunk, and counts after the second stored as differences to the count two before.
 """
+
 from __future__ import annotations
 
 from typing import Dict, List, Sequence, Tuple, Union
@@ -47,7 +48,7 @@ def enclosed_area(points: Sequence[Point]) -> float:
     xs = [xy[:, 0]]
     d = p1 - p0
     for i in range(len(p0)):  # x of every proper crossing of edge i with a later edge
-        q0, e = p0[i + 1:], d[i + 1:]
+        q0, e = p0[i + 1 :], d[i + 1 :]
         denom = d[i, 0] * e[:, 1] - d[i, 1] * e[:, 0]
         ok = denom != 0
         diff = q0[ok] - p0[i]
@@ -74,12 +75,12 @@ def enclosed_area(points: Sequence[Point]) -> float:
 def flat_to_points(flat: Sequence[float]) -> List[Point]:
     """COCO's flat [x1, y1, x2, y2, ...] -> [(x1, y1), ...]."""
     if len(flat) % 2:
-        raise DegenerateShapeError(f"odd number of polygon coordinates ({len(flat)})")
+        raise DegenerateShapeError(f'odd number of polygon coordinates ({len(flat)})')
     return [(float(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)]
 
 
 def _canvas(hw: Tuple[int, int]) -> Tuple[Image.Image, ImageDraw.ImageDraw]:
-    img = Image.new("L", (int(hw[1]), int(hw[0])), 0)
+    img = Image.new('L', (int(hw[1]), int(hw[0])), 0)
     return img, ImageDraw.Draw(img)
 
 
@@ -91,7 +92,7 @@ def polygon_mask(points: Sequence[Point], hw: Tuple[int, int]) -> np.ndarray:
     """
     # the signed shoelace sum is the fast test; only when it is 0 is the exact area needed
     if len(points) < 3 or (polygon_area(points) <= 0.0 and enclosed_area(points) <= 0.0):
-        raise DegenerateShapeError(f"polygon with {len(points)} point(s) and zero area")
+        raise DegenerateShapeError(f'polygon with {len(points)} point(s) and zero area')
     img, draw = _canvas(hw)
     draw.polygon([(float(x), float(y)) for x, y in points], fill=1, outline=1)
     return np.asarray(img).astype(bool)
@@ -101,7 +102,7 @@ def rectangle_mask(p0: Point, p1: Point, hw: Tuple[int, int]) -> np.ndarray:
     """Axis-aligned rectangle given by two opposite corners (either order)."""
     (x0, y0), (x1, y1) = p0, p1
     if x0 == x1 or y0 == y1:
-        raise DegenerateShapeError(f"rectangle with zero width or height: {p0}, {p1}")
+        raise DegenerateShapeError(f'rectangle with zero width or height: {p0}, {p1}')
     img, draw = _canvas(hw)
     draw.rectangle([min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)], fill=1)
     return np.asarray(img).astype(bool)
@@ -111,7 +112,7 @@ def circle_mask(center: Point, on_circle: Point, hw: Tuple[int, int]) -> np.ndar
     """Disc given by its centre and one point on the circle (LabelMe's circle shape)."""
     r = float(np.hypot(on_circle[0] - center[0], on_circle[1] - center[1]))
     if r <= 0:
-        raise DegenerateShapeError(f"circle with zero radius at {center}")
+        raise DegenerateShapeError(f'circle with zero radius at {center}')
     h, w = int(hw[0]), int(hw[1])
     yy, xx = np.mgrid[0:h, 0:w]
     return (xx - center[0]) ** 2 + (yy - center[1]) ** 2 <= r * r
@@ -125,7 +126,7 @@ def rle_string_to_counts(s: str) -> List[int]:
         x, k, more = 0, 0, True
         while more:
             if p >= len(s):
-                raise ValueError("truncated RLE string")
+                raise ValueError('truncated RLE string')
             c = ord(s[p]) - 48
             x |= (c & 0x1F) << (5 * k)
             more = bool(c & 0x20)
@@ -152,21 +153,21 @@ def counts_to_rle_string(counts: Sequence[int]) -> str:
             if more:
                 chunk |= 0x20
             out.append(chr(chunk + 48))
-    return "".join(out)
+    return ''.join(out)
 
 
 def rle_decode(rle: Dict[str, object]) -> np.ndarray:
     """COCO RLE {'size': [H, W], 'counts': list or str} -> bool (H, W)."""
     try:
-        h, w = (int(v) for v in rle["size"])  # type: ignore[union-attr]
-        counts = rle["counts"]
+        h, w = (int(v) for v in rle['size'])  # type: ignore[union-attr]
+        counts = rle['counts']
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"RLE needs 'size' [H, W] and 'counts' ({exc})") from None
     if isinstance(counts, bytes):
-        counts = counts.decode("ascii")
+        counts = counts.decode('ascii')
     runs = rle_string_to_counts(counts) if isinstance(counts, str) else [int(c) for c in counts]  # type: ignore[union-attr]
     if any(r < 0 for r in runs) or sum(runs) != h * w:
-        raise ValueError(f"RLE run lengths sum to {sum(runs)} (some negative?), expected H*W = {h * w}")
+        raise ValueError(f'RLE run lengths sum to {sum(runs)} (some negative?), expected H*W = {h * w}')
     values = np.zeros(len(runs), dtype=bool)
     values[1::2] = True  # runs alternate, starting with background
     flat = np.repeat(values, runs)
@@ -181,7 +182,7 @@ def rle_encode(mask: np.ndarray) -> Dict[str, object]:
     runs = np.diff(bounds).tolist()
     if flat.size and flat[0]:
         runs = [0] + runs
-    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": [int(r) for r in runs]}
+    return {'size': [int(mask.shape[0]), int(mask.shape[1])], 'counts': [int(r) for r in runs]}
 
 
 Segmentation = Union[Dict[str, object], Sequence[Sequence[float]]]
@@ -192,7 +193,7 @@ def segmentation_mask(seg: Segmentation, hw: Tuple[int, int]) -> np.ndarray:
     if isinstance(seg, dict):
         m = rle_decode(seg)
         if m.shape != tuple(hw):
-            raise ValueError(f"RLE size {m.shape} differs from the image size {tuple(hw)}")
+            raise ValueError(f'RLE size {m.shape} differs from the image size {tuple(hw)}')
         return m
     out = np.zeros(hw, dtype=bool)
     for flat in seg:

@@ -19,6 +19,7 @@ ImageTooLargeError (a DataReadError) unless the reader is called with `allow_lar
 What a mask *holds* (empty, inverted, vessels in the alpha channel, ...) is judged by
 mask_validation.py on the raw values of `read_mask_raw`.
 """
+
 from __future__ import annotations
 
 import io
@@ -33,7 +34,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .rasterize import DegenerateShapeError, segmentation_mask
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".ppm", ".ppm.gz")
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp', '.gif', '.ppm', '.ppm.gz')
 
 
 class DataReadError(ValueError):
@@ -44,12 +45,13 @@ class ImageTooLargeError(DataReadError):
     """An image has more pixels than PIL's decompression-bomb limit and was not allowed."""
 
 
-def _too_large(path: str | Path, pixels: Optional[int], detail: str = "") -> ImageTooLargeError:
-    size = f"{pixels} pixels" if pixels is not None else detail
+def _too_large(path: str | Path, pixels: Optional[int], detail: str = '') -> ImageTooLargeError:
+    size = f'{pixels} pixels' if pixels is not None else detail
     return ImageTooLargeError(
         f"{path}: image too large ({size}, above PIL's limit Image.MAX_IMAGE_PIXELS = "
-        f"{Image.MAX_IMAGE_PIXELS}); if the file is trusted, allow it with --allow-large-images "
-        f"(allow_large_images=True)")
+        f'{Image.MAX_IMAGE_PIXELS}); if the file is trusted, allow it with --allow-large-images '
+        f'(allow_large_images=True)'
+    )
 
 
 def _open_header(path: str | Path, allow_large: bool = False) -> Image.Image:
@@ -58,11 +60,11 @@ def _open_header(path: str | Path, allow_large: bool = False) -> Image.Image:
     try:
         with warnings.catch_warnings():
             # PIL warns between 1x and 2x its limit and raises above; we raise our own error instead.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
             if allow_large:
                 Image.MAX_IMAGE_PIXELS = None  # PIL's only switch for its bomb check
             try:
-                if str(path).lower().endswith(".gz"):  # STARE ships gzipped PPMs
+                if str(path).lower().endswith('.gz'):  # STARE ships gzipped PPMs
                     import gzip
 
                     img = Image.open(io.BytesIO(gzip.decompress(Path(path).read_bytes())))
@@ -71,11 +73,11 @@ def _open_header(path: str | Path, allow_large: bool = False) -> Image.Image:
             finally:
                 Image.MAX_IMAGE_PIXELS = limit
     except Image.DecompressionBombError as exc:
-        raise _too_large(path, None, str(exc).split(" exceeds")[0]) from None
+        raise _too_large(path, None, str(exc).split(' exceeds')[0]) from None
     except FileNotFoundError:
-        raise DataReadError(f"{path}: file not found") from None
+        raise DataReadError(f'{path}: file not found') from None
     except (UnidentifiedImageError, OSError, SyntaxError, EOFError) as exc:
-        raise DataReadError(f"{path}: cannot read image ({exc})") from exc
+        raise DataReadError(f'{path}: cannot read image ({exc})') from exc
     pixels = img.size[0] * img.size[1]
     if not allow_large and limit is not None and pixels > limit:
         raise _too_large(path, pixels)
@@ -87,7 +89,7 @@ def _open(path: str | Path, allow_large: bool = False) -> Image.Image:
     try:
         img.load()
     except (OSError, SyntaxError, EOFError, ValueError) as exc:
-        raise DataReadError(f"{path}: cannot read image ({exc})") from exc
+        raise DataReadError(f'{path}: cannot read image ({exc})') from exc
     return img
 
 
@@ -99,21 +101,21 @@ def image_size(path: str | Path, allow_large: bool = False) -> Tuple[int, int]:
 
 def _to_array(img: Image.Image, path: str | Path) -> np.ndarray:
     """The pixel values with their real bit depth (PIL's 'I;16' and 'I' modes kept wide)."""
-    if img.mode == "P":
+    if img.mode == 'P':
         # Palette indices mean nothing by themselves; the palette colours do.
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        img = img.convert('RGBA' if 'transparency' in img.info else 'RGB')
+    if img.mode in ('I;16', 'I;16B', 'I;16L', 'I;16N'):
         return np.asarray(img).astype(np.uint16)
-    if img.mode == "I":
+    if img.mode == 'I':
         arr = np.asarray(img)
         if arr.min() < 0 or arr.max() > 65535:
-            raise DataReadError(f"{path}: 32-bit integer image with values outside 0..65535")
+            raise DataReadError(f'{path}: 32-bit integer image with values outside 0..65535')
         return arr.astype(np.uint16)
-    if img.mode == "F":
-        raise DataReadError(f"{path}: floating-point images are not supported")
-    if img.mode in ("1", "L", "RGB", "RGBA", "LA"):
+    if img.mode == 'F':
+        raise DataReadError(f'{path}: floating-point images are not supported')
+    if img.mode in ('1', 'L', 'RGB', 'RGBA', 'LA'):
         return np.asarray(img)
-    return np.asarray(img.convert("RGB"))
+    return np.asarray(img.convert('RGB'))
 
 
 def read_image(path: str | Path, allow_large: bool = False) -> np.ndarray:
@@ -134,14 +136,14 @@ def read_image(path: str | Path, allow_large: bool = False) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.uint8)
 
 
-def binarise(values: np.ndarray, source: str | Path = "<array>") -> np.ndarray:
+def binarise(values: np.ndarray, source: str | Path = '<array>') -> np.ndarray:
     """Apply the mask binarisation rule of this module to a grey or colour array."""
     if values.dtype == bool:
         return values.copy()
     if values.ndim == 3:
         values = values.max(axis=2)
     if values.ndim != 2:
-        raise DataReadError(f"{source}: mask must be 2-D, got shape {values.shape}")
+        raise DataReadError(f'{source}: mask must be 2-D, got shape {values.shape}')
     vmax = int(values.max()) if values.size else 0
     if vmax <= 1:
         return values == 1  # a 0/1 label map
@@ -149,7 +151,7 @@ def binarise(values: np.ndarray, source: str | Path = "<array>") -> np.ndarray:
         return values > 127
     if values.dtype == np.uint16:
         return values > 32767
-    raise DataReadError(f"{source}: unsupported mask dtype {values.dtype}")
+    raise DataReadError(f'{source}: unsupported mask dtype {values.dtype}')
 
 
 def read_mask_raw(path: str | Path, allow_large: bool = False) -> np.ndarray:
@@ -158,7 +160,7 @@ def read_mask_raw(path: str | Path, allow_large: bool = False) -> np.ndarray:
     return _to_array(_open(path, allow_large), path)
 
 
-def mask_from_raw(raw: np.ndarray, source: str | Path = "<array>") -> np.ndarray:
+def mask_from_raw(raw: np.ndarray, source: str | Path = '<array>') -> np.ndarray:
     """The binarisation rule on `read_mask_raw` values: alpha dropped, then `binarise`."""
     if raw.ndim == 3 and raw.shape[2] in (2, 4):
         raw = raw[..., :-1]  # drop alpha
@@ -175,6 +177,7 @@ def read_mask(path: str | Path, allow_large: bool = False) -> np.ndarray:
 # Annotation files (vector / RLE) -> bool masks
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclass
 class AnnotationMask:
     """A mask rasterised from an annotation file, and what was left out on the way."""
@@ -186,11 +189,11 @@ class AnnotationMask:
 
 def _load_json(path: str | Path) -> Any:
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(Path(path).read_text(encoding='utf-8'))
     except FileNotFoundError:
-        raise DataReadError(f"{path}: file not found") from None
+        raise DataReadError(f'{path}: file not found') from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataReadError(f"{path}: invalid JSON ({exc})") from exc
+        raise DataReadError(f'{path}: invalid JSON ({exc})') from exc
 
 
 def _problem(strict: bool, result: AnnotationMask, message: str) -> None:
@@ -200,8 +203,12 @@ def _problem(strict: bool, result: AnnotationMask, message: str) -> None:
     result.skipped.append(message)
 
 
-def read_labelme(path: str | Path, image_hw: Optional[Tuple[int, int]] = None,
-                 labels: Optional[Iterable[str]] = None, strict: bool = True) -> AnnotationMask:
+def read_labelme(
+    path: str | Path,
+    image_hw: Optional[Tuple[int, int]] = None,
+    labels: Optional[Iterable[str]] = None,
+    strict: bool = True,
+) -> AnnotationMask:
     """Union of the LabelMe shapes of `path` as a bool mask (shapes of other labels left out).
 
     The shapes, the rescaling from the file's imageWidth x imageHeight to `image_hw` (H, W) and
@@ -214,14 +221,16 @@ def read_labelme(path: str | Path, image_hw: Optional[Tuple[int, int]] = None,
     labelme_header(doc, path)
     ignore: set = set()
     if labels is not None:  # this reader's contract: other labels are simply not vessel
-        ignore = {s.get("label") for s in doc["shapes"] if isinstance(s, dict)} - set(labels)
-    res = rasterise_labelme(doc, path, image_hw, labels=labels, ignore_labels=ignore,
-                            on_error="fail" if strict else "skip")
+        ignore = {s.get('label') for s in doc['shapes'] if isinstance(s, dict)} - set(labels)
+    res = rasterise_labelme(
+        doc, path, image_hw, labels=labels, ignore_labels=ignore, on_error='fail' if strict else 'skip'
+    )
     return AnnotationMask(mask=res.mask, n_shapes=res.n_shapes, skipped=[str(e) for e in res.problems])
 
 
-def read_coco(path: str | Path, categories: Optional[Iterable[str]] = None,
-              strict: bool = True) -> Dict[str, AnnotationMask]:
+def read_coco(
+    path: str | Path, categories: Optional[Iterable[str]] = None, strict: bool = True
+) -> Dict[str, AnnotationMask]:
     """COCO instances file -> {image file_name: union mask of its (filtered) annotations}.
 
     Rasterised by pycocotools (coco_masks.py): polygons and RLE, compressed or not;
@@ -234,9 +243,10 @@ def read_coco(path: str | Path, categories: Optional[Iterable[str]] = None,
     keep = None if categories is None else set(categories)
     out: Dict[str, AnnotationMask] = {}
     for image_id, im in coco.images.items():
-        res = coco.image_mask(image_id, keep, on_error="fail" if strict else "skip")
-        out[im["file_name"]] = AnnotationMask(mask=res.mask, n_shapes=res.n_shapes,
-                                              skipped=[str(e) for e in res.problems])
+        res = coco.image_mask(image_id, keep, on_error='fail' if strict else 'skip')
+        out[im['file_name']] = AnnotationMask(
+            mask=res.mask, n_shapes=res.n_shapes, skipped=[str(e) for e in res.problems]
+        )
     return out
 
 
@@ -245,7 +255,7 @@ class Sa2VARecord:
     """One entry of a Sa2VA fine-tuning annotations.json."""
 
     image: str
-    masks: List[Any]   # per object: list of flat polygons (or an RLE dict)
+    masks: List[Any]  # per object: list of flat polygons (or an RLE dict)
     texts: List[str]
 
 
@@ -253,22 +263,22 @@ def read_sa2va_annotations(path: str | Path) -> List[Sa2VARecord]:
     """Sa2VA's `annotations.json`: [{'image', 'mask': [[poly, ...], ...], 'text': [...]}, ...]."""
     doc = _load_json(path)
     if not isinstance(doc, list):
-        raise DataReadError(f"{path}: a Sa2VA annotations.json must hold a list of records")
+        raise DataReadError(f'{path}: a Sa2VA annotations.json must hold a list of records')
     records = []
     for i, rec in enumerate(doc):
-        if not isinstance(rec, dict) or "image" not in rec or "mask" not in rec:
+        if not isinstance(rec, dict) or 'image' not in rec or 'mask' not in rec:
             raise DataReadError(f"{path}: record {i} needs 'image' and 'mask'")
-        texts = rec.get("text", [])
+        texts = rec.get('text', [])
         texts = [texts] if isinstance(texts, str) else list(texts)
-        if texts and len(texts) != len(rec["mask"]):
-            raise DataReadError(f"{path}: record {i} ({rec['image']}): {len(rec['mask'])} masks "
-                                f"but {len(texts)} texts")
-        records.append(Sa2VARecord(image=str(rec["image"]), masks=list(rec["mask"]), texts=texts))
+        if texts and len(texts) != len(rec['mask']):
+            raise DataReadError(f'{path}: record {i} ({rec["image"]}): {len(rec["mask"])} masks but {len(texts)} texts')
+        records.append(Sa2VARecord(image=str(rec['image']), masks=list(rec['mask']), texts=texts))
     return records
 
 
-def sa2va_record_mask(record: Sa2VARecord, image_hw: Tuple[int, int],
-                      texts: Optional[Iterable[str]] = None, strict: bool = True) -> AnnotationMask:
+def sa2va_record_mask(
+    record: Sa2VARecord, image_hw: Tuple[int, int], texts: Optional[Iterable[str]] = None, strict: bool = True
+) -> AnnotationMask:
     """Union of a record's object masks (optionally only those whose text is in `texts`)."""
     keep = None if texts is None else set(texts)
     result = AnnotationMask(mask=np.zeros(image_hw, dtype=bool))
@@ -279,5 +289,5 @@ def sa2va_record_mask(record: Sa2VARecord, image_hw: Tuple[int, int],
             result.mask |= segmentation_mask(seg, image_hw)
             result.n_shapes += 1
         except (DegenerateShapeError, ValueError) as exc:
-            _problem(strict, result, f"{record.image}: object {j}: {exc}")
+            _problem(strict, result, f'{record.image}: object {j}: {exc}')
     return result

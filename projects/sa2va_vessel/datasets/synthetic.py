@@ -5,6 +5,7 @@ The vessel set is drawn first (PIL lines and round joints); the mask IS that dra
 construction. Vessels are darker than the background, as in the green channel of a fundus
 photograph. numpy + PIL only, one 512x512 sample in a few tens of milliseconds.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,9 +38,16 @@ class _Segment:
     width: int
 
 
-def _grow_tree(rng: np.random.Generator, root: Tuple[float, float], angle: float,
-               width: float, center: Tuple[float, float], radius: float,
-               max_segments: int, max_width: int = MAX_WIDTH) -> List[_Segment]:
+def _grow_tree(
+    rng: np.random.Generator,
+    root: Tuple[float, float],
+    angle: float,
+    width: float,
+    center: Tuple[float, float],
+    radius: float,
+    max_segments: int,
+    max_width: int = MAX_WIDTH,
+) -> List[_Segment]:
     """Grow one branching, tapering, curving vessel tree from `root`.
 
     A stack instead of recursion keeps the order (hence the output) fixed for a seed.
@@ -74,7 +82,7 @@ def _grow_tree(rng: np.random.Generator, root: Tuple[float, float], angle: float
 def _draw_vessels(segments: Sequence[_Segment], size: int, by_width: bool = False) -> np.ndarray:
     """Rasterise segments into a uint8 contrast map; > 0 exactly on vessel pixels (``by_width``:
     the value is the segment's width instead, the last drawn where segments overlap)."""
-    canvas = Image.new("L", (size, size), 0)
+    canvas = Image.new('L', (size, size), 0)
     draw = ImageDraw.Draw(canvas)
     for seg in segments:
         # Thin vessels have lower contrast, as in real fundus images.
@@ -87,8 +95,9 @@ def _draw_vessels(segments: Sequence[_Segment], size: int, by_width: bool = Fals
     return np.asarray(canvas)
 
 
-def make_vessel_sample(seed: int, size: int = 512, max_width: int = MAX_WIDTH,
-                       with_width_map: bool = False) -> VesselSample:
+def make_vessel_sample(
+    seed: int, size: int = 512, max_width: int = MAX_WIDTH, with_width_map: bool = False
+) -> VesselSample:
     """Generate one deterministic sample for `seed` at `size` x `size` pixels.
 
     ``max_width`` caps the vessel width (roots start at most that wide; e.g. 3 for a set of only
@@ -96,9 +105,9 @@ def make_vessel_sample(seed: int, size: int = 512, max_width: int = MAX_WIDTH,
     ``width_map`` (per-width evaluation, tools/compare_recipes.py).
     """
     if size < 64:
-        raise ValueError(f"synthetic sample size must be >= 64, got {size}")
+        raise ValueError(f'synthetic sample size must be >= 64, got {size}')
     if not MIN_WIDTH <= max_width <= MAX_WIDTH:
-        raise ValueError(f"max_width must be in [{MIN_WIDTH}, {MAX_WIDTH}], got {max_width}")
+        raise ValueError(f'max_width must be in [{MIN_WIDTH}, {MAX_WIDTH}], got {max_width}')
     rng = np.random.default_rng(seed)
     s = float(size)
     center = (s / 2 + rng.uniform(-0.02, 0.02) * s, s / 2 + rng.uniform(-0.02, 0.02) * s)
@@ -106,8 +115,7 @@ def make_vessel_sample(seed: int, size: int = 512, max_width: int = MAX_WIDTH,
 
     # Optic disc off-centre on a random side; vessels emanate from it.
     side = 1.0 if rng.random() < 0.5 else -1.0
-    disc = (center[0] + side * radius * rng.uniform(0.25, 0.4),
-            center[1] + radius * rng.uniform(-0.1, 0.1))
+    disc = (center[0] + side * radius * rng.uniform(0.25, 0.4), center[1] + radius * rng.uniform(-0.1, 0.1))
     disc_r = radius * rng.uniform(0.1, 0.14)
 
     segments: List[_Segment] = []
@@ -118,8 +126,9 @@ def make_vessel_sample(seed: int, size: int = 512, max_width: int = MAX_WIDTH,
         ang = float(a + rng.normal(0.0, 0.25))
         root = (disc[0] + 0.3 * disc_r * math.cos(ang), disc[1] + 0.3 * disc_r * math.sin(ang))
         width = rng.uniform(5.0, MAX_WIDTH) * max(0.5, s / 512.0)
-        segments += _grow_tree(rng, root, ang, min(width, max_width), center, radius,
-                               max_segments=budget // n_roots, max_width=max_width)
+        segments += _grow_tree(
+            rng, root, ang, min(width, max_width), center, radius, max_segments=budget // n_roots, max_width=max_width
+        )
 
     contrast_u8 = _draw_vessels(segments, size)
 
@@ -133,7 +142,7 @@ def make_vessel_sample(seed: int, size: int = 512, max_width: int = MAX_WIDTH,
     g_ang = rng.uniform(0, 2 * math.pi)
     ramp = ((xx - center[0]) * math.cos(g_ang) + (yy - center[1]) * math.sin(g_ang)) / radius
     illum = (1.0 + rng.uniform(0.15, 0.35) * ramp) * (1.0 - 0.35 * (rr / radius) ** 2)
-    disc_glow = np.exp(-((xx - disc[0]) ** 2 + (yy - disc[1]) ** 2) / (2 * disc_r ** 2))
+    disc_glow = np.exp(-((xx - disc[0]) ** 2 + (yy - disc[1]) ** 2) / (2 * disc_r**2))
     macula = (center[0] - side * radius * 0.05, center[1])
     macula_dark = np.exp(-((xx - macula[0]) ** 2 + (yy - macula[1]) ** 2) / (2 * (0.15 * radius) ** 2))
     base = illum * (1.0 + 0.8 * disc_glow) * (1.0 - 0.25 * macula_dark)
@@ -147,15 +156,15 @@ def make_vessel_sample(seed: int, size: int = 512, max_width: int = MAX_WIDTH,
     out += rng.normal(0.0, rng.uniform(2.0, 5.0), size=out.shape).astype(np.float32)
     out[~fov] = rng.uniform(0, 6, size=(int((~fov).sum()), 3))  # dark outside the FOV disc
     image = np.clip(out, 0, 255).astype(np.uint8)
-    width_map = np.where(mask, _draw_vessels(segments, size, by_width=True), 0).astype(np.uint8) \
-        if with_width_map else None
-    return VesselSample(image=image, mask=mask, fov=fov, widths=[seg.width for seg in segments],
-                        width_map=width_map)
+    width_map = (
+        np.where(mask, _draw_vessels(segments, size, by_width=True), 0).astype(np.uint8) if with_width_map else None
+    )
+    return VesselSample(image=image, mask=mask, fov=fov, widths=[seg.width for seg in segments], width_map=width_map)
 
 
 def _split_stems(stems: Sequence[str], seed: int, val_fraction: float) -> Tuple[List[str], List[str]]:
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        raise ValueError(f'val_fraction must be in [0, 1), got {val_fraction}')
     order = np.random.default_rng([seed, 0x5EED]).permutation(len(stems))
     n_val = int(round(len(stems) * val_fraction))
     if val_fraction > 0 and len(stems) >= 2:
@@ -170,29 +179,30 @@ def sample_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
-def write_synthetic_dataset(out_dir: str | Path, n: int, seed: int, size: int = 512,
-                            val_fraction: float = 0.25, max_width: int = MAX_WIDTH) -> Tuple[List[str], List[str]]:
+def write_synthetic_dataset(
+    out_dir: str | Path, n: int, seed: int, size: int = 512, val_fraction: float = 0.25, max_width: int = MAX_WIDTH
+) -> Tuple[List[str], List[str]]:
     """Write `n` samples as images/, masks/, fov/ PNGs plus splits/{train,val}.txt.
 
     Sample i uses the seed sequence (seed, i), so a sample does not depend on `n`.
     Returns (train_stems, val_stems).
     """
     if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+        raise ValueError(f'n must be >= 1, got {n}')
     if not 0.0 <= val_fraction < 1.0:  # checked before anything is written
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        raise ValueError(f'val_fraction must be in [0, 1), got {val_fraction}')
     out = Path(out_dir)
-    for sub in ("images", "masks", "fov", "splits"):
+    for sub in ('images', 'masks', 'fov', 'splits'):
         (out / sub).mkdir(parents=True, exist_ok=True)
     stems = []
     for i in range(n):
-        stem = f"synth_{i:05d}"
+        stem = f'synth_{i:05d}'
         sample = make_vessel_sample(sample_seed(seed, i), size, max_width)
-        Image.fromarray(sample.image).save(out / "images" / f"{stem}.png")
-        Image.fromarray(sample.mask.astype(np.uint8) * 255).save(out / "masks" / f"{stem}.png")
-        Image.fromarray(sample.fov.astype(np.uint8) * 255).save(out / "fov" / f"{stem}.png")
+        Image.fromarray(sample.image).save(out / 'images' / f'{stem}.png')
+        Image.fromarray(sample.mask.astype(np.uint8) * 255).save(out / 'masks' / f'{stem}.png')
+        Image.fromarray(sample.fov.astype(np.uint8) * 255).save(out / 'fov' / f'{stem}.png')
         stems.append(stem)
     train, val = _split_stems(stems, seed, val_fraction)
-    (out / "splits" / "train.txt").write_text("".join(s + "\n" for s in train))
-    (out / "splits" / "val.txt").write_text("".join(s + "\n" for s in val))
+    (out / 'splits' / 'train.txt').write_text(''.join(s + '\n' for s in train))
+    (out / 'splits' / 'val.txt').write_text(''.join(s + '\n' for s in val))
     return train, val

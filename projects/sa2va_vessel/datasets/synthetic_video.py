@@ -11,6 +11,7 @@ Layout written by ``write_synthetic_video_dataset`` (the frame-naming rule of
 for labelled frames (unlabelled frames have no mask file), ``fov/``, and ``splits/{train,val}.txt``
 listing frame stems, every frame of a video in the same split.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,8 +45,9 @@ def _warp(array: np.ndarray, dx: np.ndarray, dy: np.ndarray, mode: str) -> np.nd
     return out[0].numpy() if array.ndim == 2 else out.permute(1, 2, 0).numpy()
 
 
-def make_vessel_sequence(seed: int, n_frames: int = 8, size: int = 256, amplitude: float = 0.02,
-                         drift: float = 0.004) -> Tuple[List[np.ndarray], List[np.ndarray], np.ndarray]:
+def make_vessel_sequence(
+    seed: int, n_frames: int = 8, size: int = 256, amplitude: float = 0.02, drift: float = 0.004
+) -> Tuple[List[np.ndarray], List[np.ndarray], np.ndarray]:
     """(frames uint8 (H, W, 3), masks bool (H, W), fov bool (H, W)) of one moving sequence.
 
     ``amplitude`` and ``drift`` are fractions of the image side (displacement amplitude, drift
@@ -57,8 +59,13 @@ def make_vessel_sequence(seed: int, n_frames: int = 8, size: int = 256, amplitud
     keep = (~base.mask).astype(np.float32)
     # vessel-free background: the image blurred with the vessel pixels left out
     blur = ImageFilter.GaussianBlur(radius=max(2.0, size / 64))
-    num = np.stack([np.asarray(Image.fromarray(np.clip(img[..., c] * keep, 0, 255).astype(np.uint8)).filter(blur),
-                               np.float32) for c in range(3)], -1)
+    num = np.stack(
+        [
+            np.asarray(Image.fromarray(np.clip(img[..., c] * keep, 0, 255).astype(np.uint8)).filter(blur), np.float32)
+            for c in range(3)
+        ],
+        -1,
+    )
     den = np.asarray(Image.fromarray((keep * 255).astype(np.uint8)).filter(blur), np.float32)[..., None] / 255
     background = np.where(base.mask[..., None], num / np.maximum(den, 1e-3), img)
     vessel = img - background
@@ -78,9 +85,15 @@ def make_vessel_sequence(seed: int, n_frames: int = 8, size: int = 256, amplitud
     return frames, masks, base.fov
 
 
-def write_synthetic_video_dataset(out_dir: str | Path, n_videos: int, n_frames: int, seed: int = 0,
-                                  size: int = 256, val_fraction: float = 0.25,
-                                  label_every: int = 1) -> Tuple[List[str], List[str]]:
+def write_synthetic_video_dataset(
+    out_dir: str | Path,
+    n_videos: int,
+    n_frames: int,
+    seed: int = 0,
+    size: int = 256,
+    val_fraction: float = 0.25,
+    label_every: int = 1,
+) -> Tuple[List[str], List[str]]:
     """Write ``n_videos`` sequences (module docstring layout); frames whose index is not a multiple
     of ``label_every`` get no mask (unlabelled). Returns (train videos, val videos)."""
     if n_videos < 1 or n_frames < 1 or label_every < 1:
@@ -90,8 +103,9 @@ def write_synthetic_video_dataset(out_dir: str | Path, n_videos: int, n_frames: 
         (out / sub).mkdir(parents=True, exist_ok=True)
     videos = [f'vid{i:03d}' for i in range(n_videos)]
     for i, video in enumerate(videos):
-        frames, masks, fov = make_vessel_sequence(int(np.random.SeedSequence([seed, i]).generate_state(1)[0]),
-                                                  n_frames, size)
+        frames, masks, fov = make_vessel_sequence(
+            int(np.random.SeedSequence([seed, i]).generate_state(1)[0]), n_frames, size
+        )
         for t, (frame, mask) in enumerate(zip(frames, masks)):
             stem = f'{video}_f{t:04d}'
             Image.fromarray(frame).save(out / 'images' / f'{stem}.png')
@@ -99,8 +113,9 @@ def write_synthetic_video_dataset(out_dir: str | Path, n_videos: int, n_frames: 
             if t % label_every == 0:
                 Image.fromarray(mask.astype(np.uint8) * 255).save(out / 'masks' / f'{stem}.png')
     order = np.random.default_rng([seed, 0x5EED]).permutation(n_videos)
-    n_val = min(max(int(round(n_videos * val_fraction)), 1 if val_fraction > 0 else 0), n_videos - 1) \
-        if n_videos > 1 else 0
+    n_val = (
+        min(max(int(round(n_videos * val_fraction)), 1 if val_fraction > 0 else 0), n_videos - 1) if n_videos > 1 else 0
+    )
     val = sorted(videos[j] for j in order[:n_val])
     train = sorted(videos[j] for j in order[n_val:])
     for name, group in (('train', train), ('val', val)):

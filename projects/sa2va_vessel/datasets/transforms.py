@@ -7,14 +7,16 @@ operations; the small affine warp resamples the image bilinearly and the mask/FO
 nearest neighbour through the SAME matrix, so labels never blur. Validation: do not pass a
 transform (or `enabled=False`).
 """
+
 from __future__ import annotations
 
 import math
 from typing import Optional, Tuple
 
 import numpy as np
-from ..registry import TRANSFORMS
 from PIL import Image
+
+from ..registry import TRANSFORMS
 
 
 def clahe(image: np.ndarray, clip_limit: float = 2.0, grid: int = 8) -> np.ndarray:
@@ -25,7 +27,7 @@ def clahe(image: np.ndarray, clip_limit: float = 2.0, grid: int = 8) -> np.ndarr
     bilinearly, which avoids visible tile borders (the idea of CLAHE; not OpenCV-exact).
     """
     if image.dtype != np.uint8:
-        raise ValueError(f"clahe expects uint8, got {image.dtype}")
+        raise ValueError(f'clahe expects uint8, got {image.dtype}')
     squeeze = image.ndim == 2
     img = image[..., None] if squeeze else image
     h, w, c = img.shape
@@ -47,7 +49,7 @@ def clahe(image: np.ndarray, clip_limit: float = 2.0, grid: int = 8) -> np.ndarr
         luts = np.empty((gy, gx, 256), np.float32)
         for ty in range(gy):
             for tx in range(gx):
-                tile = plane[ys[ty]:ys[ty + 1], xs[tx]:xs[tx + 1]]
+                tile = plane[ys[ty] : ys[ty + 1], xs[tx] : xs[tx + 1]]
                 hist = np.bincount(tile.ravel(), minlength=256).astype(np.float64)
                 limit = max(1.0, clip_limit * tile.size / 256.0)
                 excess = np.maximum(hist - limit, 0).sum()
@@ -67,8 +69,7 @@ def _affine_matrix(h: int, w: int, angle_deg: float, scale: float, tx: float, ty
     cos, sin = math.cos(a) / scale, math.sin(a) / scale
     cx, cy = w / 2.0, h / 2.0
     # input = R^-1 (output - centre - t) + centre
-    return (cos, sin, cx - cos * (cx + tx) - sin * (cy + ty),
-            -sin, cos, cy + sin * (cx + tx) - cos * (cy + ty))
+    return (cos, sin, cx - cos * (cx + tx) - sin * (cy + ty), -sin, cos, cy + sin * (cx + tx) - cos * (cy + ty))
 
 
 def _warp(arr: np.ndarray, matrix: Tuple[float, ...], resample: Image.Resampling) -> np.ndarray:
@@ -97,12 +98,22 @@ class VesselAugment:
         enabled: False makes the transform the identity (validation).
     """
 
-    def __init__(self, crop_size: Optional[int] = None, hflip: float = 0.5, vflip: float = 0.5,
-                 rot90: bool = True, affine_prob: float = 0.5, max_rotate: float = 15.0,
-                 scale_range: Tuple[float, float] = (0.9, 1.1), max_translate: float = 0.05,
-                 brightness: float = 0.1, contrast: float = 0.1,
-                 gamma_range: Tuple[float, float] = (0.8, 1.25), clahe_prob: float = 0.2,
-                 enabled: bool = True) -> None:
+    def __init__(
+        self,
+        crop_size: Optional[int] = None,
+        hflip: float = 0.5,
+        vflip: float = 0.5,
+        rot90: bool = True,
+        affine_prob: float = 0.5,
+        max_rotate: float = 15.0,
+        scale_range: Tuple[float, float] = (0.9, 1.1),
+        max_translate: float = 0.05,
+        brightness: float = 0.1,
+        contrast: float = 0.1,
+        gamma_range: Tuple[float, float] = (0.8, 1.25),
+        clahe_prob: float = 0.2,
+        enabled: bool = True,
+    ) -> None:
         self.crop_size = crop_size
         self.hflip, self.vflip, self.rot90 = hflip, vflip, rot90
         self.affine_prob, self.max_rotate = affine_prob, max_rotate
@@ -111,8 +122,7 @@ class VesselAugment:
         self.gamma_range, self.clahe_prob = tuple(gamma_range), clahe_prob
         self.enabled = enabled
 
-    def geometric(self, image: np.ndarray, mask: np.ndarray, fov: Optional[np.ndarray],
-                  rng: np.random.Generator):
+    def geometric(self, image: np.ndarray, mask: np.ndarray, fov: Optional[np.ndarray], rng: np.random.Generator):
         """The geometric part only: every op is applied identically to all three arrays."""
         arrays = [image, mask] + ([fov] if fov is not None else [])
         h, w = mask.shape
@@ -120,7 +130,7 @@ class VesselAugment:
             ch, cw = min(h, self.crop_size), min(w, self.crop_size)
             y = int(rng.integers(0, h - ch + 1))
             x = int(rng.integers(0, w - cw + 1))
-            arrays = [a[y:y + ch, x:x + cw] for a in arrays]
+            arrays = [a[y : y + ch, x : x + cw] for a in arrays]
         if rng.random() < self.hflip:
             arrays = [a[:, ::-1] for a in arrays]
         if rng.random() < self.vflip:
@@ -131,19 +141,25 @@ class VesselAugment:
         arrays = [np.ascontiguousarray(a) for a in arrays]
         if rng.random() < self.affine_prob:
             h, w = arrays[1].shape
-            matrix = _affine_matrix(h, w, rng.uniform(-self.max_rotate, self.max_rotate),
-                                    rng.uniform(*self.scale_range),
-                                    rng.uniform(-self.max_translate, self.max_translate) * w,
-                                    rng.uniform(-self.max_translate, self.max_translate) * h)
-            arrays = [_warp(arrays[0], matrix, Image.Resampling.BILINEAR)] + \
-                     [_warp(a, matrix, Image.Resampling.NEAREST) for a in arrays[1:]]
+            matrix = _affine_matrix(
+                h,
+                w,
+                rng.uniform(-self.max_rotate, self.max_rotate),
+                rng.uniform(*self.scale_range),
+                rng.uniform(-self.max_translate, self.max_translate) * w,
+                rng.uniform(-self.max_translate, self.max_translate) * h,
+            )
+            arrays = [_warp(arrays[0], matrix, Image.Resampling.BILINEAR)] + [
+                _warp(a, matrix, Image.Resampling.NEAREST) for a in arrays[1:]
+            ]
         return arrays[0], arrays[1], (arrays[2] if fov is not None else None)
 
     def photometric(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Brightness, contrast, gamma, optional CLAHE: the image only."""
         x = image.astype(np.float32) / 255.0
-        x = x * (1.0 + rng.uniform(-self.contrast, self.contrast)) + \
-            (x.mean() * rng.uniform(-self.contrast, self.contrast))
+        x = x * (1.0 + rng.uniform(-self.contrast, self.contrast)) + (
+            x.mean() * rng.uniform(-self.contrast, self.contrast)
+        )
         x = x + rng.uniform(-self.brightness, self.brightness)
         lo, hi = self.gamma_range
         gamma = math.exp(rng.uniform(math.log(lo), math.log(hi)))
@@ -153,8 +169,7 @@ class VesselAugment:
             out = clahe(out)
         return out
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, fov: Optional[np.ndarray],
-                 rng: np.random.Generator):
+    def __call__(self, image: np.ndarray, mask: np.ndarray, fov: Optional[np.ndarray], rng: np.random.Generator):
         if not self.enabled:
             return image, mask, fov
         image, mask, fov = self.geometric(image, mask, fov, rng)

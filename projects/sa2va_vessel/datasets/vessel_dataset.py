@@ -17,44 +17,51 @@ Qwen3-VL Sa2VA checkpoint gets the Qwen-VL image processor (`qwen_image_processi
 from its `preprocessor_config.json`), `<|image_pad|>` image tokens and M-RoPE position ids, and its
 items carry `pixel_values` (patches, (N, 3*T*p*p)), `image_grid_thw` (1, 3) and `position_ids` (3, L).
 """
+
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 import logging
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import torch
-from ..registry import DATASETS, TRANSFORMS
 from torch.utils.data import Dataset
 
-from .fast_tokenizer import load_fast_tokenizer
-from .conversation import (SEG_ANSWERS, VESSEL_QUESTIONS, encode_turn, make_question,
-                           pick_answer, pick_question, qwen_image_token_string)
+from ..registry import DATASETS, TRANSFORMS
 from .check import quick_check
+from .conversation import (
+    SEG_ANSWERS,
+    VESSEL_QUESTIONS,
+    encode_turn,
+    make_question,
+    pick_answer,
+    pick_question,
+    qwen_image_token_string,
+)
+from .fast_tokenizer import load_fast_tokenizer
 from .files import DuplicateStemError, resolve_pairs
 from .image_processing import SAM2_SIZE, chw_uint8, sam2_image_uint8, tiles_uint8
 from .mask_validation import MaskProblem, MaskRules, MaskValidationError, as_rules, check_mask_values
+from .qwen_image_processing import FAMILY_DEFAULTS, QwenImageSettings, process_image, settings_from_preprocessor_config
 from .readers import DataReadError, mask_from_raw, read_image, read_mask, read_mask_raw
 from .splits import check_split_leaks
-from .qwen_image_processing import (FAMILY_DEFAULTS, QwenImageSettings, process_image,
-                                    settings_from_preprocessor_config)
 
 logger = logging.getLogger(__name__)
 
 
 def load_checkpoint_config(model_path: str | Path) -> Dict[str, Any]:
     """The parsed `config.json` of a Sa2VA checkpoint directory, with a clear error."""
-    path = Path(model_path) / "config.json"
+    path = Path(model_path) / 'config.json'
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found; model_path must be a Sa2VA checkpoint directory")
+        raise FileNotFoundError(f'{path}: not found; model_path must be a Sa2VA checkpoint directory')
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: invalid JSON ({exc})") from exc
+        raise ValueError(f'{path}: invalid JSON ({exc})') from exc
 
 
 def load_tokenizer(path: str | Path):
@@ -64,10 +71,10 @@ def load_tokenizer(path: str | Path):
 
 def tokens_per_tile(cfg: Dict[str, Any]) -> int:
     """InternVL's num_image_token: (image_size / patch_size)^2 * downsample_ratio^2."""
-    image_size = int(cfg.get("force_image_size") or 448)
-    patch = int(cfg.get("vision_config", {}).get("patch_size", 14))
-    ratio = float(cfg.get("downsample_ratio", 0.5))
-    return int((image_size // patch) ** 2 * ratio ** 2)
+    image_size = int(cfg.get('force_image_size') or 448)
+    patch = int(cfg.get('vision_config', {}).get('patch_size', 14))
+    ratio = float(cfg.get('downsample_ratio', 0.5))
+    return int((image_size // patch) ** 2 * ratio**2)
 
 
 @dataclass(frozen=True)
@@ -80,7 +87,7 @@ class CheckpointInputs:
     min_num: int
     max_num: int
     tokens_per_tile: int
-    family: str = "internvl"
+    family: str = 'internvl'
     qwen_image: Optional[QwenImageSettings] = None
     mllm_config: Any = None  # the transformers Qwen-VL config (token ids, merge size) for M-RoPE ids
 
@@ -89,42 +96,60 @@ def _qwen_inputs(model_path: Path, cfg: Dict[str, Any]) -> CheckpointInputs:
     from ..models.configuration import detect_family, qwen_mllm_config
 
     family = detect_family(cfg, model_path)
-    pre = model_path / "preprocessor_config.json"
+    pre = model_path / 'preprocessor_config.json'
     settings = FAMILY_DEFAULTS[family]
     if pre.is_file():
         try:
             settings = settings_from_preprocessor_config(json.loads(pre.read_text()), settings)
         except (json.JSONDecodeError, TypeError, ValueError) as exc:
-            raise ValueError(f"{pre}: not a valid image processor config ({exc})") from exc
+            raise ValueError(f'{pre}: not a valid image processor config ({exc})') from exc
     mllm = qwen_mllm_config(cfg, model_path)
-    if settings.patch_size != mllm.vision_config.patch_size or \
-            settings.merge_size != mllm.vision_config.spatial_merge_size:
-        raise ValueError(f"{pre}: patch/merge size {settings.patch_size}/{settings.merge_size} differ from "
-                         f"config.json's vision_config ({mllm.vision_config.patch_size}/"
-                         f"{mllm.vision_config.spatial_merge_size})")
-    return CheckpointInputs(template=cfg.get("template", "qwen_chat"), image_size=0, use_thumbnail=False,
-                            min_num=1, max_num=1, tokens_per_tile=0, family=family, qwen_image=settings,
-                            mllm_config=mllm)
+    if (
+        settings.patch_size != mllm.vision_config.patch_size
+        or settings.merge_size != mllm.vision_config.spatial_merge_size
+    ):
+        raise ValueError(
+            f'{pre}: patch/merge size {settings.patch_size}/{settings.merge_size} differ from '
+            f"config.json's vision_config ({mllm.vision_config.patch_size}/"
+            f'{mllm.vision_config.spatial_merge_size})'
+        )
+    return CheckpointInputs(
+        template=cfg.get('template', 'qwen_chat'),
+        image_size=0,
+        use_thumbnail=False,
+        min_num=1,
+        max_num=1,
+        tokens_per_tile=0,
+        family=family,
+        qwen_image=settings,
+        mllm_config=mllm,
+    )
 
 
 def checkpoint_inputs(model_path: str | Path, max_dynamic_patch: Optional[int] = None) -> CheckpointInputs:
     """The input settings of a Sa2VA checkpoint directory (``max_dynamic_patch`` overrides its own)."""
     cfg = load_checkpoint_config(model_path)
-    if "text_config" in cfg and "llm_config" not in cfg:  # Sa2VA-Qwen2.5-VL / -Qwen3-VL
+    if 'text_config' in cfg and 'llm_config' not in cfg:  # Sa2VA-Qwen2.5-VL / -Qwen3-VL
         return _qwen_inputs(Path(model_path), cfg)
-    if "template" not in cfg:
+    if 'template' not in cfg:
         raise KeyError(f"{Path(model_path) / 'config.json'}: no 'template' entry")
-    min_num = int(cfg.get("min_dynamic_patch", 1))
-    max_num = int(max_dynamic_patch if max_dynamic_patch is not None else cfg.get("max_dynamic_patch", 12))
-    if not cfg.get("dynamic_image_size", True):
+    min_num = int(cfg.get('min_dynamic_patch', 1))
+    max_num = int(max_dynamic_patch if max_dynamic_patch is not None else cfg.get('max_dynamic_patch', 12))
+    if not cfg.get('dynamic_image_size', True):
         min_num = max_num = 1  # InternVL without dynamic tiling: one resized tile
-    return CheckpointInputs(template=cfg["template"], image_size=int(cfg.get("force_image_size") or 448),
-                            use_thumbnail=bool(cfg.get("use_thumbnail", True)), min_num=min_num,
-                            max_num=max_num, tokens_per_tile=tokens_per_tile(cfg))
+    return CheckpointInputs(
+        template=cfg['template'],
+        image_size=int(cfg.get('force_image_size') or 448),
+        use_thumbnail=bool(cfg.get('use_thumbnail', True)),
+        min_num=min_num,
+        max_num=max_num,
+        tokens_per_tile=tokens_per_tile(cfg),
+    )
 
 
-def qwen_sample_inputs(image: np.ndarray, inputs: CheckpointInputs, tokenizer: Any, question: str,
-                       answer: str) -> tuple[Any, Dict[str, Any]]:
+def qwen_sample_inputs(
+    image: np.ndarray, inputs: CheckpointInputs, tokenizer: Any, question: str, answer: str
+) -> tuple[Any, Dict[str, Any]]:
     """(encoded turn, image inputs) of one image for a Qwen-VL family checkpoint.
 
     The processor's patches, the turn with its ``<|image_pad|>`` run expanded, and the M-RoPE ids
@@ -135,16 +160,17 @@ def qwen_sample_inputs(image: np.ndarray, inputs: CheckpointInputs, tokenizer: A
 
     settings = inputs.qwen_image
     processed = process_image(image, settings)
-    n_tokens = processed.num_image_tokens // settings.merge_size ** 2
-    turn = encode_turn(tokenizer, question, answer, n_tiles=1, template=inputs.template,
-                       image_tokens=qwen_image_token_string(n_tokens))
+    n_tokens = processed.num_image_tokens // settings.merge_size**2
+    turn = encode_turn(
+        tokenizer, question, answer, n_tiles=1, template=inputs.template, image_tokens=qwen_image_token_string(n_tokens)
+    )
     input_ids = torch.tensor(turn.input_ids, dtype=torch.long)
     position_ids, _ = rope_index(inputs.mllm_config, inputs.family, input_ids[None], processed.image_grid_thw)
     return turn, {
-        "pixel_values": processed.pixel_values,                     # (gh*gw, 3*T*p*p) float32
-        "image_grid_thw": processed.image_grid_thw,                 # (1, 3) int64
-        "position_ids": position_ids[:, 0],                         # (3, L) M-RoPE ids
-        "n_tiles": 1,
+        'pixel_values': processed.pixel_values,  # (gh*gw, 3*T*p*p) float32
+        'image_grid_thw': processed.image_grid_thw,  # (1, 3) int64
+        'position_ids': position_ids[:, 0],  # (3, L) M-RoPE ids
+        'n_tiles': 1,
     }
 
 
@@ -152,11 +178,11 @@ def read_split(path: str | Path) -> List[str]:
     """Stems listed in a split file (blank lines and '#' comments ignored)."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"{p}: split file not found")
+        raise FileNotFoundError(f'{p}: split file not found')
     stems = [ln.strip() for ln in p.read_text().splitlines()]
-    stems = [s for s in stems if s and not s.startswith("#")]
+    stems = [s for s in stems if s and not s.startswith('#')]
     if not stems:
-        raise ValueError(f"{p}: split file lists no samples")
+        raise ValueError(f'{p}: split file lists no samples')
     return stems
 
 
@@ -185,15 +211,25 @@ class VesselSegDataset(Dataset):
         allow_large_images: read images above PIL's pixel limit (else ImageTooLargeError).
     """
 
-    def __init__(self, data_root: str, split: str, model_path: str,
-                 max_dynamic_patch: Optional[int] = None, random_question: Optional[bool] = None,
-                 seed: int = 0, tokenizer_path: Optional[str] = None,
-                 transform: Optional[Callable | dict] = None,
-                 questions: tuple = VESSEL_QUESTIONS, answers: tuple = SEG_ANSWERS,
-                 on_error: str = "raise", check_on_start: bool = True,
-                 mask_rules: Optional[MaskRules | dict] = None, allow_large_images: bool = False) -> None:
+    def __init__(
+        self,
+        data_root: str,
+        split: str,
+        model_path: str,
+        max_dynamic_patch: Optional[int] = None,
+        random_question: Optional[bool] = None,
+        seed: int = 0,
+        tokenizer_path: Optional[str] = None,
+        transform: Optional[Callable | dict] = None,
+        questions: tuple = VESSEL_QUESTIONS,
+        answers: tuple = SEG_ANSWERS,
+        on_error: str = 'raise',
+        check_on_start: bool = True,
+        mask_rules: Optional[MaskRules | dict] = None,
+        allow_large_images: bool = False,
+    ) -> None:
         super().__init__()
-        if on_error not in ("raise", "skip"):
+        if on_error not in ('raise', 'skip'):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         self.mask_rules = as_rules(mask_rules)
         self.allow_large_images = bool(allow_large_images)
@@ -203,12 +239,18 @@ class VesselSegDataset(Dataset):
         if check_on_start:
             # the header-level checks of tools/check_dataset.py, before hours of GPU time
             report = quick_check(data_root, allow_large_images=self.allow_large_images)
-            if report.n_errors and on_error == "raise":
-                raise DataReadError(f"{data_root}: the data set fails its checks "
-                                    f"(tools/check_dataset.py lists them all):\n{report.table()}")
+            if report.n_errors and on_error == 'raise':
+                raise DataReadError(
+                    f'{data_root}: the data set fails its checks '
+                    f'(tools/check_dataset.py lists them all):\n{report.table()}'
+                )
             if report.n_errors:  # on_error='skip': the bad samples are skipped and counted later
-                logger.warning("%s: %d check error(s); their samples will be skipped:\n%s",
-                               data_root, report.n_errors, report.table())
+                logger.warning(
+                    '%s: %d check error(s); their samples will be skipped:\n%s',
+                    data_root,
+                    report.n_errors,
+                    report.table(),
+                )
         self.on_error = on_error
         self.skipped: Dict[str, str] = {}  # img_path -> reason (per process/worker)
         self._skip_kinds: Dict[str, str] = {}  # img_path -> problem kind, for skip_counts()
@@ -217,9 +259,10 @@ class VesselSegDataset(Dataset):
         self.data_root = Path(data_root)
         self.split = split
         self.seed = int(seed)
-        self.random_question = (split == "train") if random_question is None else bool(random_question)
+        self.random_question = (split == 'train') if random_question is None else bool(random_question)
         if isinstance(transform, dict):  # from a config: dict(type='VesselAugment', ...)
             from . import transforms as _  # noqa: F401  (registers VesselAugment)
+
             transform = TRANSFORMS.build(transform)
         self.transform = transform
         self.questions = tuple(questions)
@@ -234,26 +277,27 @@ class VesselSegDataset(Dataset):
         self.inputs = inputs
         self.tokenizer = load_tokenizer(tokenizer_path or model_path)
 
-        self.samples = self._index(read_split(self.data_root / "splits" / f"{split}.txt"))
+        self.samples = self._index(read_split(self.data_root / 'splits' / f'{split}.txt'))
 
     def _index(self, stems: List[str]) -> List[Dict[str, Optional[Path]]]:
         root = self.data_root
-        files = resolve_pairs(root / "images", root / "masks", root / "fov")
+        files = resolve_pairs(root / 'images', root / 'masks', root / 'fov')
         samples, missing = [], []
-        without_mask = {u.stem for u in files.unpaired if u.kind == "image" and u.missing == "mask"}
+        without_mask = {u.stem for u in files.unpaired if u.kind == 'image' and u.missing == 'mask'}
         for stem in stems:
             if stem in files.duplicate_stems:
                 # never pick one of two files silently: the checker reports the same error
-                raise DuplicateStemError(f"{root}: split {self.split!r}: {files.duplicate_stems[stem]}")
+                raise DuplicateStemError(f'{root}: split {self.split!r}: {files.duplicate_stems[stem]}')
             pair = files.pairs.get(stem)
             if pair is None:
-                missing.append(f"{stem} ({'mask' if stem in without_mask else 'image'})")
+                missing.append(f'{stem} ({"mask" if stem in without_mask else "image"})')
                 continue
-            samples.append({"stem": stem, "image": pair.image, "mask": pair.mask, "fov": pair.fov})
+            samples.append({'stem': stem, 'image': pair.image, 'mask': pair.mask, 'fov': pair.fov})
         if missing:
-            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-            raise FileNotFoundError(f"{self.data_root}: {len(missing)} sample(s) of split "
-                                    f"{self.split!r} lack files: {shown}")
+            shown = ', '.join(missing[:5]) + (' ...' if len(missing) > 5 else '')
+            raise FileNotFoundError(
+                f'{self.data_root}: {len(missing)} sample(s) of split {self.split!r} lack files: {shown}'
+            )
         return samples
 
     def set_epoch(self, epoch: int) -> None:
@@ -265,18 +309,20 @@ class VesselSegDataset(Dataset):
 
     def _rng(self, index: int) -> random.Random:
         # Seeded by (seed, epoch, index): the same in every DataLoader worker and re-run.
-        return random.Random(f"{self.seed}:{self.epoch}:{index}")
+        return random.Random(f'{self.seed}:{self.epoch}:{index}')
 
     def load(self, index: int) -> Dict[str, Any]:
         """The raw arrays of one sample: image uint8 (H,W,3), mask/fov bool (H,W)."""
         entry = self.samples[index]
-        image = read_image(entry["image"], self.allow_large_images)
-        fov = read_mask(entry["fov"], self.allow_large_images) if entry["fov"] is not None else None
+        image = read_image(entry['image'], self.allow_large_images)
+        fov = read_mask(entry['fov'], self.allow_large_images) if entry['fov'] is not None else None
         if fov is not None and fov.shape != image.shape[:2]:
-            raise DataReadError(f"{entry['fov']}: FOV size {fov.shape[::-1]} (W, H) differs from "
-                                f"image {entry['image']} size {image.shape[1::-1]}")
-        mask = self._read_mask(entry["mask"], fov, entry["image"], image.shape[:2])
-        return {"image": image, "mask": mask, "fov": fov, "img_path": str(entry["image"])}
+            raise DataReadError(
+                f'{entry["fov"]}: FOV size {fov.shape[::-1]} (W, H) differs from '
+                f'image {entry["image"]} size {image.shape[1::-1]}'
+            )
+        mask = self._read_mask(entry['mask'], fov, entry['image'], image.shape[:2])
+        return {'image': image, 'mask': mask, 'fov': fov, 'img_path': str(entry['image'])}
 
     def _read_mask(self, path: Path, fov: Optional[np.ndarray], image_path: Path, image_hw: tuple) -> np.ndarray:
         """The mask, judged by mask_validation.py at its first read; a bad one raises
@@ -287,8 +333,10 @@ class VesselSegDataset(Dataset):
             raise MaskValidationError(verdict)
         raw = read_mask_raw(path, self.allow_large_images)
         if raw.shape[:2] != tuple(image_hw):
-            raise DataReadError(f"{path}: mask size {raw.shape[1::-1]} (W, H) differs from "
-                                f"image {image_path} size {tuple(image_hw)[::-1]}")
+            raise DataReadError(
+                f'{path}: mask size {raw.shape[1::-1]} (W, H) differs from '
+                f'image {image_path} size {tuple(image_hw)[::-1]}'
+            )
         if verdict is not None:  # judged sound before: decode only
             return mask_from_raw(raw, path)
         checked = check_mask_values(raw, fov, self.mask_rules, key)
@@ -305,26 +353,30 @@ class VesselSegDataset(Dataset):
         return counts
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
-        if self.on_error == "raise":
+        if self.on_error == 'raise':
             return self._item(index)
         for step in range(len(self)):
             i = (index + step) % len(self)
             try:
                 return self._item(i)
             except DataReadError as exc:
-                path = str(self.samples[i]["image"])
+                path = str(self.samples[i]['image'])
                 if path not in self.skipped:
                     self.skipped[path] = str(exc)
-                    self._skip_kinds[path] = (", ".join(sorted({p.kind for p in exc.problems}))
-                                              if isinstance(exc, MaskValidationError) else "unreadable")
-                    logger.warning("skipping sample %d (%d skipped so far: %s): %s", i, len(self.skipped),
-                                   self.skip_counts(), exc)
-        raise DataReadError(f"{self.data_root}: every sample of split {self.split!r} failed to load")
+                    self._skip_kinds[path] = (
+                        ', '.join(sorted({p.kind for p in exc.problems}))
+                        if isinstance(exc, MaskValidationError)
+                        else 'unreadable'
+                    )
+                    logger.warning(
+                        'skipping sample %d (%d skipped so far: %s): %s', i, len(self.skipped), self.skip_counts(), exc
+                    )
+        raise DataReadError(f'{self.data_root}: every sample of split {self.split!r} failed to load')
 
     def _item(self, index: int) -> Dict[str, Any]:
         raw = self.load(index)
         rng = self._rng(index)
-        image, mask, fov = raw["image"], raw["mask"], raw["fov"]
+        image, mask, fov = raw['image'], raw['mask'], raw['fov']
         if self.transform is not None:
             image, mask, fov = self.transform(image, mask, fov, np.random.default_rng(rng.getrandbits(64)))
 
@@ -333,40 +385,71 @@ class VesselSegDataset(Dataset):
         qa_rng = rng if self.random_question else None
         question = make_question(pick_question(qa_rng, self.questions))
         answer = pick_answer(qa_rng, self.answers)
-        if self.inputs.family != "internvl":
+        if self.inputs.family != 'internvl':
             return self._qwen_item(raw, image, mask, fov, g_pixel_values, question, answer)
 
         tiles = tiles_uint8(image, self.min_num, self.max_num, self.image_size, self.use_thumbnail)
         pixel_values = chw_uint8(tiles)
-        turn = encode_turn(self.tokenizer, question, answer, n_tiles=len(tiles),
-                           template=self.template, tokens_per_tile=self.tokens_per_tile)
-        return self._sample(raw, mask, fov, g_pixel_values, question, answer, turn, {
-            "pixel_values": pixel_values,                               # (T, 3, 448, 448) uint8
-            "n_tiles": len(tiles),
-        })
+        turn = encode_turn(
+            self.tokenizer,
+            question,
+            answer,
+            n_tiles=len(tiles),
+            template=self.template,
+            tokens_per_tile=self.tokens_per_tile,
+        )
+        return self._sample(
+            raw,
+            mask,
+            fov,
+            g_pixel_values,
+            question,
+            answer,
+            turn,
+            {
+                'pixel_values': pixel_values,  # (T, 3, 448, 448) uint8
+                'n_tiles': len(tiles),
+            },
+        )
 
-    def _qwen_item(self, raw: Dict[str, Any], image: np.ndarray, mask: np.ndarray, fov: Optional[np.ndarray],
-                   g_pixel_values: torch.Tensor, question: str, answer: str) -> Dict[str, Any]:
+    def _qwen_item(
+        self,
+        raw: Dict[str, Any],
+        image: np.ndarray,
+        mask: np.ndarray,
+        fov: Optional[np.ndarray],
+        g_pixel_values: torch.Tensor,
+        question: str,
+        answer: str,
+    ) -> Dict[str, Any]:
         """A Qwen-VL family sample: the processor's patches, expanded image tokens, M-RoPE ids."""
         turn, image_inputs = qwen_sample_inputs(image, self.inputs, self.tokenizer, question, answer)
         return self._sample(raw, mask, fov, g_pixel_values, question, answer, turn, image_inputs)
 
-    def _sample(self, raw: Dict[str, Any], mask: np.ndarray, fov: Optional[np.ndarray],
-                g_pixel_values: torch.Tensor, question: str, answer: str, turn: Any,
-                image_inputs: Dict[str, Any]) -> Dict[str, Any]:
+    def _sample(
+        self,
+        raw: Dict[str, Any],
+        mask: np.ndarray,
+        fov: Optional[np.ndarray],
+        g_pixel_values: torch.Tensor,
+        question: str,
+        answer: str,
+        turn: Any,
+        image_inputs: Dict[str, Any],
+    ) -> Dict[str, Any]:
         return {
             **image_inputs,
-            "g_pixel_values": g_pixel_values,                           # (3, 1024, 1024) uint8
-            "input_ids": torch.tensor(turn.input_ids, dtype=torch.long),
-            "labels": torch.tensor(turn.labels, dtype=torch.long),
-            "masks": torch.from_numpy(np.ascontiguousarray(mask))[None],  # (1, H, W) bool
-            "img_path": raw["img_path"],
+            'g_pixel_values': g_pixel_values,  # (3, 1024, 1024) uint8
+            'input_ids': torch.tensor(turn.input_ids, dtype=torch.long),
+            'labels': torch.tensor(turn.labels, dtype=torch.long),
+            'masks': torch.from_numpy(np.ascontiguousarray(mask))[None],  # (1, H, W) bool
+            'img_path': raw['img_path'],
             # the frozen SAM2 encoder sees this image unchanged only without a transform, so only
             # then may the model reuse its features (models/feature_cache.py)
-            "frozen_feature_key": raw["img_path"] if self.transform is None else None,
-            "ori_size": (int(mask.shape[0]), int(mask.shape[1])),
-            "fov": None if fov is None else np.ascontiguousarray(fov),
-            "pad_token_id": int(self.tokenizer.pad_token_id),
-            "question": question,
-            "answer": answer,
+            'frozen_feature_key': raw['img_path'] if self.transform is None else None,
+            'ori_size': (int(mask.shape[0]), int(mask.shape[1])),
+            'fov': None if fov is None else np.ascontiguousarray(fov),
+            'pad_token_id': int(self.tokenizer.pad_token_id),
+            'question': question,
+            'answer': answer,
         }

@@ -24,6 +24,7 @@ own in the checkpoint. A plain index below ``len(dataset)`` is epoch 0. A video 
 gives a shorter clip (the stride shrinks first). Each frame is ONE 448 px tile, as the official
 video path; the prompt holds one image block per frame.
 """
+
 from __future__ import annotations
 
 import csv
@@ -36,14 +37,13 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from mmengine.dataset import DefaultSampler
-
-from ..registry import DATA_SAMPLERS, DATASETS, FUNCTIONS
 from torch.utils.data import Dataset
 
+from ..registry import DATA_SAMPLERS, DATASETS, FUNCTIONS
 from .collate import vessel_collate
 from .conversation import SEG_ANSWERS, VESSEL_QUESTIONS, encode_turn, make_question, pick_answer, pick_question
-from .readers import DataReadError, read_image, read_mask
 from .files import DuplicateStemError, index_folder  # the one file resolver of checker and dataset
+from .readers import DataReadError, read_image, read_mask
 from .vessel_dataset import checkpoint_inputs, load_tokenizer, read_split
 from .video_inputs import video_g_pixel_values, video_pixel_values, video_token_string
 
@@ -62,8 +62,9 @@ def _folder_files(folder: Path) -> Dict[str, Path]:
     index = index_folder(folder)
     if index.duplicates:
         d = index.duplicates[0]
-        raise DuplicateStemError(f"{folder}: stem {d.stem!r} has {len(d.paths)} files "
-                                 f"({', '.join(p.name for p in d.paths)}); keep one")
+        raise DuplicateStemError(
+            f'{folder}: stem {d.stem!r} has {len(d.paths)} files ({", ".join(p.name for p in d.paths)}); keep one'
+        )
     return index.files
 
 
@@ -77,8 +78,9 @@ def group_frames(stems: Sequence[str], data_root: Optional[Path] = None) -> Dict
                 try:
                     table[row['stem']] = (row['video'], int(row['frame']))
                 except (KeyError, ValueError, TypeError) as exc:
-                    raise DataReadError(f'{csv_path}: line {row_no}: needs stem,video,frame with an integer '
-                                        f'frame ({exc})') from None
+                    raise DataReadError(
+                        f'{csv_path}: line {row_no}: needs stem,video,frame with an integer frame ({exc})'
+                    ) from None
     groups: Dict[str, List[Tuple[int, str]]] = {}
     bad = []
     for stem in stems:
@@ -92,8 +94,10 @@ def group_frames(stems: Sequence[str], data_root: Optional[Path] = None) -> Dict
             video, idx = match['video'], int(match['frame'])
         groups.setdefault(video, []).append((idx, stem))
     if bad:
-        raise DataReadError(f'{data_root}: {len(bad)} frame stem(s) name no video (expected <video>_f<index> '
-                            f'or a row in {FRAMES_CSV}): {bad[:5]}')
+        raise DataReadError(
+            f'{data_root}: {len(bad)} frame stem(s) name no video (expected <video>_f<index> '
+            f'or a row in {FRAMES_CSV}): {bad[:5]}'
+        )
     for video, frames in groups.items():
         frames.sort()
         idx = [i for i, _ in frames]
@@ -102,8 +106,9 @@ def group_frames(stems: Sequence[str], data_root: Optional[Path] = None) -> Dict
     return groups
 
 
-def clip_positions(n_frames: int, clip_len: int, stride: int, labelled: Sequence[bool],
-                   rng: Optional[random.Random]) -> List[int]:
+def clip_positions(
+    n_frames: int, clip_len: int, stride: int, labelled: Sequence[bool], rng: Optional[random.Random]
+) -> List[int]:
     """Positions (into the video's frame list) of one clip; random start when ``rng`` is given."""
     stride = max(1, stride)
     while stride > 1 and (clip_len - 1) * stride + 1 > n_frames:
@@ -129,10 +134,21 @@ class VesselVideoDataset(Dataset):
             holds a labelled frame, tiling the video without overlap.
     """
 
-    def __init__(self, data_root: str, split: str, model_path: str, clip_len: int = 5, frame_stride: int = 1,
-                 clips_per_video: int = 1, random_start: Optional[bool] = None, random_question: Optional[bool] = None,
-                 seed: int = 0, tokenizer_path: Optional[str] = None, questions: tuple = VESSEL_QUESTIONS,
-                 answers: tuple = SEG_ANSWERS) -> None:
+    def __init__(
+        self,
+        data_root: str,
+        split: str,
+        model_path: str,
+        clip_len: int = 5,
+        frame_stride: int = 1,
+        clips_per_video: int = 1,
+        random_start: Optional[bool] = None,
+        random_question: Optional[bool] = None,
+        seed: int = 0,
+        tokenizer_path: Optional[str] = None,
+        questions: tuple = VESSEL_QUESTIONS,
+        answers: tuple = SEG_ANSWERS,
+    ) -> None:
         super().__init__()
         if clip_len < 1 or frame_stride < 1 or clips_per_video < 1:
             raise ValueError('clip_len, frame_stride and clips_per_video must be >= 1')
@@ -164,12 +180,14 @@ class VesselVideoDataset(Dataset):
                 if image is None:
                     missing.append(stem)
                     continue
-                entries.append({'stem': stem, 'index': idx, 'image': image,
-                                'mask': masks.get(stem), 'fov': fovs.get(stem)})
+                entries.append(
+                    {'stem': stem, 'index': idx, 'image': image, 'mask': masks.get(stem), 'fov': fovs.get(stem)}
+                )
             videos.append({'video': video, 'frames': entries})
         if missing:
-            raise FileNotFoundError(f'{self.data_root}: {len(missing)} frame(s) of split {self.split!r} have no '
-                                    f'image: {missing[:5]}')
+            raise FileNotFoundError(
+                f'{self.data_root}: {len(missing)} frame(s) of split {self.split!r} have no image: {missing[:5]}'
+            )
         return videos
 
     def _tiling(self, video: Dict[str, Any]) -> List[List[int]]:
@@ -211,26 +229,33 @@ class VesselVideoDataset(Dataset):
         masks = []
         for f, image in zip(frames, images):
             if image.shape[:2] != size:
-                raise DataReadError(f"{f['image']}: frame size {image.shape[:2]} differs from the clip's first "
-                                    f'frame {size}')
+                raise DataReadError(
+                    f"{f['image']}: frame size {image.shape[:2]} differs from the clip's first frame {size}"
+                )
             mask = read_mask(f['mask']) if f['mask'] is not None else np.zeros(size, bool)
             if mask.shape != size:
-                raise DataReadError(f"{f['mask']}: mask size {mask.shape} differs from its image {size}")
+                raise DataReadError(f'{f["mask"]}: mask size {mask.shape} differs from its image {size}')
             masks.append(mask)
         fov = read_mask(frames[0]['fov']) if frames[0]['fov'] is not None else None
         qa_rng = rng if self.random_question else None
         question = make_question(pick_question(qa_rng, self.questions))
         answer = pick_answer(qa_rng, self.answers)
-        turn = encode_turn(self.tokenizer, question, answer, n_tiles=len(frames), template=self.template,
-                           tokens_per_tile=self.tokens_per_tile,
-                           image_string=video_token_string(len(frames), self.tokens_per_tile))
+        turn = encode_turn(
+            self.tokenizer,
+            question,
+            answer,
+            n_tiles=len(frames),
+            template=self.template,
+            tokens_per_tile=self.tokens_per_tile,
+            image_string=video_token_string(len(frames), self.tokens_per_tile),
+        )
         return {
-            'pixel_values': video_pixel_values(images, self.tile_size),                 # (K, 3, 448, 448)
-            'g_pixel_values': torch.cat([video_g_pixel_values(im) for im in images]),   # (K, 3, 1024, 1024)
+            'pixel_values': video_pixel_values(images, self.tile_size),  # (K, 3, 448, 448)
+            'g_pixel_values': torch.cat([video_g_pixel_values(im) for im in images]),  # (K, 3, 1024, 1024)
             'input_ids': torch.tensor(turn.input_ids, dtype=torch.long),
             'labels': torch.tensor(turn.labels, dtype=torch.long),
-            'masks': torch.from_numpy(np.stack(masks)),                                # (K, H, W) bool
-            'labelled': torch.tensor([f['mask'] is not None for f in frames]),        # (K,) bool
+            'masks': torch.from_numpy(np.stack(masks)),  # (K, H, W) bool
+            'labelled': torch.tensor([f['mask'] is not None for f in frames]),  # (K,) bool
             'n_tiles': len(frames),
             'img_path': str(frames[0]['image']),
             'frame_paths': [str(f['image']) for f in frames],
@@ -255,15 +280,17 @@ class ClipSampler(DefaultSampler):
 
 
 @FUNCTIONS.register_module()
-def video_collate(samples: Sequence[Dict[str, Any]], pad_token_id: Optional[int] = None,
-                  pad_to_multiple_of: Optional[int] = None) -> Dict[str, Any]:
+def video_collate(
+    samples: Sequence[Dict[str, Any]], pad_token_id: Optional[int] = None, pad_to_multiple_of: Optional[int] = None
+) -> Dict[str, Any]:
     """``vessel_collate`` for clips: SAM2 inputs flattened to (sum K, 3, 1024, 1024) with
     ``data['frames_per_sample']`` (B,) and ``data['labelled']`` (B x (K,)); each data sample's
     ``mask`` holds its labelled frames only (what the metric scores). ``pad_to_multiple_of`` as
     ``vessel_collate`` (the image configs set it, and the video configs inherit it)."""
     # vessel_collate stacks one SAM2 image per sample: hand it the first frame, then put the clips back
-    batch = vessel_collate([{**s, 'g_pixel_values': s['g_pixel_values'][0]} for s in samples], pad_token_id,
-                           pad_to_multiple_of)
+    batch = vessel_collate(
+        [{**s, 'g_pixel_values': s['g_pixel_values'][0]} for s in samples], pad_token_id, pad_to_multiple_of
+    )
     data = batch['data']
     data['g_pixel_values'] = torch.cat([s['g_pixel_values'] for s in samples], dim=0)
     data['frames_per_sample'] = torch.tensor([int(s['g_pixel_values'].shape[0]) for s in samples])

@@ -9,6 +9,7 @@
 Frames come from a folder of images (sorted by name, natural order) or, with the optional
 ``video`` extra (imageio + PyAV), from a video file.
 """
+
 from __future__ import annotations
 
 import re
@@ -56,6 +57,7 @@ def _natural_key(path: Path) -> list:
 def list_frame_files(folder: str | Path) -> List[Path]:
     """Image files of a frame folder in natural order (frame_2 before frame_10)."""
     from .readers import IMAGE_EXTENSIONS
+
     folder = Path(folder)
     exts = {e.lower() for e in IMAGE_EXTENSIONS}
     files = sorted((p for p in folder.iterdir() if p.suffix.lower() in exts), key=_natural_key)
@@ -69,8 +71,10 @@ def read_video_file(path: str | Path) -> List[np.ndarray]:
     try:
         import imageio.v3 as iio
     except ImportError:
-        raise ImportError(f'{path}: reading video files needs imageio and PyAV: '
-                          "pip install 'sa2va-vessel[video]' (or pass a folder of frames)") from None
+        raise ImportError(
+            f'{path}: reading video files needs imageio and PyAV: '
+            "pip install 'sa2va-vessel[video]' (or pass a folder of frames)"
+        ) from None
     frames = [np.asarray(f) for f in iio.imiter(str(path))]
     if not frames:
         raise ValueError(f'{path}: the video has no frames')
@@ -83,6 +87,7 @@ def read_frames(source: str | Path) -> tuple[List[np.ndarray], List[str]]:
     All frames must share frame 0's size (the official path resizes every mask to it).
     """
     from .readers import read_image
+
     source = Path(source)
     if source.is_dir():
         files = list_frame_files(source)
@@ -95,6 +100,7 @@ def read_frames(source: str | Path) -> tuple[List[np.ndarray], List[str]]:
     size = frames[0].shape[:2]
     for name, f in zip(names, frames):
         if f.shape[:2] != size:
-            raise ValueError(f'{source}: frame {name} is {f.shape[:2]}, frame 0 is {size}; frames of a video '
-                             'must share one size')
+            raise ValueError(
+                f'{source}: frame {name} is {f.shape[:2]}, frame 0 is {size}; frames of a video must share one size'
+            )
     return frames, names

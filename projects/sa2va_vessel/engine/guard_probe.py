@@ -17,6 +17,7 @@ weights moved:
   exactly. Under DeepSpeed the sample comes from the fp32 master fragment, because a warm-up step
   of 1e-8 does not move bf16 weights (exact comparison of bf16 would read "unchanged").
 """
+
 from __future__ import annotations
 
 import re
@@ -87,8 +88,7 @@ def _all_reduce(tensor: torch.Tensor, op: Any = None) -> torch.Tensor:
 class ParamProbe:
     """Per-unit gradient norms and weight samples of one run (see the module docstring)."""
 
-    def __init__(self, units: OrderedDict[str, list[tuple[str, nn.Parameter]]],
-                 engine: Optional[Any] = None) -> None:
+    def __init__(self, units: OrderedDict[str, list[tuple[str, nn.Parameter]]], engine: Optional[Any] = None) -> None:
         self.units = units
         self.engine = engine
         params = [p for ps in units.values() for _, p in ps]
@@ -105,14 +105,16 @@ class ParamProbe:
             return param.grad
         if not self.fragments:
             from deepspeed.utils import safe_get_full_grad
+
             return safe_get_full_grad(param)
         mapping = param._hp_mapping  # DeepSpeed's link to this rank's fragment (or None)
         if mapping is None:
             return None
         return mapping.get_lp_grad_fragment(param._index_in_param_group)
 
-    def grad_norms(self, scale: float = 1.0, extra: Optional[torch.Tensor] = None
-                   ) -> tuple[OrderedDict[str, Optional[float]], Optional[torch.Tensor]]:
+    def grad_norms(
+        self, scale: float = 1.0, extra: Optional[torch.Tensor] = None
+    ) -> tuple[OrderedDict[str, Optional[float]], Optional[torch.Tensor]]:
         """L2 gradient norm of every unit (None: no parameter has ``.grad``, plain runner only),
         and ``extra`` summed over the ranks in the same collective (e.g. a "bad loss" flag)."""
         squares, has_grad = [], []
@@ -127,12 +129,12 @@ class ParamProbe:
         if self.fragments:  # local fragments: sum the squares over the ranks
             _all_reduce(vec)
         elif extra is not None and self.engine is None:
-            _all_reduce(vec[len(squares):])  # DDP gradients are global already; the flag is not
+            _all_reduce(vec[len(squares) :])  # DDP gradients are global already; the flag is not
         values = vec.cpu()
         norms: OrderedDict[str, Optional[float]] = OrderedDict()
-        for (unit, _), seen, sq in zip(self.units.items(), has_grad, values[:len(squares)]):
+        for (unit, _), seen, sq in zip(self.units.items(), has_grad, values[: len(squares)]):
             norms[unit] = float(sq.sqrt()) / scale if seen else None
-        return norms, (values[len(squares):] if extra is not None else None)
+        return norms, (values[len(squares) :] if extra is not None else None)
 
     # -- weights --------------------------------------------------------------------------------
     def _master(self, param: nn.Parameter) -> Optional[torch.Tensor]:
@@ -140,6 +142,7 @@ class ParamProbe:
         if not self.fragments:
             if self.engine is not None:
                 from deepspeed.utils import safe_get_full_fp32_param
+
                 full = safe_get_full_fp32_param(param)
                 return param if full is None else full
             return param
@@ -156,15 +159,18 @@ class ParamProbe:
                 if t is None or t.numel() == 0:
                     continue
                 flat = t.detach().reshape(-1)
-                parts.append(flat[::max(1, flat.numel() // SAMPLE)][:SAMPLE])
+                parts.append(flat[:: max(1, flat.numel() // SAMPLE)][:SAMPLE])
             samples.append(torch.cat(parts).clone() if parts else None)
         return samples
 
-    def changed(self, before: list[Optional[torch.Tensor]],
-                after: list[Optional[torch.Tensor]]) -> OrderedDict[str, bool]:
+    def changed(
+        self, before: list[Optional[torch.Tensor]], after: list[Optional[torch.Tensor]]
+    ) -> OrderedDict[str, bool]:
         """Per unit: did any sampled element change (on any rank)."""
-        flags = [torch.zeros((), device=self.device) if b is None else
-                 (b != a).any().to(self.device, torch.float32) for b, a in zip(before, after)]
+        flags = [
+            torch.zeros((), device=self.device) if b is None else (b != a).any().to(self.device, torch.float32)
+            for b, a in zip(before, after)
+        ]
         vec = torch.stack(flags)
         if self.fragments:
             _all_reduce(vec, dist.ReduceOp.MAX)

@@ -27,6 +27,7 @@ from a forward hook on the model. Its own time per iteration goes to the message
 ``train/guard_ms`` (in the log line and TensorBoard as ``guard_ms``); the one-time mask-loss
 check is logged on its own line.
 """
+
 from __future__ import annotations
 
 import functools
@@ -37,11 +38,10 @@ from typing import Any, Callable, Optional
 
 import torch
 from mmengine.hooks import Hook, LoggerHook
-from ..registry import HOOKS
 from torch import nn
 
-from .guard_probe import (ParamProbe, group_of, mask_loss_representatives, name_units,
-                          split_units)
+from ..registry import HOOKS
+from .guard_probe import ParamProbe, group_of, mask_loss_representatives, name_units, split_units
 from .utils import deepspeed_engine_of, unwrap_model
 
 Groups = dict[str, list[tuple[str, nn.Parameter]]]
@@ -51,25 +51,29 @@ _LIKELY_CAUSES = (
     'torch.inference_mode() or through generate(); an output on that path is .detach()-ed or '
     'leaves autograd (.item(), .numpy(), re-created tensors); or the loss was rebuilt with '
     '.detach().requires_grad_(True), which lets backward() run while no parameter receives a '
-    'gradient.')
+    'gradient.'
+)
 
 
 def _trainable_groups(model: nn.Module) -> Groups:
     """The model's trainable groups without the empty ones (monitoring hooks read this)."""
     groups = {g: ps for g, ps in _switched_on_groups(model).items() if ps}
     if not groups:
-        raise RuntimeError('model.trainable_groups() returned no trainable parameter: nothing '
-                           'would be trained. Check the config switches that unfreeze parts.')
+        raise RuntimeError(
+            'model.trainable_groups() returned no trainable parameter: nothing '
+            'would be trained. Check the config switches that unfreeze parts.'
+        )
     return groups
 
 
 def _switched_on_groups(model: nn.Module) -> Groups:
     """Every group the config switches on, with its parameters that require grad."""
     if not hasattr(model, 'trainable_groups'):
-        raise TypeError(f'{type(model).__name__} has no trainable_groups(); the model contract '
-                        '(docs/ARCHITECTURE.md) requires it for the gradient guard.')
-    return {g: [(n, p) for n, p in params if p.requires_grad]
-            for g, params in model.trainable_groups().items()}
+        raise TypeError(
+            f'{type(model).__name__} has no trainable_groups(); the model contract '
+            '(docs/ARCHITECTURE.md) requires it for the gradient guard.'
+        )
+    return {g: [(n, p) for n, p in params if p.requires_grad] for g, params in model.trainable_groups().items()}
 
 
 def reachable_parameters(loss: torch.Tensor) -> tuple[set[int], bool]:
@@ -110,9 +114,14 @@ class GradientFlowGuardHook(Hook):
 
     priority = 'VERY_HIGH'  # patch the optimizer wrapper before any other hook uses it
 
-    def __init__(self, interval: Optional[int] = None, window: Optional[int] = None,
-                 check: bool = True, log_parameter_table: bool = True,
-                 mask_losses: tuple[str, ...] = ('loss_mask', 'loss_dice')) -> None:
+    def __init__(
+        self,
+        interval: Optional[int] = None,
+        window: Optional[int] = None,
+        check: bool = True,
+        log_parameter_table: bool = True,
+        mask_losses: tuple[str, ...] = ('loss_mask', 'loss_dice'),
+    ) -> None:
         for arg, value in (('interval', interval), ('window', window)):
             if value is not None and value < 1:
                 raise ValueError(f'{arg} must be >= 1, got {value}')
@@ -136,7 +145,8 @@ class GradientFlowGuardHook(Hook):
                 f'config (model.trainable) but have no trainable parameter: {", ".join(empty)}. '
                 'Something froze them after the model was built (requires_grad_(False), peft '
                 'enable_adapters(False) / disable_adapter()), or the switch names a part the '
-                'model lacks. Switch them off in the config, or find what froze them.')
+                'model lacks. Switch them off in the config, or find what froze them.'
+            )
         self._groups = _trainable_groups(model)
         self._units = split_units(self._groups)
         self._engine = deepspeed_engine_of(runner.model)
@@ -150,8 +160,7 @@ class GradientFlowGuardHook(Hook):
         self._accum = accum
         if self.log_parameter_table and hasattr(model, 'parameter_table'):
             runner.logger.info('Parameter table:\n' + model.parameter_table())
-        summary = ', '.join(f'{g} ({sum(p.numel() for _, p in ps)} params)'
-                            for g, ps in self._groups.items())
+        summary = ', '.join(f'{g} ({sum(p.numel() for _, p in ps)} params)' for g, ps in self._groups.items())
         runner.logger.info(f'Trainable groups: {summary}')
         # state of the checks
         self._graph_checked = not self.check
@@ -173,12 +182,14 @@ class GradientFlowGuardHook(Hook):
             self._hook_handle.remove()
             self._hook_handle = None
 
-    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None,
-                         outputs: Any = None) -> None:
+    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
         done = runner.iter + 1
         since_start = done - self._start_iter
-        if self.check and since_start % self._accum == 0 and (
-                not self._first_update_checked or done % self._window == 0):
+        if (
+            self.check
+            and since_start % self._accum == 0
+            and (not self._first_update_checked or done % self._window == 0)
+        ):
             with self._timed():
                 self._check_weights_moved(done)
         runner.message_hub.update_scalar('train/guard_ms', self._ms)
@@ -187,9 +198,11 @@ class GradientFlowGuardHook(Hook):
     # -- patching -----------------------------------------------------------------------------
     def _patch(self, optim_wrapper: Any) -> None:
         if not (hasattr(optim_wrapper, 'backward') and hasattr(optim_wrapper, 'step')):
-            raise TypeError(f'GradientFlowGuardHook needs an optimizer wrapper with backward() '
-                            f'and step(); got {type(optim_wrapper).__name__} (an '
-                            'OptimWrapperDict is not supported).')
+            raise TypeError(
+                f'GradientFlowGuardHook needs an optimizer wrapper with backward() '
+                f'and step(); got {type(optim_wrapper).__name__} (an '
+                'OptimWrapperDict is not supported).'
+            )
         # Remember instance-level attributes (mmengine's param schedulers wrap `step` with a
         # counter on the instance) so after_train restores exactly what was there.
         self._originals = {name: optim_wrapper.__dict__.get(name) for name in ('backward', 'step')}
@@ -258,9 +271,11 @@ class GradientFlowGuardHook(Hook):
             self._mask_checked = True
             t0 = time.perf_counter()
             self._check_mask_losses()
-            self._runner.logger.info(f'GradientFlowGuardHook: the mask losses reach every '
-                                     f'trainable unit ({(time.perf_counter() - t0) * 1e3:.0f} ms, '
-                                     'once).')
+            self._runner.logger.info(
+                f'GradientFlowGuardHook: the mask losses reach every '
+                f'trainable unit ({(time.perf_counter() - t0) * 1e3:.0f} ms, '
+                'once).'
+            )
 
     def _check_graph(self, loss: torch.Tensor) -> None:
         """Fail before backward when the loss has no autograd path to a unit.
@@ -272,13 +287,14 @@ class GradientFlowGuardHook(Hook):
         outer graph, so then this check stands aside and the gradient check decides.
         """
         if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
-            raise RuntimeError('GradientFlowGuardHook: the training loss does not require '
-                               'grad, so no trainable group can learn. ' + _LIKELY_CAUSES)
+            raise RuntimeError(
+                'GradientFlowGuardHook: the training loss does not require '
+                'grad, so no trainable group can learn. ' + _LIKELY_CAUSES
+            )
         reachable, hidden = reachable_parameters(loss)
         if hidden:
             return
-        dead = [u for u, params in self._units.items()
-                if not any(id(p) in reachable for _, p in params)]
+        dead = [u for u, params in self._units.items() if not any(id(p) in reachable for _, p in params)]
         if not dead:
             return
         alive = [u for u in self._units if u not in dead]
@@ -286,8 +302,8 @@ class GradientFlowGuardHook(Hook):
         raise RuntimeError(
             'GradientFlowGuardHook: before the first backward, the loss has no autograd path '
             f'to these trainable groups: {name_units(dead, units)}. They would get no gradient.\n'
-            f'  groups that are connected: {name_units(alive, units) or "none"}\n  '
-            + _LIKELY_CAUSES)
+            f'  groups that are connected: {name_units(alive, units) or "none"}\n  ' + _LIKELY_CAUSES
+        )
 
     def _check_mask_losses(self) -> None:
         """The mask losses alone must give every unit a non-zero gradient (first step only).
@@ -302,9 +318,11 @@ class GradientFlowGuardHook(Hook):
         losses = self._losses or {}
         parts = [losses[k] for k in self.mask_losses if k in losses]
         if not parts:
-            raise RuntimeError(f'GradientFlowGuardHook: the model returned none of the mask '
-                               f'losses {self.mask_losses} (got {sorted(losses)}); set the '
-                               "hook's mask_losses to the loss parts that train the masks.")
+            raise RuntimeError(
+                f'GradientFlowGuardHook: the model returned none of the mask '
+                f'losses {self.mask_losses} (got {sorted(losses)}); set the '
+                "hook's mask_losses to the loss parts that train the masks."
+            )
         total = sum(p.float() for p in parts)
         if self._engine is not None:
             reachable, hidden = reachable_parameters(total) if total.requires_grad else (set(), False)
@@ -321,7 +339,8 @@ class GradientFlowGuardHook(Hook):
                 f'{name_units(dead, list(self._units))}. Only the LLM loss reaches them, so '
                 'they learn nothing about masks (the no-grad bug in another form). Look for a '
                 '.detach() / no_grad between them and the mask decoder, e.g. on the [SEG] '
-                'hidden state before text_hidden_fcs.')
+                'hidden state before text_hidden_fcs.'
+            )
 
     def _units_without_mask_grad(self, total: torch.Tensor) -> list[str]:
         reps = {u: mask_loss_representatives(ps) for u, ps in self._units.items()}
@@ -363,8 +382,11 @@ class GradientFlowGuardHook(Hook):
         if self._engine is not None:
             return bool(self._engine.fp16_enabled())
         scaler = getattr(optim_wrapper, 'loss_scaler', None)
-        return (scaler is not None and scaler.is_enabled()
-                and getattr(optim_wrapper, 'cast_dtype', None) in (None, torch.float16))
+        return (
+            scaler is not None
+            and scaler.is_enabled()
+            and getattr(optim_wrapper, 'cast_dtype', None) in (None, torch.float16)
+        )
 
     def group_grad_norms(self, optim_wrapper: Any) -> dict[str, Optional[float]]:
         """L2 norm of each group's gradient; ``None`` when no parameter of it has a gradient."""
@@ -378,13 +400,12 @@ class GradientFlowGuardHook(Hook):
             if norm is None:
                 out.setdefault(group, None)
             else:
-                out[group] = math.sqrt((out.get(group) or 0.0) ** 2 + norm ** 2)
+                out[group] = math.sqrt((out.get(group) or 0.0) ** 2 + norm**2)
         return out
 
     def _check_grads(self, optim_wrapper: Any) -> None:
         """Every step, before the optimizer step: finite losses, a usable gradient per unit."""
-        losses = {k: v for k, v in (self._losses or {}).items()
-                  if isinstance(v, torch.Tensor) and v.numel() > 0}
+        losses = {k: v for k, v in (self._losses or {}).items() if isinstance(v, torch.Tensor) and v.numel() > 0}
         bad_loss = torch.zeros(1)
         if losses:
             finite = torch.stack([torch.isfinite(v.detach()).all() for v in losses.values()])
@@ -393,41 +414,44 @@ class GradientFlowGuardHook(Hook):
         runner = self._runner
         if (runner.iter + 1) % self.interval == 0:
             for group, norm in self._by_group(norms).items():
-                runner.message_hub.update_scalar(f'train/grad_norm/{group}',
-                                                 0.0 if norm is None else norm)
+                runner.message_hub.update_scalar(f'train/grad_norm/{group}', 0.0 if norm is None else norm)
         if not self.check:
             return
         first = not self._first_update_checked and runner.iter + 1 - self._start_iter <= self._accum
         if self._overflow_is_normal(optim_wrapper):
-            norms = OrderedDict((u, n) for u, n in norms.items()
-                                if n is None or math.isfinite(n))  # the scaler skips the step
+            norms = OrderedDict(
+                (u, n) for u, n in norms.items() if n is None or math.isfinite(n)
+            )  # the scaler skips the step
         missing = [u for u, n in norms.items() if n is None]
         zero = [u for u, n in norms.items() if n is not None and n == 0.0]
         bad = [u for u, n in norms.items() if n is not None and not math.isfinite(n)]
         loss_bad = bool(extra is not None and float(extra[0]) > 0)
         if first and not (missing or zero or bad or loss_bad):
-            runner.logger.info('GradientFlowGuardHook: every trainable group got a gradient: '
-                               + ', '.join(f'{g}={n:.3e}' for g, n in norms.items()))
+            runner.logger.info(
+                'GradientFlowGuardHook: every trainable group got a gradient: '
+                + ', '.join(f'{g}={n:.3e}' for g, n in norms.items())
+            )
         if not (missing or zero or bad or loss_bad):
             return
         units = list(self._units)
-        where = 'after the first backward' if first else \
-            f'at iteration {runner.iter + 1}, after the backward'
-        ok = [f'{u} (|grad|={n:.3e})' for u, n in norms.items()
-              if n is not None and n != 0.0 and math.isfinite(n)]
-        lines = [f'GradientFlowGuardHook: {where}, trainable groups got no usable gradient. '
-                 'Stopped before the optimizer step: the weights and checkpoints are as after '
-                 f'iteration {runner.iter}.']
+        where = 'after the first backward' if first else f'at iteration {runner.iter + 1}, after the backward'
+        ok = [f'{u} (|grad|={n:.3e})' for u, n in norms.items() if n is not None and n != 0.0 and math.isfinite(n)]
+        lines = [
+            f'GradientFlowGuardHook: {where}, trainable groups got no usable gradient. '
+            'Stopped before the optimizer step: the weights and checkpoints are as after '
+            f'iteration {runner.iter}.'
+        ]
         if missing:
             lines.append(f'  no gradient at all (.grad is None): {name_units(missing, units)}')
         if zero:
             lines.append(f'  gradient exactly zero: {name_units(zero, units)}')
         if bad:
-            lines.append(f'  non-finite gradient (inf/nan): {name_units(bad, units)} -- check the '
-                         'loss for log(0)/division by zero and the mixed-precision setting')
+            lines.append(
+                f'  non-finite gradient (inf/nan): {name_units(bad, units)} -- check the '
+                'loss for log(0)/division by zero and the mixed-precision setting'
+            )
         if loss_bad:
-            parts = ', '.join(f'{k}={float(v.detach().float().mean()):.4g}'
-                              for k, v in losses.items())
+            parts = ', '.join(f'{k}={float(v.detach().float().mean()):.4g}' for k, v in losses.items())
             lines.append(f'  non-finite loss on some rank (this rank: {parts or "unknown"})')
         lines.append(f'  groups that did get a gradient: {", ".join(ok) or "none"}')
         if missing or zero:
@@ -456,26 +480,35 @@ class GradientFlowGuardHook(Hook):
         runner = self._runner
         if not unchanged:
             if first:
-                runner.logger.info('GradientFlowGuardHook: every trainable group changed after '
-                                   'the first optimizer step.')
+                runner.logger.info(
+                    'GradientFlowGuardHook: every trainable group changed after the first optimizer step.'
+                )
             return
         if steps and skipped == steps:  # fp16 overflow on every step of the window
-            runner.logger.warning(f'GradientFlowGuardHook: all {steps} optimizer steps of '
-                                  f'iterations {span[0]}..{span[1]} were skipped by the loss '
-                                  'scaler (fp16 overflow); the weights did not move.')
+            runner.logger.warning(
+                f'GradientFlowGuardHook: all {steps} optimizer steps of '
+                f'iterations {span[0]}..{span[1]} were skipped by the loss '
+                'scaler (fp16 overflow); the weights did not move.'
+            )
             return
         lrs = sorted({float(pg['lr']) for pg in runner.optim_wrapper.param_groups})
-        where = 'after the first optimizer step' if first else \
-            f'over iterations {span[0]}..{span[1]} (window of {self._window})'
-        cause = ('optimizer.step() was not called in these iterations (a train_step that skips '
-                 'it?)' if steps == 0 else
-                 f'{steps} optimizer step(s) ran; causes: no gradient reached them, a learning '
-                 'rate of 0 (warm-up start_factor=0, a schedule ending at 0), or the parameters '
-                 'are not in the optimizer (it was built before requires_grad was set)')
+        where = (
+            'after the first optimizer step'
+            if first
+            else f'over iterations {span[0]}..{span[1]} (window of {self._window})'
+        )
+        cause = (
+            'optimizer.step() was not called in these iterations (a train_step that skips it?)'
+            if steps == 0
+            else f'{steps} optimizer step(s) ran; causes: no gradient reached them, a learning '
+            'rate of 0 (warm-up start_factor=0, a schedule ending at 0), or the parameters '
+            'are not in the optimizer (it was built before requires_grad was set)'
+        )
         raise RuntimeError(
             f'GradientFlowGuardHook: {where} these trainable groups did not change: '
             f'{name_units(unchanged, list(self._units))}.\n  Their update norm is 0.\n'
-            f'  learning rates at this step: {lrs}\n  {cause}.')
+            f'  learning rates at this step: {lrs}\n  {cause}.'
+        )
 
 
 def _sync_cuda() -> None:
@@ -502,10 +535,8 @@ class TrainableCheckpointHook(Hook):
         if state_dict is None:  # DeepSpeed: the engine writes the weights itself
             return
         model = unwrap_model(runner.model)
-        frozen = {n for n, p in model.named_parameters(remove_duplicate=False)
-                  if not p.requires_grad}
-        checkpoint['state_dict'] = OrderedDict(
-            (k, v) for k, v in state_dict.items() if k not in frozen)
+        frozen = {n for n, p in model.named_parameters(remove_duplicate=False) if not p.requires_grad}
+        checkpoint['state_dict'] = OrderedDict((k, v) for k, v in state_dict.items() if k not in frozen)
         checkpoint.setdefault('meta', {})['trainable_only'] = True
 
     def after_load_checkpoint(self, runner: Any, checkpoint: dict) -> None:
@@ -519,6 +550,7 @@ class TrainableCheckpointHook(Hook):
             raise RuntimeError(
                 f'Checkpoint lacks {len(missing)} trainable parameter(s) of this model, e.g. '
                 f'{missing[:5]}. It was saved with a different set of trainable groups '
-                '(LoRA targets, unfrozen modules) than this config switches on.')
+                '(LoRA targets, unfrozen modules) than this config switches on.'
+            )
         for name, tensor in model.state_dict().items():
             state_dict.setdefault(name, tensor)

@@ -4,6 +4,7 @@ Exit status: 0 done; :data:`~.resilience.PREEMPTED_EXIT_CODE` (75) stopped by SI
 after saving a checkpoint (``slurm/train.sbatch`` requeues the job; run again with
 ``--resume`` to continue); 2 the launch check refused the run (the message says what to do).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,22 +22,39 @@ from mmengine.config import Config, DictAction
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train Sa2VA for vessel segmentation.')
     parser.add_argument('config', help='config file (python)')
-    parser.add_argument('--work-dir', help='where logs and checkpoints go '
-                        '(default: work_dirs/<config name>)')
-    parser.add_argument('--deepspeed', help='deepspeed_zero2 (a json under configs/deepspeed/), '
-                        'a path to a json, or none for the plain runner; sets the config\'s '
-                        '"deepspeed" key and the optim_wrapper.type that goes with it '
-                        '(default: the config\'s)')
-    parser.add_argument('--resume', nargs='?', const='auto', default=None, metavar='PATH',
-                        help='resume from PATH, or (no PATH, or "auto") from the latest '
-                        'complete checkpoint in the work dir; starts from scratch when there is '
-                        'none, so job scripts can always pass it')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
-                        help='override config entries, e.g. train_cfg.max_iters=100')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
-                        help='how the processes were started: pytorch = torchrun '
-                        '(tools/dist_train.sh), slurm = one srun task per GPU '
-                        '(slurm/train.sbatch)')
+    parser.add_argument('--work-dir', help='where logs and checkpoints go (default: work_dirs/<config name>)')
+    parser.add_argument(
+        '--deepspeed',
+        help='deepspeed_zero2 (a json under configs/deepspeed/), '
+        "a path to a json, or none for the plain runner; sets the config's "
+        '"deepspeed" key and the optim_wrapper.type that goes with it '
+        "(default: the config's)",
+    )
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        const='auto',
+        default=None,
+        metavar='PATH',
+        help='resume from PATH, or (no PATH, or "auto") from the latest '
+        'complete checkpoint in the work dir; starts from scratch when there is '
+        'none, so job scripts can always pass it',
+    )
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        metavar='KEY=VALUE',
+        help='override config entries, e.g. train_cfg.max_iters=100',
+    )
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm'],
+        default='none',
+        help='how the processes were started: pytorch = torchrun '
+        '(tools/dist_train.sh), slurm = one srun task per GPU '
+        '(slurm/train.sbatch)',
+    )
     return parser.parse_args(argv)
 
 
@@ -51,6 +69,7 @@ def load_config(args: argparse.Namespace) -> Config:
         cfg.work_dir = os.path.join('work_dirs', Path(args.config).stem)
     if args.deepspeed is not None:
         from .runner import runner_options
+
         cfg.merge_from_dict(runner_options(args.deepspeed, cfg.get('mixed_precision', None)))
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
@@ -65,6 +84,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     from .launch_check import LaunchError
     from .resilience import PREEMPTED_EXIT_CODE
     from .runner import train
+
     cfg = load_config(args)
     try:
         runner = train(cfg)

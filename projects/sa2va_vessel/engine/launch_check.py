@@ -19,6 +19,7 @@ Three layers:
 ``SA2VA_SKIP_LAUNCH_CHECK=1`` turns the environment check into warnings (for deliberate
 single-process debugging inside a multi-task allocation).
 """
+
 from __future__ import annotations
 
 import errno
@@ -78,8 +79,9 @@ def first_host(nodelist: str) -> str:
     """First host name of a SLURM node list (``scontrol show hostnames``, else parsed)."""
     if shutil.which('scontrol'):
         try:
-            out = subprocess.run(['scontrol', 'show', 'hostnames', nodelist], check=True,
-                                 capture_output=True, text=True, timeout=30).stdout.split()
+            out = subprocess.run(
+                ['scontrol', 'show', 'hostnames', nodelist], check=True, capture_output=True, text=True, timeout=30
+            ).stdout.split()
             if out:
                 return out[0]
         except (subprocess.SubprocessError, OSError):
@@ -110,8 +112,8 @@ def slurm_to_torch_env(env: Optional[MutableMapping[str, str]] = None) -> dict[s
         'LOCAL_RANK': str(local_rank),
         'LOCAL_WORLD_SIZE': str(tasks_on_this_node(env) or 1),
         'NODE_RANK': str(_int(env, 'SLURM_NODEID')),
-        'MASTER_ADDR': env.get('MASTER_ADDR') or first_host(
-            env.get('SLURM_JOB_NODELIST') or env.get('SLURM_NODELIST') or '127.0.0.1'),
+        'MASTER_ADDR': env.get('MASTER_ADDR')
+        or first_host(env.get('SLURM_JOB_NODELIST') or env.get('SLURM_NODELIST') or '127.0.0.1'),
         'MASTER_PORT': env.get('MASTER_PORT') or str(10000 + _int(env, 'SLURM_JOB_ID') % 50000),
     }
     env.update(values)
@@ -143,13 +145,15 @@ def check_launch_environment(launcher: str, env: Optional[Mapping[str, str]] = N
                 f'this process was started by torchrun/a distributed launcher (WORLD_SIZE='
                 f'{env.get("WORLD_SIZE")}, RANK={env.get("RANK")}) but with --launcher none: '
                 'every process would train alone on the whole data set. Add --launcher pytorch '
-                '(tools/dist_train.sh CONFIG NGPUS does this for you).')
+                '(tools/dist_train.sh CONFIG NGPUS does this for you).'
+            )
         for key in ('OMPI_COMM_WORLD_SIZE', 'PMI_SIZE', 'PMIX_SIZE'):
             if _int(env, key, 1) > 1:
                 problems.append(
                     f'{key}={env[key]}: this is one of several MPI processes, but --launcher '
                     'none makes each one a world of its own. Start training with '
-                    'tools/dist_train.sh, or on SLURM with sbatch slurm/train.sbatch.')
+                    'tools/dist_train.sh, or on SLURM with sbatch slurm/train.sbatch.'
+                )
         ntasks, per_node = _int(env, 'SLURM_NTASKS', 1), _int(env, 'SLURM_NTASKS_PER_NODE', 1)
         if in_slurm and (ntasks > 1 or per_node > 1):
             problems.append(
@@ -159,22 +163,29 @@ def check_launch_environment(launcher: str, env: Optional[Mapping[str, str]] = N
                 'size of 1: each srun task would be rank 0 and train on the whole data set (and '
                 'run directly in the batch script, only one GPU would train). Submit with '
                 '`sbatch slurm/train.sbatch CONFIG` (one srun task per GPU with --launcher '
-                'slurm), or run `srun python tools/train.py CONFIG --launcher slurm`.')
+                'slurm), or run `srun python tools/train.py CONFIG --launcher slurm`.'
+            )
         elif gpus > 1:
-            warnings.append(f'{gpus} GPUs are visible but this run uses one (--launcher none). '
-                            f'To use them all: tools/dist_train.sh CONFIG {gpus}.')
+            warnings.append(
+                f'{gpus} GPUs are visible but this run uses one (--launcher none). '
+                f'To use them all: tools/dist_train.sh CONFIG {gpus}.'
+            )
     elif launcher == 'slurm':
         missing = [k for k in ('SLURM_PROCID', 'SLURM_NTASKS') if k not in env]
         if missing:
-            problems.append(f'--launcher slurm needs the variables srun sets ({", ".join(missing)} '
-                            'missing): start through srun, e.g. sbatch slurm/train.sbatch CONFIG.')
+            problems.append(
+                f'--launcher slurm needs the variables srun sets ({", ".join(missing)} '
+                'missing): start through srun, e.g. sbatch slurm/train.sbatch CONFIG.'
+            )
         local = tasks_on_this_node(env)
         problems += _gpu_layout(local, gpus, 'SLURM tasks', warnings)
     elif launcher == 'pytorch':
         missing = [k for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK') if k not in env]
         if missing:
-            problems.append(f'--launcher pytorch needs the variables torchrun sets ({", ".join(missing)} '
-                            'missing): start with tools/dist_train.sh CONFIG NGPUS.')
+            problems.append(
+                f'--launcher pytorch needs the variables torchrun sets ({", ".join(missing)} '
+                'missing): start with tools/dist_train.sh CONFIG NGPUS.'
+            )
         local = _int(env, 'LOCAL_WORLD_SIZE')
         problems += _gpu_layout(local, gpus, 'processes', warnings)
 
@@ -183,8 +194,7 @@ def check_launch_environment(launcher: str, env: Optional[Mapping[str, str]] = N
     if problems:
         text = 'Launch check failed:\n  - ' + '\n  - '.join(problems)
         if env.get(SKIP_ENV) == '1':
-            print_log(text + f'\n({SKIP_ENV}=1: continuing anyway)', logger='current',
-                      level=logging.WARNING)
+            print_log(text + f'\n({SKIP_ENV}=1: continuing anyway)', logger='current', level=logging.WARNING)
             return
         raise LaunchError(text + f'\n(Deliberate? Set {SKIP_ENV}=1 to continue anyway.)')
 
@@ -193,11 +203,12 @@ def _gpu_layout(local: int, gpus: int, what: str, warnings: list[str]) -> list[s
     if not torch.cuda.is_available() or gpus <= 1 or local <= 0:
         return []  # CPU, or one GPU bound per task
     if local > gpus:
-        return [f'{local} {what} on this node share {gpus} GPUs: ranks would share a GPU. Start '
-                f'one per GPU (sbatch --ntasks-per-node={gpus}).']
+        return [
+            f'{local} {what} on this node share {gpus} GPUs: ranks would share a GPU. Start '
+            f'one per GPU (sbatch --ntasks-per-node={gpus}).'
+        ]
     if local < gpus:
-        warnings.append(f'{local} {what} on this node but {gpus} GPUs visible: '
-                        f'{gpus - local} GPU(s) idle.')
+        warnings.append(f'{local} {what} on this node but {gpus} GPUs visible: {gpus - local} GPU(s) idle.')
     return []
 
 
@@ -215,6 +226,7 @@ class WorkDirLock:
 
     def acquire(self) -> None:
         import fcntl
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -224,20 +236,22 @@ class WorkDirLock:
             os.close(fd)
             raise LaunchError(
                 f'Another training process is using the work dir {self.path.parent} ({holder}). '
-                'Two runs in one work dir overwrite each other\'s checkpoints and logs -- '
+                "Two runs in one work dir overwrite each other's checkpoints and logs -- "
                 'several identical processes were started without a distributed launcher, or '
-                'an earlier run is still going. Stop it, or pass another --work-dir.') from None
+                'an earlier run is still going. Stop it, or pass another --work-dir.'
+            ) from None
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
-                print_log(f'{self.path.parent}: the file system has no locks ({exc}); '
-                          'not checking for concurrent runs.', logger='current',
-                          level=logging.WARNING)
+                print_log(
+                    f'{self.path.parent}: the file system has no locks ({exc}); not checking for concurrent runs.',
+                    logger='current',
+                    level=logging.WARNING,
+                )
                 return
             raise
         os.ftruncate(fd, 0)
-        info = (f'host {socket.gethostname()}, pid {os.getpid()}, '
-                f'SLURM job {os.environ.get("SLURM_JOB_ID", "-")}')
+        info = f'host {socket.gethostname()}, pid {os.getpid()}, SLURM job {os.environ.get("SLURM_JOB_ID", "-")}'
         os.write(fd, info.encode())
         self._fd = fd
 
@@ -245,6 +259,7 @@ class WorkDirLock:
         if self._fd is None:
             return
         import fcntl
+
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         os.close(self._fd)
         self._fd = None
@@ -254,10 +269,17 @@ class WorkDirLock:
 def _rank_record(dataloader: Any) -> dict[str, Any]:
     sampler = getattr(dataloader, 'sampler', None)
     record: dict[str, Any] = dict(
-        rank=mmdist.get_rank(), world=mmdist.get_world_size(), host=socket.gethostname(),
-        pid=os.getpid(), local_rank=int(os.environ.get('LOCAL_RANK', 0)),
+        rank=mmdist.get_rank(),
+        world=mmdist.get_world_size(),
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        local_rank=int(os.environ.get('LOCAL_RANK', 0)),
         device=torch.cuda.current_device() if torch.cuda.is_available() else None,
-        sampler=type(sampler).__name__, sampler_len=None, dataset_len=None, first=None)
+        sampler=type(sampler).__name__,
+        sampler_len=None,
+        dataset_len=None,
+        first=None,
+    )
     try:
         record['dataset_len'] = len(dataloader.dataset)
         record['sampler_len'] = len(sampler)
@@ -280,8 +302,10 @@ def validate_rank_layout(records: list[dict[str, Any]]) -> list[str]:
             continue
         key = (r['host'], r['device'])
         if key in devices:
-            problems.append(f'ranks {devices[key]} and {r["rank"]} both use GPU {r["device"]} on '
-                            f'{r["host"]}: start one task per GPU.')
+            problems.append(
+                f'ranks {devices[key]} and {r["rank"]} both use GPU {r["device"]} on '
+                f'{r["host"]}: start one task per GPU.'
+            )
         devices[key] = r['rank']
     n = records[0]['dataset_len']
     if world > 1 and n:
@@ -292,7 +316,8 @@ def validate_rank_layout(records: list[dict[str, Any]]) -> list[str]:
                     f'rank {r["rank"]} would see {r["sampler_len"]} samples per epoch of a data '
                     f'set of {n} with {world} ranks (expected {fair}): the sampler '
                     f'({r["sampler"]}) is not distributed, so every rank trains on the whole '
-                    'data set. Use mmengine\'s DefaultSampler (the configs do).')
+                    "data set. Use mmengine's DefaultSampler (the configs do)."
+                )
                 break
         if n >= world:
             seen: dict[tuple, int] = {}
@@ -303,7 +328,8 @@ def validate_rank_layout(records: list[dict[str, Any]]) -> list[str]:
                         f'ranks {seen[first]} and {r["rank"]} start the epoch with the same '
                         f'samples {list(first)}: they are duplicates of one process, not parts '
                         'of one world (started without the distributed launcher, or the '
-                        'sampler ignores the rank).')
+                        'sampler ignores the rank).'
+                    )
                     break
                 seen[first] = r['rank']
     return problems
@@ -318,7 +344,9 @@ def check_rank_layout(dataloader: Any, logger: Any = None) -> list[dict[str, Any
     if logger is not None:
         hosts = sorted({r['host'] for r in records})
         r0 = records[0]
-        logger.info(f'Launch check: world size {len(records)} on {len(hosts)} host(s); '
-                    f'{r0["sampler_len"]} of {r0["dataset_len"]} samples per rank per epoch; '
-                    f'first indices per rank: {[r["first"][:4] if r["first"] else None for r in records]}.')
+        logger.info(
+            f'Launch check: world size {len(records)} on {len(hosts)} host(s); '
+            f'{r0["sampler_len"]} of {r0["dataset_len"]} samples per rank per epoch; '
+            f'first indices per rank: {[r["first"][:4] if r["first"] else None for r in records]}.'
+        )
     return records

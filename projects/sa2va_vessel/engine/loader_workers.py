@@ -18,6 +18,7 @@ rc 124). Closing the workers here, while everything they need is alive, makes th
 torch has no public "close" for a loader; the iterator's ``_shutdown_workers`` is what its own
 ``__del__`` calls, and is safe to call twice.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -38,8 +39,10 @@ def prepare_loader_workers(start_method: str | None, preload: Sequence[str] = ()
     if start_method == 'forkserver':
         multiprocessing.set_forkserver_preload(list(preload))
     soft, hard = raise_open_file_limit()
-    print_log(f'loader workers: start method {start_method or "default"}, open-file limit {soft} '
-              f'(hard {hard})', logger='current')
+    print_log(
+        f'loader workers: start method {start_method or "default"}, open-file limit {soft} (hard {hard})',
+        logger='current',
+    )
 
 
 def raise_open_file_limit(wanted: int = OPEN_FILES_WANTED) -> tuple[int, int]:
@@ -63,8 +66,11 @@ def shut_down_loader_workers(runner: Any) -> int:
         iterators = [getattr(loader, '_iterator', None)]
         infinite = getattr(loop, 'dataloader_iterator', None)  # IterBasedTrainLoop's wrapper
         iterators.append(getattr(infinite, '_iterator', None))
-        live = [it for it in iterators if it is not None and hasattr(it, '_shutdown_workers')
-                and not getattr(it, '_shutdown', False)]
+        live = [
+            it
+            for it in iterators
+            if it is not None and hasattr(it, '_shutdown_workers') and not getattr(it, '_shutdown', False)
+        ]
         for it in {id(it): it for it in live}.values():
             it._shutdown_workers()
         closed += bool(live)

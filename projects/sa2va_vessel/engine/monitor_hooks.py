@@ -16,6 +16,7 @@
   mmengine's ``CheckpointHook(save_best=...)`` just saved: checkpoint name, iteration, the
   selection metric and rule, the threshold that goes with it, and every validation metric.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,15 +30,19 @@ import numpy as np
 import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook, Hook, LoggerHook
-from ..registry import HOOKS
 
+from ..registry import HOOKS
 from .hooks import _trainable_groups
 from .utils import unwrap_model
 
 BEST_RECORD = 'best_checkpoint.json'
 # The threshold at which each selection metric of VesselSegMetric is measured.
-THRESHOLD_OF_METRIC = {'best_dice': 'best_thr', 'best_dice_mean': 'best_thr_mean',
-                       'gen_best_dice': 'gen_best_thr', 'gen_best_dice_mean': 'gen_best_thr_mean'}
+THRESHOLD_OF_METRIC = {
+    'best_dice': 'best_thr',
+    'best_dice_mean': 'best_thr_mean',
+    'gen_best_dice': 'gen_best_thr',
+    'gen_best_dice_mean': 'gen_best_thr_mean',
+}
 
 
 def _logger_interval(runner: Any, default: int = 10) -> int:
@@ -88,8 +93,7 @@ class UpdateNormHook(Hook):
             squares.append(torch.zeros(()) if total is None else total.cpu())
         return OrderedDict((group, math.sqrt(float(sq))) for group, sq in zip(self._groups, squares))
 
-    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None,
-                         outputs: Any = None) -> None:
+    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
         if (runner.iter + 1) % self.interval != 0 and runner.iter + 1 != runner.max_iters:
             return
         for group, value in self.update_norms().items():
@@ -136,10 +140,14 @@ class ValVisualizationHook(Hook):
 
     priority = 'NORMAL'
 
-    def __init__(self, num_images: int = 4, max_side: int = 512,
-                 threshold: Optional[float] = None,
-                 curve_series: tuple[str, ...] = ('global_dice', 'mean_dice'),
-                 curve_scalars: bool = True) -> None:
+    def __init__(
+        self,
+        num_images: int = 4,
+        max_side: int = 512,
+        threshold: Optional[float] = None,
+        curve_series: tuple[str, ...] = ('global_dice', 'mean_dice'),
+        curve_scalars: bool = True,
+    ) -> None:
         self.num_images = int(num_images)
         self.max_side = int(max_side)
         self.threshold = threshold
@@ -156,19 +164,20 @@ class ValVisualizationHook(Hook):
         metric = _vessel_metric(runner)
         return float(getattr(metric, 'threshold', 0.5))
 
-    def after_val_iter(self, runner: Any, batch_idx: int, data_batch: Any = None,
-                       outputs: Any = None) -> None:
+    def after_val_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
         if runner.rank != 0 or len(self._panels) >= self.num_images or not outputs:
             return
         from ..evaluation.visualize import overlay_panel
+
         samples = data_batch.get('data_samples', []) if isinstance(data_batch, dict) else []
         threshold = self._operating_threshold(runner)
         for sample, pred in zip(samples, outputs):
             if len(self._panels) >= self.num_images or pred.get('missing_seg'):
                 continue
             prob = pred['prob']
-            prob = (prob.detach().float().cpu().numpy() if isinstance(prob, torch.Tensor)
-                    else np.asarray(prob, np.float32))
+            prob = (
+                prob.detach().float().cpu().numpy() if isinstance(prob, torch.Tensor) else np.asarray(prob, np.float32)
+            )
             mask = np.asarray(sample['mask'])
             if prob.ndim == 3:
                 prob, mask = prob[0], mask[0] if mask.ndim == 3 else mask
@@ -192,15 +201,25 @@ class ValVisualizationHook(Hook):
         if not curve:
             return
         from ..evaluation.visualize import draw_curve
+
         best = (metrics or {}).get('vessel/best_thr')
-        chart = draw_curve(curve, self.curve_series, threshold=getattr(metric, 'threshold', None),
-                           best_threshold=best, title=f'iter {step}')
+        chart = draw_curve(
+            curve,
+            self.curve_series,
+            threshold=getattr(metric, 'threshold', None),
+            best_threshold=best,
+            title=f'iter {step}',
+        )
         _ensure_local_image_dirs(runner, 'val/threshold_curve')
         runner.visualizer.add_image('val/threshold_curve', chart, step=step)
         if self.curve_scalars:
-            scalars = {f'val_curve/{s}@{t:.2f}': float(v)
-                       for s in self.curve_series if s in curve
-                       for t, v in zip(curve['thresholds'], curve[s]) if np.isfinite(v)}
+            scalars = {
+                f'val_curve/{s}@{t:.2f}': float(v)
+                for s in self.curve_series
+                if s in curve
+                for t, v in zip(curve['thresholds'], curve[s])
+                if np.isfinite(v)
+            }
             runner.visualizer.add_scalars(scalars, step=step)
 
 
@@ -209,6 +228,7 @@ def _read_image_or_none(path: Optional[str]) -> Optional[np.ndarray]:
         return None
     try:
         from ..datasets.readers import read_image
+
         return read_image(path)
     except Exception:  # a toy/in-memory sample has no file: show a grey background
         return None
@@ -247,18 +267,18 @@ class BestCheckpointRecordHook(Hook):
     def before_train(self, runner: Any) -> None:
         hook = best_checkpoint_hook(runner)
         if hook is None:
-            runner.logger.warning('BestCheckpointRecordHook: no CheckpointHook with save_best; '
-                                  'no best checkpoint will be recorded.')
+            runner.logger.warning(
+                'BestCheckpointRecordHook: no CheckpointHook with save_best; no best checkpoint will be recorded.'
+            )
         elif len(hook.key_indicators) != 1:
-            raise ValueError('BestCheckpointRecordHook supports one save_best metric, got '
-                             f'{hook.key_indicators}')
+            raise ValueError(f'BestCheckpointRecordHook supports one save_best metric, got {hook.key_indicators}')
 
     def after_val_epoch(self, runner: Any, metrics: Optional[dict] = None) -> None:
         hook = best_checkpoint_hook(runner)
         if hook is None or not metrics or hook.best_ckpt_path is None:
             return
         key = hook.key_indicators[0]
-        step = runner.epoch if hook.by_epoch else runner.iter   # as CheckpointHook names it
+        step = runner.epoch if hook.by_epoch else runner.iter  # as CheckpointHook names it
         expected = f'best_{key}_{hook.filename_tmpl.format(step)}'.replace('/', '_')
         if os.path.basename(str(hook.best_ckpt_path)) != expected:
             return  # no new best this round
@@ -280,8 +300,7 @@ class BestCheckpointRecordHook(Hook):
         with open(tmp, 'w') as f:
             json.dump(record, f, indent=2, allow_nan=True)
         os.replace(tmp, path)
-        runner.logger.info(f'Best checkpoint record: {path} ({key}={record["score"]}, '
-                           f'threshold {record["threshold"]})')
+        runner.logger.info(f'Best checkpoint record: {path} ({key}={record["score"]}, threshold {record["threshold"]})')
 
 
 def _plain(value: Any) -> Any:

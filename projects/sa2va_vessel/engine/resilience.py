@@ -23,6 +23,7 @@ What this adds to both mmengine runners (``Runner`` and ``FlexibleRunner`` + Dee
   that do not match ``iter_<n>.pth`` / ``epoch_<n>.pth`` (e.g. ``best_*``) are never touched;
   a save stops with a clear error when the free disk is below the expected checkpoint size.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -43,8 +44,9 @@ import torch.distributed as dist
 from mmengine import dist as mmdist
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
-from ..registry import LOOPS
 from mmengine.runner import IterBasedTrainLoop
+
+from ..registry import LOOPS
 
 #: Exit status of ``tools/train.py`` after a preemption checkpoint (sysexits' EX_TEMPFAIL:
 #: "temporary failure, try again"). ``slurm/train.sbatch`` requeues the job on it.
@@ -85,8 +87,11 @@ class PreemptionSignals:
             return
         self.received = signum
         name = signal.Signals(signum).name
-        os.write(2, f'[sa2va] {name} received: finishing this step, saving a checkpoint, '
-                    f'then exiting with {PREEMPTED_EXIT_CODE}.\n'.encode())
+        os.write(
+            2,
+            f'[sa2va] {name} received: finishing this step, saving a checkpoint, '
+            f'then exiting with {PREEMPTED_EXIT_CODE}.\n'.encode(),
+        )
 
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -138,8 +143,7 @@ def any_rank(flag: bool) -> bool:
 # -- RNG states -------------------------------------------------------------------------------
 def capture_rng_state() -> dict[str, Any]:
     """This process's RNG states: python, numpy, torch CPU and (when present) every CUDA device."""
-    state = {'python': random.getstate(), 'numpy': np.random.get_state(),
-             'torch': torch.get_rng_state()}
+    state = {'python': random.getstate(), 'numpy': np.random.get_state(), 'torch': torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state['cuda'] = torch.cuda.get_rng_state_all()
     return state
@@ -154,8 +158,11 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         if len(cuda) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda)
         else:
-            _log(f'The checkpoint holds {len(cuda)} CUDA RNG states, this process sees '
-                 f'{torch.cuda.device_count()} devices: CUDA RNG not restored.', logging.WARNING)
+            _log(
+                f'The checkpoint holds {len(cuda)} CUDA RNG states, this process sees '
+                f'{torch.cuda.device_count()} devices: CUDA RNG not restored.',
+                logging.WARNING,
+            )
 
 
 # -- checkpoint files -------------------------------------------------------------------------
@@ -193,8 +200,7 @@ def find_latest_checkpoint(ckpt_dir: Path) -> Optional[Path]:
         named = Path(pointer.read_text().strip())
         if not named.is_absolute():
             named = ckpt_dir / named.name
-        if named.parent.resolve() == ckpt_dir.resolve() and checkpoint_step(named.name) \
-                is not None and named.exists():
+        if named.parent.resolve() == ckpt_dir.resolve() and checkpoint_step(named.name) is not None and named.exists():
             return named
     found = resumable_checkpoints(ckpt_dir)
     if not found:
@@ -214,8 +220,7 @@ def remove_partials(ckpt_dir: Path) -> list[Path]:
     ckpt_dir = Path(ckpt_dir)
     if not ckpt_dir.is_dir():
         return []
-    stale = [p for p in ckpt_dir.iterdir()
-             if p.name.startswith('.') and p.name.endswith((PARTIAL_SUFFIX, '.old'))]
+    stale = [p for p in ckpt_dir.iterdir() if p.name.startswith('.') and p.name.endswith((PARTIAL_SUFFIX, '.old'))]
     for path in stale:
         remove_path(path)
     return stale
@@ -272,8 +277,7 @@ class ResumableRunnerMixin:
 
     def _data_position(self) -> dict[str, Any]:
         loader = self.train_dataloader
-        position = dict(world_size=mmdist.get_world_size(), dataset_len=None, batch_size=None,
-                        epoch_len=None)
+        position = dict(world_size=mmdist.get_world_size(), dataset_len=None, batch_size=None, epoch_len=None)
         with contextlib.suppress(TypeError, AttributeError):
             position['dataset_len'] = len(loader.dataset)
             position['batch_size'] = loader.batch_size
@@ -333,7 +337,7 @@ class ResumableRunnerMixin:
         if keep <= 0:
             return
         found = [p for p in resumable_checkpoints(newest.parent) if p != newest]
-        for path in found[:max(0, len(found) - (keep - 1))]:
+        for path in found[: max(0, len(found) - (keep - 1))]:
             remove_path(path)
             self.logger.info(f'Removed old checkpoint {path.name} (keeping the last {keep}).')
 
@@ -342,18 +346,19 @@ class ResumableRunnerMixin:
         if previous:
             return path_size(previous[-1]), f'the size of {previous[-1].name}'
         from .utils import unwrap_model
+
         model = unwrap_model(self.model)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         buffers = sum(b.numel() * b.element_size() for b in model.buffers())
         # weights + Adam's two moments (+ an fp32 master copy under mixed precision)
         per_param = 16 if self.cfg.get('mixed_precision') else 12
-        return (trainable * per_param + buffers,
-                f'{trainable:,} trainable parameters x {per_param} bytes')
+        return (trainable * per_param + buffers, f'{trainable:,} trainable parameters x {per_param} bytes')
 
     def _check_finite_weights(self, out: Path, filename: str) -> None:
         """Never write (or point ``last_checkpoint`` to) weights that hold NaN/inf."""
         from .guard_probe import nonfinite_parameters
         from .utils import unwrap_model
+
         bad = nonfinite_parameters(unwrap_model(self.model))
         if any_rank(bool(bad)):
             latest = find_latest_checkpoint(out)
@@ -362,7 +367,8 @@ class ResumableRunnerMixin:
                 f'NaN/inf (on rank {mmdist.get_rank()}: {bad[:3]}{" ..." if len(bad) > 3 else ""}'
                 f'). Nothing was written; last_checkpoint still names {latest or "none"}. The '
                 'gradient-flow guard stops such runs before the step (is it switched off?); '
-                'resume from the last checkpoint with a lower learning rate.')
+                'resume from the last checkpoint with a lower learning rate.'
+            )
 
     def _check_free_space(self, out: Path, filename: str) -> None:
         need, why = self.expected_checkpoint_bytes(out)
@@ -377,16 +383,19 @@ class ResumableRunnerMixin:
                 f'({why}). Nothing was written; the last complete checkpoint is '
                 f'{latest or "none"}. Free space (old work dirs, fp32 exports), lower '
                 f'checkpoint_keep_last (now {self.keep_last}), or use a '
-                '--work-dir on a larger file system, then resume with --resume.')
+                '--work-dir on a larger file system, then resume with --resume.'
+            )
 
     # resume ---------------------------------------------------------------------------------
     def resume(self, filename: str, *args: Any, **kwargs: Any) -> None:
         super().resume(filename, *args, **kwargs)  # type: ignore[misc]
         state = self.message_hub.pop_info(_INFO_KEY)
         if state is None:
-            self.logger.warning(f'{filename} holds no RNG states / data position (saved by an '
-                                'older version): the resumed run will not repeat the '
-                                'uninterrupted one exactly.')
+            self.logger.warning(
+                f'{filename} holds no RNG states / data position (saved by an '
+                'older version): the resumed run will not repeat the '
+                'uninterrupted one exactly.'
+            )
         self._resume_state = state
 
 
@@ -428,6 +437,7 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
 
     def run(self) -> Any:
         from .launch_check import check_rank_layout
+
         runner = self.runner
         runner.call_hook('before_train')
         runner.call_hook('before_train_epoch')
@@ -442,8 +452,11 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
             if self.preempted:
                 break
             self._decide_current_val_interval()
-            if (runner.val_loop is not None and self._iter >= self.val_begin
-                    and (self._iter % self.val_interval == 0 or self._iter == self._max_iters)):
+            if (
+                runner.val_loop is not None
+                and self._iter >= self.val_begin
+                and (self._iter % self.val_interval == 0 or self._iter == self._max_iters)
+            ):
                 runner.val_loop.run()
         runner.call_hook('after_train_epoch')
         runner.call_hook('after_train')
@@ -453,8 +466,7 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
         runner = self.runner
         runner.call_hook('before_train_iter', batch_idx=self._iter, data_batch=data_batch)
         outputs = runner.model.train_step(data_batch, optim_wrapper=runner.optim_wrapper)
-        runner.call_hook('after_train_iter', batch_idx=self._iter, data_batch=data_batch,
-                         outputs=outputs)
+        runner.call_hook('after_train_iter', batch_idx=self._iter, data_batch=data_batch, outputs=outputs)
         # Same place as CheckpointHook's save (before the counter moves): runner.iter + 1
         # iterations are done, and that is the iteration the checkpoint resumes at.
         # With gradient accumulation, stop only where an optimizer step just happened: the
@@ -465,6 +477,7 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
 
     def _at_update_boundary(self) -> bool:
         from .utils import deepspeed_engine_of
+
         engine = deepspeed_engine_of(self.runner.model)
         if engine is not None:
             return engine.micro_steps % engine.gradient_accumulation_steps() == 0
@@ -478,14 +491,17 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
         out_dir = getattr(hook, 'out_dir', None) or runner.work_dir
         template = getattr(hook, 'filename_tmpl', None) or 'iter_{}.pth'
         filename = template.format(self._iter + 1)
-        runner.logger.info(f'Preemption signal: saving {filename} at iteration {self._iter + 1} '
-                           f'and stopping (exit code {PREEMPTED_EXIT_CODE}; resume with '
-                           '--resume).')
-        runner.save_checkpoint(out_dir, filename, save_optimizer=True,
-                               save_param_scheduler=True, by_epoch=False)
+        runner.logger.info(
+            f'Preemption signal: saving {filename} at iteration {self._iter + 1} '
+            f'and stopping (exit code {PREEMPTED_EXIT_CODE}; resume with '
+            '--resume).'
+        )
+        runner.save_checkpoint(out_dir, filename, save_optimizer=True, save_param_scheduler=True, by_epoch=False)
         if mmdist.is_main_process():
-            write_atomic(Path(runner.work_dir) / PREEMPTED_MARKER,
-                         f'{Path(out_dir) / filename} complete at iteration {self._iter + 1}\n')
+            write_atomic(
+                Path(runner.work_dir) / PREEMPTED_MARKER,
+                f'{Path(out_dir) / filename} complete at iteration {self._iter + 1}\n',
+            )
         self.preempted = True
         runner.preempted = True
         self.stop_training = True
@@ -502,19 +518,28 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
             epoch_len = len(loader)
         except TypeError:
             epoch_len = 0
-        if data and (data.get('world_size'), data.get('batch_size'), data.get('dataset_len')) \
-                != (mmdist.get_world_size(), loader.batch_size, len(loader.dataset)):
+        if data and (data.get('world_size'), data.get('batch_size'), data.get('dataset_len')) != (
+            mmdist.get_world_size(),
+            loader.batch_size,
+            len(loader.dataset),
+        ):
             self.runner.logger.warning(
                 f'Data layout changed since the checkpoint ({data}); now world_size='
                 f'{mmdist.get_world_size()}, batch_size={loader.batch_size}, dataset_len='
                 f'{len(loader.dataset)}: training continues at iteration {done}, but the '
-                'sample order differs from the uninterrupted run.')
-        fast = (epoch_len > 0 and batch_sampler is not None
-                and hasattr(batch_sampler, 'sampler') and hasattr(sampler, 'set_epoch')
-                and isinstance(loader.batch_size, int))
+                'sample order differs from the uninterrupted run.'
+            )
+        fast = (
+            epoch_len > 0
+            and batch_sampler is not None
+            and hasattr(batch_sampler, 'sampler')
+            and hasattr(sampler, 'set_epoch')
+            and isinstance(loader.batch_size, int)
+        )
         if not fast:
-            self.runner.logger.warning(f'Advancing the data loader {done} batches by loading '
-                                       'them (unknown sampler layout).')
+            self.runner.logger.warning(
+                f'Advancing the data loader {done} batches by loading them (unknown sampler layout).'
+            )
             for _ in range(done):
                 next(self.dataloader_iterator)
             if rng is not None:
@@ -533,9 +558,11 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
         iterator._iterator = iter(loader)
         if offset and rng is not None:
             restore_rng_state(rng)
-        self.runner.logger.info(f'Resumed the data order at epoch {epoch}, batch {offset} of '
-                                f'{epoch_len} (iteration {done}) without loading the consumed '
-                                f'batches; RNG states {"restored" if rng else "not restored"}.')
+        self.runner.logger.info(
+            f'Resumed the data order at epoch {epoch}, batch {offset} of '
+            f'{epoch_len} (iteration {done}) without loading the consumed '
+            f'batches; RNG states {"restored" if rng else "not restored"}.'
+        )
 
     def _rng_for_this_rank(self, state: Optional[dict]) -> Optional[dict]:
         states = (state or {}).get('rng')
@@ -543,8 +570,9 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
             return None
         rank, world = mmdist.get_rank(), mmdist.get_world_size()
         if len(states) != world:
-            self.runner.logger.warning(f'The checkpoint holds RNG states of {len(states)} ranks, '
-                                       f'this run has {world}: RNG states not restored.')
+            self.runner.logger.warning(
+                f'The checkpoint holds RNG states of {len(states)} ranks, '
+                f'this run has {world}: RNG states not restored.'
+            )
             return None
         return states[rank]
-

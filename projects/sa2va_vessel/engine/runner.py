@@ -26,6 +26,7 @@ Config keys read here besides mmengine's:
   number of GPUs (the official recipe's 256 = 2 x 16 x 8); it must divide evenly (logged).
 * ``checkpoint_keep_last``: how many ``iter_<n>.pth`` the runner keeps (-1: all).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -47,8 +48,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from ..registry import DATA_MODULES, FUNCTIONS, SCOPE
 from .launch_check import WorkDirLock, check_launch_environment, env_rank, slurm_to_torch_env
 from .loader_workers import prepare_loader_workers, shut_down_loader_workers
-from .resilience import (ResumableRunnerMixin, find_latest_checkpoint, preemption_signals,
-                         remove_partials)
+from .resilience import ResumableRunnerMixin, find_latest_checkpoint, preemption_signals, remove_partials
 from .schedule import warmup_cosine_schedule
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -97,9 +97,11 @@ def resolve_deepspeed_config(ds_config: dict, cfg: Config, on_gpu: bool) -> dict
     micro = cfg.train_dataloader.batch_size
     accum = int(optim.get('accumulative_counts', 1))
     clip = (optim.get('clip_grad') or {}).get('max_norm', 0.0)
-    for key, value in (('train_micro_batch_size_per_gpu', micro),
-                       ('gradient_accumulation_steps', accum),
-                       ('gradient_clipping', clip)):
+    for key, value in (
+        ('train_micro_batch_size_per_gpu', micro),
+        ('gradient_accumulation_steps', accum),
+        ('gradient_clipping', clip),
+    ):
         if ds.get(key, 'auto') == 'auto':
             ds[key] = value
     if ds.get('train_batch_size') == 'auto':
@@ -112,8 +114,11 @@ def resolve_deepspeed_config(ds_config: dict, cfg: Config, on_gpu: bool) -> dict
         if section.get('enabled', 'auto') == 'auto':
             section['enabled'] = wanted
         elif section['enabled'] and not on_gpu:
-            print_log(f'DeepSpeed config enables {kind}, but there is no GPU: training in fp32.',
-                      logger='current', level=logging.WARNING)
+            print_log(
+                f'DeepSpeed config enables {kind}, but there is no GPU: training in fp32.',
+                logger='current',
+                level=logging.WARNING,
+            )
             section['enabled'] = False
 
     # DeepSpeed's bf16 overflow check scans every gradient with ~6 small kernels and a host sync
@@ -126,16 +131,16 @@ def resolve_deepspeed_config(ds_config: dict, cfg: Config, on_gpu: bool) -> dict
 
     left = [k for k, v in _walk(ds) if v == 'auto']
     if left:
-        raise ValueError(f'DeepSpeed config still has "auto" values the runner cannot fill: '
-                         f'{left}. Set them in the json.')
+        raise ValueError(
+            f'DeepSpeed config still has "auto" values the runner cannot fill: {left}. Set them in the json.'
+        )
     return ds
 
 
 def guard_checks_gradients(cfg: Config) -> bool:
     """Whether the config's GradientFlowGuardHook checks every step's gradients for inf/NaN."""
     hooks = list((cfg.get('default_hooks') or {}).values()) + list(cfg.get('custom_hooks') or [])
-    return any(isinstance(h, dict) and h.get('type') == 'GradientFlowGuardHook' and h.get('check', True)
-               for h in hooks)
+    return any(isinstance(h, dict) and h.get('type') == 'GradientFlowGuardHook' and h.get('check', True) for h in hooks)
 
 
 def _walk(tree: dict, prefix: str = '') -> Iterator[tuple[str, Any]]:
@@ -167,9 +172,13 @@ def init_distributed(launcher: str, use_deepspeed: bool) -> None:
     if dist.is_available() and dist.is_initialized():
         return
     if launcher == 'none' and use_deepspeed:
-        os.environ.update(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1',
-                          MASTER_ADDR=os.environ.get('MASTER_ADDR', '127.0.0.1'),
-                          MASTER_PORT=os.environ.get('MASTER_PORT', str(free_port())))
+        os.environ.update(
+            RANK='0',
+            LOCAL_RANK='0',
+            WORLD_SIZE='1',
+            MASTER_ADDR=os.environ.get('MASTER_ADDR', '127.0.0.1'),
+            MASTER_PORT=os.environ.get('MASTER_PORT', str(free_port())),
+        )
     elif launcher != 'pytorch' or torch.cuda.is_available():
         return
     backend = 'nccl' if torch.cuda.is_available() else 'gloo'
@@ -177,6 +186,7 @@ def init_distributed(launcher: str, use_deepspeed: bool) -> None:
         torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
     if use_deepspeed:
         import deepspeed
+
         deepspeed.init_distributed(dist_backend=backend)
     else:
         dist.init_process_group(backend=backend)
@@ -223,14 +233,17 @@ def check_selection_split(cfg: Config) -> None:
     """Refuse a config that validates on a test split: the best checkpoint and the threshold
     are chosen on validation, so a test split there would select on test images."""
     from ..datasets.splits import split_role
+
     dataset = (cfg.get('val_dataloader') or {}).get('dataset') or {}
     split = dataset.get('split') if isinstance(dataset, dict) else None
     role = split_role(split) if isinstance(split, str) else None
     if role is not None and role[1] == 'test':
-        raise ValueError(f'val_dataloader.dataset.split is {split!r}: validation chooses the best '
-                         'checkpoint and threshold and must not read test images; use the val '
-                         'split (tools/prepare_dataset.py writes one from the training part) and '
-                         'evaluate test with tools/test.py --split test')
+        raise ValueError(
+            f'val_dataloader.dataset.split is {split!r}: validation chooses the best '
+            'checkpoint and threshold and must not read test images; use the val '
+            'split (tools/prepare_dataset.py writes one from the training part) and '
+            'evaluate test with tools/test.py --split test'
+        )
 
 
 class ConfigError(ValueError):
@@ -261,8 +274,11 @@ def runner_options(deepspeed: str, mixed_precision: str | None) -> dict:
 
 def _schedule_ends(schedule: Any) -> list[int]:
     entries = schedule if isinstance(schedule, (list, tuple)) else [schedule]
-    return [int(e['end']) for e in entries
-            if hasattr(e, 'get') and e.get('by_epoch', True) is False and e.get('end') is not None]
+    return [
+        int(e['end'])
+        for e in entries
+        if hasattr(e, 'get') and e.get('by_epoch', True) is False and e.get('end') is not None
+    ]
 
 
 def _rescaled_schedule_options(schedule: list, old_end: int, max_iters: int) -> str:
@@ -280,34 +296,42 @@ def check_config(cfg: Config, on_gpu: bool) -> None:
     rewrite to run it; the message names the key and what to write (module docstring)."""
     scope = cfg.get('default_scope')
     if scope != SCOPE:
-        raise ConfigError(f'default_scope is {scope!r}: the project\'s classes are in the {SCOPE!r} '
-                          f'registries (mmengine\'s are found through them); write '
-                          f'default_scope = {SCOPE!r} (configs/_base_/default_runtime.py does)')
+        raise ConfigError(
+            f"default_scope is {scope!r}: the project's classes are in the {SCOPE!r} "
+            f"registries (mmengine's are found through them); write "
+            f'default_scope = {SCOPE!r} (configs/_base_/default_runtime.py does)'
+        )
 
     FUNCTIONS.import_from_location()
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         collate = ((cfg.get(loader) or {}).get('collate_fn') or {}).get('type')
         # mmengine's runner looks collate functions up on its root registry, blind to the scope
         if isinstance(collate, str) and collate in FUNCTIONS.module_dict:
-            raise ConfigError(f'{loader}.collate_fn.type={collate!r} is the project\'s, which mmengine\'s '
-                              f'runner finds by its scope only: write {loader}.collate_fn.type='
-                              f"'{SCOPE}.{collate}'")
+            raise ConfigError(
+                f"{loader}.collate_fn.type={collate!r} is the project's, which mmengine's "
+                f'runner finds by its scope only: write {loader}.collate_fn.type='
+                f"'{SCOPE}.{collate}'"
+            )
 
     train_cfg = cfg.get('train_cfg') or {}
     loop = train_cfg.get('type', 'IterBasedTrainLoop' if 'max_iters' in train_cfg else None)
     if loop in ('IterBasedTrainLoop', IterBasedTrainLoop):
-        raise ConfigError(f'train_cfg.type is {"unset" if "type" not in train_cfg else repr(loop)}: '
-                          f'iteration-based training runs {RESUMABLE_LOOP!r} (preemption, exact '
-                          f'resume, launch check; engine/resilience.py); write '
-                          f'train_cfg = dict(type={RESUMABLE_LOOP!r}, max_iters=..., val_interval=...)')
+        raise ConfigError(
+            f'train_cfg.type is {"unset" if "type" not in train_cfg else repr(loop)}: '
+            f'iteration-based training runs {RESUMABLE_LOOP!r} (preemption, exact '
+            f'resume, launch check; engine/resilience.py); write '
+            f'train_cfg = dict(type={RESUMABLE_LOOP!r}, max_iters=..., val_interval=...)'
+        )
 
     ckpt_hook = (cfg.get('default_hooks') or {}).get('checkpoint')
     keep = ckpt_hook.get('max_keep_ckpts', -1) if ckpt_hook is not None else -1
     if keep != -1:
-        raise ConfigError(f'default_hooks.checkpoint.max_keep_ckpts={keep}: mmengine\'s CheckpointHook '
-                          'deletes the oldest checkpoint before it writes the next one; the runner keeps '
-                          'checkpoints itself and deletes one only after a newer one is complete. Write '
-                          f'default_hooks.checkpoint.max_keep_ckpts=-1 and checkpoint_keep_last={keep}')
+        raise ConfigError(
+            f"default_hooks.checkpoint.max_keep_ckpts={keep}: mmengine's CheckpointHook "
+            'deletes the oldest checkpoint before it writes the next one; the runner keeps '
+            'checkpoints itself and deletes one only after a newer one is complete. Write '
+            f'default_hooks.checkpoint.max_keep_ckpts=-1 and checkpoint_keep_last={keep}'
+        )
 
     max_iters = train_cfg.get('max_iters')
     lr_schedule = cfg.get('lr_schedule')
@@ -315,21 +339,28 @@ def check_config(cfg: Config, on_gpu: bool) -> None:
         hint = ''
         if max_iters is not None:
             hint = f' = {warmup_cosine_schedule(int(max_iters), **lr_schedule) or None}'
-        raise ConfigError(f'lr_schedule={dict(lr_schedule)} is not read: the schedule is written out '
-                          f'as param_scheduler; write param_scheduler{hint} '
-                          '(engine.schedule.warmup_cosine_schedule(max_iters, **lr_schedule))')
+        raise ConfigError(
+            f'lr_schedule={dict(lr_schedule)} is not read: the schedule is written out '
+            f'as param_scheduler; write param_scheduler{hint} '
+            '(engine.schedule.warmup_cosine_schedule(max_iters, **lr_schedule))'
+        )
     schedule = cfg.get('param_scheduler')
     ends = _schedule_ends(schedule) if schedule else []
     if ends and max_iters is not None and max(ends) != int(max_iters):
-        fix = (f'; on the command line: --cfg-options '
-               f'{_rescaled_schedule_options(list(schedule), max(ends), int(max_iters))}'
-               if isinstance(schedule, (list, tuple)) else '')
-        raise ConfigError(f'param_scheduler ends at iteration {max(ends)} but train_cfg.max_iters is '
-                          f'{max_iters}: the schedule would '
-                          f'{"stop early and hold its last lr" if max(ends) < int(max_iters) else "be cut off"}. '
-                          f'Write a param_scheduler that ends at {max_iters} (for the warm-up + cosine '
-                          f'of the _base_ schedule: engine.schedule.warmup_cosine_schedule({max_iters}, '
-                          f'warmup_ratio, warmup_start_factor, eta_min_ratio)){fix}')
+        fix = (
+            f'; on the command line: --cfg-options '
+            f'{_rescaled_schedule_options(list(schedule), max(ends), int(max_iters))}'
+            if isinstance(schedule, (list, tuple))
+            else ''
+        )
+        raise ConfigError(
+            f'param_scheduler ends at iteration {max(ends)} but train_cfg.max_iters is '
+            f'{max_iters}: the schedule would '
+            f'{"stop early and hold its last lr" if max(ends) < int(max_iters) else "be cut off"}. '
+            f'Write a param_scheduler that ends at {max_iters} (for the warm-up + cosine '
+            f'of the _base_ schedule: engine.schedule.warmup_cosine_schedule({max_iters}, '
+            f'warmup_ratio, warmup_start_factor, eta_min_ratio)){fix}'
+        )
 
     optim = cfg.get('optim_wrapper') or {}
     if 'optimizer' not in optim:
@@ -339,12 +370,16 @@ def check_config(cfg: Config, on_gpu: bool) -> None:
     got = {k: optim.get(k) for k in wanted}
     if got != wanted:
         settings = ', '.join(f'optim_wrapper.{k}={v!r}' for k, v in wanted.items())
-        raise ConfigError(f'optim_wrapper has {got}, but deepspeed={mode!r} with mixed_precision='
-                          f'{precision!r} trains with {wanted}: write {settings} '
-                          '(tools/train.py --deepspeed sets both keys)')
+        raise ConfigError(
+            f'optim_wrapper has {got}, but deepspeed={mode!r} with mixed_precision='
+            f'{precision!r} trains with {wanted}: write {settings} '
+            '(tools/train.py --deepspeed sets both keys)'
+        )
     if wanted['type'] == 'AmpOptimWrapper' and not on_gpu:
-        raise ConfigError("optim_wrapper.type='AmpOptimWrapper' (mixed_precision='fp16') needs a GPU; "
-                          "on the CPU write mixed_precision=None and optim_wrapper.type='OptimWrapper'")
+        raise ConfigError(
+            "optim_wrapper.type='AmpOptimWrapper' (mixed_precision='fp16') needs a GPU; "
+            "on the CPU write mixed_precision=None and optim_wrapper.type='OptimWrapper'"
+        )
 
 
 def prepare_config(cfg: Config, on_gpu: bool) -> Config:
@@ -371,18 +406,20 @@ def accumulate_to_global_batch(cfg: Config, world_size: int | None = None) -> in
     micro = int(cfg.train_dataloader.batch_size)
     per_step = micro * world
     if int(target) % per_step:
-        raise ValueError(f'global_batch_size={target} is not a multiple of batch_size {micro} x '
-                         f'world size {world} = {per_step}')
+        raise ValueError(
+            f'global_batch_size={target} is not a multiple of batch_size {micro} x world size {world} = {per_step}'
+        )
     accum = int(target) // per_step
     cfg.optim_wrapper['accumulative_counts'] = accum
-    print_log(f'global batch {target} = {micro} per GPU x {world} GPU(s) x {accum} accumulation '
-              'steps', logger='current')
+    print_log(
+        f'global batch {target} = {micro} per GPU x {world} GPU(s) x {accum} accumulation steps', logger='current'
+    )
     return accum
 
 
 def train_transform_active(cfg: Config) -> bool:
     """Whether the training set has a random transform (augmentation) switched on."""
-    dataset = ((cfg.get('train_dataloader') or {}).get('dataset') or {})
+    dataset = (cfg.get('train_dataloader') or {}).get('dataset') or {}
     transform = dataset.get('transform') if hasattr(dataset, 'get') else None
     if transform is None:
         return False
@@ -400,10 +437,13 @@ def disable_feature_cache_when_augmented(cfg: Config) -> bool:
     size = int(model.get('sam2_feature_cache_size', 0) or 0)
     if not train_transform_active(cfg) or (size <= 0 and not model.get('vision_feature_cache')):
         return False
-    print_log(f'frozen-feature cache off: the training set is augmented '
-              f'(train_dataloader.dataset.transform), so no training sample reaches the frozen '
-              f'encoders twice unchanged; sam2_feature_cache_size {size} -> 0, '
-              f'vision_feature_cache -> False', logger='current')
+    print_log(
+        f'frozen-feature cache off: the training set is augmented '
+        f'(train_dataloader.dataset.transform), so no training sample reaches the frozen '
+        f'encoders twice unchanged; sam2_feature_cache_size {size} -> 0, '
+        f'vision_feature_cache -> False',
+        logger='current',
+    )
     model['sam2_feature_cache_size'] = 0
     model['vision_feature_cache'] = False
     return True
@@ -426,8 +466,9 @@ def _resolve_auto_resume(cfg: Config) -> None:
         return
     latest = find_latest_checkpoint(checkpoint_dir(cfg))
     if latest is None:
-        print_log(f'--resume auto: no complete checkpoint in {checkpoint_dir(cfg)}; starting '
-                  'from scratch.', logger='current')
+        print_log(
+            f'--resume auto: no complete checkpoint in {checkpoint_dir(cfg)}; starting from scratch.', logger='current'
+        )
         cfg.resume = False
     else:
         print_log(f'--resume auto: resuming from {latest}.', logger='current')
@@ -457,13 +498,11 @@ def build_runner(cfg: Config) -> AnyRunner:
     if use_deepspeed:
         path = deepspeed_config_path(mode)
         ds_config = resolve_deepspeed_config(json.loads(path.read_text()), cfg, on_gpu)
-        cfg.strategy = dict(type='DeepSpeedStrategy', config=ds_config,
-                            exclude_frozen_parameters=True)
+        cfg.strategy = dict(type='DeepSpeedStrategy', config=ds_config, exclude_frozen_parameters=True)
         # DeepSpeedOptimWrapper takes the optimizer only: clip_grad and accumulation are in the json now.
         cfg.optim_wrapper = dict(type=optim['type'], optimizer=optim['optimizer'])
         runner = ResumableFlexibleRunner.from_cfg(cfg)
-        runner.logger.info(f'DeepSpeed config ({path.name}, resolved):\n'
-                           f'{json.dumps(ds_config, indent=2)}')
+        runner.logger.info(f'DeepSpeed config ({path.name}, resolved):\n{json.dumps(ds_config, indent=2)}')
         return runner
 
     if on_gpu and cfg.get('mixed_precision', None) == 'bf16':
@@ -471,14 +510,15 @@ def build_runner(cfg: Config) -> AnyRunner:
         # keeps its trainables in fp32 and runs its forward under bf16 autocast itself
         # (Sa2VAVesselModel.trainable_dtype), so AdamW's updates are not rounded away in bf16 weights.
         if cfg.model.get('trainable_dtype') != 'float32' or cfg.model.get('dtype') != 'bfloat16':
-            raise ValueError("the plain runner with mixed_precision='bf16' needs model.dtype='bfloat16' "
-                             "and model.trainable_dtype='float32' (fp32 trainables over a bf16 base); "
-                             f"got dtype={cfg.model.get('dtype')!r}, "
-                             f"trainable_dtype={cfg.model.get('trainable_dtype')!r}")
+            raise ValueError(
+                "the plain runner with mixed_precision='bf16' needs model.dtype='bfloat16' "
+                "and model.trainable_dtype='float32' (fp32 trainables over a bf16 base); "
+                f'got dtype={cfg.model.get("dtype")!r}, '
+                f'trainable_dtype={cfg.model.get("trainable_dtype")!r}'
+            )
     if launcher != 'none' and not on_gpu and cfg.get('model_wrapper_cfg') is None:
         # mmengine passes device_ids=[LOCAL_RANK] to DDP, which DDP refuses for CPU modules.
-        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
-                                     broadcast_buffers=False)
+        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False)
     cfg.default_hooks.setdefault('trainable_checkpoint', dict(type='TrainableCheckpointHook'))
     return ResumableRunner.from_cfg(cfg)
 
@@ -504,8 +544,9 @@ def train(cfg: Config) -> AnyRunner:
             if lock is not None:
                 lock.acquire()
                 for stale in remove_partials(checkpoint_dir(cfg)):
-                    print_log(f'Removed {stale.name}, left by an interrupted save.',
-                              logger='current', level=logging.WARNING)
+                    print_log(
+                        f'Removed {stale.name}, left by an interrupted save.', logger='current', level=logging.WARNING
+                    )
             runner = build_runner(cfg)
             try:
                 with trusted_local_checkpoints():

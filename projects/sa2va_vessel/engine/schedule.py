@@ -4,26 +4,27 @@ The ``_base_`` schedule writes :func:`warmup_cosine_schedule`'s list out as ``pa
 config or a run of another length writes its own (the runner refuses a schedule that does not end
 at ``train_cfg.max_iters``). Plain Python, so the tools import it without torch.
 """
+
 from __future__ import annotations
 
 
-def warmup_cosine_schedule(max_iters: int, warmup_ratio: float = 0.03,
-                           warmup_start_factor: float = 1e-3,
-                           eta_min_ratio: float = 0.0) -> list[dict]:
+def warmup_cosine_schedule(
+    max_iters: int, warmup_ratio: float = 0.03, warmup_start_factor: float = 1e-3, eta_min_ratio: float = 0.0
+) -> list[dict]:
     """mmengine param schedulers: linear warm-up, then cosine decay to ``eta_min_ratio * lr``."""
     if not 0 < warmup_start_factor <= 1:
-        raise ValueError('warmup_start_factor must be in (0, 1]: a factor of 0 makes the first '
-                         'step a no-op and the gradient guard would stop the run')
+        raise ValueError(
+            'warmup_start_factor must be in (0, 1]: a factor of 0 makes the first '
+            'step a no-op and the gradient guard would stop the run'
+        )
     if max_iters < 3:
         return []  # too short to warm up and decay; constant lr
     # mmengine's LinearLR reaches the full lr at step end-1, so a warm-up of one step would
     # never leave start_factor: use at least two.
     warmup = max(2, min(int(round(max_iters * warmup_ratio)), max_iters - 1))
     return [
-        dict(type='LinearLR', start_factor=warmup_start_factor, by_epoch=False,
-             begin=0, end=warmup),
-        dict(type='CosineAnnealingLR', by_epoch=False, begin=warmup, end=max_iters,
-             eta_min_ratio=eta_min_ratio),
+        dict(type='LinearLR', start_factor=warmup_start_factor, by_epoch=False, begin=0, end=warmup),
+        dict(type='CosineAnnealingLR', by_epoch=False, begin=warmup, end=max_iters, eta_min_ratio=eta_min_ratio),
     ]
 
 
@@ -35,5 +36,5 @@ def run_length_options(max_iters: int, **schedule: float) -> list[str]:
     if not schedulers:
         return [f'train_cfg.max_iters={max_iters}', 'param_scheduler=None']
     return [f'train_cfg.max_iters={max_iters}'] + [
-        f'param_scheduler.{i}.{key}={entry[key]}' for i, entry in enumerate(schedulers)
-        for key in ('begin', 'end')]
+        f'param_scheduler.{i}.{key}={entry[key]}' for i, entry in enumerate(schedulers) for key in ('begin', 'end')
+    ]

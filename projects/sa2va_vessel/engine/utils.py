@@ -1,4 +1,5 @@
 """Small helpers shared by the runner glue and the hooks."""
+
 from __future__ import annotations
 
 from typing import Any, Optional

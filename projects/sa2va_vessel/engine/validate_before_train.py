@@ -3,9 +3,11 @@
 A run whose validation Dice at the end equals the one before training has not learned; with
 this baseline in the log and in TensorBoard that is visible at a glance instead of after hours.
 """
+
 from __future__ import annotations
 
 from mmengine.hooks import Hook
+
 from ..registry import HOOKS
 
 

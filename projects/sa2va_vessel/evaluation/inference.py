@@ -13,6 +13,7 @@ Checkpoints accepted by :func:`load_eval_model`:
 For the first two the model is built from the config (frozen weights from its ``model_path``)
 and every trainable parameter must be in the checkpoint.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,11 +27,13 @@ import torch
 
 logger = logging.getLogger(__name__)
 
+
 # ------------------------------------------------------------------------------ checkpoints
 def checkpoint_kind(path: str | os.PathLike) -> str:
     """'export' (official-layout dir), 'deepspeed' (DeepSpeed dir) or 'file' (a .pth file);
     a work dir resolves through its ``last_checkpoint`` (``models.export.resolve_checkpoint``)."""
     from ..models.export import resolve_checkpoint
+
     p = Path(path)
     if p.is_dir() and (p / 'config.json').is_file():
         return 'export'
@@ -41,6 +44,7 @@ def read_trainable_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
     """(state dict, meta) of a training checkpoint file or DeepSpeed directory (the export
     side's strict reader, ``models.export.read_training_state``)."""
     from ..models.export import read_training_state
+
     if checkpoint_kind(path) == 'export':
         raise ValueError(f'{path} is an exported model directory, not a training checkpoint')
     return read_training_state(path)
@@ -49,6 +53,7 @@ def read_trainable_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
 def config_from_checkpoint(path: str | os.PathLike) -> Any:
     """The mmengine config saved in a training checkpoint's meta (``cfg``), or None."""
     from mmengine.config import Config
+
     try:
         _, meta = read_trainable_state(path)
     except Exception:  # not a training checkpoint (or unreadable): no saved config
@@ -62,6 +67,7 @@ def config_from_checkpoint(path: str | os.PathLike) -> Any:
 def best_record_for(checkpoint: str | os.PathLike) -> Optional[dict]:
     """``best_checkpoint.json`` beside ``checkpoint`` when it describes this checkpoint."""
     from ..engine.monitor_hooks import BEST_RECORD
+
     p = Path(checkpoint)
     record_path = p.parent / BEST_RECORD
     if not record_path.is_file():
@@ -70,8 +76,9 @@ def best_record_for(checkpoint: str | os.PathLike) -> Optional[dict]:
     return record if record.get('checkpoint') == p.name else None
 
 
-def load_eval_model(cfg: Any, checkpoint: str | os.PathLike,
-                    device: Optional[str] = None) -> tuple[torch.nn.Module, dict]:
+def load_eval_model(
+    cfg: Any, checkpoint: str | os.PathLike, device: Optional[str] = None
+) -> tuple[torch.nn.Module, dict]:
     """The model of ``cfg.model`` in eval mode on ``device``, with ``checkpoint`` applied.
 
     ``cfg`` may be None for an exported directory (a float32 model with the defaults).
@@ -88,13 +95,14 @@ def load_eval_model(cfg: Any, checkpoint: str | os.PathLike,
     if kind == 'export':
         model_cfg['model_path'] = str(checkpoint)
     if 'model_path' not in model_cfg:
-        raise ValueError('the config\'s model has no model_path; pass --config')
+        raise ValueError("the config's model has no model_path; pass --config")
     model = MODELS.build(model_cfg)
     n_loaded = 0
     if kind != 'export':
         from ..models.export import load_trainable_state
+
         state, _ = read_trainable_state(checkpoint)
-        load_trainable_state(model, state, str(checkpoint))   # strict: every key accounted for
+        load_trainable_state(model, state, str(checkpoint))  # strict: every key accounted for
         n_loaded = len(state)
     model.to(device)
     model.eval()
@@ -111,10 +119,16 @@ class SampleBuilder:
     with ``image_grid_thw`` and M-RoPE ids (``datasets.vessel_dataset.qwen_sample_inputs``).
     """
 
-    def __init__(self, model_path: str | os.PathLike, max_dynamic_patch: Optional[int] = None,
-                 question: Optional[str] = None, answer: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        model_path: str | os.PathLike,
+        max_dynamic_patch: Optional[int] = None,
+        question: Optional[str] = None,
+        answer: Optional[str] = None,
+    ) -> None:
         from ..datasets.conversation import DEFAULT_ANSWER, DEFAULT_QUESTION
         from ..datasets.vessel_dataset import checkpoint_inputs, load_tokenizer
+
         inputs = checkpoint_inputs(model_path, max_dynamic_patch)
         self.inputs = inputs
         self.template = inputs.template
@@ -127,16 +141,28 @@ class SampleBuilder:
 
     def __call__(self, image: np.ndarray, name: str = 'image') -> dict[str, Any]:
         from ..datasets.conversation import encode_turn, make_question
-        from ..datasets.image_processing import (SAM2_SIZE, normalise_sam2, normalise_tiles,
-                                                 sam2_image_uint8, tiles_uint8)
+        from ..datasets.image_processing import (
+            SAM2_SIZE,
+            normalise_sam2,
+            normalise_tiles,
+            sam2_image_uint8,
+            tiles_uint8,
+        )
         from ..datasets.vessel_dataset import qwen_sample_inputs
+
         question = make_question(self.question)
         if self.inputs.family != 'internvl':
             turn, image_inputs = qwen_sample_inputs(image, self.inputs, self.tokenizer, question, self.answer)
         else:
             tiles = tiles_uint8(image, self.min_num, self.max_num, self.image_size, self.use_thumbnail)
-            turn = encode_turn(self.tokenizer, question, self.answer, n_tiles=len(tiles), template=self.template,
-                               tokens_per_tile=self.tokens_per_tile)
+            turn = encode_turn(
+                self.tokenizer,
+                question,
+                self.answer,
+                n_tiles=len(tiles),
+                template=self.template,
+                tokens_per_tile=self.tokens_per_tile,
+            )
             image_inputs = {'pixel_values': normalise_tiles(tiles), 'n_tiles': len(tiles)}
         h, w = image.shape[:2]
         return {
@@ -157,6 +183,7 @@ class SampleBuilder:
 def stop_token_ids(tokenizer: Any, template: str) -> set[int]:
     """EOS and the template's stop words as token ids."""
     from ..datasets.conversation import get_template
+
     ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
     for word in get_template(template).get('STOP_WORDS', []):
         tid = tokenizer.convert_tokens_to_ids(word)
@@ -171,21 +198,23 @@ def _prompt_length(labels: torch.Tensor, n: int) -> int:
     return int(answer_at[0]) if answer_at.numel() else n
 
 
-def _internvl_prompts(model: Any, d: dict, samples: Any, prompts: list[torch.Tensor]
-                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor, int, dict]]:
+def _internvl_prompts(
+    model: Any, d: dict, samples: Any, prompts: list[torch.Tensor]
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, int, dict]]:
     """Per prompt: (inputs_embeds, 1-D position ids, rope delta 0, no extra LLM arguments)."""
     sa2va = model.sa2va
     image_embeds = model.image_embeddings(d['pixel_values'], d['input_ids'], samples)  # (T, 256, C)
     per_tile, tile0 = image_embeds.shape[1], 0
     for prompt in prompts:
         n_tiles = int((prompt == model.img_context_id).sum()) // per_tile
-        embeds = sa2va.splice_image_embeddings(prompt, image_embeds[tile0:tile0 + n_tiles], model.img_context_id)
+        embeds = sa2va.splice_image_embeddings(prompt, image_embeds[tile0 : tile0 + n_tiles], model.img_context_id)
         tile0 += n_tiles
         yield embeds, torch.arange(prompt.shape[1], device=prompt.device)[None], 0, {}
 
 
-def _qwen_prompts(model: Any, d: dict, prompts: list[torch.Tensor]
-                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor, int, dict]]:
+def _qwen_prompts(
+    model: Any, d: dict, prompts: list[torch.Tensor]
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, int, dict]]:
     """Per prompt: (inputs_embeds, (3, 1, L) M-RoPE ids, rope delta, DeepStack arguments of Qwen3-VL).
 
     The ids and delta are ``get_rope_index``'s on the prompt alone, as transformers' prefill computes them.
@@ -193,23 +222,29 @@ def _qwen_prompts(model: Any, d: dict, prompts: list[torch.Tensor]
     sa2va = model.sa2va
     grid = d['image_grid_thw']
     embeds, deepstack = sa2va.image_embeddings(d['pixel_values'], grid)
-    counts = (grid.prod(dim=-1) // sa2va.arch.vision.spatial_merge_size ** 2).tolist()
+    counts = (grid.prod(dim=-1) // sa2va.arch.vision.spatial_merge_size**2).tolist()
     start = 0
     for i, prompt in enumerate(prompts):
         rows = slice(start, start + counts[i])
         start += counts[i]
         inputs_embeds = sa2va.splice_image_embeddings(prompt, embeds[rows])
-        positions, delta = sa2va.rope_position_ids(prompt, grid[i:i + 1], torch.ones_like(prompt))
-        extra = {} if deepstack is None else dict(deepstack=[level[rows] for level in deepstack],
-                                                  visual_pos_masks=prompt == sa2va.image_token_id)
+        positions, delta = sa2va.rope_position_ids(prompt, grid[i : i + 1], torch.ones_like(prompt))
+        extra = (
+            {}
+            if deepstack is None
+            else dict(deepstack=[level[rows] for level in deepstack], visual_pos_masks=prompt == sa2va.image_token_id)
+        )
         yield inputs_embeds, positions, int(delta.reshape(-1)[0]), extra
 
 
 @torch.no_grad()
-def greedy_seg_generate(model: Any, batch: dict, stop_ids: Sequence[int],
-                        max_new_tokens: int = 32,
-                        forced_answers: Optional[Sequence[Sequence[int]]] = None
-                        ) -> list[dict[str, Any]]:
+def greedy_seg_generate(
+    model: Any,
+    batch: dict,
+    stop_ids: Sequence[int],
+    max_new_tokens: int = 32,
+    forced_answers: Optional[Sequence[Sequence[int]]] = None,
+) -> list[dict[str, Any]]:
     """Generation mode: greedy decoding with a KV cache from each sample's prompt; the mask
     comes from the last-layer hidden state of the step whose INPUT is ``[SEG]`` (the official
     ``get_seg_hidden_states`` alignment, golden README quirk 1), the state each family's
@@ -228,16 +263,24 @@ def greedy_seg_generate(model: Any, batch: dict, stop_ids: Sequence[int],
     """
     data = model.data_preprocessor(batch, False)
     with model.autocast_context(data['data']):  # fp32 trainables over a bf16 base, as in forward
-        return _greedy_decode(model, batch, data['data'], data['data_samples'], stop_ids, max_new_tokens,
-                              forced_answers)
+        return _greedy_decode(
+            model, batch, data['data'], data['data_samples'], stop_ids, max_new_tokens, forced_answers
+        )
 
 
-def _greedy_decode(model: Any, batch: dict, d: dict, samples: Any, stop_ids: Sequence[int],
-                   max_new_tokens: int, forced_answers: Optional[Sequence[Sequence[int]]]
-                   ) -> list[dict[str, Any]]:
+def _greedy_decode(
+    model: Any,
+    batch: dict,
+    d: dict,
+    samples: Any,
+    stop_ids: Sequence[int],
+    max_new_tokens: int,
+    forced_answers: Optional[Sequence[Sequence[int]]],
+) -> list[dict[str, Any]]:
     from transformers import DynamicCache
 
     from ..models.sa2va import mask_logits_to_size
+
     sa2va = model.sa2va
     lm = sa2va.language_model
     embed = lm.get_input_embeddings()
@@ -245,7 +288,7 @@ def _greedy_decode(model: Any, batch: dict, d: dict, samples: Any, stop_ids: Seq
     prompts = []
     for i in range(input_ids.shape[0]):
         n = int(attn[i].sum())
-        prompts.append(input_ids[i, :_prompt_length(labels[i], n)][None])
+        prompts.append(input_ids[i, : _prompt_length(labels[i], n)][None])
     per_prompt = _qwen_prompts(model, d, prompts) if model.is_qwen else _internvl_prompts(model, d, samples, prompts)
     fpn = model.sam2_features(d['g_pixel_values'], samples)
     image_embed, high_res = sa2va.sam2_decoder_inputs(fpn)
@@ -254,8 +297,9 @@ def _greedy_decode(model: Any, batch: dict, d: dict, samples: Any, stop_ids: Seq
     for i, (prompt, (embeds, positions, delta, extra)) in enumerate(zip(prompts, per_prompt)):
         device, length = prompt.device, prompt.shape[1]
         cache = DynamicCache()
-        hidden = sa2va.llm_last_hidden(embeds, torch.ones_like(prompt, dtype=torch.bool), positions,
-                                       past_key_values=cache, **extra)[:, -1]
+        hidden = sa2va.llm_last_hidden(
+            embeds, torch.ones_like(prompt, dtype=torch.bool), positions, past_key_values=cache, **extra
+        )[:, -1]
         generated: list[int] = []
         seg_hidden: list[torch.Tensor] = []
         forced = None if forced_answers is None else list(forced_answers[i])
@@ -270,22 +314,34 @@ def _greedy_decode(model: Any, batch: dict, d: dict, samples: Any, stop_ids: Seq
             if token in stop:
                 break
             tok = torch.tensor([[token]], device=device)
-            index = length + step   # the new token's sequence index = the cache length
-            hidden = sa2va.llm_last_hidden(embed(tok), torch.ones((1, index + 1), dtype=torch.bool, device=device),
-                                           sa2va.decode_position_ids(index, delta, device),
-                                           past_key_values=cache)[:, -1]
+            index = length + step  # the new token's sequence index = the cache length
+            hidden = sa2va.llm_last_hidden(
+                embed(tok),
+                torch.ones((1, index + 1), dtype=torch.bool, device=device),
+                sa2va.decode_position_ids(index, delta, device),
+                past_key_values=cache,
+            )[:, -1]
             if token == model.seg_token_id:
-                seg_hidden.append(hidden)   # the step whose input is [SEG]
+                seg_hidden.append(hidden)  # the step whose input is [SEG]
         n_masks = len(batch['data']['masks'][i]) if 'masks' in batch['data'] else 1
-        record = {'generated_ids': generated, 'n_seg': len(seg_hidden),
-                  'missing_seg': len(seg_hidden) < n_masks, 'prob': None}
+        record = {
+            'generated_ids': generated,
+            'n_seg': len(seg_hidden),
+            'missing_seg': len(seg_hidden) < n_masks,
+            'prob': None,
+        }
         if not record['missing_seg']:
             lang = sa2va.text_hidden_fcs(torch.cat(seg_hidden[:n_masks], dim=0))  # (S, C)
-            decoded = sa2va.decode_masks(image_embed[i:i + 1].expand(n_masks, -1, -1, -1),
-                                         [h[i:i + 1].expand(n_masks, -1, -1, -1) for h in high_res],
-                                         lang)
-            size = tuple(samples[i]['ori_size']) if samples and 'ori_size' in samples[i] \
+            decoded = sa2va.decode_masks(
+                image_embed[i : i + 1].expand(n_masks, -1, -1, -1),
+                [h[i : i + 1].expand(n_masks, -1, -1, -1) for h in high_res],
+                lang,
+            )
+            size = (
+                tuple(samples[i]['ori_size'])
+                if samples and 'ori_size' in samples[i]
                 else tuple(d['masks'][i].shape[-2:])
+            )
             record['prob'] = mask_logits_to_size(decoded['mask_logits'], size).sigmoid().cpu()
         results.append(record)
     return results

@@ -25,6 +25,7 @@ Empty masks (decided here, relied on by the tests and by ``VesselSegMetric``):
   when the FOV holds no pixel. Means over images skip NaN (``np.nanmean``).
 * ROC AUC: NaN unless both classes are present; average precision: NaN without positives.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -35,12 +36,33 @@ from .surface import DEFAULT_NSD_TOLERANCE, surface_scores
 from .topology import betti_errors
 
 __all__ = [
-    'SWEEP_THRESHOLDS', 'DEFAULT_AUC_BINS', 'COUNT_FIELDS',
-    'check_probabilities', 'confusion_counts', 'dice_score', 'iou_score', 'sensitivity',
-    'specificity', 'precision_score', 'accuracy', 'binary_metrics', 'skeletonize',
-    'cldice_counts', 'cldice_from_counts', 'cldice', 'auc_from_ranked_counts', 'roc_auc',
-    'average_precision', 'auc_bin_edges', 'probability_histograms', 'threshold_sweep_counts',
-    'threshold_sweep', 'best_threshold', 'image_summary', 'SKELETONS', 'skeleton_of',
+    'SWEEP_THRESHOLDS',
+    'DEFAULT_AUC_BINS',
+    'COUNT_FIELDS',
+    'check_probabilities',
+    'confusion_counts',
+    'dice_score',
+    'iou_score',
+    'sensitivity',
+    'specificity',
+    'precision_score',
+    'accuracy',
+    'binary_metrics',
+    'skeletonize',
+    'cldice_counts',
+    'cldice_from_counts',
+    'cldice',
+    'auc_from_ranked_counts',
+    'roc_auc',
+    'average_precision',
+    'auc_bin_edges',
+    'probability_histograms',
+    'threshold_sweep_counts',
+    'threshold_sweep',
+    'best_threshold',
+    'image_summary',
+    'SKELETONS',
+    'skeleton_of',
 ]
 
 # 0.05, 0.10, ..., 0.95; rounded so that 0.15 here is the same float64 as the literal 0.15.
@@ -58,8 +80,7 @@ def _as_bool_mask(mask: np.ndarray, name: str) -> np.ndarray:
     if mask.dtype == bool:
         return mask
     if not np.isin(mask, (0, 1)).all():
-        raise ValueError(f'{name} must be boolean (or hold only 0/1), got values '
-                         f'{np.unique(mask)[:8]}')
+        raise ValueError(f'{name} must be boolean (or hold only 0/1), got values {np.unique(mask)[:8]}')
     return mask.astype(bool)
 
 
@@ -76,8 +97,9 @@ def check_probabilities(prob: np.ndarray, allow_binary: bool = False) -> np.ndar
         if not allow_binary:
             raise ValueError(
                 'Got a boolean mask where probabilities are needed (threshold sweep / AUC). '
-                'Pass the model\'s probabilities, not a thresholded mask, or set '
-                'allow_binary=True if a binary prediction is intended.')
+                "Pass the model's probabilities, not a thresholded mask, or set "
+                'allow_binary=True if a binary prediction is intended.'
+            )
         return prob.astype(np.float64)
     if not np.issubdtype(prob.dtype, np.floating):
         raise ValueError(f'probabilities must be a float array, got dtype {prob.dtype}')
@@ -88,13 +110,16 @@ def check_probabilities(prob: np.ndarray, allow_binary: bool = False) -> np.ndar
         raise ValueError('probabilities contain NaN or inf')
     lo, hi = float(prob.min()), float(prob.max())
     if lo < 0.0 or hi > 1.0:
-        raise ValueError(f'probabilities must lie in [0, 1], got range [{lo:g}, {hi:g}]; '
-                         'were logits passed instead of sigmoid probabilities?')
+        raise ValueError(
+            f'probabilities must lie in [0, 1], got range [{lo:g}, {hi:g}]; '
+            'were logits passed instead of sigmoid probabilities?'
+        )
     if not allow_binary and np.all((prob == 0.0) | (prob == 1.0)):
         raise ValueError(
             'probabilities hold only the values {0, 1}: they look already thresholded. '
             'A threshold sweep or AUC over a thresholded mask is meaningless; pass the '
-            'model\'s probabilities, or set allow_binary=True if this is intended.')
+            "model's probabilities, or set allow_binary=True if this is intended."
+        )
     return prob
 
 
@@ -106,8 +131,7 @@ def _check_threshold_input(pred: np.ndarray) -> np.ndarray:
     return check_probabilities(pred, allow_binary=True)
 
 
-def _flatten_in_fov(values: np.ndarray, gt: np.ndarray,
-                    fov: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _flatten_in_fov(values: np.ndarray, gt: np.ndarray, fov: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Values and bool ground truth of the pixels inside the FOV, as 1-D arrays."""
     gt = _as_bool_mask(gt, 'gt')
     if values.shape != gt.shape:
@@ -119,8 +143,9 @@ def _flatten_in_fov(values: np.ndarray, gt: np.ndarray,
 
 
 # ------------------------------------------------------------------- confusion and scores
-def confusion_counts(pred: np.ndarray, gt: np.ndarray, threshold: float = 0.5,
-                     fov: np.ndarray | None = None) -> np.ndarray:
+def confusion_counts(
+    pred: np.ndarray, gt: np.ndarray, threshold: float = 0.5, fov: np.ndarray | None = None
+) -> np.ndarray:
     """``[tp, fp, fn, tn]`` (int64) of ``pred >= threshold`` (or of a bool ``pred``) vs ``gt``,
     counted inside ``fov``."""
     pred = _check_threshold_input(pred)
@@ -184,19 +209,25 @@ def accuracy(counts: np.ndarray) -> np.ndarray | float:
     return _ratio(tp + tn, tp + fp + fn + tn, np.nan)
 
 
-def binary_metrics(pred: np.ndarray, gt: np.ndarray, threshold: float = 0.5,
-                   fov: np.ndarray | None = None) -> dict[str, float]:
+def binary_metrics(
+    pred: np.ndarray, gt: np.ndarray, threshold: float = 0.5, fov: np.ndarray | None = None
+) -> dict[str, float]:
     """Dice, IoU, sensitivity, specificity, precision, accuracy of one prediction."""
     c = confusion_counts(pred, gt, threshold, fov)
-    return {'dice': dice_score(c), 'iou': iou_score(c), 'sens': sensitivity(c),
-            'spec': specificity(c), 'precision': precision_score(c), 'acc': accuracy(c)}
+    return {
+        'dice': dice_score(c),
+        'iou': iou_score(c),
+        'sens': sensitivity(c),
+        'spec': specificity(c),
+        'precision': precision_score(c),
+        'acc': accuracy(c),
+    }
 
 
 # ------------------------------------------------------------------------- skeletonisation
 # Neighbour order P2..P9 as in the thinning literature: N, NE, E, SE, S, SW, W, NW.
 # Bit k of a neighbourhood code is neighbour P(k+2).
-_NEIGHBOURS: tuple[tuple[int, int], ...] = (
-    (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1))
+_NEIGHBOURS: tuple[tuple[int, int], ...] = ((-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1))
 
 
 def _guo_hall_luts() -> tuple[np.ndarray, np.ndarray]:
@@ -210,11 +241,10 @@ def _guo_hall_luts() -> tuple[np.ndarray, np.ndarray]:
     for code in range(256):
         p2, p3, p4, p5, p6, p7, p8, p9 = ((code >> k) & 1 for k in range(8))
         # C(P1): number of 8-connected foreground groups around P1 (must be 1: simple point).
-        c = ((1 - p2) & (p3 | p4)) + ((1 - p4) & (p5 | p6)) \
-            + ((1 - p6) & (p7 | p8)) + ((1 - p8) & (p9 | p2))
+        c = ((1 - p2) & (p3 | p4)) + ((1 - p4) & (p5 | p6)) + ((1 - p6) & (p7 | p8)) + ((1 - p8) & (p9 | p2))
         n1 = (p9 | p2) + (p3 | p4) + (p5 | p6) + (p7 | p8)
         n2 = (p2 | p3) + (p4 | p5) + (p6 | p7) + (p8 | p9)
-        deletable = c == 1 and 2 <= min(n1, n2) <= 3   # N >= 2 keeps end points
+        deletable = c == 1 and 2 <= min(n1, n2) <= 3  # N >= 2 keeps end points
         luts[0, code] = deletable and ((p6 | p7 | (1 - p9)) & p8) == 0
         luts[1, code] = deletable and ((p2 | p3 | (1 - p5)) & p4) == 0
     return luts[0], luts[1]
@@ -245,7 +275,7 @@ def skeletonize(mask: np.ndarray) -> np.ndarray:
     around = np.concatenate([offsets, [0]])
     weights = (1 << np.arange(8)).astype(np.uint8)
 
-    scratch = np.empty(flat.size, dtype=np.intp)   # for order-free deduplication
+    scratch = np.empty(flat.size, dtype=np.intp)  # for order-free deduplication
     candidates = np.flatnonzero(flat)
     prev_deleted = np.empty(0, dtype=np.intp)
     step = 0
@@ -255,13 +285,12 @@ def skeletonize(mask: np.ndarray) -> np.ndarray:
             # than gathering 8 neighbours per candidate.
             code_img = np.zeros((h, w), dtype=np.uint8)
             for k, (dy, dx) in enumerate(_NEIGHBOURS):
-                code_img |= img[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] << k
+                code_img |= img[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] << k
             codes = np.pad(code_img, 1).ravel()[candidates]
         else:
-            codes = (flat[candidates[:, None] + offsets[None, :]] * weights).sum(
-                1, dtype=np.uint16)
+            codes = (flat[candidates[:, None] + offsets[None, :]] * weights).sum(1, dtype=np.uint16)
         deleted = candidates[_THIN_LUTS[step % 2][codes]]
-        flat[deleted] = 0   # parallel: all verdicts above were taken before any deletion
+        flat[deleted] = 0  # parallel: all verdicts above were taken before any deletion
         step += 1
         if step == 1:
             # The second rule has not seen any pixel yet: evaluate every remaining one.
@@ -287,7 +316,8 @@ SKELETONS: tuple[str, ...] = ('skimage', 'guo_hall')
 def skeleton_of(mask: np.ndarray, skeleton: str = 'skimage') -> np.ndarray:
     """The skeleton of a 2-D bool mask by the method named in ``SKELETONS``."""
     if skeleton == 'skimage':
-        from skimage.morphology import skeletonize as sk_skeletonize   # heavy import: lazy
+        from skimage.morphology import skeletonize as sk_skeletonize  # heavy import: lazy
+
         return sk_skeletonize(np.asarray(mask, dtype=bool))
     if skeleton == 'guo_hall':
         return skeletonize(mask)
@@ -295,8 +325,9 @@ def skeleton_of(mask: np.ndarray, skeleton: str = 'skimage') -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------- clDice
-def cldice_counts(pred: np.ndarray, gt: np.ndarray, threshold: float = 0.5,
-                  fov: np.ndarray | None = None, skeleton: str = 'skimage') -> np.ndarray:
+def cldice_counts(
+    pred: np.ndarray, gt: np.ndarray, threshold: float = 0.5, fov: np.ndarray | None = None, skeleton: str = 'skimage'
+) -> np.ndarray:
     """``[|S_p & G|, |S_p|, |S_g & P|, |S_g|]`` (int64) for clDice, where P, G are the
     prediction and ground truth restricted to the FOV and S_p, S_g their skeletons
     (``skeleton``: see ``SKELETONS``).
@@ -306,15 +337,15 @@ def cldice_counts(pred: np.ndarray, gt: np.ndarray, threshold: float = 0.5,
     pred = _check_threshold_input(pred)
     g = _as_bool_mask(gt, 'gt')
     if g.ndim != 2 or pred.shape != g.shape:
-        raise ValueError(f'clDice needs 2-D prediction and gt of one shape, got '
-                         f'{pred.shape} and {g.shape}')
+        raise ValueError(f'clDice needs 2-D prediction and gt of one shape, got {pred.shape} and {g.shape}')
     p = pred if pred.dtype == bool else pred >= threshold
     if fov is not None:
         f = _as_bool_mask(fov, 'fov')
-        p, g = p & f, g & f   # skeletonise only what lies inside the FOV
+        p, g = p & f, g & f  # skeletonise only what lies inside the FOV
     sp, sg = skeleton_of(p, skeleton), skeleton_of(g, skeleton)
-    return np.array([np.count_nonzero(sp & g), np.count_nonzero(sp),
-                     np.count_nonzero(sg & p), np.count_nonzero(sg)], dtype=np.int64)
+    return np.array(
+        [np.count_nonzero(sp & g), np.count_nonzero(sp), np.count_nonzero(sg & p), np.count_nonzero(sg)], dtype=np.int64
+    )
 
 
 def cldice_from_counts(counts: np.ndarray) -> float:
@@ -329,8 +360,9 @@ def cldice_from_counts(counts: np.ndarray) -> float:
     return 0.0 if tprec + tsens == 0 else 2.0 * tprec * tsens / (tprec + tsens)
 
 
-def cldice(pred: np.ndarray, gt: np.ndarray, threshold: float = 0.5,
-           fov: np.ndarray | None = None, skeleton: str = 'skimage') -> float:
+def cldice(
+    pred: np.ndarray, gt: np.ndarray, threshold: float = 0.5, fov: np.ndarray | None = None, skeleton: str = 'skimage'
+) -> float:
     """Centreline Dice (Shit et al., CVPR 2021) of one 2-D prediction, inside ``fov``."""
     return cldice_from_counts(cldice_counts(pred, gt, threshold, fov, skeleton))
 
@@ -357,7 +389,7 @@ def auc_from_ranked_counts(pos: np.ndarray, neg: np.ndarray) -> tuple[float, flo
     if n_pos > 0:
         pos_d, neg_d = pos[::-1], neg[::-1]
         tp, fp = np.cumsum(pos_d), np.cumsum(neg_d)
-        used = pos_d > 0   # groups without positives add no recall
+        used = pos_d > 0  # groups without positives add no recall
         ap = float(np.sum(pos_d[used] * tp[used] / (tp[used] + fp[used])) / n_pos)
     return roc, ap
 
@@ -383,22 +415,22 @@ def _exact_auc_sorted(pos: np.ndarray, neg: np.ndarray) -> tuple[float, float]:
     if n_pos:
         # only distinct positive scores add recall; at score v: TP = #pos >= v, FP = #neg >= v
         values, first = np.unique(pos, return_index=True)
-        weight = np.diff(np.append(first, n_pos))          # positives scoring exactly v
+        weight = np.diff(np.append(first, n_pos))  # positives scoring exactly v
         tp = n_pos - first
         fp = n_neg - np.searchsorted(neg, values, side='left')
         ap = float(np.sum(weight * tp / (tp + fp)) / n_pos)
     return roc, ap
 
 
-def roc_auc(prob: np.ndarray, gt: np.ndarray, fov: np.ndarray | None = None,
-            allow_binary: bool = False) -> float:
+def roc_auc(prob: np.ndarray, gt: np.ndarray, fov: np.ndarray | None = None, allow_binary: bool = False) -> float:
     """Exact ROC AUC of probabilities inside ``fov`` (ties count one half)."""
     p, g = _flatten_in_fov(check_probabilities(prob, allow_binary), gt, fov)
     return _exact_auc_sorted(*_sorted_by_class(p, g))[0]
 
 
-def average_precision(prob: np.ndarray, gt: np.ndarray, fov: np.ndarray | None = None,
-                      allow_binary: bool = False) -> float:
+def average_precision(
+    prob: np.ndarray, gt: np.ndarray, fov: np.ndarray | None = None, allow_binary: bool = False
+) -> float:
     """Exact average precision (area under the PR curve, step-wise) inside ``fov``."""
     p, g = _flatten_in_fov(check_probabilities(prob, allow_binary), gt, fov)
     return _exact_auc_sorted(*_sorted_by_class(p, g))[1]
@@ -413,9 +445,13 @@ def auc_bin_edges(n_bins: int = DEFAULT_AUC_BINS) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.linspace(-16.0, 16.0, n_bins - 1)))
 
 
-def probability_histograms(prob: np.ndarray, gt: np.ndarray, fov: np.ndarray | None = None,
-                           n_bins: int = DEFAULT_AUC_BINS,
-                           allow_binary: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def probability_histograms(
+    prob: np.ndarray,
+    gt: np.ndarray,
+    fov: np.ndarray | None = None,
+    n_bins: int = DEFAULT_AUC_BINS,
+    allow_binary: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-class histograms (positives, negatives; int64, ``n_bins`` each) of probabilities
     inside ``fov`` on the ``auc_bin_edges`` bins. Summed over images they give pixel-pooled
     ROC AUC / AP through ``auc_from_ranked_counts`` without keeping any image."""
@@ -423,13 +459,14 @@ def probability_histograms(prob: np.ndarray, gt: np.ndarray, fov: np.ndarray | N
     return _histograms(*_sorted_by_class(p, g), auc_bin_edges(n_bins))
 
 
-def _histograms(pos: np.ndarray, neg: np.ndarray,
-                edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _histograms(pos: np.ndarray, neg: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Bin i holds edges[i-1] <= p < edges[i] (open-ended first/last bins); from sorted
     per-class scores the bin counts are differences of binary-search positions."""
+
     def hist(sorted_scores: np.ndarray) -> np.ndarray:
         below = np.searchsorted(sorted_scores, edges, side='left')
         return np.diff(np.concatenate([[0], below, [sorted_scores.size]])).astype(np.int64)
+
     return hist(pos), hist(neg)
 
 
@@ -449,9 +486,13 @@ def _counts_sorted(pos: np.ndarray, neg: np.ndarray, thresholds: np.ndarray) -> 
     return np.stack([tp, fp, pos.size - tp, neg.size - fp], axis=-1).astype(np.int64)
 
 
-def threshold_sweep_counts(prob: np.ndarray, gt: np.ndarray, fov: np.ndarray | None = None,
-                           thresholds: Sequence[float] = SWEEP_THRESHOLDS,
-                           allow_binary: bool = False) -> np.ndarray:
+def threshold_sweep_counts(
+    prob: np.ndarray,
+    gt: np.ndarray,
+    fov: np.ndarray | None = None,
+    thresholds: Sequence[float] = SWEEP_THRESHOLDS,
+    allow_binary: bool = False,
+) -> np.ndarray:
     """``(T, 4)`` int64 ``[tp, fp, fn, tn]`` of ``prob >= t`` for each sweep threshold t,
     exact, without thresholding the image T times."""
     p, g = _flatten_in_fov(check_probabilities(prob, allow_binary), gt, fov)
@@ -471,26 +512,44 @@ def best_threshold(thresholds: Sequence[float], scores: Sequence[float]) -> tupl
     return float(t[i]), float(s[i])
 
 
-def threshold_sweep(prob: np.ndarray, gt: np.ndarray, fov: np.ndarray | None = None,
-                    thresholds: Sequence[float] = SWEEP_THRESHOLDS,
-                    allow_binary: bool = False) -> dict[str, np.ndarray | float]:
+def threshold_sweep(
+    prob: np.ndarray,
+    gt: np.ndarray,
+    fov: np.ndarray | None = None,
+    thresholds: Sequence[float] = SWEEP_THRESHOLDS,
+    allow_binary: bool = False,
+) -> dict[str, np.ndarray | float]:
     """Dice/IoU/sens/spec/precision/acc at each threshold, and the Dice-best threshold."""
     t = np.asarray(thresholds, dtype=np.float64)
     counts = threshold_sweep_counts(prob, gt, fov, t, allow_binary)
     dice = dice_score(counts)
     best_t, best_d = best_threshold(t, dice)
-    return {'thresholds': t, 'counts': counts, 'dice': dice, 'iou': iou_score(counts),
-            'sens': sensitivity(counts), 'spec': specificity(counts),
-            'precision': precision_score(counts), 'acc': accuracy(counts),
-            'best_threshold': best_t, 'best_dice': best_d}
+    return {
+        'thresholds': t,
+        'counts': counts,
+        'dice': dice,
+        'iou': iou_score(counts),
+        'sens': sensitivity(counts),
+        'spec': specificity(counts),
+        'precision': precision_score(counts),
+        'acc': accuracy(counts),
+        'best_threshold': best_t,
+        'best_dice': best_d,
+    }
 
 
 # ------------------------------------------------------------------ per-image summary
-def image_summary(prob: np.ndarray, gt: np.ndarray, fov: np.ndarray | None = None,
-                  threshold: float = 0.5, thresholds: Sequence[float] = SWEEP_THRESHOLDS,
-                  n_bins: int = DEFAULT_AUC_BINS,
-                  allow_binary: bool = False, skeleton: str = 'skimage',
-                  nsd_tolerance: float = DEFAULT_NSD_TOLERANCE) -> dict[str, np.ndarray | float]:
+def image_summary(
+    prob: np.ndarray,
+    gt: np.ndarray,
+    fov: np.ndarray | None = None,
+    threshold: float = 0.5,
+    thresholds: Sequence[float] = SWEEP_THRESHOLDS,
+    n_bins: int = DEFAULT_AUC_BINS,
+    allow_binary: bool = False,
+    skeleton: str = 'skimage',
+    nsd_tolerance: float = DEFAULT_NSD_TOLERANCE,
+) -> dict[str, np.ndarray | float]:
     """Everything the evaluator keeps of one 2-D prediction, a few KB, never the image:
 
     ``counts`` (4,) at ``threshold``; ``sweep_counts`` (T, 4); ``pos_hist``/``neg_hist``
@@ -513,11 +572,20 @@ def image_summary(prob: np.ndarray, gt: np.ndarray, fov: np.ndarray | None = Non
     return {
         'counts': counts,
         'sweep_counts': _counts_sorted(pos, neg, _check_thresholds(thresholds)),
-        'pos_hist': pos_hist, 'neg_hist': neg_hist, 'cldice_counts': cl_counts,
-        'dice': dice_score(counts), 'iou': iou_score(counts),
-        'cldice': cldice_from_counts(cl_counts), 'sens': sensitivity(counts),
-        'spec': specificity(counts), 'precision': precision_score(counts),
-        'acc': accuracy(counts), 'roc_auc': roc, 'pr_auc': ap,
-        'hd95': surf['hd95'], 'nsd': surf['nsd'],
-        'betti0_error': betti['betti0_error'], 'betti1_error': betti['betti1_error'],
+        'pos_hist': pos_hist,
+        'neg_hist': neg_hist,
+        'cldice_counts': cl_counts,
+        'dice': dice_score(counts),
+        'iou': iou_score(counts),
+        'cldice': cldice_from_counts(cl_counts),
+        'sens': sensitivity(counts),
+        'spec': specificity(counts),
+        'precision': precision_score(counts),
+        'acc': accuracy(counts),
+        'roc_auc': roc,
+        'pr_auc': ap,
+        'hd95': surf['hd95'],
+        'nsd': surf['nsd'],
+        'betti0_error': betti['betti0_error'],
+        'betti1_error': betti['betti1_error'],
     }

@@ -22,6 +22,7 @@ Output (``out_dir``): ``summary.json``; per mode ``<mode>/per_image.csv``,
 ``<mode>/threshold_curve.png`` and ``<mode>/overlays/<stem>.png`` (image | ground truth |
 probability | errors: TP white, FP red, FN blue, outside the FOV grey).
 """
+
 from __future__ import annotations
 
 import copy
@@ -45,17 +46,33 @@ from .vessel_metric import VesselSegMetric
 logger = logging.getLogger(__name__)
 
 MODES = ('teacher', 'generate')
-CSV_SCORES = ('dice', 'iou', 'cldice', 'sens', 'spec', 'precision', 'acc', 'roc_auc', 'pr_auc',
-              'hd95', 'nsd', 'betti0_error', 'betti1_error')
+CSV_SCORES = (
+    'dice',
+    'iou',
+    'cldice',
+    'sens',
+    'spec',
+    'precision',
+    'acc',
+    'roc_auc',
+    'pr_auc',
+    'hd95',
+    'nsd',
+    'betti0_error',
+    'betti1_error',
+)
 # Values chosen by sweeping the threshold on the evaluated images themselves.
 SWEEP_KEYS = ('vessel/best_thr', 'vessel/best_dice', 'vessel/best_thr_mean', 'vessel/best_dice_mean')
-OPTIMISTIC_NOTE = ('threshold sweep on the test split: the *_optimistic values pick the threshold on '
-                   'the images they score, an optimistic bound, not a result')
+OPTIMISTIC_NOTE = (
+    'threshold sweep on the test split: the *_optimistic values pick the threshold on '
+    'the images they score, an optimistic bound, not a result'
+)
 
 
 def is_test_split(split: str) -> bool:
     """``test``, ``fold3_test``, ...: a split that only the final evaluation may read."""
     from ..datasets.splits import split_role
+
     role = split_role(split)
     return role is not None and role[1] == 'test'
 
@@ -67,20 +84,22 @@ def _sweep_policy(metrics: dict, split: str, allow_test_sweep: bool) -> tuple[di
         return metrics, None
     swept = [k for k in metrics if k in SWEEP_KEYS or k.startswith('vessel/global_dice@')]
     if not allow_test_sweep:
-        return ({k: v for k, v in metrics.items() if k not in swept},
-                'threshold sweep refused on the test split (pass --allow-test-sweep for an '
-                'optimistic bound); the operating threshold is used as given')
-    return ({(f'{k}_optimistic' if k in swept else k): v for k, v in metrics.items()},
-            OPTIMISTIC_NOTE)
+        return (
+            {k: v for k, v in metrics.items() if k not in swept},
+            'threshold sweep refused on the test split (pass --allow-test-sweep for an '
+            'optimistic bound); the operating threshold is used as given',
+        )
+    return ({(f'{k}_optimistic' if k in swept else k): v for k, v in metrics.items()}, OPTIMISTIC_NOTE)
 
 
 def build_split_dataloader(cfg: Any, split: str, model_path: Optional[str] = None) -> Any:
     """The config's ``val_dataloader`` pointed at ``split`` (``test_dataloader`` when the config
     has one and ``split == 'test'``), built as mmengine builds it."""
     from mmengine.runner import Runner
+
     from ..registry import project_scope
-    source = cfg.get('test_dataloader') if split == 'test' and cfg.get('test_dataloader') \
-        else cfg.get('val_dataloader')
+
+    source = cfg.get('test_dataloader') if split == 'test' and cfg.get('test_dataloader') else cfg.get('val_dataloader')
     if source is None:
         raise ValueError('the config has no val_dataloader')
     dl_cfg = copy.deepcopy(source)
@@ -110,11 +129,21 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def evaluate(cfg: Any, checkpoint: str, split: str = 'val', out_dir: Optional[str] = None,
-             modes: Sequence[str] = MODES, threshold: Optional[float] = None,
-             max_new_tokens: int = 32, num_overlays: int = 8, max_side: int = 1024,
-             device: Optional[str] = None, allow_test_sweep: bool = False,
-             n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> dict:
+def evaluate(
+    cfg: Any,
+    checkpoint: str,
+    split: str = 'val',
+    out_dir: Optional[str] = None,
+    modes: Sequence[str] = MODES,
+    threshold: Optional[float] = None,
+    max_new_tokens: int = 32,
+    num_overlays: int = 8,
+    max_side: int = 1024,
+    device: Optional[str] = None,
+    allow_test_sweep: bool = False,
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = 0,
+) -> dict:
     """Evaluate and write the outputs (see module docstring); returns the summary dict.
 
     On a test split the threshold sweep is refused (its best values are left out) unless
@@ -139,14 +168,24 @@ def evaluate(cfg: Any, checkpoint: str, split: str = 'val', out_dir: Optional[st
     data_root = loader.dataset.data_root
     dataset, protocol = dataset_name(data_root), protocol_name(data_root)
     if is_test_split(split) and threshold_source == 'config':
-        logger.warning('evaluating %s without a threshold chosen on val (no best_checkpoint.json, '
-                       'no --threshold): using the config\'s %s', split,
-                       _metric_from_cfg(cfg, None).threshold)
+        logger.warning(
+            'evaluating %s without a threshold chosen on val (no best_checkpoint.json, '
+            "no --threshold): using the config's %s",
+            split,
+            _metric_from_cfg(cfg, None).threshold,
+        )
     summary: dict[str, Any] = {
-        'config': getattr(cfg, 'filename', None), 'checkpoint': str(checkpoint),
-        'checkpoint_kind': info['kind'], 'split': split, 'n_samples': len(loader.dataset),
-        'dataset': dataset, 'protocol': protocol,
-        'threshold_source': threshold_source, 'best_record': record, 'modes': {}}
+        'config': getattr(cfg, 'filename', None),
+        'checkpoint': str(checkpoint),
+        'checkpoint_kind': info['kind'],
+        'split': split,
+        'n_samples': len(loader.dataset),
+        'dataset': dataset,
+        'protocol': protocol,
+        'threshold_source': threshold_source,
+        'best_record': record,
+        'modes': {},
+    }
     out = Path(out_dir) if out_dir else None
     for mode in modes:
         start = time.time()
@@ -159,18 +198,21 @@ def evaluate(cfg: Any, checkpoint: str, split: str = 'val', out_dir: Optional[st
                 texts = [''] * len(preds)
             else:
                 gen = greedy_seg_generate(model, batch, stops, max_new_tokens=max_new_tokens)
-                preds = [{'prob': g['prob'], 'missing_seg': g['missing_seg'],
-                          'n_seg': g['n_seg']} for g in gen]
+                preds = [{'prob': g['prob'], 'missing_seg': g['missing_seg'], 'n_seg': g['n_seg']} for g in gen]
                 texts = [tokenizer.decode(g['generated_ids']) for g in gen]
             before = len(metric.results)
             metric.process(batch, preds)
-            for sample, pred, result, text in zip(batch['data_samples'], preds,
-                                                  metric.results[before:], texts):
+            for sample, pred, result, text in zip(batch['data_samples'], preds, metric.results[before:], texts):
                 for s, m in enumerate(result['masks']):
-                    row = {'image': sample['img_path'], 'mask_index': s,
-                           **{k: _plain(float(m[k])) for k in CSV_SCORES},
-                           'tp': int(m['counts'][0]), 'fp': int(m['counts'][1]),
-                           'fn': int(m['counts'][2]), 'tn': int(m['counts'][3])}
+                    row = {
+                        'image': sample['img_path'],
+                        'mask_index': s,
+                        **{k: _plain(float(m[k])) for k in CSV_SCORES},
+                        'tp': int(m['counts'][0]),
+                        'fp': int(m['counts'][1]),
+                        'fn': int(m['counts'][2]),
+                        'tn': int(m['counts'][3]),
+                    }
                     if mode == 'generate':
                         row['missing_seg'] = bool(pred.get('missing_seg'))
                         row['n_seg'] = int(pred.get('n_seg', 0))
@@ -178,16 +220,19 @@ def evaluate(cfg: Any, checkpoint: str, split: str = 'val', out_dir: Optional[st
                     rows.append(row)
                 if out is not None and len(overlays) < num_overlays:
                     mask = np.asarray(sample['mask'])
-                    prob = (np.zeros(mask.shape, np.float32) if pred.get('missing_seg')
-                            else pred['prob'].float().numpy())
+                    prob = np.zeros(mask.shape, np.float32) if pred.get('missing_seg') else pred['prob'].float().numpy()
                     from ..datasets.readers import read_image
+
                     try:
                         image = read_image(sample['img_path'])
                     except Exception:
                         image = None
-                    overlays.append((Path(sample['img_path']).stem,
-                                     V.overlay_panel(image, mask[0], prob[0], metric.threshold,
-                                                     sample.get('fov'), max_side)))
+                    overlays.append(
+                        (
+                            Path(sample['img_path']).stem,
+                            V.overlay_panel(image, mask[0], prob[0], metric.threshold, sample.get('fov'), max_side),
+                        )
+                    )
         metrics = metric.evaluate(len(loader.dataset))
         metrics = {k: _plain(v) for k, v in metrics.items()}
         if mode == 'generate':
@@ -195,26 +240,49 @@ def evaluate(cfg: Any, checkpoint: str, split: str = 'val', out_dir: Optional[st
             metrics['vessel/missing_seg_rate'] = metrics.get('vessel/n_missing_seg', 0) / n
         metrics, sweep_note = _sweep_policy(metrics, split, allow_test_sweep)
         curve = None if sweep_note and not allow_test_sweep else metric.curve
-        table = table_rows(rows, dataset=dataset, split=split, protocol=protocol, mode=mode,
-                           threshold=metric.threshold, n_boot=n_boot, seed=seed)
-        notes = [f'threshold source: {threshold_source}', f'nsd tolerance: {metric.nsd_tolerance} px',
-                 f'clDice skeleton: {metric.skeleton}'] + ([sweep_note] if sweep_note else [])
-        summary['modes'][mode] = {'metrics': metrics, 'curve': curve, 'table': table,
-                                  'notes': notes, 'seconds': round(time.time() - start, 3)}
+        table = table_rows(
+            rows,
+            dataset=dataset,
+            split=split,
+            protocol=protocol,
+            mode=mode,
+            threshold=metric.threshold,
+            n_boot=n_boot,
+            seed=seed,
+        )
+        notes = [
+            f'threshold source: {threshold_source}',
+            f'nsd tolerance: {metric.nsd_tolerance} px',
+            f'clDice skeleton: {metric.skeleton}',
+        ] + ([sweep_note] if sweep_note else [])
+        summary['modes'][mode] = {
+            'metrics': metrics,
+            'curve': curve,
+            'table': table,
+            'notes': notes,
+            'seconds': round(time.time() - start, 3),
+        }
         if out is not None:
             _write_mode(out / mode, rows, metric, metrics, overlays, curve)
             if table:
                 write_results_table(out / mode, table, notes, n_boot=n_boot, seed=seed)
-        logger.info('%s: %s', mode, json.dumps({k: metrics[k] for k in metrics
-                                               if k.endswith(('dice', 'thr', 'missing_seg'))}))
+        logger.info(
+            '%s: %s', mode, json.dumps({k: metrics[k] for k in metrics if k.endswith(('dice', 'thr', 'missing_seg'))})
+        )
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / 'summary.json').write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def _write_mode(folder: Path, rows: list[dict], metric: VesselSegMetric, metrics: dict,
-                overlays: list[tuple[str, np.ndarray]], curve: Optional[dict]) -> None:
+def _write_mode(
+    folder: Path,
+    rows: list[dict],
+    metric: VesselSegMetric,
+    metrics: dict,
+    overlays: list[tuple[str, np.ndarray]],
+    curve: Optional[dict],
+) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if rows:
         with open(folder / 'per_image.csv', 'w', newline='') as f:
@@ -222,11 +290,12 @@ def _write_mode(folder: Path, rows: list[dict], metric: VesselSegMetric, metrics
             writer.writeheader()
             writer.writerows(rows)
     if curve:
-        chart = V.draw_curve(curve, ('global_dice', 'mean_dice', 'global_sens',
-                                     'global_precision'),
-                             threshold=metric.threshold,
-                             best_threshold=metrics.get('vessel/best_thr',
-                                                        metrics.get('vessel/best_thr_optimistic')))
+        chart = V.draw_curve(
+            curve,
+            ('global_dice', 'mean_dice', 'global_sens', 'global_precision'),
+            threshold=metric.threshold,
+            best_threshold=metrics.get('vessel/best_thr', metrics.get('vessel/best_thr_optimistic')),
+        )
         V.save_png(chart, str(folder / 'threshold_curve.png'))
     if overlays:
         (folder / 'overlays').mkdir(exist_ok=True)

@@ -14,6 +14,7 @@ of the config, or ``sa2va_vessel.window`` in an export's config.json), so a mode
 native-resolution crops of N px predicts on windows of N px: the same pixels per SAM2 input and per
 InternVL tile as in training. A different ``--window`` is allowed and warned about.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,6 +51,7 @@ def export_settings(checkpoint: str | os.PathLike) -> dict:
     """The deployment settings an export recorded in its config.json (``models.export.PROJECT_KEY``:
     val-chosen threshold, tiles, window), or {} for anything else."""
     from ..models.export import PROJECT_KEY
+
     path = Path(checkpoint) / 'config.json'
     if not path.is_file():
         return {}
@@ -68,8 +70,11 @@ def resolve_window(cfg: Any, checkpoint: str | os.PathLike, window: Optional[int
     if window is None:
         return (trained, 'training crop') if trained else (DEFAULT_WINDOW, 'default')
     if trained and int(window) != trained:
-        logger.warning('window %d differs from the training crop %d: the model sees another scale '
-                       'than it was trained on', window, trained)
+        logger.warning(
+            'window %d differs from the training crop %d: the model sees another scale than it was trained on',
+            window,
+            trained,
+        )
     return int(window), 'command line'
 
 
@@ -99,8 +104,7 @@ def _ramp(size: int, ramp_lo: int, ramp_hi: int) -> np.ndarray:
     return w
 
 
-def window_weights(height: int, width: int, window: int, overlap: float
-                   ) -> list[tuple[int, int, int, int, np.ndarray]]:
+def window_weights(height: int, width: int, window: int, overlap: float) -> list[tuple[int, int, int, int, np.ndarray]]:
     """``(y0, x0, h, w, weight (h, w))`` of every window; weights ramp over the overlap with the
     neighbouring windows and are 1 at the image border."""
     out = []
@@ -123,8 +127,9 @@ def _shared(starts: list[int], s: int, size: int, before: bool) -> int:
     return 0 if i == len(starts) - 1 else max(0, s + size - starts[i + 1])
 
 
-def sliding_window_predict(image: np.ndarray, predict_fn: Callable[[np.ndarray], np.ndarray],
-                           window: int = 1024, overlap: float = 0.25) -> tuple[np.ndarray, int]:
+def sliding_window_predict(
+    image: np.ndarray, predict_fn: Callable[[np.ndarray], np.ndarray], window: int = 1024, overlap: float = 0.25
+) -> tuple[np.ndarray, int]:
     """(probabilities (H, W) float32, number of windows) of ``predict_fn`` over ``image``
     (H, W, 3); one call on the whole image when it fits in one window."""
     height, width = image.shape[:2]
@@ -134,11 +139,11 @@ def sliding_window_predict(image: np.ndarray, predict_fn: Callable[[np.ndarray],
     total = np.zeros((height, width), np.float64)
     weights = window_weights(height, width, window, overlap)
     for y0, x0, h, w, wgt in weights:
-        prob = np.asarray(predict_fn(image[y0:y0 + h, x0:x0 + w]), np.float64)
+        prob = np.asarray(predict_fn(image[y0 : y0 + h, x0 : x0 + w]), np.float64)
         if prob.shape != (h, w):
             raise ValueError(f'predict_fn returned {prob.shape} for a {(h, w)} window')
-        acc[y0:y0 + h, x0:x0 + w] += wgt * prob
-        total[y0:y0 + h, x0:x0 + w] += wgt
+        acc[y0 : y0 + h, x0 : x0 + w] += wgt * prob
+        total[y0 : y0 + h, x0 : x0 + w] += wgt
     return (acc / total).astype(np.float32), len(weights)
 
 
@@ -150,9 +155,11 @@ class ModelPredictor:
     lets the model write it (missing ``[SEG]`` -> all-zero map, counted in ``missing``).
     """
 
-    def __init__(self, model: Any, max_dynamic_patch: Optional[int] = None,
-                 mode: str = 'teacher', max_new_tokens: int = 32) -> None:
+    def __init__(
+        self, model: Any, max_dynamic_patch: Optional[int] = None, mode: str = 'teacher', max_new_tokens: int = 32
+    ) -> None:
         from .inference import SampleBuilder, stop_token_ids
+
         if mode not in ('teacher', 'generate'):
             raise ValueError(f"mode must be 'teacher' or 'generate', got {mode!r}")
         self.model = model
@@ -166,6 +173,7 @@ class ModelPredictor:
     def __call__(self, image: np.ndarray) -> np.ndarray:
         from ..datasets.collate import vessel_collate
         from .inference import greedy_seg_generate
+
         batch = vessel_collate([self.builder(image)])
         if self.mode == 'teacher':
             prob = self.model.val_step(batch)[0]['prob']
@@ -200,17 +208,28 @@ def read_probability(path: str | os.PathLike) -> np.ndarray:
     return np.asarray(Image.open(path), np.float64).astype(np.float32) / 65535.0
 
 
-def predict_folder(cfg: Any, checkpoint: str, input_dir: str, out_dir: str,
-                   threshold: Optional[float] = None, window: Optional[int] = None, overlap: float = 0.25,
-                   prob_format: str = 'png16', mode: str = 'teacher',
-                   max_dynamic_patch: Optional[int] = None, device: Optional[str] = None) -> dict:
+def predict_folder(
+    cfg: Any,
+    checkpoint: str,
+    input_dir: str,
+    out_dir: str,
+    threshold: Optional[float] = None,
+    window: Optional[int] = None,
+    overlap: float = 0.25,
+    prob_format: str = 'png16',
+    mode: str = 'teacher',
+    max_dynamic_patch: Optional[int] = None,
+    device: Optional[str] = None,
+) -> dict:
     """Predict every image of ``input_dir``; writes ``prob/``, ``mask/`` (0/255 PNG) and
     ``predictions.json`` under ``out_dir``; returns that manifest. ``window=None``: the training
     crop size (see module docstring)."""
-    from ..datasets.files import list_images, split_stem
     from tqdm import tqdm
+
+    from ..datasets.files import list_images, split_stem
     from ..datasets.readers import IMAGE_EXTENSIONS, read_image
     from .inference import best_record_for, load_eval_model
+
     model, info = load_eval_model(cfg, checkpoint, device)
     exported = export_settings(checkpoint)
     if max_dynamic_patch is None and cfg is not None and cfg.get('val_dataloader'):
@@ -245,14 +264,28 @@ def predict_folder(cfg: Any, checkpoint: str, input_dir: str, out_dir: str,
         prob_path = save_probability(prob, out / 'prob' / stem, prob_format)
         mask = np.where(prob >= threshold, 255, 0).astype(np.uint8)
         Image.fromarray(mask).save(out / 'mask' / f'{stem}.png')
-        entries.append({'image': str(path), 'size': list(image.shape[:2]), 'windows': n_windows,
-                        'prob': str(prob_path), 'mask': str(out / 'mask' / f'{stem}.png'),
-                        'missing_seg_windows': predictor.missing - missing_before})
-        logger.info('%s: %d window(s), %.2f%% vessel', path.name, n_windows,
-                    100.0 * float((mask > 0).mean()))
-    manifest = {'checkpoint': str(checkpoint), 'checkpoint_kind': info['kind'],
-                'threshold': threshold, 'threshold_source': source, 'mode': mode,
-                'window': window, 'window_source': window_source, 'overlap': overlap, 'prob_format': prob_format,
-                'images': entries}
+        entries.append(
+            {
+                'image': str(path),
+                'size': list(image.shape[:2]),
+                'windows': n_windows,
+                'prob': str(prob_path),
+                'mask': str(out / 'mask' / f'{stem}.png'),
+                'missing_seg_windows': predictor.missing - missing_before,
+            }
+        )
+        logger.info('%s: %d window(s), %.2f%% vessel', path.name, n_windows, 100.0 * float((mask > 0).mean()))
+    manifest = {
+        'checkpoint': str(checkpoint),
+        'checkpoint_kind': info['kind'],
+        'threshold': threshold,
+        'threshold_source': source,
+        'mode': mode,
+        'window': window,
+        'window_source': window_source,
+        'overlap': overlap,
+        'prob_format': prob_format,
+        'images': entries,
+    }
     (out / 'predictions.json').write_text(json.dumps(manifest, indent=2))
     return manifest

@@ -1,5 +1,6 @@
 """Per-data-set summaries of per-image scores: mean, standard deviation and a seeded
 percentile-bootstrap 95% interval of the mean."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -9,8 +10,9 @@ import numpy as np
 DEFAULT_N_BOOT: int = 2000
 
 
-def mean_sd_ci(values: Sequence[float], n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
-               level: float = 0.95) -> dict[str, float]:
+def mean_sd_ci(
+    values: Sequence[float], n_boot: int = DEFAULT_N_BOOT, seed: int = 0, level: float = 0.95
+) -> dict[str, float]:
     """``n`` (finite values used), ``n_nan`` (undefined per-image values, skipped), ``mean``,
     ``sd`` (sample, ddof=1) and ``ci_low``/``ci_high``: the ``level`` percentile-bootstrap
     interval of the mean (``n_boot`` resamples of the images with replacement, seeded, so the
@@ -20,8 +22,14 @@ def mean_sd_ci(values: Sequence[float], n_boot: int = DEFAULT_N_BOOT, seed: int 
     v = np.asarray(values, dtype=np.float64).ravel()
     finite = v[np.isfinite(v)]
     n = int(finite.size)
-    out = {'n': n, 'n_nan': int(v.size - n), 'mean': float('nan'), 'sd': float('nan'),
-           'ci_low': float('nan'), 'ci_high': float('nan')}
+    out = {
+        'n': n,
+        'n_nan': int(v.size - n),
+        'mean': float('nan'),
+        'sd': float('nan'),
+        'ci_low': float('nan'),
+        'ci_high': float('nan'),
+    }
     if n == 0:
         return out
     out['mean'] = float(finite.mean())

@@ -10,6 +10,7 @@ Connectivity (the dual pair, so that beta0 - beta1 is the Euler number of the ma
 With a FOV, the mask is first cut to it. Betti error = |beta(pred) - beta(gt)| per image, on
 the whole image (not on patches).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,6 +19,7 @@ import numpy as np
 def betti_numbers(mask: np.ndarray, fov: np.ndarray | None = None) -> tuple[int, int]:
     """(beta0, beta1) of a 2-D binary mask inside ``fov`` (see the module docstring)."""
     from skimage.measure import label
+
     m = np.asarray(mask, dtype=bool)
     if m.ndim != 2:
         raise ValueError(f'betti_numbers needs a 2-D mask, got shape {m.shape}')
@@ -34,6 +36,11 @@ def betti_errors(pred: np.ndarray, gt: np.ndarray, fov: np.ndarray | None = None
     """``betti0_error``/``betti1_error``: |beta_i(pred) - beta_i(gt)|, plus the four numbers."""
     p0, p1 = betti_numbers(pred, fov)
     g0, g1 = betti_numbers(gt, fov)
-    return {'betti0_error': float(abs(p0 - g0)), 'betti1_error': float(abs(p1 - g1)),
-            'betti0_pred': float(p0), 'betti1_pred': float(p1),
-            'betti0_gt': float(g0), 'betti1_gt': float(g1)}
+    return {
+        'betti0_error': float(abs(p0 - g0)),
+        'betti1_error': float(abs(p1 - g1)),
+        'betti0_pred': float(p0),
+        'betti1_pred': float(p1),
+        'betti0_gt': float(g0),
+        'betti1_gt': float(g1),
+    }

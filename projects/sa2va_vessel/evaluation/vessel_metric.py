@@ -6,6 +6,7 @@ probability histograms, clDice skeleton counts and the exact per-image scores); 
 image. ``BaseMetric.evaluate`` gathers them across ranks, ``compute_metrics`` (rank 0) turns
 them into scalars, and the threshold curve is broadcast back to every rank in ``self.curve``.
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -14,20 +15,33 @@ import numpy as np
 import torch
 from mmengine.dist import broadcast_object_list
 from mmengine.evaluator import BaseMetric
-from ..registry import METRICS
 
+from ..registry import METRICS
 from . import metrics as M
 
 # Per-image scores that image_summary returns and compute_metrics averages.
-_SCORES: tuple[str, ...] = ('dice', 'iou', 'cldice', 'sens', 'spec', 'precision', 'acc',
-                            'roc_auc', 'pr_auc', 'hd95', 'nsd', 'betti0_error', 'betti1_error')
+_SCORES: tuple[str, ...] = (
+    'dice',
+    'iou',
+    'cldice',
+    'sens',
+    'spec',
+    'precision',
+    'acc',
+    'roc_auc',
+    'pr_auc',
+    'hd95',
+    'nsd',
+    'betti0_error',
+    'betti1_error',
+)
 
 
 def _to_numpy(x: Any) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         x = x.detach()
         if x.is_floating_point():
-            x = x.float()   # bf16/fp16 -> fp32 before numpy (numpy has no bf16)
+            x = x.float()  # bf16/fp16 -> fp32 before numpy (numpy has no bf16)
         return x.cpu().numpy()
     return np.asarray(x)
 
@@ -63,21 +77,23 @@ class VesselSegMetric(BaseMetric):
 
     default_prefix: str | None = 'vessel'
 
-    def __init__(self, threshold: float = 0.5,
-                 thresholds: Sequence[float] | None = None,
-                 n_bins: int = M.DEFAULT_AUC_BINS,
-                 allow_binary: bool = False,
-                 log_curve: bool = False,
-                 skeleton: str = 'skimage',
-                 nsd_tolerance: float = M.DEFAULT_NSD_TOLERANCE,
-                 collect_device: str = 'cpu',
-                 prefix: str | None = None,
-                 collect_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        threshold: float = 0.5,
+        thresholds: Sequence[float] | None = None,
+        n_bins: int = M.DEFAULT_AUC_BINS,
+        allow_binary: bool = False,
+        log_curve: bool = False,
+        skeleton: str = 'skimage',
+        nsd_tolerance: float = M.DEFAULT_NSD_TOLERANCE,
+        collect_device: str = 'cpu',
+        prefix: str | None = None,
+        collect_dir: str | None = None,
+    ) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix, collect_dir=collect_dir)
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f'threshold must be in [0, 1], got {threshold}')
-        t = np.asarray(M.SWEEP_THRESHOLDS if thresholds is None else thresholds,
-                       dtype=np.float64)
+        t = np.asarray(M.SWEEP_THRESHOLDS if thresholds is None else thresholds, dtype=np.float64)
         if t.ndim != 1 or t.size == 0 or np.any(np.diff(t) <= 0):
             raise ValueError('thresholds must be a non-empty strictly increasing sequence')
         self.threshold = float(threshold)
@@ -102,9 +118,11 @@ class VesselSegMetric(BaseMetric):
         ``collect_results`` drops the sampler's padding by counting results."""
         gts = data_batch['data_samples'] if isinstance(data_batch, dict) else None
         if gts is None or len(gts) != len(data_samples):
-            raise ValueError('VesselSegMetric needs data_batch["data_samples"] with one dict '
-                             f'per prediction; got {type(data_batch).__name__} and '
-                             f'{len(data_samples)} predictions')
+            raise ValueError(
+                'VesselSegMetric needs data_batch["data_samples"] with one dict '
+                f'per prediction; got {type(data_batch).__name__} and '
+                f'{len(data_samples)} predictions'
+            )
         for gt_sample, pred in zip(gts, data_samples):
             mask = _to_numpy(gt_sample['mask'])
             missing = pred.get('missing_seg')
@@ -121,16 +139,25 @@ class VesselSegMetric(BaseMetric):
             if mask.ndim == 2:
                 mask = mask[None]
             if prob.shape != mask.shape:
-                raise ValueError(f'prob shape {prob.shape} != mask shape {mask.shape} for '
-                                 f'{gt_sample.get("img_path")}: predictions must be at the '
-                                 'original resolution')
+                raise ValueError(
+                    f'prob shape {prob.shape} != mask shape {mask.shape} for '
+                    f'{gt_sample.get("img_path")}: predictions must be at the '
+                    'original resolution'
+                )
             if fov is not None and fov.shape != mask.shape[1:]:
                 raise ValueError(f'fov shape {fov.shape} != mask (H, W) {mask.shape[1:]}')
             per_mask = [
-                M.image_summary(prob[s], mask[s], fov, threshold=self.threshold,
-                                thresholds=self.thresholds, n_bins=self.n_bins,
-                                allow_binary=self.allow_binary or bool(missing),
-                                skeleton=self.skeleton, nsd_tolerance=self.nsd_tolerance)
+                M.image_summary(
+                    prob[s],
+                    mask[s],
+                    fov,
+                    threshold=self.threshold,
+                    thresholds=self.thresholds,
+                    n_bins=self.n_bins,
+                    allow_binary=self.allow_binary or bool(missing),
+                    skeleton=self.skeleton,
+                    nsd_tolerance=self.nsd_tolerance,
+                )
                 for s in range(mask.shape[0])
             ]
             result = {'img_path': gt_sample.get('img_path'), 'masks': per_mask}
@@ -174,23 +201,22 @@ class VesselSegMetric(BaseMetric):
         counts = np.sum([m['counts'] for m in items], axis=0)
         out['global_dice'] = M.dice_score(counts)
         out['global_iou'] = M.iou_score(counts)
-        out['global_cldice'] = M.cldice_from_counts(
-            np.sum([m['cldice_counts'] for m in items], axis=0))
+        out['global_cldice'] = M.cldice_from_counts(np.sum([m['cldice_counts'] for m in items], axis=0))
         out['global_sens'] = M.sensitivity(counts)
         out['global_spec'] = M.specificity(counts)
         out['global_precision'] = M.precision_score(counts)
         out['global_acc'] = M.accuracy(counts)
-        roc, ap = M.auc_from_ranked_counts(np.sum([m['pos_hist'] for m in items], axis=0),
-                                           np.sum([m['neg_hist'] for m in items], axis=0))
+        roc, ap = M.auc_from_ranked_counts(
+            np.sum([m['pos_hist'] for m in items], axis=0), np.sum([m['neg_hist'] for m in items], axis=0)
+        )
         out['global_roc_auc'], out['global_pr_auc'] = roc, ap
 
-        sweep = np.stack([m['sweep_counts'] for m in items])          # (N, T, 4)
-        pooled = sweep.sum(axis=0)                                    # (T, 4)
+        sweep = np.stack([m['sweep_counts'] for m in items])  # (N, T, 4)
+        pooled = sweep.sum(axis=0)  # (T, 4)
         global_dice = np.asarray(M.dice_score(pooled))
         mean_dice = np.array([_nanmean(col) for col in M.dice_score(sweep).T])
         out['best_thr'], out['best_dice'] = M.best_threshold(self.thresholds, global_dice)
-        out['best_thr_mean'], out['best_dice_mean'] = M.best_threshold(self.thresholds,
-                                                                       mean_dice)
+        out['best_thr_mean'], out['best_dice_mean'] = M.best_threshold(self.thresholds, mean_dice)
         if self.log_curve:
             for t, d in zip(self.thresholds, global_dice):
                 out[f'global_dice@{t:.2f}'] = float(d)
@@ -206,8 +232,7 @@ class VesselSegMetric(BaseMetric):
             'global_spec': np.asarray(M.specificity(pooled)).tolist(),
             'global_precision': np.asarray(M.precision_score(pooled)).tolist(),
         }
-        return {k: (float(v) if isinstance(v, (float, np.floating)) else v)
-                for k, v in out.items()}
+        return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in out.items()}
 
     def evaluate(self, size: int) -> dict:
         """BaseMetric.evaluate, then share rank 0's curve so hooks on any rank can read it."""
@@ -238,8 +263,10 @@ class VesselGenSegMetric(VesselSegMetric):
 
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
         if any('generation' not in pred for pred in data_samples):
-            raise ValueError("VesselGenSegMetric: the predictions carry no 'generation' entry; "
-                             "validate with val_cfg=dict(type='VesselValLoop')")
+            raise ValueError(
+                "VesselGenSegMetric: the predictions carry no 'generation' entry; "
+                "validate with val_cfg=dict(type='VesselValLoop')"
+            )
         super().process(data_batch, [dict(pred['generation']) for pred in data_samples])
 
     def compute_metrics(self, results: list) -> dict[str, float]:

@@ -6,6 +6,7 @@ frames), beside the same figure for the ground truth (over consecutive labelled 
 flickers when its consistency is far below the ground truth's; it is frozen (ignores motion) when
 far above.
 """
+
 from __future__ import annotations
 
 import csv
@@ -42,7 +43,8 @@ def sequence_metrics(probs: np.ndarray, gts: Sequence[Optional[np.ndarray]], thr
     inter = sum(int((preds[i] & np.asarray(gts[i], bool)).sum()) for i in labelled)
     total = sum(int(preds[i].sum()) + int(np.asarray(gts[i], bool).sum()) for i in labelled)
     return {
-        'n_frames': len(probs), 'n_labelled': len(labelled),
+        'n_frames': len(probs),
+        'n_labelled': len(labelled),
         'frame_dice': per_frame,
         'mean_frame_dice': float(np.mean([per_frame[i] for i in labelled])) if labelled else None,
         'sequence_dice': (1.0 if total == 0 else 2.0 * inter / total) if labelled else None,
@@ -53,20 +55,33 @@ def sequence_metrics(probs: np.ndarray, gts: Sequence[Optional[np.ndarray]], thr
 
 def summarise(per_video: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Means over sequences (and over all labelled frames for the frame Dice)."""
+
     def mean(key: str) -> Optional[float]:
         vals = [m[key] for m in per_video.values() if m[key] is not None]
         return float(np.mean(vals)) if vals else None
+
     frames = [d for m in per_video.values() for d in m['frame_dice'] if d is not None]
-    return {'n_videos': len(per_video), 'n_labelled_frames': len(frames),
-            'mean_frame_dice': float(np.mean(frames)) if frames else None,
-            'mean_sequence_dice': mean('sequence_dice'),
-            'temporal_consistency_pred': mean('temporal_consistency_pred'),
-            'temporal_consistency_gt': mean('temporal_consistency_gt')}
+    return {
+        'n_videos': len(per_video),
+        'n_labelled_frames': len(frames),
+        'mean_frame_dice': float(np.mean(frames)) if frames else None,
+        'mean_sequence_dice': mean('sequence_dice'),
+        'temporal_consistency_pred': mean('temporal_consistency_pred'),
+        'temporal_consistency_gt': mean('temporal_consistency_gt'),
+    }
 
 
-def evaluate_videos(cfg: Any, checkpoint: str, split: str = 'val', out_dir: Optional[str] = None,
-                    threshold: Optional[float] = None, n_cond: int = 5, spacing: str = 'first',
-                    propagation: str = 'memory', device: Optional[str] = None) -> dict[str, Any]:
+def evaluate_videos(
+    cfg: Any,
+    checkpoint: str,
+    split: str = 'val',
+    out_dir: Optional[str] = None,
+    threshold: Optional[float] = None,
+    n_cond: int = 5,
+    spacing: str = 'first',
+    propagation: str = 'memory',
+    device: Optional[str] = None,
+) -> dict[str, Any]:
     """Segment every video of ``split`` (frames grouped as ``VesselVideoDataset`` does) and score it."""
     from ..datasets.readers import read_image, read_mask
     from ..datasets.vessel_dataset import read_split
@@ -74,6 +89,7 @@ def evaluate_videos(cfg: Any, checkpoint: str, split: str = 'val', out_dir: Opti
     from ..datasets.video_dataset import group_frames
     from .inference import best_record_for, load_eval_model
     from .video_predict import VideoSegmenter
+
     data_root = Path(cfg.val_dataloader.dataset.data_root)
     groups = group_frames(read_split(data_root / 'splits' / f'{split}.txt'), data_root)
     model, info = load_eval_model(cfg, checkpoint, device)
@@ -97,11 +113,24 @@ def evaluate_videos(cfg: Any, checkpoint: str, split: str = 'val', out_dir: Opti
         per_video[video] = metrics
         for (idx, stem), d in zip(frames, metrics['frame_dice']):
             rows.append({'video': video, 'frame': idx, 'stem': stem, 'dice': '' if d is None else f'{d:.6f}'})
-        logger.info('%s: sequence Dice %s, consistency %.3f (gt %s)', video, metrics['sequence_dice'],
-                    metrics['temporal_consistency_pred'] or float('nan'), metrics['temporal_consistency_gt'])
-    summary = {'checkpoint': str(checkpoint), 'checkpoint_kind': info['kind'], 'split': split,
-               'threshold': threshold, 'propagation': propagation, 'spacing': spacing, 'key_frames': n_cond,
-               'summary': summarise(per_video), 'videos': per_video}
+        logger.info(
+            '%s: sequence Dice %s, consistency %.3f (gt %s)',
+            video,
+            metrics['sequence_dice'],
+            metrics['temporal_consistency_pred'] or float('nan'),
+            metrics['temporal_consistency_gt'],
+        )
+    summary = {
+        'checkpoint': str(checkpoint),
+        'checkpoint_kind': info['kind'],
+        'split': split,
+        'threshold': threshold,
+        'propagation': propagation,
+        'spacing': spacing,
+        'key_frames': n_cond,
+        'summary': summarise(per_video),
+        'videos': per_video,
+    }
     if out_dir:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

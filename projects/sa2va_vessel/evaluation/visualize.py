@@ -6,6 +6,7 @@
 * ``draw_curve``: the threshold sweep (pooled Dice, mean Dice, ...) as a small line chart with
   the operating and the best threshold marked (no matplotlib: it is not a dependency).
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
@@ -18,9 +19,13 @@ FP_COLOUR = (255, 40, 40)
 FN_COLOUR = (40, 90, 255)
 TN_COLOUR = (0, 0, 0)
 OUT_OF_FOV = (48, 48, 48)
-CURVE_COLOURS = {'global_dice': (31, 119, 180), 'mean_dice': (255, 127, 14),
-                 'global_sens': (44, 160, 44), 'global_precision': (214, 39, 40),
-                 'global_iou': (148, 103, 189)}
+CURVE_COLOURS = {
+    'global_dice': (31, 119, 180),
+    'mean_dice': (255, 127, 14),
+    'global_sens': (44, 160, 44),
+    'global_precision': (214, 39, 40),
+    'global_iou': (148, 103, 189),
+}
 
 
 def error_map(pred: np.ndarray, gt: np.ndarray, fov: Optional[np.ndarray] = None) -> np.ndarray:
@@ -57,9 +62,15 @@ def _to_rgb(image: Optional[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
     return image[..., :3]
 
 
-def overlay_panel(image: Optional[np.ndarray], gt: np.ndarray, prob: np.ndarray,
-                  threshold: float = 0.5, fov: Optional[np.ndarray] = None,
-                  max_side: Optional[int] = 512, gap: int = 4) -> np.ndarray:
+def overlay_panel(
+    image: Optional[np.ndarray],
+    gt: np.ndarray,
+    prob: np.ndarray,
+    threshold: float = 0.5,
+    fov: Optional[np.ndarray] = None,
+    max_side: Optional[int] = 512,
+    gap: int = 4,
+) -> np.ndarray:
     """image | ground truth | probability | errors (TP white, FP red, FN blue), (h, 4w+3gap, 3).
 
     Computed at full resolution, then each panel is scaled so its longer side is at most
@@ -68,8 +79,12 @@ def overlay_panel(image: Optional[np.ndarray], gt: np.ndarray, prob: np.ndarray,
     gt = np.asarray(gt, bool)
     prob = np.asarray(prob, np.float32)
     shape = gt.shape
-    panels = [_to_rgb(image, shape), error_map(gt, gt, fov),   # ground truth: white on black
-              probability_image(prob), error_map(prob >= threshold, gt, fov)]
+    panels = [
+        _to_rgb(image, shape),
+        error_map(gt, gt, fov),  # ground truth: white on black
+        probability_image(prob),
+        error_map(prob >= threshold, gt, fov),
+    ]
     h, w = shape
     if max_side is not None and max(h, w) > max_side:
         scale = max_side / max(h, w)
@@ -78,14 +93,18 @@ def overlay_panel(image: Optional[np.ndarray], gt: np.ndarray, prob: np.ndarray,
         h, w = size[1], size[0]
     out = np.full((h, 4 * w + 3 * gap, 3), 255, np.uint8)
     for i, p in enumerate(panels):
-        out[:, i * (w + gap):i * (w + gap) + w] = p
+        out[:, i * (w + gap) : i * (w + gap) + w] = p
     return out
 
 
-def draw_curve(curve: Mapping[str, Sequence[float]], series: Sequence[str] = ('global_dice',
-                                                                          'mean_dice'),
-               threshold: Optional[float] = None, best_threshold: Optional[float] = None,
-               size: tuple[int, int] = (480, 320), title: str = '') -> np.ndarray:
+def draw_curve(
+    curve: Mapping[str, Sequence[float]],
+    series: Sequence[str] = ('global_dice', 'mean_dice'),
+    threshold: Optional[float] = None,
+    best_threshold: Optional[float] = None,
+    size: tuple[int, int] = (480, 320),
+    title: str = '',
+) -> np.ndarray:
     """A line chart of ``curve[s]`` against ``curve['thresholds']`` (x and y in [0, 1]).
 
     Vertical lines: grey at ``threshold`` (operating point), green at ``best_threshold``.
@@ -100,7 +119,7 @@ def draw_curve(curve: Mapping[str, Sequence[float]], series: Sequence[str] = ('g
     def xy(x: float, y: float) -> tuple[float, float]:
         return left + x * pw, top + (1.0 - y) * ph
 
-    for k in range(0, 11):   # grid and tick labels every 0.1
+    for k in range(0, 11):  # grid and tick labels every 0.1
         v = k / 10
         gx, _ = xy(v, 0)
         _, gy = xy(0, v)

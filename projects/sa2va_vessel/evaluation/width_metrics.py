@@ -6,6 +6,7 @@ thin bin, and a thick vessel's pixels never enter a thin bin's score. Pixels nea
 in both. clDice skeletonises the whole prediction and ground truth once (``metrics.skeletonize``)
 and counts the skeleton pixels that fall in the region.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -15,8 +16,7 @@ import numpy as np
 from . import metrics as M
 
 # (label, lowest width, highest width) in pixels
-DEFAULT_BINS: tuple[tuple[str, int, int], ...] = (('1 px', 1, 1), ('2 px', 2, 2), ('3-4 px', 3, 4),
-                                                   ('5+ px', 5, 255))
+DEFAULT_BINS: tuple[tuple[str, int, int], ...] = (('1 px', 1, 1), ('2 px', 2, 2), ('3-4 px', 3, 4), ('5+ px', 5, 255))
 
 
 def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -29,12 +29,13 @@ def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     for dy in range(-radius, radius + 1):
         for dx in range(-radius, radius + 1):
             if dy * dy + dx * dx <= radius * radius:
-                out |= padded[radius + dy:radius + dy + h, radius + dx:radius + dx + w]
+                out |= padded[radius + dy : radius + dy + h, radius + dx : radius + dx + w]
     return out
 
 
-def width_regions(width_map: np.ndarray, bins: Sequence[tuple[str, int, int]] = DEFAULT_BINS,
-                  margin: int = 2) -> dict[str, np.ndarray]:
+def width_regions(
+    width_map: np.ndarray, bins: Sequence[tuple[str, int, int]] = DEFAULT_BINS, margin: int = 2
+) -> dict[str, np.ndarray]:
     """Region (bool (H, W)) of every width bin; see module docstring."""
     vessels = width_map > 0
     regions = {}
@@ -44,9 +45,14 @@ def width_regions(width_map: np.ndarray, bins: Sequence[tuple[str, int, int]] = 
     return regions
 
 
-def per_width_counts(prob: np.ndarray, width_map: np.ndarray, fov: np.ndarray | None = None,
-                     threshold: float = 0.5, bins: Sequence[tuple[str, int, int]] = DEFAULT_BINS,
-                     margin: int = 2) -> dict[str, np.ndarray]:
+def per_width_counts(
+    prob: np.ndarray,
+    width_map: np.ndarray,
+    fov: np.ndarray | None = None,
+    threshold: float = 0.5,
+    bins: Sequence[tuple[str, int, int]] = DEFAULT_BINS,
+    margin: int = 2,
+) -> dict[str, np.ndarray]:
     """Per bin: ``[tp, fp, fn, |S_p & G|, |S_p|, |S_g & P|, |S_g|]`` in its region (summable)."""
     if prob.shape != width_map.shape:
         raise ValueError(f'prob {prob.shape} and width map {width_map.shape} differ in shape')
@@ -57,10 +63,18 @@ def per_width_counts(prob: np.ndarray, width_map: np.ndarray, fov: np.ndarray | 
     out = {}
     for label, region in width_regions(width_map, bins, margin).items():
         r = region & inside
-        out[label] = np.array([np.count_nonzero(pred & gt & r), np.count_nonzero(pred & ~gt & r),
-                               np.count_nonzero(~pred & gt & r), np.count_nonzero(sp & gt & r),
-                               np.count_nonzero(sp & r), np.count_nonzero(sg & pred & r),
-                               np.count_nonzero(sg & r)], dtype=np.int64)
+        out[label] = np.array(
+            [
+                np.count_nonzero(pred & gt & r),
+                np.count_nonzero(pred & ~gt & r),
+                np.count_nonzero(~pred & gt & r),
+                np.count_nonzero(sp & gt & r),
+                np.count_nonzero(sp & r),
+                np.count_nonzero(sg & pred & r),
+                np.count_nonzero(sg & r),
+            ],
+            dtype=np.int64,
+        )
     return out
 
 

@@ -6,6 +6,7 @@ persistent buffer of the modules is filled, shapes must agree, and anything else
 names the keys. Shards are read one at a time in the checkpoint's dtype, so peak host memory is
 about one model plus one shard.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,9 +22,8 @@ from safetensors.torch import save_file
 from transformers.modeling_utils import no_init_weights
 
 from .configuration import Sa2VAArchitecture, architecture_from_config, read_architecture
-from .name_map import (POINT_EMBED, TIED_COPIES, assemble_point_embed, is_passthrough, official_to_ours,
-                       ours_to_official)
 from .layerwise_init import check_initialised, materialise_by_parts, parameters_on_meta
+from .name_map import POINT_EMBED, TIED_COPIES, assemble_point_embed, is_passthrough, official_to_ours, ours_to_official
 from .quantize import check_quant_type, logical_numel, mark_loaded_in_4bit, quantize_layer_linears
 from .sa2va import Sa2VABase, build_sa2va
 
@@ -49,9 +49,11 @@ class LoadReport:
 
     def summary(self) -> str:
         kept = sum(t.numel() for t in self.passthrough.values())
-        return (f'{self.path}: {self.n_tensors} tensors, {self.n_parameters:,} parameters loaded in {self.dtype}; '
-                f'{len(self.passthrough)} SAM2 video-memory tensors ({kept:,} values) kept aside unchanged '
-                '(unused for single images, written back on export)')
+        return (
+            f'{self.path}: {self.n_tensors} tensors, {self.n_parameters:,} parameters loaded in {self.dtype}; '
+            f'{len(self.passthrough)} SAM2 video-memory tensors ({kept:,} values) kept aside unchanged '
+            '(unused for single images, written back on export)'
+        )
 
 
 def shard_files(path: Path) -> list[Path]:
@@ -74,8 +76,9 @@ def checkpoint_dtype(path: Path) -> torch.dtype:
     with safe_open(shard_files(path)[0], framework='pt') as f:
         for key in f.keys():
             tensor = f.get_slice(key)
-            dtype = getattr(torch, {'F32': 'float32', 'BF16': 'bfloat16', 'F16': 'float16'}.get(
-                tensor.get_dtype(), 'float32'))
+            dtype = getattr(
+                torch, {'F32': 'float32', 'BF16': 'bfloat16', 'F16': 'float16'}.get(tensor.get_dtype(), 'float32')
+            )
             return dtype
     raise CheckpointError(f'{path}: the checkpoint holds no tensors')
 
@@ -90,8 +93,9 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
         torch.set_default_dtype(previous)
 
 
-def build_modules(arch: Sa2VAArchitecture, dtype: torch.dtype, init_weights: bool,
-                  attn_implementation: str = 'sdpa') -> Sa2VABase:
+def build_modules(
+    arch: Sa2VAArchitecture, dtype: torch.dtype, init_weights: bool, attn_implementation: str = 'sdpa'
+) -> Sa2VABase:
     """Sa2VA modules of ``arch``'s family in ``dtype``; random init only when asked (loading overwrites all)."""
     ctx = contextlib.nullcontext() if init_weights else no_init_weights()
     with default_dtype(dtype), ctx:
@@ -115,8 +119,9 @@ def _assign(modules: Sa2VABase, name: str, tensor: torch.Tensor) -> None:
     current.data = tensor.to(current.dtype)
 
 
-def load_sa2va(path: str | Path, dtype: torch.dtype | None = None,
-               attn_implementation: str = 'sdpa') -> tuple[Sa2VABase, LoadReport]:
+def load_sa2va(
+    path: str | Path, dtype: torch.dtype | None = None, attn_implementation: str = 'sdpa'
+) -> tuple[Sa2VABase, LoadReport]:
     """Build ``Sa2VAModules`` from an official-layout directory, accounting for every key."""
     path = Path(path)
     arch = read_architecture(path)
@@ -173,8 +178,9 @@ def load_sa2va(path: str | Path, dtype: torch.dtype | None = None,
     if duplicated:
         problems.append(f'{len(duplicated)} tensors given twice: {duplicated[:20]}')
     if problems:
-        raise CheckpointError(f'{path}: the checkpoint does not fit the model built from its config.json:\n  '
-                              + '\n  '.join(problems))
+        raise CheckpointError(
+            f'{path}: the checkpoint does not fit the model built from its config.json:\n  ' + '\n  '.join(problems)
+        )
 
     for copy, source in TIED_COPIES.items():
         _assign(modules, copy, modules.get_buffer(source))
@@ -185,9 +191,15 @@ def load_sa2va(path: str | Path, dtype: torch.dtype | None = None,
     return modules, report
 
 
-def build_preset(preset: str, dtype: torch.dtype, device: str | torch.device | None = None,
-                 vocab_size: int | None = None, attn_implementation: str = 'sdpa',
-                 seed: int = 0, quantize_base: str | None = None) -> tuple[Sa2VABase, LoadReport]:
+def build_preset(
+    preset: str,
+    dtype: torch.dtype,
+    device: str | torch.device | None = None,
+    vocab_size: int | None = None,
+    attn_implementation: str = 'sdpa',
+    seed: int = 0,
+    quantize_base: str | None = None,
+) -> tuple[Sa2VABase, LoadReport]:
     """Random Sa2VA modules at a preset's shapes, drawn directly on ``device`` (no files, no download).
 
     For benchmarks: the weights are transformers' random init, seeded; the architecture is the
@@ -214,16 +226,21 @@ def build_preset(preset: str, dtype: torch.dtype, device: str | torch.device | N
     return modules, report
 
 
-def _build_quantized_by_layers(arch: Sa2VAArchitecture, dtype: torch.dtype, device: str | torch.device,
-                               quant_type: str, attn_implementation: str) -> Sa2VABase:
+def _build_quantized_by_layers(
+    arch: Sa2VAArchitecture, dtype: torch.dtype, device: str | torch.device, quant_type: str, attn_implementation: str
+) -> Sa2VABase:
     check_quant_type(quant_type)
     with parameters_on_meta():
         modules = build_modules(arch, dtype, init_weights=False, attn_implementation=attn_implementation)
     llm = modules.language_model
     if arch.llm.tie_word_embeddings:
         llm.tie_weights()  # a build without init leaves that to the loader
-    materialise_by_parts(modules, llm.model.layers, device,
-                         after_layer=lambda layer: quantize_layer_linears(layer, quant_type, compute_dtype=dtype))
+    materialise_by_parts(
+        modules,
+        llm.model.layers,
+        device,
+        after_layer=lambda layer: quantize_layer_linears(layer, quant_type, compute_dtype=dtype),
+    )
     mark_loaded_in_4bit(llm)
     if torch.device(device).type == 'cuda':
         torch.cuda.empty_cache()  # give the freed bf16 blocks of the layers back
@@ -231,8 +248,9 @@ def _build_quantized_by_layers(arch: Sa2VAArchitecture, dtype: torch.dtype, devi
     return modules
 
 
-def official_state_dict(modules: Sa2VABase, passthrough: dict[str, torch.Tensor] | None = None,
-                        dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+def official_state_dict(
+    modules: Sa2VABase, passthrough: dict[str, torch.Tensor] | None = None, dtype: torch.dtype | None = None
+) -> dict[str, torch.Tensor]:
     """The modules' weights under official names (plus the passthrough tensors), optionally cast."""
     state = {k: v.detach() for k, v in modules.state_dict().items()}
     if modules.arch.llm.tie_word_embeddings:
@@ -245,8 +263,9 @@ def official_state_dict(modules: Sa2VABase, passthrough: dict[str, torch.Tensor]
     return {k: v.contiguous() for k, v in official.items()}
 
 
-def save_safetensors_sharded(state: dict[str, torch.Tensor], out_dir: Path,
-                             max_shard_bytes: int = 5 * 1024 ** 3) -> list[Path]:
+def save_safetensors_sharded(
+    state: dict[str, torch.Tensor], out_dir: Path, max_shard_bytes: int = 5 * 1024**3
+) -> list[Path]:
     """Write ``state`` as ``model.safetensors`` or as shards + index (the transformers layout)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     shards: list[dict[str, torch.Tensor]] = [{}]
@@ -268,6 +287,7 @@ def save_safetensors_sharded(state: dict[str, torch.Tensor], out_dir: Path,
         save_file(shard, str(out_dir / name), metadata=metadata)
         weight_map.update({k: name for k in shard})
     total = sum(t.numel() * t.element_size() for t in state.values())
-    (out_dir / INDEX_FILE).write_text(json.dumps(
-        {'metadata': {'total_size': total}, 'weight_map': weight_map}, indent=2, sort_keys=True))
+    (out_dir / INDEX_FILE).write_text(
+        json.dumps({'metadata': {'total_size': total}, 'weight_map': weight_map}, indent=2, sort_keys=True)
+    )
     return [out_dir / n for n in names]

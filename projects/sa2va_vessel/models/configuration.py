@@ -13,6 +13,7 @@ directory may carry ``sam2_config.json`` (written by ``tools/make_tiny_sa2va.py`
 fixture calls it ``sam2_tiny_config.json``) in the official SAM2 builder's vocabulary
 (trunk/neck/...) to describe another SAM2; without it, Hiera-L is assumed.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transformers import (InternVLConfig, InternVLVisionConfig, Qwen2_5_VLConfig, Qwen2Config, Qwen3VLConfig,
-                          Sam2Config)
+from transformers import InternVLConfig, InternVLVisionConfig, Qwen2_5_VLConfig, Qwen2Config, Qwen3VLConfig, Sam2Config
 
 SAM2_CONFIG_FILES = ('sam2_config.json', 'sam2_tiny_config.json')
 
@@ -29,14 +29,24 @@ SAM2_CONFIG_FILES = ('sam2_config.json', 'sam2_tiny_config.json')
 # as the sam2_config.json files.
 SAM2_HIERA_LARGE: dict[str, Any] = {
     'trunk': {
-        'embed_dim': 144, 'num_heads': 2, 'stages': [2, 6, 36, 4],
-        'global_att_blocks': [23, 33, 43], 'window_pos_embed_bkg_spatial_size': [7, 7],
-        'window_spec': [8, 4, 16, 8], 'q_pool': 3, 'q_stride': [2, 2],
-        'dim_mul': 2.0, 'head_mul': 2.0,
+        'embed_dim': 144,
+        'num_heads': 2,
+        'stages': [2, 6, 36, 4],
+        'global_att_blocks': [23, 33, 43],
+        'window_pos_embed_bkg_spatial_size': [7, 7],
+        'window_spec': [8, 4, 16, 8],
+        'q_pool': 3,
+        'q_stride': [2, 2],
+        'dim_mul': 2.0,
+        'head_mul': 2.0,
     },
     'neck': {
-        'd_model': 256, 'backbone_channel_list': [1152, 576, 288, 144],
-        'fpn_top_down_levels': [2, 3], 'kernel_size': 1, 'stride': 1, 'padding': 0,
+        'd_model': 256,
+        'backbone_channel_list': [1152, 576, 288, 144],
+        'fpn_top_down_levels': [2, 3],
+        'kernel_size': 1,
+        'stride': 1,
+        'padding': 0,
     },
 }
 
@@ -94,7 +104,7 @@ class Sa2VAArchitecture:
     def num_image_tokens(self) -> int:
         """Tokens per 448-px tile after pixel shuffle (256 for InternVL)."""
         patches = (self.force_image_size // self.vision.patch_size[0]) ** 2
-        return int(patches * self.downsample_ratio ** 2)
+        return int(patches * self.downsample_ratio**2)
 
     @property
     def sam2_hidden_size(self) -> int:
@@ -151,7 +161,8 @@ def llm_config_from_official(lc: dict[str, Any], path: Path) -> Qwen2Config:
             f'{path}: llm_config is {model_type!r} ({archs}); this project loads InternVL-based Sa2VA '
             'checkpoints whose LLM is Qwen2/Qwen2.5 (Sa2VA-1B/4B, Sa2VA-InternVL3-2B/8B/14B) and the '
             'Qwen2.5-VL / Qwen3-VL ones. The InternLM2-based Sa2VA-8B and Sa2VA-26B (and Phi-3-based '
-            'releases) are not supported: their LLM has no transformers-native class.')
+            'releases) are not supported: their LLM has no transformers-native class.'
+        )
     kept = {k: v for k, v in lc.items() if k not in ('architectures', 'auto_map', '_name_or_path')}
     return Qwen2Config(**kept)
 
@@ -181,7 +192,8 @@ def sam2_config_from_official(sc: dict[str, Any]) -> Sam2Config:
     if list(neck['backbone_channel_list']) != dims[::-1]:
         raise CheckpointConfigError(
             f"SAM2 neck backbone_channel_list {neck['backbone_channel_list']} does not match the trunk's "
-            f'stage widths {dims[::-1]}')
+            f'stage widths {dims[::-1]}'
+        )
     vision = dict(
         backbone_config=backbone,
         backbone_channel_list=list(neck['backbone_channel_list']),
@@ -193,12 +205,26 @@ def sam2_config_from_official(sc: dict[str, Any]) -> Sam2Config:
         fpn_top_down_levels=list(neck.get('fpn_top_down_levels', [2, 3])),
         num_feature_levels=3,
     )
-    prompt = dict(hidden_size=hidden, image_size=SAM2_IMAGE_SIZE, patch_size=SAM2_BACKBONE_STRIDE,
-                  mask_input_channels=16, num_point_embeddings=4)
-    decoder = dict(hidden_size=hidden, mlp_dim=2048, num_hidden_layers=2, num_attention_heads=8,
-                   attention_downsample_rate=2, num_multimask_outputs=3, iou_head_depth=3,
-                   iou_head_hidden_dim=256, dynamic_multimask_via_stability=True,
-                   dynamic_multimask_stability_delta=0.05, dynamic_multimask_stability_thresh=0.98)
+    prompt = dict(
+        hidden_size=hidden,
+        image_size=SAM2_IMAGE_SIZE,
+        patch_size=SAM2_BACKBONE_STRIDE,
+        mask_input_channels=16,
+        num_point_embeddings=4,
+    )
+    decoder = dict(
+        hidden_size=hidden,
+        mlp_dim=2048,
+        num_hidden_layers=2,
+        num_attention_heads=8,
+        attention_downsample_rate=2,
+        num_multimask_outputs=3,
+        iou_head_depth=3,
+        iou_head_hidden_dim=256,
+        dynamic_multimask_via_stability=True,
+        dynamic_multimask_stability_delta=0.05,
+        dynamic_multimask_stability_thresh=0.98,
+    )
     return Sam2Config(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
 
 
@@ -225,11 +251,12 @@ def architecture_from_config(cfg: dict[str, Any], sam2_official: dict[str, Any],
     if model_type != 'sa2va_chat' or 'vision_config' not in cfg or 'llm_config' not in cfg:
         raise CheckpointConfigError(
             f"{path / 'config.json'}: model_type {model_type!r} is not a Sa2VA config ('sa2va_chat' with "
-            'vision_config and llm_config (InternVL family) or text_config (Qwen2.5-VL / Qwen3-VL family))')
+            'vision_config and llm_config (InternVL family) or text_config (Qwen2.5-VL / Qwen3-VL family))'
+        )
     if cfg.get('ps_version', 'v2') != 'v2':
-        raise CheckpointConfigError(f"{path / 'config.json'}: ps_version {cfg['ps_version']!r}; only v2 is supported")
+        raise CheckpointConfigError(f'{path / "config.json"}: ps_version {cfg["ps_version"]!r}; only v2 is supported')
     if cfg.get('select_layer', -1) != -1:
-        raise CheckpointConfigError(f"{path / 'config.json'}: select_layer {cfg['select_layer']}; only -1 is supported")
+        raise CheckpointConfigError(f'{path / "config.json"}: select_layer {cfg["select_layer"]}; only -1 is supported')
     return Sa2VAArchitecture(
         path=path,
         vision=vision_config_from_official(cfg['vision_config'], path),
@@ -257,27 +284,27 @@ def detect_family(cfg: dict[str, Any], path: Path) -> str:
     if (text, vision) in _QWEN_CONFIGS:
         return _QWEN_CONFIGS[(text, vision)][0]
     raise CheckpointConfigError(
-        f"{path / 'config.json'}: text_config.model_type {text!r} with vision_config.model_type {vision!r} is "
+        f'{path / "config.json"}: text_config.model_type {text!r} with vision_config.model_type {vision!r} is '
         f'no Sa2VA family this project knows; known: {sorted(_QWEN_CONFIGS)} (Qwen2.5-VL, Qwen3-VL) and '
-        'InternVL (llm_config)')
+        'InternVL (llm_config)'
+    )
 
 
 def qwen_mllm_config(cfg: dict[str, Any], path: Path) -> Qwen2_5_VLConfig | Qwen3VLConfig:
     """The transformers config (``Qwen2_5_VLConfig`` / ``Qwen3VLConfig``) of a Sa2VA-Qwen ``config.json``."""
     family = detect_family(cfg, path)
     if family not in QWEN_FAMILIES:
-        raise CheckpointConfigError(f"{path / 'config.json'}: a {family} config, not a Qwen-VL one")
+        raise CheckpointConfigError(f'{path / "config.json"}: a {family} config, not a Qwen-VL one')
     key = (cfg['text_config'].get('model_type'), cfg['vision_config'].get('model_type'))
     config_class = _QWEN_CONFIGS[key][1]
     kept = {k: v for k, v in cfg.items() if k not in _WRAPPER_KEYS}
     try:
         return config_class(**kept)
     except (TypeError, ValueError, KeyError) as err:
-        raise CheckpointConfigError(f"{path / 'config.json'}: not a valid {config_class.__name__} ({err})") from None
+        raise CheckpointConfigError(f'{path / "config.json"}: not a valid {config_class.__name__} ({err})') from None
 
 
-def qwen_architecture_from_config(cfg: dict[str, Any], sam2_official: dict[str, Any],
-                                  path: Path) -> Sa2VAArchitecture:
+def qwen_architecture_from_config(cfg: dict[str, Any], sam2_official: dict[str, Any], path: Path) -> Sa2VAArchitecture:
     """A Sa2VA-Qwen2.5-VL / -Qwen3-VL ``config.json`` (``Sa2VAChatConfigQwen``) as transformers configs.
 
     The Qwen2.5-VL export also carries the base model's flat LLM keys at top level (with the base
@@ -286,11 +313,25 @@ def qwen_architecture_from_config(cfg: dict[str, Any], sam2_official: dict[str, 
     family = detect_family(cfg, path)
     mllm = qwen_mllm_config(cfg, path)
     if mllm.text_config.tie_word_embeddings:
-        raise CheckpointConfigError(f"{path / 'config.json'}: text_config.tie_word_embeddings is true; Sa2VA "
-                                    'exports always carry an untied lm_head')
+        raise CheckpointConfigError(
+            f'{path / "config.json"}: text_config.tie_word_embeddings is true; Sa2VA '
+            'exports always carry an untied lm_head'
+        )
     return Sa2VAArchitecture(
-        path=path, vision=mllm.vision_config, llm=mllm.text_config,
-        sam2=sam2_config_from_official(sam2_official), sam2_official=sam2_official,
-        downsample_ratio=0.5, template=cfg.get('template', 'qwen_chat'), force_image_size=0,
-        min_dynamic_patch=1, max_dynamic_patch=1, use_thumbnail=False, select_layer=-1, ps_version='v2',
-        raw=cfg, family=family, mllm=mllm)
+        path=path,
+        vision=mllm.vision_config,
+        llm=mllm.text_config,
+        sam2=sam2_config_from_official(sam2_official),
+        sam2_official=sam2_official,
+        downsample_ratio=0.5,
+        template=cfg.get('template', 'qwen_chat'),
+        force_image_size=0,
+        min_dynamic_patch=1,
+        max_dynamic_patch=1,
+        use_thumbnail=False,
+        select_layer=-1,
+        ps_version='v2',
+        raw=cfg,
+        family=family,
+        mllm=mllm,
+    )

@@ -17,6 +17,7 @@ Training checkpoints are read with strict accounting (``load_training_checkpoint
 must name a tensor of the model built from the config, shapes must agree, and every trainable
 parameter must be present; anything else is a ``CheckpointError`` naming the keys.
 """
+
 from __future__ import annotations
 
 import copy
@@ -38,19 +39,30 @@ from .quantize import dequantized_weight, linear4bit_layers
 
 logger = logging.getLogger(__name__)
 
-EXPORT_DTYPES = {'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16, 'fp32': torch.float32,
-                 'float32': torch.float32}
+EXPORT_DTYPES = {'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16, 'fp32': torch.float32, 'float32': torch.float32}
 DTYPE_NAMES = {torch.bfloat16: 'bfloat16', torch.float32: 'float32'}
-OFFICIAL_AUTO_MAP = {'AutoConfig': 'configuration_sa2va_chat.Sa2VAChatConfig',
-                     'AutoModel': 'modeling_sa2va_chat.Sa2VAChatModel',
-                     'AutoModelForCausalLM': 'modeling_sa2va_chat.Sa2VAChatModel'}
+OFFICIAL_AUTO_MAP = {
+    'AutoConfig': 'configuration_sa2va_chat.Sa2VAChatConfig',
+    'AutoModel': 'modeling_sa2va_chat.Sa2VAChatModel',
+    'AutoModelForCausalLM': 'modeling_sa2va_chat.Sa2VAChatModel',
+}
 # Files of a checkpoint directory that an export carries over unchanged (tokenizer, SAM2 description,
 # generation defaults). Python files (the official remote code) are copied too when the base has them.
-CARRIED_FILES = ('vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'added_tokens.json',
-                 'special_tokens_map.json', 'chat_template.jinja', 'generation_config.json',
-                 'sam2_config.json', 'sam2_tiny_config.json',
-                 # Qwen-VL families: the processor's settings (AutoProcessor needs both)
-                 'preprocessor_config.json', 'video_preprocessor_config.json')
+CARRIED_FILES = (
+    'vocab.json',
+    'merges.txt',
+    'tokenizer.json',
+    'tokenizer_config.json',
+    'added_tokens.json',
+    'special_tokens_map.json',
+    'chat_template.jinja',
+    'generation_config.json',
+    'sam2_config.json',
+    'sam2_tiny_config.json',
+    # Qwen-VL families: the processor's settings (AutoProcessor needs both)
+    'preprocessor_config.json',
+    'video_preprocessor_config.json',
+)
 ADAPTER_CONFIG = 'adapter_config.json'
 ADAPTER_WEIGHTS = 'adapter_model.safetensors'
 MODULES_WEIGHTS = 'sa2va_modules.safetensors'
@@ -68,17 +80,20 @@ def resolve_checkpoint(path: str | Path) -> Path:
     """A training checkpoint file or DeepSpeed directory; a work dir resolves via ``last_checkpoint``."""
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f'{path}: no such checkpoint (a .pth file written by the runner, a DeepSpeed '
-                              f'checkpoint directory holding {DEEPSPEED_MODEL_STATES}, or a work dir with '
-                              'last_checkpoint)')
+        raise CheckpointError(
+            f'{path}: no such checkpoint (a .pth file written by the runner, a DeepSpeed '
+            f'checkpoint directory holding {DEEPSPEED_MODEL_STATES}, or a work dir with '
+            'last_checkpoint)'
+        )
     if path.is_dir() and not (path / DEEPSPEED_MODEL_STATES).is_file():
         last = path / 'last_checkpoint'
         if last.is_file():
             target = Path(last.read_text().strip())
             target = target if target.is_absolute() else path / target
             return resolve_checkpoint(target if target.exists() else path / target.name)
-        raise CheckpointError(f'{path}: a directory without {DEEPSPEED_MODEL_STATES} or last_checkpoint; '
-                              'not a training checkpoint')
+        raise CheckpointError(
+            f'{path}: a directory without {DEEPSPEED_MODEL_STATES} or last_checkpoint; not a training checkpoint'
+        )
     return path
 
 
@@ -101,7 +116,7 @@ def read_training_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict
     if not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f'{file}: no model state dict found (keys: {sorted(ckpt)[:10]})')
     if all(k.startswith('module.') for k in state):  # saved from a DDP wrapper
-        state = {k[len('module.'):]: v for k, v in state.items()}
+        state = {k[len('module.') :]: v for k, v in state.items()}
     return dict(state), dict(ckpt.get('meta') or {})
 
 
@@ -115,24 +130,37 @@ def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor], sourc
     expected = model.state_dict()
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     unexpected = sorted(k for k in state if k not in expected)
-    mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}'
-                  for k, v in state.items() if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
+    mismatched = [
+        f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}'
+        for k, v in state.items()
+        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
+    ]
     missing = [n for n in trainable if n not in state]
     problems = []
     if unexpected:
-        hint = (' (4-bit base statistics: it was trained with quantize_base; build the model with the same '
-                'quantize_base)' if any('.weight.quant_state.' in k for k in unexpected) else '')
-        problems.append(f'{len(unexpected)} checkpoint keys that name no tensor of the model built from the config'
-                        f'{hint}: {unexpected[:20]}')
+        hint = (
+            ' (4-bit base statistics: it was trained with quantize_base; build the model with the same quantize_base)'
+            if any('.weight.quant_state.' in k for k in unexpected)
+            else ''
+        )
+        problems.append(
+            f'{len(unexpected)} checkpoint keys that name no tensor of the model built from the config'
+            f'{hint}: {unexpected[:20]}'
+        )
     if mismatched:
-        problems.append(f'{len(mismatched)} shape mismatches (was it trained with another config, e.g. another '
-                        f'LoRA rank?): {mismatched[:20]}')
+        problems.append(
+            f'{len(mismatched)} shape mismatches (was it trained with another config, e.g. another '
+            f'LoRA rank?): {mismatched[:20]}'
+        )
     if missing:
-        problems.append(f'{len(missing)} trainable parameters of the model missing from the checkpoint (was it '
-                        f'trained with other trainable groups or LoRA targets?): {missing[:20]}')
+        problems.append(
+            f'{len(missing)} trainable parameters of the model missing from the checkpoint (was it '
+            f'trained with other trainable groups or LoRA targets?): {missing[:20]}'
+        )
     if problems:
-        raise CheckpointError(f'{source}: the checkpoint does not fit the model of this config:\n  '
-                              + '\n  '.join(problems))
+        raise CheckpointError(
+            f'{source}: the checkpoint does not fit the model of this config:\n  ' + '\n  '.join(problems)
+        )
     full = dict(expected)
     for k, v in state.items():
         full[k] = v.to(expected[k].dtype)
@@ -150,8 +178,9 @@ def load_training_checkpoint(model: nn.Module, path: str | Path) -> dict[str, An
 
 
 # ---- building the model of a config ------------------------------------------------------------
-def build_model_from_config(config: str | Path, model_path: str | None = None,
-                            cfg_options: dict | None = None) -> nn.Module:
+def build_model_from_config(
+    config: str | Path, model_path: str | None = None, cfg_options: dict | None = None
+) -> nn.Module:
     """The config's ``Sa2VAVesselModel`` in float32 (merging precision), eval mode, no checkpointing."""
     from mmengine.config import Config
     from mmengine.utils import import_modules_from_strings
@@ -177,11 +206,13 @@ def build_model_from_config(config: str | Path, model_path: str | None = None,
 # ---- merging -------------------------------------------------------------------------------------
 def _lora_layers(module: nn.Module) -> dict[str, nn.Module]:
     from peft.tuners.lora import LoraLayer
+
     return {n: m for n, m in module.named_modules() if isinstance(m, LoraLayer)}
 
 
 def _token_layers(module: nn.Module) -> dict[str, nn.Module]:
     from peft.tuners.trainable_tokens import TrainableTokensLayer
+
     return {n: m for n, m in module.named_modules() if isinstance(m, TrainableTokensLayer)}
 
 
@@ -193,8 +224,9 @@ def _clean_name(name: str) -> str:
 def _lora_delta(layer: nn.Module, name: str) -> torch.Tensor:
     """scale * B @ A in float32 for the single LoRA adapter of ``layer``."""
     if set(layer.lora_A) != {ADAPTER_NAME}:
-        raise ValueError(f'{name}: LoRA adapters {sorted(layer.lora_A)}; the export merges exactly one, '
-                         f'{ADAPTER_NAME!r}')
+        raise ValueError(
+            f'{name}: LoRA adapters {sorted(layer.lora_A)}; the export merges exactly one, {ADAPTER_NAME!r}'
+        )
     if layer.use_dora.get(ADAPTER_NAME) or getattr(layer, 'lora_bias', {}).get(ADAPTER_NAME):
         raise ValueError(f'{name}: DoRA / LoRA bias are not supported by the export')
     if not isinstance(layer.lora_A[ADAPTER_NAME], nn.Linear):
@@ -230,7 +262,7 @@ def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     for name, layer in _token_layers(sa2va).items():
         if layer.tied_adapter is not None:  # follows the embedding's adapter; tied weights are written once
             continue
-        owner = name[:-len('.token_adapter')] if name.endswith('.token_adapter') else name
+        owner = name[: -len('.token_adapter')] if name.endswith('.token_adapter') else name
         key = f'{owner}.weight'
         rows = torch.as_tensor(layer.token_indices[ADAPTER_NAME], dtype=torch.long)
         values = layer.trainable_tokens_delta[ADAPTER_NAME].detach().float()
@@ -318,13 +350,18 @@ class ExportReport:
     files: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f'{self.out_dir}: {self.n_tensors} tensors in {DTYPE_NAMES[self.dtype]}, {self.n_lora_merged} LoRA '
-                f'layers merged, token rows {self.token_rows}; files: {", ".join(self.files)}')
+        return (
+            f'{self.out_dir}: {self.n_tensors} tensors in {DTYPE_NAMES[self.dtype]}, {self.n_lora_merged} LoRA '
+            f'layers merged, token rows {self.token_rows}; files: {", ".join(self.files)}'
+        )
 
 
 def _token_rows(model: nn.Module) -> dict[str, list[int]]:
-    return {name.replace('.token_adapter', ''): list(layer.token_indices[ADAPTER_NAME])
-            for name, layer in _token_layers(model.sa2va).items() if layer.tied_adapter is None}
+    return {
+        name.replace('.token_adapter', ''): list(layer.token_indices[ADAPTER_NAME])
+        for name, layer in _token_layers(model.sa2va).items()
+        if layer.tied_adapter is None
+    }
 
 
 # config.json key of this project's deployment settings (the official code ignores unknown keys)
@@ -342,26 +379,35 @@ def deployment_settings(cfg: Any, checkpoint: str | Path) -> dict[str, Any]:
     """
     from ..evaluation.inference import best_record_for
     from ..evaluation.predict import training_window
+
     record = best_record_for(resolve_checkpoint(checkpoint))
     val_dataset = ((cfg.get('val_dataloader') or {}).get('dataset') or {}) if cfg is not None else {}
-    base_cfg = json.loads((Path(cfg.model.model_path) / 'config.json').read_text()) \
-        if cfg is not None and Path(str(cfg.model.get('model_path', ''))).joinpath('config.json').is_file() else {}
+    base_cfg = (
+        json.loads((Path(cfg.model.model_path) / 'config.json').read_text())
+        if cfg is not None and Path(str(cfg.model.get('model_path', ''))).joinpath('config.json').is_file()
+        else {}
+    )
     tiles = val_dataset.get('max_dynamic_patch') or base_cfg.get('max_dynamic_patch', 12)
     return {
         'threshold': None if record is None else record.get('threshold'),
-        'threshold_source': 'none: not the recorded best checkpoint' if record is None else
-        f"best_checkpoint.json ({record.get('threshold_key')}, chosen on val with {record.get('metric')})",
+        'threshold_source': 'none: not the recorded best checkpoint'
+        if record is None
+        else f'best_checkpoint.json ({record.get("threshold_key")}, chosen on val with {record.get("metric")})',
         'max_dynamic_patch': int(tiles),
         'min_dynamic_patch': int(base_cfg.get('min_dynamic_patch', 1)),
         'window': training_window(cfg),
-        'official_predict_forward': {'threshold': 0.5, 'max_dynamic_patch': 12,
-                                     'prompt': '"<image>\\n" + question'},
+        'official_predict_forward': {'threshold': 0.5, 'max_dynamic_patch': 12, 'prompt': '"<image>\\n" + question'},
     }
 
 
-def export_full(model: nn.Module, out_dir: str | Path, dtype: torch.dtype = torch.bfloat16,
-                provenance: dict[str, Any] | None = None, max_shard_bytes: int = 5 * 1024 ** 3,
-                settings: dict[str, Any] | None = None) -> ExportReport:
+def export_full(
+    model: nn.Module,
+    out_dir: str | Path,
+    dtype: torch.dtype = torch.bfloat16,
+    provenance: dict[str, Any] | None = None,
+    max_shard_bytes: int = 5 * 1024**3,
+    settings: dict[str, Any] | None = None,
+) -> ExportReport:
     """Write the merged model as an official Sa2VA checkpoint directory (``settings``: see
     ``deployment_settings``; written to config.json under ``PROJECT_KEY``)."""
     if dtype not in DTYPE_NAMES:
@@ -371,8 +417,9 @@ def export_full(model: nn.Module, out_dir: str | Path, dtype: torch.dtype = torc
     base_keys = base_checkpoint_keys(base)
     if set(official) != base_keys:
         extra, lacking = sorted(set(official) - base_keys), sorted(base_keys - set(official))
-        raise CheckpointError(f'export key set differs from the base checkpoint {base}: extra {extra[:20]}, '
-                              f'missing {lacking[:20]}')
+        raise CheckpointError(
+            f'export key set differs from the base checkpoint {base}: extra {extra[:20]}, missing {lacking[:20]}'
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in list(out_dir.glob('*.safetensors')) + list(out_dir.glob('*.safetensors.index.json')):
         stale.unlink()
@@ -382,21 +429,37 @@ def export_full(model: nn.Module, out_dir: str | Path, dtype: torch.dtype = torc
         config[PROJECT_KEY] = dict(settings)
     (out_dir / 'config.json').write_text(json.dumps(config, indent=2) + '\n')
     carried = _carry_files(base, out_dir)
-    report = ExportReport(out_dir=out_dir, dtype=dtype, n_tensors=len(official),
-                          n_lora_merged=len(_lora_layers(model.sa2va)), token_rows=_token_rows(model),
-                          files=['config.json'] + [p.name for p in written] + carried)
-    info = dict(kind='full', base_checkpoint=str(base), dtype=DTYPE_NAMES[dtype], n_tensors=report.n_tensors,
-                lora_layers_merged=report.n_lora_merged, token_rows=report.token_rows,
-                note='LoRA merged as W + scale * B @ A and token rows written into embed_tokens/lm_head, '
-                     'in float32, then cast once', **(provenance or {}))
+    report = ExportReport(
+        out_dir=out_dir,
+        dtype=dtype,
+        n_tensors=len(official),
+        n_lora_merged=len(_lora_layers(model.sa2va)),
+        token_rows=_token_rows(model),
+        files=['config.json'] + [p.name for p in written] + carried,
+    )
+    info = dict(
+        kind='full',
+        base_checkpoint=str(base),
+        dtype=DTYPE_NAMES[dtype],
+        n_tensors=report.n_tensors,
+        lora_layers_merged=report.n_lora_merged,
+        token_rows=report.token_rows,
+        note='LoRA merged as W + scale * B @ A and token rows written into embed_tokens/lm_head, '
+        'in float32, then cast once',
+        **(provenance or {}),
+    )
     if getattr(model, 'quantize_base', None):
-        info['base_quantization'] = (f'{model.quantize_base}: W is the dequantized 4-bit base weight the '
-                                     'adapters were trained on')
+        info['base_quantization'] = (
+            f'{model.quantize_base}: W is the dequantized 4-bit base weight the adapters were trained on'
+        )
     (out_dir / EXPORT_INFO).write_text(json.dumps(info, indent=2) + '\n')
     report.files.append(EXPORT_INFO)
     if not any(name.startswith('modeling_') for name in carried):
-        logger.warning('%s: no official modeling_*.py files copied (the base has none); place them there to use '
-                       'AutoModel.from_pretrained(..., trust_remote_code=True), see docs/EXPORT.md', out_dir)
+        logger.warning(
+            '%s: no official modeling_*.py files copied (the base has none); place them there to use '
+            'AutoModel.from_pretrained(..., trust_remote_code=True), see docs/EXPORT.md',
+            out_dir,
+        )
     logger.info(report.summary())
     return report
 
@@ -406,11 +469,11 @@ def _peft_to_ours(key: str) -> str:
     """``base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`` -> our parameter name."""
     if not key.startswith(PEFT_PREFIX):
         raise CheckpointError(f'adapter key {key!r} lacks the peft prefix {PEFT_PREFIX!r}')
-    rest = key[len(PEFT_PREFIX):]
+    rest = key[len(PEFT_PREFIX) :]
     for part in ('lora_A', 'lora_B'):
         marker = f'.{part}.weight'
         if rest.endswith(marker):
-            return LLM_PREFIX + rest[:-len(marker)] + f'.{part}.{ADAPTER_NAME}.weight'
+            return LLM_PREFIX + rest[: -len(marker)] + f'.{part}.{ADAPTER_NAME}.weight'
     if rest.endswith('.trainable_tokens_delta'):
         return LLM_PREFIX + rest + f'.{ADAPTER_NAME}'
     raise CheckpointError(f'adapter key {key!r}: not a LoRA A/B weight nor a trainable-token table')
@@ -418,12 +481,14 @@ def _peft_to_ours(key: str) -> str:
 
 def _trained_module_names(model: nn.Module) -> list[str]:
     """Trainable parameters outside the LLM adapters (projector, text_hidden_fcs, mask decoder)."""
-    return [n for n, p in model.named_parameters()
-            if p.requires_grad and 'lora_' not in n and 'trainable_tokens_' not in n]
+    return [
+        n for n, p in model.named_parameters() if p.requires_grad and 'lora_' not in n and 'trainable_tokens_' not in n
+    ]
 
 
-def export_adapter(model: nn.Module, out_dir: str | Path, dtype: torch.dtype = torch.bfloat16,
-                   provenance: dict[str, Any] | None = None) -> ExportReport:
+def export_adapter(
+    model: nn.Module, out_dir: str | Path, dtype: torch.dtype = torch.bfloat16, provenance: dict[str, Any] | None = None
+) -> ExportReport:
     """Write the peft adapter of the LLM and the other trained modules (official names)."""
     from peft import get_peft_model_state_dict
 
@@ -448,7 +513,7 @@ def export_adapter(model: nn.Module, out_dir: str | Path, dtype: torch.dtype = t
         files += [ADAPTER_CONFIG, ADAPTER_WEIGHTS]
         adapter_keys = sorted(adapter)
     params = dict(model.named_parameters())
-    modules = {n[len(SA2VA_PREFIX):]: params[n].detach().to(dtype) for n in _trained_module_names(model)}
+    modules = {n[len(SA2VA_PREFIX) :]: params[n].detach().to(dtype) for n in _trained_module_names(model)}
     official = {k: v.contiguous() for k, v in ours_to_official(modules, model.sa2va.arch.family).items()}
     if official:
         save_file(official, str(out_dir / MODULES_WEIGHTS), metadata={'format': 'pt'})
@@ -462,23 +527,32 @@ def export_adapter(model: nn.Module, out_dir: str | Path, dtype: torch.dtype = t
         files={
             ADAPTER_CONFIG: f'peft LoraConfig of the LLM ({type(llm).__name__} = language_model of the base)',
             ADAPTER_WEIGHTS: 'LoRA A/B of the LLM and the trained token rows (peft trainable tokens: full new '
-                             'rows of embed_tokens/lm_head at trainable_token_indices), peft key names; load with '
-                             'peft.PeftModel.from_pretrained(llm, dir) or set_peft_model_state_dict',
+            'rows of embed_tokens/lm_head at trainable_token_indices), peft key names; load with '
+            'peft.PeftModel.from_pretrained(llm, dir) or set_peft_model_state_dict',
             MODULES_WEIGHTS: 'other trained modules under official Sa2VA names (projector mlp1.*, '
-                             'text_hidden_fcs.*, trained parts of grounding_encoder.sam2_model.sam_mask_decoder.*); '
-                             'they replace the base tensors of the same name',
-        } if adapter_keys else {MODULES_WEIGHTS: 'trained modules under official Sa2VA names'},
+            'text_hidden_fcs.*, trained parts of grounding_encoder.sam2_model.sam_mask_decoder.*); '
+            'they replace the base tensors of the same name',
+        }
+        if adapter_keys
+        else {MODULES_WEIGHTS: 'trained modules under official Sa2VA names'},
         adapter_tensors=adapter_keys,
         module_tensors=sorted(official),
         token_rows=_token_rows(model),
         how_to_load='projects.sa2va_vessel.models.export.load_adapter_export(Sa2VAVesselModel(model_path=BASE, '
-                    '<same lora/trainable settings>), dir); or tools/export_hf.py without --adapter-only for a '
-                    'merged official checkpoint',
-        **(provenance or {}))
+        '<same lora/trainable settings>), dir); or tools/export_hf.py without --adapter-only for a '
+        'merged official checkpoint',
+        **(provenance or {}),
+    )
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + '\n')
     files.append(MANIFEST)
-    report = ExportReport(out_dir=out_dir, dtype=dtype, n_tensors=len(adapter_keys) + len(official),
-                          n_lora_merged=0, token_rows=_token_rows(model), files=files)
+    report = ExportReport(
+        out_dir=out_dir,
+        dtype=dtype,
+        n_tensors=len(adapter_keys) + len(official),
+        n_lora_merged=0,
+        token_rows=_token_rows(model),
+        files=files,
+    )
     logger.info(report.summary())
     return report
 
@@ -488,8 +562,10 @@ def _check_adapter_config(model: nn.Module, directory: Path) -> None:
     path = directory / ADAPTER_CONFIG
     if llm_cfg is None or not path.is_file():
         if (llm_cfg is None) != (not path.is_file()):
-            raise CheckpointError(f'{directory}: the model {"has" if llm_cfg else "has no"} LLM adapter but the '
-                                  f'export {"has" if path.is_file() else "has no"} {ADAPTER_CONFIG}')
+            raise CheckpointError(
+                f'{directory}: the model {"has" if llm_cfg else "has no"} LLM adapter but the '
+                f'export {"has" if path.is_file() else "has no"} {ADAPTER_CONFIG}'
+            )
         return
     saved = json.loads(path.read_text())
     ours = llm_cfg.to_dict()
@@ -499,9 +575,11 @@ def _check_adapter_config(model: nn.Module, directory: Path) -> None:
         if a != b:
             diffs.append(f'{key}: export {a!r} vs model {b!r}')
     if sorted(_as_list(saved.get('target_modules'))) != sorted(_as_list(ours.get('target_modules'))):
-        diffs.append(f"target_modules: export {saved.get('target_modules')!r} vs model {ours.get('target_modules')!r}")
+        diffs.append(f'target_modules: export {saved.get("target_modules")!r} vs model {ours.get("target_modules")!r}')
     if diffs:
-        raise CheckpointError(f'{path}: the adapter does not match the model built from the config: ' + '; '.join(diffs))
+        raise CheckpointError(
+            f'{path}: the adapter does not match the model built from the config: ' + '; '.join(diffs)
+        )
 
 
 def _as_list(value: Any) -> list:

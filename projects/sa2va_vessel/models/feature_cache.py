@@ -4,6 +4,7 @@ The SAM2 image encoder is frozen, so its features for an image that reaches it u
 random augmentation on the SAM2 input) are the same every epoch. The dataset marks such samples
 with a ``frozen_feature_key``; samples without one are always recomputed.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict

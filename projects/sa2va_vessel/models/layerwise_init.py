@@ -23,6 +23,7 @@ difference from a normal build: the Qwen-VL vision towers' constructors never ap
 init (no ``post_init``), so a normal build leaves them at PyTorch's defaults; here they get it.
 Seeded draws on one device are deterministic; they are not the numbers a normal build draws.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -58,8 +59,10 @@ def parameters_on_meta() -> Iterator[None]:
 def check_no_meta_buffers(root: nn.Module) -> None:
     meta = [name for name, b in root.named_buffers() if b.is_meta]
     if meta:
-        raise RuntimeError(f'{len(meta)} buffers were built on meta and have no values: {meta[:10]}; '
-                           'this module cannot be drawn by parts (build it normally)')
+        raise RuntimeError(
+            f'{len(meta)} buffers were built on meta and have no values: {meta[:10]}; '
+            'this module cannot be drawn by parts (build it normally)'
+        )
 
 
 def _to_device(module: nn.Module, device: torch.device, made: dict[int, tuple]) -> None:
@@ -73,8 +76,10 @@ def _to_device(module: nn.Module, device: torch.device, made: dict[int, tuple]) 
         if param.is_meta:
             new = made[id(param)][1]() if id(param) in made else None
             if new is None:
-                new = nn.Parameter(torch.full(param.shape, float('nan'), dtype=param.dtype, device=device),
-                                   requires_grad=param.requires_grad)
+                new = nn.Parameter(
+                    torch.full(param.shape, float('nan'), dtype=param.dtype, device=device),
+                    requires_grad=param.requires_grad,
+                )
                 made[id(param)] = (param, weakref.ref(new))
             setattr(module, name, new)
         elif param.device != device:
@@ -121,8 +126,12 @@ def _initialise(root: nn.Module, part: list[nn.Module]) -> None:
         module._is_hf_initialized = True  # as after a normal build
 
 
-def materialise_by_parts(root: nn.Module, layers: nn.ModuleList, device: str | torch.device,
-                         after_layer: Callable[[nn.Module], object] | None = None) -> None:
+def materialise_by_parts(
+    root: nn.Module,
+    layers: nn.ModuleList,
+    device: str | torch.device,
+    after_layer: Callable[[nn.Module], object] | None = None,
+) -> None:
     """Give ``root``'s meta parameters storage on ``device`` and draw them, one part at a time.
 
     Parts: everything outside ``layers``, then each of ``layers`` in order; ``after_layer(layer)``
@@ -155,5 +164,7 @@ def check_initialised(root: nn.Module, what: str) -> None:
         elif param.is_floating_point() and not bool(torch.isfinite(param.detach().sum(dtype=torch.float32))):
             bad.append(name)
     if meta or bad:
-        raise RuntimeError(f'{what}: {len(meta)} parameters never got storage {meta[:10]}, {len(bad)} hold '
-                           f'NaN/inf (no init reached them) {bad[:10]}')
+        raise RuntimeError(
+            f'{what}: {len(meta)} parameters never got storage {meta[:10]}, {len(bad)} hold '
+            f'NaN/inf (no init reached them) {bad[:10]}'
+        )

@@ -5,6 +5,7 @@ trainable parameters for an 8B model, plus their optimizer state). Only the rows
 Sa2VA added (``[SEG]``) need to learn, so they train through ``trainable_token_indices``: a small
 delta table per wrapped matrix, merged back on export.
 """
+
 from __future__ import annotations
 
 import types
@@ -38,13 +39,16 @@ def add_lora(language_model: nn.Module, settings: LoraSettings, lora: bool, toke
     if not lora and not token_rows:
         return
     config = LoraConfig(
-        r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
         # a regex, so that only the decoder layers' projections match
-        target_modules=r'.*layers\.\d+\.(self_attn|mlp)\.(' + '|'.join(settings.target_modules) + r')$'
-        if lora else [],
+        target_modules=r'.*layers\.\d+\.(self_attn|mlp)\.(' + '|'.join(settings.target_modules) + r')$' if lora else [],
         trainable_token_indices={'embed_tokens': list(settings.token_ids), 'lm_head': list(settings.token_ids)}
-        if token_rows else None,
-        bias='none')
+        if token_rows
+        else None,
+        bias='none',
+    )
     inject_adapter_in_model(config, language_model)
     for name, p in language_model.named_parameters():
         is_lora = 'lora_' in name
@@ -61,8 +65,13 @@ def _rows_forward(self, x: torch.Tensor, active_adapters, *args, **kwargs) -> to
     values and the same gradient for the deltas.
     """
     base = self.base_layer
-    if self.disable_adapters or self.merged or len(active_adapters) != 1 or \
-            not isinstance(base, (nn.Embedding, nn.Linear)) or self._get_embed_scale() is not None:
+    if (
+        self.disable_adapters
+        or self.merged
+        or len(active_adapters) != 1
+        or not isinstance(base, (nn.Embedding, nn.Linear))
+        or self._get_embed_scale() is not None
+    ):
         return TrainableTokensLayer.forward_adapters(self, x, active_adapters, *args, **kwargs)
     adapter = active_adapters[0]
     index = torch.tensor(self.token_indices[adapter], device=base.weight.device)

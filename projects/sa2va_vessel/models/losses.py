@@ -8,6 +8,7 @@ fundus image is gone at 256x256, so the logits are upsampled (bilinear) to ``res
 ``point_sampled_mask_losses`` is the official fine-tune's loss instead (12,544 importance-sampled
 points at the decoder's 256x256), kept as the comparison arm of docs/RECIPE.md.
 """
+
 from __future__ import annotations
 
 import torch
@@ -24,8 +25,9 @@ def upsample_logits(mask_logits: torch.Tensor, size: int) -> torch.Tensor:
     """(N, h, w) decoder logits -> (N, size, size) float32, bilinear."""
     if mask_logits.shape[-1] == size and mask_logits.shape[-2] == size:
         return mask_logits.float()
-    return F.interpolate(mask_logits.unsqueeze(1).float(), size=(size, size), mode='bilinear',
-                         align_corners=False)[:, 0]
+    return F.interpolate(mask_logits.unsqueeze(1).float(), size=(size, size), mode='bilinear', align_corners=False)[
+        :, 0
+    ]
 
 
 def sigmoid_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -42,16 +44,18 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> t
     return (1 - dice).mean()
 
 
-def mask_losses(mask_logits: torch.Tensor, gt_masks: list[torch.Tensor], resolution: int,
-                bce_weight: float, dice_weight: float) -> dict[str, torch.Tensor]:
+def mask_losses(
+    mask_logits: torch.Tensor, gt_masks: list[torch.Tensor], resolution: int, bce_weight: float, dice_weight: float
+) -> dict[str, torch.Tensor]:
     """BCE and Dice between decoder logits and ground truth at ``resolution`` x ``resolution``."""
     target = resize_masks_nearest(gt_masks, resolution).to(mask_logits.device)
     if target.shape[0] != mask_logits.shape[0]:
-        raise ValueError(f'{mask_logits.shape[0]} predicted masks ([SEG] tokens) but {target.shape[0]} '
-                         'ground-truth masks in the batch')
+        raise ValueError(
+            f'{mask_logits.shape[0]} predicted masks ([SEG] tokens) but {target.shape[0]} '
+            'ground-truth masks in the batch'
+        )
     logits = upsample_logits(mask_logits, resolution)
-    return {'loss_mask': bce_weight * sigmoid_bce(logits, target),
-            'loss_dice': dice_weight * dice_loss(logits, target)}
+    return {'loss_mask': bce_weight * sigmoid_bce(logits, target), 'loss_dice': dice_weight * dice_loss(logits, target)}
 
 
 # ---- the official recipe's point-sampled loss (comparison arm; docs/RECIPE.md) ---------------
@@ -62,13 +66,16 @@ def sample_points(maps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     pixel, the convention of detectron2 / Mask2Former ``point_sample``.
     """
     grid = coords.to(maps.dtype) * 2.0 - 1.0
-    return F.grid_sample(maps.unsqueeze(1), grid.unsqueeze(2), mode='bilinear',
-                         align_corners=False)[:, 0, :, 0]
+    return F.grid_sample(maps.unsqueeze(1), grid.unsqueeze(2), mode='bilinear', align_corners=False)[:, 0, :, 0]
 
 
-def uncertain_point_coords(mask_logits: torch.Tensor, num_points: int, oversample_ratio: float,
-                           importance_sample_ratio: float,
-                           generator: torch.Generator | None = None) -> torch.Tensor:
+def uncertain_point_coords(
+    mask_logits: torch.Tensor,
+    num_points: int,
+    oversample_ratio: float,
+    importance_sample_ratio: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Point coordinates (N, num_points, 2) in [0, 1]: ``importance_sample_ratio`` of them the
     most uncertain (largest ``-|logit|``) of ``oversample_ratio * num_points`` uniform candidates,
     the rest uniform (PointRend's training-time sampling as Mask2Former uses it)."""
@@ -87,11 +94,16 @@ def uncertain_point_coords(mask_logits: torch.Tensor, num_points: int, oversampl
     return torch.cat([important, uniform], dim=1)
 
 
-def point_sampled_mask_losses(mask_logits: torch.Tensor, gt_masks: list[torch.Tensor],
-                              bce_weight: float = 2.0, dice_weight: float = 0.5,
-                              num_points: int = 12544, oversample_ratio: float = 3.0,
-                              importance_sample_ratio: float = 0.75,
-                              generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+def point_sampled_mask_losses(
+    mask_logits: torch.Tensor,
+    gt_masks: list[torch.Tensor],
+    bce_weight: float = 2.0,
+    dice_weight: float = 0.5,
+    num_points: int = 12544,
+    oversample_ratio: float = 3.0,
+    importance_sample_ratio: float = 0.75,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
     """BCE and Dice on ``num_points`` importance-sampled points per mask, at the decoder's size.
 
     The official Sa2VA fine-tune's mask loss: the ground truth is resized (nearest) to the
@@ -104,13 +116,18 @@ def point_sampled_mask_losses(mask_logits: torch.Tensor, gt_masks: list[torch.Te
         raise ValueError(f'mask logits must be square, got {tuple(size)}')
     target = resize_masks_nearest(gt_masks, int(size[0])).to(mask_logits.device)
     if target.shape[0] != mask_logits.shape[0]:
-        raise ValueError(f'{mask_logits.shape[0]} predicted masks ([SEG] tokens) but {target.shape[0]} '
-                         'ground-truth masks in the batch')
+        raise ValueError(
+            f'{mask_logits.shape[0]} predicted masks ([SEG] tokens) but {target.shape[0]} '
+            'ground-truth masks in the batch'
+        )
     logits = mask_logits.float()
     with torch.no_grad():  # the choice of points is not differentiated (as in PointRend)
-        coords = uncertain_point_coords(logits.detach(), num_points, oversample_ratio,
-                                        importance_sample_ratio, generator)
+        coords = uncertain_point_coords(
+            logits.detach(), num_points, oversample_ratio, importance_sample_ratio, generator
+        )
         point_target = sample_points(target, coords)
     point_logits = sample_points(logits, coords)
-    return {'loss_mask': bce_weight * sigmoid_bce(point_logits, point_target),
-            'loss_dice': dice_weight * dice_loss(point_logits, point_target)}
+    return {
+        'loss_mask': bce_weight * sigmoid_bce(point_logits, point_target),
+        'loss_dice': dice_weight * dice_loss(point_logits, point_target),
+    }

@@ -18,6 +18,7 @@ The Qwen-VL families (``Sa2VAChatModelQwen``: ``model`` = the whole transformers
 <-> ``language_model.model.*``, ``model.lm_head.weight`` <-> ``language_model.lm_head.weight``; SAM2
 and ``text_hidden_fcs`` as above. Every function takes the family (default InternVL).
 """
+
 from __future__ import annotations
 
 import re
@@ -67,12 +68,21 @@ COMMON_RENAMES: list[tuple[str, str]] = [
     (SAM2 + 'image_encoder.trunk.blocks.{i}.norm2.{p}', 'sam2.vision_encoder.backbone.blocks.{i}.layer_norm2.{p}'),
     (SAM2 + 'image_encoder.trunk.blocks.{i}.attn.qkv.{p}', 'sam2.vision_encoder.backbone.blocks.{i}.attn.qkv.{p}'),
     (SAM2 + 'image_encoder.trunk.blocks.{i}.attn.proj.{p}', 'sam2.vision_encoder.backbone.blocks.{i}.attn.proj.{p}'),
-    (SAM2 + 'image_encoder.trunk.blocks.{i}.mlp.layers.0.{p}', 'sam2.vision_encoder.backbone.blocks.{i}.mlp.proj_in.{p}'),
-    (SAM2 + 'image_encoder.trunk.blocks.{i}.mlp.layers.1.{p}', 'sam2.vision_encoder.backbone.blocks.{i}.mlp.proj_out.{p}'),
+    (
+        SAM2 + 'image_encoder.trunk.blocks.{i}.mlp.layers.0.{p}',
+        'sam2.vision_encoder.backbone.blocks.{i}.mlp.proj_in.{p}',
+    ),
+    (
+        SAM2 + 'image_encoder.trunk.blocks.{i}.mlp.layers.1.{p}',
+        'sam2.vision_encoder.backbone.blocks.{i}.mlp.proj_out.{p}',
+    ),
     (SAM2 + 'image_encoder.trunk.blocks.{i}.proj.{p}', 'sam2.vision_encoder.backbone.blocks.{i}.proj.{p}'),
     (SAM2 + 'image_encoder.neck.convs.{i}.conv.{p}', 'sam2.vision_encoder.neck.convs.{i}.{p}'),
     # prompt encoder
-    (SAM2 + 'sam_prompt_encoder.pe_layer.positional_encoding_gaussian_matrix', 'sam2.shared_image_embedding.positional_embedding'),
+    (
+        SAM2 + 'sam_prompt_encoder.pe_layer.positional_encoding_gaussian_matrix',
+        'sam2.shared_image_embedding.positional_embedding',
+    ),
     (SAM2 + 'sam_prompt_encoder.not_a_point_embed.weight', 'sam2.prompt_encoder.not_a_point_embed.weight'),
     (SAM2 + 'sam_prompt_encoder.no_mask_embed.weight', 'sam2.prompt_encoder.no_mask_embed.weight'),
     (SAM2 + 'sam_prompt_encoder.mask_downscaling.0.{p}', 'sam2.prompt_encoder.mask_embed.conv1.{p}'),
@@ -81,20 +91,53 @@ COMMON_RENAMES: list[tuple[str, str]] = [
     (SAM2 + 'sam_prompt_encoder.mask_downscaling.4.{p}', 'sam2.prompt_encoder.mask_embed.layer_norm2.{p}'),
     (SAM2 + 'sam_prompt_encoder.mask_downscaling.6.{p}', 'sam2.prompt_encoder.mask_embed.conv3.{p}'),
     # mask decoder
-    (SAM2 + 'sam_mask_decoder.transformer.layers.{i}.{attn}.out_proj.{p}', 'sam2.mask_decoder.transformer.layers.{i}.{attn}.o_proj.{p}'),
-    (SAM2 + 'sam_mask_decoder.transformer.layers.{i}.{attn}.{qkv}_proj.{p}', 'sam2.mask_decoder.transformer.layers.{i}.{attn}.{qkv}_proj.{p}'),
-    (SAM2 + 'sam_mask_decoder.transformer.layers.{i}.norm{n}.{p}', 'sam2.mask_decoder.transformer.layers.{i}.layer_norm{n}.{p}'),
-    (SAM2 + 'sam_mask_decoder.transformer.layers.{i}.mlp.layers.0.{p}', 'sam2.mask_decoder.transformer.layers.{i}.mlp.proj_in.{p}'),
-    (SAM2 + 'sam_mask_decoder.transformer.layers.{i}.mlp.layers.1.{p}', 'sam2.mask_decoder.transformer.layers.{i}.mlp.proj_out.{p}'),
-    (SAM2 + 'sam_mask_decoder.transformer.final_attn_token_to_image.out_proj.{p}', 'sam2.mask_decoder.transformer.final_attn_token_to_image.o_proj.{p}'),
-    (SAM2 + 'sam_mask_decoder.transformer.final_attn_token_to_image.{qkv}_proj.{p}', 'sam2.mask_decoder.transformer.final_attn_token_to_image.{qkv}_proj.{p}'),
-    (SAM2 + 'sam_mask_decoder.transformer.norm_final_attn.{p}', 'sam2.mask_decoder.transformer.layer_norm_final_attn.{p}'),
+    (
+        SAM2 + 'sam_mask_decoder.transformer.layers.{i}.{attn}.out_proj.{p}',
+        'sam2.mask_decoder.transformer.layers.{i}.{attn}.o_proj.{p}',
+    ),
+    (
+        SAM2 + 'sam_mask_decoder.transformer.layers.{i}.{attn}.{qkv}_proj.{p}',
+        'sam2.mask_decoder.transformer.layers.{i}.{attn}.{qkv}_proj.{p}',
+    ),
+    (
+        SAM2 + 'sam_mask_decoder.transformer.layers.{i}.norm{n}.{p}',
+        'sam2.mask_decoder.transformer.layers.{i}.layer_norm{n}.{p}',
+    ),
+    (
+        SAM2 + 'sam_mask_decoder.transformer.layers.{i}.mlp.layers.0.{p}',
+        'sam2.mask_decoder.transformer.layers.{i}.mlp.proj_in.{p}',
+    ),
+    (
+        SAM2 + 'sam_mask_decoder.transformer.layers.{i}.mlp.layers.1.{p}',
+        'sam2.mask_decoder.transformer.layers.{i}.mlp.proj_out.{p}',
+    ),
+    (
+        SAM2 + 'sam_mask_decoder.transformer.final_attn_token_to_image.out_proj.{p}',
+        'sam2.mask_decoder.transformer.final_attn_token_to_image.o_proj.{p}',
+    ),
+    (
+        SAM2 + 'sam_mask_decoder.transformer.final_attn_token_to_image.{qkv}_proj.{p}',
+        'sam2.mask_decoder.transformer.final_attn_token_to_image.{qkv}_proj.{p}',
+    ),
+    (
+        SAM2 + 'sam_mask_decoder.transformer.norm_final_attn.{p}',
+        'sam2.mask_decoder.transformer.layer_norm_final_attn.{p}',
+    ),
     (SAM2 + 'sam_mask_decoder.output_upscaling.0.{p}', 'sam2.mask_decoder.upscale_conv1.{p}'),
     (SAM2 + 'sam_mask_decoder.output_upscaling.1.{p}', 'sam2.mask_decoder.upscale_layer_norm.{p}'),
     (SAM2 + 'sam_mask_decoder.output_upscaling.3.{p}', 'sam2.mask_decoder.upscale_conv2.{p}'),
-    (SAM2 + 'sam_mask_decoder.output_hypernetworks_mlps.{i}.layers.0.{p}', 'sam2.mask_decoder.output_hypernetworks_mlps.{i}.proj_in.{p}'),
-    (SAM2 + 'sam_mask_decoder.output_hypernetworks_mlps.{i}.layers.1.{p}', 'sam2.mask_decoder.output_hypernetworks_mlps.{i}.layers.0.{p}'),
-    (SAM2 + 'sam_mask_decoder.output_hypernetworks_mlps.{i}.layers.2.{p}', 'sam2.mask_decoder.output_hypernetworks_mlps.{i}.proj_out.{p}'),
+    (
+        SAM2 + 'sam_mask_decoder.output_hypernetworks_mlps.{i}.layers.0.{p}',
+        'sam2.mask_decoder.output_hypernetworks_mlps.{i}.proj_in.{p}',
+    ),
+    (
+        SAM2 + 'sam_mask_decoder.output_hypernetworks_mlps.{i}.layers.1.{p}',
+        'sam2.mask_decoder.output_hypernetworks_mlps.{i}.layers.0.{p}',
+    ),
+    (
+        SAM2 + 'sam_mask_decoder.output_hypernetworks_mlps.{i}.layers.2.{p}',
+        'sam2.mask_decoder.output_hypernetworks_mlps.{i}.proj_out.{p}',
+    ),
     (SAM2 + 'sam_mask_decoder.{head}.layers.0.{p}', 'sam2.mask_decoder.{head}.proj_in.{p}'),
     (SAM2 + 'sam_mask_decoder.{head}.layers.1.{p}', 'sam2.mask_decoder.{head}.layers.0.{p}'),
     (SAM2 + 'sam_mask_decoder.{head}.layers.2.{p}', 'sam2.mask_decoder.{head}.proj_out.{p}'),
@@ -105,25 +148,47 @@ COMMON_RENAMES: list[tuple[str, str]] = [
 
 # What each placeholder may stand for.
 PLACEHOLDERS = {
-    'i': r'\d+', 'j': r'\d+', 'n': r'\d+', 'p': r'weight|bias', 'rest': r'.+',
-    'attn': r'self_attn|cross_attn_token_to_image|cross_attn_image_to_token', 'qkv': r'q|k|v',
-    'head': r'iou_prediction_head|pred_obj_score_head', 'token': r'iou_token|mask_tokens|obj_score_token',
+    'i': r'\d+',
+    'j': r'\d+',
+    'n': r'\d+',
+    'p': r'weight|bias',
+    'rest': r'.+',
+    'attn': r'self_attn|cross_attn_token_to_image|cross_attn_image_to_token',
+    'qkv': r'q|k|v',
+    'head': r'iou_prediction_head|pred_obj_score_head',
+    'token': r'iou_token|mask_tokens|obj_score_token',
 }
 
 # InternViT's fused qkv: one official tensor <-> three of ours, stacked on dim 0.
-FUSED_QKV = ('vision_model.encoder.layers.{i}.attn.qkv.{p}',
-             ['vision_model.encoder.layer.{i}.attention.q_proj.{p}',
-              'vision_model.encoder.layer.{i}.attention.k_proj.{p}',
-              'vision_model.encoder.layer.{i}.attention.v_proj.{p}'])
+FUSED_QKV = (
+    'vision_model.encoder.layers.{i}.attn.qkv.{p}',
+    [
+        'vision_model.encoder.layer.{i}.attention.q_proj.{p}',
+        'vision_model.encoder.layer.{i}.attention.k_proj.{p}',
+        'vision_model.encoder.layer.{i}.attention.v_proj.{p}',
+    ],
+)
 # SAM2's point embeddings: official row tensors <-> rows of one table.
 POINT_EMBED = (SAM2 + 'sam_prompt_encoder.point_embeddings.{j}.weight', 'sam2.prompt_encoder.point_embed.weight')
 # transformers keeps a second, tied copy of SAM2's random-Fourier matrix inside the prompt encoder.
-TIED_COPIES = {'sam2.prompt_encoder.shared_embedding.positional_embedding': 'sam2.shared_image_embedding.positional_embedding'}
+TIED_COPIES = {
+    'sam2.prompt_encoder.shared_embedding.positional_embedding': 'sam2.shared_image_embedding.positional_embedding'
+}
 
 # SAM2 video-memory modules: unused for single images, carried through unchanged.
-PASSTHROUGH_PREFIXES = tuple(SAM2 + p for p in (
-    'memory_attention.', 'memory_encoder.', 'mask_downsample.', 'maskmem_tpos_enc', 'no_mem_pos_enc',
-    'no_obj_ptr', 'obj_ptr_proj.', 'obj_ptr_tpos_proj.'))
+PASSTHROUGH_PREFIXES = tuple(
+    SAM2 + p
+    for p in (
+        'memory_attention.',
+        'memory_encoder.',
+        'mask_downsample.',
+        'maskmem_tpos_enc',
+        'no_mem_pos_enc',
+        'no_obj_ptr',
+        'obj_ptr_proj.',
+        'obj_ptr_tpos_proj.',
+    )
+)
 
 
 def _compile(template: str) -> re.Pattern:
@@ -139,8 +204,11 @@ class _Rule:
     dst: str
 
 
-_FAMILY_RENAMES = {'internvl': RENAMES + COMMON_RENAMES, 'qwen2_5_vl': QWEN_RENAMES + COMMON_RENAMES,
-                   'qwen3_vl': QWEN_RENAMES + COMMON_RENAMES}
+_FAMILY_RENAMES = {
+    'internvl': RENAMES + COMMON_RENAMES,
+    'qwen2_5_vl': QWEN_RENAMES + COMMON_RENAMES,
+    'qwen3_vl': QWEN_RENAMES + COMMON_RENAMES,
+}
 _TO_OURS = {f: [_Rule(_compile(o), t) for o, t in r] for f, r in _FAMILY_RENAMES.items()}
 _TO_OFFICIAL = {f: [_Rule(_compile(t), o) for o, t in r] for f, r in _FAMILY_RENAMES.items()}
 _QKV_OFFICIAL = _compile(FUSED_QKV[0])
@@ -166,8 +234,9 @@ def _rules(table: dict[str, list[_Rule]], family: str) -> list[_Rule]:
     return table[family]
 
 
-def official_to_ours(name: str, tensor: torch.Tensor,
-                     family: str = 'internvl') -> list[tuple[str, torch.Tensor]] | None:
+def official_to_ours(
+    name: str, tensor: torch.Tensor, family: str = 'internvl'
+) -> list[tuple[str, torch.Tensor]] | None:
     """Our (name, tensor) pieces for one official tensor; None when no rule knows the name.
 
     Point-embedding rows come back under their table's name with a ``#row`` suffix, for
@@ -180,7 +249,7 @@ def official_to_ours(name: str, tensor: torch.Tensor,
         return [(t.format(**match.groupdict()), c) for t, c in zip(FUSED_QKV[1], chunks)]
     match = _POINT_OFFICIAL.match(name)
     if match:
-        return [(f"{POINT_EMBED[1]}#{match['j']}", tensor)]
+        return [(f'{POINT_EMBED[1]}#{match["j"]}', tensor)]
     ours = _apply(rules, name)
     return None if ours is None else [(ours, tensor)]
 
@@ -206,7 +275,7 @@ def ours_to_official(state: dict[str, torch.Tensor], family: str = 'internvl') -
             continue
         if name == POINT_EMBED[1]:
             for j in range(tensor.shape[0]):
-                out[POINT_EMBED[0].format(j=j)] = tensor[j:j + 1].clone()
+                out[POINT_EMBED[0].format(j=j)] = tensor[j : j + 1].clone()
             continue
         for k, pattern in enumerate(qkv_rules):
             match = pattern.match(name)
@@ -236,20 +305,48 @@ def ours_to_official(state: dict[str, torch.Tensor], family: str = 'internvl') -
 # (total stride 16, stride 2, fixed in every Sa2VA release); transformers groups each triple.
 MEMORY = 'memory.'
 MEMORY_RENAMES: list[tuple[str, str]] = [
-    (SAM2 + 'memory_attention.layers.{i}.{mattn}.out_proj.{p}', MEMORY + 'memory_attention.layers.{i}.{mattn}.o_proj.{p}'),
-    (SAM2 + 'memory_attention.layers.{i}.{mattn}.{qkv}_proj.{p}', MEMORY + 'memory_attention.layers.{i}.{mattn}.{qkv}_proj.{p}'),
+    (
+        SAM2 + 'memory_attention.layers.{i}.{mattn}.out_proj.{p}',
+        MEMORY + 'memory_attention.layers.{i}.{mattn}.o_proj.{p}',
+    ),
+    (
+        SAM2 + 'memory_attention.layers.{i}.{mattn}.{qkv}_proj.{p}',
+        MEMORY + 'memory_attention.layers.{i}.{mattn}.{qkv}_proj.{p}',
+    ),
     (SAM2 + 'memory_attention.layers.{i}.linear{n}.{p}', MEMORY + 'memory_attention.layers.{i}.linear{n}.{p}'),
     (SAM2 + 'memory_attention.layers.{i}.norm{n}.{p}', MEMORY + 'memory_attention.layers.{i}.layer_norm{n}.{p}'),
     (SAM2 + 'memory_attention.norm.{p}', MEMORY + 'memory_attention.layer_norm.{p}'),
-    *[(SAM2 + f'memory_encoder.mask_downsampler.encoder.{3 * k}.{{p}}',
-       MEMORY + f'memory_encoder.mask_downsampler.layers.{k}.conv.{{p}}') for k in range(4)],
-    *[(SAM2 + f'memory_encoder.mask_downsampler.encoder.{3 * k + 1}.{{p}}',
-       MEMORY + f'memory_encoder.mask_downsampler.layers.{k}.layer_norm.{{p}}') for k in range(4)],
-    (SAM2 + 'memory_encoder.mask_downsampler.encoder.12.{p}', MEMORY + 'memory_encoder.mask_downsampler.final_conv.{p}'),
+    *[
+        (
+            SAM2 + f'memory_encoder.mask_downsampler.encoder.{3 * k}.{{p}}',
+            MEMORY + f'memory_encoder.mask_downsampler.layers.{k}.conv.{{p}}',
+        )
+        for k in range(4)
+    ],
+    *[
+        (
+            SAM2 + f'memory_encoder.mask_downsampler.encoder.{3 * k + 1}.{{p}}',
+            MEMORY + f'memory_encoder.mask_downsampler.layers.{k}.layer_norm.{{p}}',
+        )
+        for k in range(4)
+    ],
+    (
+        SAM2 + 'memory_encoder.mask_downsampler.encoder.12.{p}',
+        MEMORY + 'memory_encoder.mask_downsampler.final_conv.{p}',
+    ),
     (SAM2 + 'memory_encoder.pix_feat_proj.{p}', MEMORY + 'memory_encoder.feature_projection.{p}'),
-    (SAM2 + 'memory_encoder.fuser.layers.{i}.dwconv.{p}', MEMORY + 'memory_encoder.memory_fuser.layers.{i}.depthwise_conv.{p}'),
-    (SAM2 + 'memory_encoder.fuser.layers.{i}.norm.{p}', MEMORY + 'memory_encoder.memory_fuser.layers.{i}.layer_norm.{p}'),
-    (SAM2 + 'memory_encoder.fuser.layers.{i}.pwconv{n}.{p}', MEMORY + 'memory_encoder.memory_fuser.layers.{i}.pointwise_conv{n}.{p}'),
+    (
+        SAM2 + 'memory_encoder.fuser.layers.{i}.dwconv.{p}',
+        MEMORY + 'memory_encoder.memory_fuser.layers.{i}.depthwise_conv.{p}',
+    ),
+    (
+        SAM2 + 'memory_encoder.fuser.layers.{i}.norm.{p}',
+        MEMORY + 'memory_encoder.memory_fuser.layers.{i}.layer_norm.{p}',
+    ),
+    (
+        SAM2 + 'memory_encoder.fuser.layers.{i}.pwconv{n}.{p}',
+        MEMORY + 'memory_encoder.memory_fuser.layers.{i}.pointwise_conv{n}.{p}',
+    ),
     (SAM2 + 'memory_encoder.fuser.layers.{i}.g_weight', MEMORY + 'memory_encoder.memory_fuser.layers.{i}.scale'),
     (SAM2 + 'memory_encoder.out_proj.{p}', MEMORY + 'memory_encoder.projection.{p}'),
     (SAM2 + 'maskmem_tpos_enc', MEMORY + 'memory_temporal_positional_encoding'),

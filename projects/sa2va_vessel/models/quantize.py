@@ -19,6 +19,7 @@ When the weights are quantized:
 
 bitsandbytes is an optional dependency (the ``qlora`` extra); importing this module does not need it.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,10 @@ def import_bitsandbytes():
     try:
         import bitsandbytes
     except ImportError as err:
-        raise ImportError(f'quantize_base (a 4-bit frozen LLM base, QLoRA) needs bitsandbytes, which cannot be '
-                          f'imported ({err}); install it: {INSTALL_HINT}') from err
+        raise ImportError(
+            f'quantize_base (a 4-bit frozen LLM base, QLoRA) needs bitsandbytes, which cannot be '
+            f'imported ({err}); install it: {INSTALL_HINT}'
+        ) from err
     return bitsandbytes
 
 
@@ -53,10 +56,13 @@ def _quantize_here(device: torch.device, quantize_now: bool | None) -> bool:
     return device.type != 'cpu' or not torch.cuda.is_available()
 
 
-def quantize_llm_linears(language_model: nn.Module, quant_type: str = 'nf4',
-                         compute_dtype: torch.dtype = torch.bfloat16,
-                         target_modules: tuple[str, ...] = DEFAULT_TARGETS,
-                         quantize_now: bool | None = None) -> int:
+def quantize_llm_linears(
+    language_model: nn.Module,
+    quant_type: str = 'nf4',
+    compute_dtype: torch.dtype = torch.bfloat16,
+    target_modules: tuple[str, ...] = DEFAULT_TARGETS,
+    quantize_now: bool | None = None,
+) -> int:
     """Replace the decoder layers' ``nn.Linear`` ``target_modules`` by 4-bit ``Linear4bit`` in place.
 
     ``language_model`` is a transformers causal LM (``.model.layers``); it must not carry LoRA yet.
@@ -69,8 +75,7 @@ def quantize_llm_linears(language_model: nn.Module, quant_type: str = 'nf4',
 
     replaced, on_accelerator = 0, False
     layers = language_model.model.layers
-    for layer in tqdm(layers, desc=f'quantizing LLM projections to {quant_type}', leave=False,
-                      disable=len(layers) < 8):
+    for layer in tqdm(layers, desc=f'quantizing LLM projections to {quant_type}', leave=False, disable=len(layers) < 8):
         on_accelerator |= any(p.device.type != 'cpu' for p in layer.parameters())
         replaced += quantize_layer_linears(layer, quant_type, compute_dtype, target_modules, quantize_now)
     mark_loaded_in_4bit(language_model)
@@ -79,9 +84,13 @@ def quantize_llm_linears(language_model: nn.Module, quant_type: str = 'nf4',
     return replaced
 
 
-def quantize_layer_linears(layer: nn.Module, quant_type: str = 'nf4', compute_dtype: torch.dtype = torch.bfloat16,
-                           target_modules: tuple[str, ...] = DEFAULT_TARGETS,
-                           quantize_now: bool | None = None) -> int:
+def quantize_layer_linears(
+    layer: nn.Module,
+    quant_type: str = 'nf4',
+    compute_dtype: torch.dtype = torch.bfloat16,
+    target_modules: tuple[str, ...] = DEFAULT_TARGETS,
+    quantize_now: bool | None = None,
+) -> int:
     """``quantize_llm_linears`` for one decoder layer (a layer-by-layer build calls it as each layer is drawn).
 
     Call ``mark_loaded_in_4bit`` on the language model once all its layers are done.
@@ -91,11 +100,14 @@ def quantize_layer_linears(layer: nn.Module, quant_type: str = 'nf4', compute_dt
     targets = [(name, module) for name, module in layer.named_modules() if name.rpartition('.')[2] in target_modules]
     for name, module in targets:
         if type(module) is not nn.Linear:
-            raise TypeError(f'{name} of an LLM decoder layer is a {type(module).__name__}, not a plain '
-                            'nn.Linear; quantize the base before LoRA is injected, and only once')
+            raise TypeError(
+                f'{name} of an LLM decoder layer is a {type(module).__name__}, not a plain '
+                'nn.Linear; quantize the base before LoRA is injected, and only once'
+            )
         parent_name, _, leaf = name.rpartition('.')
-        setattr(layer.get_submodule(parent_name), leaf,
-                _to_linear4bit(bnb, module, quant_type, compute_dtype, quantize_now))
+        setattr(
+            layer.get_submodule(parent_name), leaf, _to_linear4bit(bnb, module, quant_type, compute_dtype, quantize_now)
+        )
         del module  # the old nn.Linear (and, once quantized, its bf16 weight) is unreferenced now
     return len(targets)
 
@@ -105,15 +117,23 @@ def mark_loaded_in_4bit(language_model: nn.Module) -> None:
     language_model.is_loaded_in_4bit = True
 
 
-def _to_linear4bit(bnb, linear: nn.Linear, quant_type: str, compute_dtype: torch.dtype,
-                   quantize_now: bool | None) -> nn.Module:
+def _to_linear4bit(
+    bnb, linear: nn.Linear, quant_type: str, compute_dtype: torch.dtype, quantize_now: bool | None
+) -> nn.Module:
     # built on meta: no throw-away weight of the full size is allocated and initialised
-    new = bnb.nn.Linear4bit(linear.in_features, linear.out_features, bias=linear.bias is not None,
-                            compute_dtype=compute_dtype, compress_statistics=True, quant_type=quant_type,
-                            device='meta')
+    new = bnb.nn.Linear4bit(
+        linear.in_features,
+        linear.out_features,
+        bias=linear.bias is not None,
+        compute_dtype=compute_dtype,
+        compress_statistics=True,
+        quant_type=quant_type,
+        device='meta',
+    )
     weight = linear.weight
-    new.weight = bnb.nn.Params4bit(weight.data, requires_grad=False, compress_statistics=True,
-                                   quant_type=quant_type, module=new)
+    new.weight = bnb.nn.Params4bit(
+        weight.data, requires_grad=False, compress_statistics=True, quant_type=quant_type, module=new
+    )
     if linear.bias is not None:
         new.bias = linear.bias  # stays in its dtype, frozen
     new.train(linear.training)
@@ -123,8 +143,16 @@ def _to_linear4bit(bnb, linear: nn.Linear, quant_type: str, compute_dtype: torch
     return new
 
 
-def _take_statistics(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict, strict: bool,
-                     missing_keys: list, unexpected_keys: list, error_msgs: list) -> None:
+def _take_statistics(
+    module: nn.Module,
+    state_dict: dict,
+    prefix: str,
+    local_metadata: dict,
+    strict: bool,
+    missing_keys: list,
+    unexpected_keys: list,
+    error_msgs: list,
+) -> None:
     """Load hook: accept the quantization statistics a ``Linear4bit`` writes into its state dict.
 
     bnb saves them (``weight.absmax``, ``weight.quant_map``, ...) but has no loader for them, so a
@@ -133,22 +161,24 @@ def _take_statistics(module: nn.Module, state_dict: dict, prefix: str, local_met
     on another base (or quantization) is an error, not silently mixed.
     """
     keys = [k for k in state_dict if k.startswith(prefix + 'weight.')]
-    saved = {k[len(prefix + 'weight.'):]: state_dict.pop(k) for k in keys}
+    saved = {k[len(prefix + 'weight.') :]: state_dict.pop(k) for k in keys}
     if not saved or not is_quantized(module.weight):
         return  # nothing to compare yet: the weight is quantized on its move to the GPU
     ours = module.weight.quant_state.as_dict(packed=True)
-    differ = sorted(k for k, v in saved.items()
-                    if k not in ours or not torch.equal(ours[k].cpu(), torch.as_tensor(v).cpu()))
+    differ = sorted(
+        k for k, v in saved.items() if k not in ours or not torch.equal(ours[k].cpu(), torch.as_tensor(v).cpu())
+    )
     if differ:
-        error_msgs.append(f'{prefix}weight: the checkpoint\'s 4-bit statistics {differ} differ from those of the '
-                          'base built from model_path (another base checkpoint or quant type?)')
+        error_msgs.append(
+            f"{prefix}weight: the checkpoint's 4-bit statistics {differ} differ from those of the "
+            'base built from model_path (another base checkpoint or quant type?)'
+        )
 
 
 # ---- reading a quantized base --------------------------------------------------------------------
 def is_linear4bit(module: nn.Module) -> bool:
     """True for a bitsandbytes ``Linear4bit`` (without importing bitsandbytes when it is absent)."""
-    return any(c.__name__ == 'Linear4bit' and c.__module__.startswith('bitsandbytes')
-               for c in type(module).__mro__)
+    return any(c.__name__ == 'Linear4bit' and c.__module__.startswith('bitsandbytes') for c in type(module).__mro__)
 
 
 def linear4bit_layers(module: nn.Module) -> dict[str, nn.Module]:
@@ -188,9 +218,12 @@ def dequantized_weight(module: nn.Module) -> torch.Tensor:
     if not is_quantized(weight):
         device = torch.device('cuda') if torch.cuda.is_available() else weight.device
         packed, state = bnb.functional.quantize_4bit(
-            weight.data.to(device).contiguous(), blocksize=weight.blocksize,
-            compress_statistics=weight.compress_statistics, quant_type=weight.quant_type,
-            quant_storage=weight.quant_storage)
+            weight.data.to(device).contiguous(),
+            blocksize=weight.blocksize,
+            compress_statistics=weight.compress_statistics,
+            quant_type=weight.quant_type,
+            quant_storage=weight.quant_storage,
+        )
     else:
         if getattr(weight.quant_state, 'packing_format_for_cpu', False):
             module.state_dict()  # bnb's CPU inference layout: saving a state dict restores the standard one

@@ -1,4 +1,5 @@
 """Writing random, seeded Sa2VA checkpoints in the official layout (tests, demo, benchmarks)."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,14 @@ from .presets import TINY_PRESET, official_config, preset_family
 DTYPE_NAMES = {'float32': torch.float32, 'bfloat16': torch.bfloat16}
 
 
-TOKENIZER_FILES = ('vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'added_tokens.json',
-                   'special_tokens_map.json')
+TOKENIZER_FILES = (
+    'vocab.json',
+    'merges.txt',
+    'tokenizer.json',
+    'tokenizer_config.json',
+    'added_tokens.json',
+    'special_tokens_map.json',
+)
 
 
 def write_tokenizer(out_dir: Path, tokenizer_from: Path | None = None, family: str = 'internvl') -> int:
@@ -58,9 +65,11 @@ def check_token_layout(tokenizer, family: str, source: Path | str) -> None:
     for token, _ in added_tokens_for(family):
         got, expected = tokenizer.convert_tokens_to_ids(token), preset_token_id(token, n, family)
         if got != expected:
-            raise ValueError(f'{source}: tokenizer gives {token} id {got}, a {family} Sa2VA tokenizer of '
-                             f'{n} tokens has it at {expected}; pass a tokenizer of that family, or one whose '
-                             'vocab.json + merges.txt are the Qwen2.5 BPE')
+            raise ValueError(
+                f'{source}: tokenizer gives {token} id {got}, a {family} Sa2VA tokenizer of '
+                f'{n} tokens has it at {expected}; pass a tokenizer of that family, or one whose '
+                'vocab.json + merges.txt are the Qwen2.5 BPE'
+            )
 
 
 def write_preset_inputs(out_dir: str | Path, preset: str, tokenizer_from: str | Path | None = None) -> Path:
@@ -82,9 +91,14 @@ def write_preset_inputs(out_dir: str | Path, preset: str, tokenizer_from: str | 
     return out_dir
 
 
-def write_random_sa2va(out_dir: str | Path, preset: str = 'tiny', seed: int = 0,
-                       dtype: str = 'float32', tokenizer_from: str | Path | None = None,
-                       video_memory: bool = False) -> Path:
+def write_random_sa2va(
+    out_dir: str | Path,
+    preset: str = 'tiny',
+    seed: int = 0,
+    dtype: str = 'float32',
+    tokenizer_from: str | Path | None = None,
+    video_memory: bool = False,
+) -> Path:
     """A random ``preset`` Sa2VA checkpoint directory at ``out_dir``, loadable by ``load_sa2va``.
 
     ``video_memory`` also writes SAM2's video-memory tensors (as every official checkpoint holds
@@ -110,7 +124,7 @@ def write_random_sa2va(out_dir: str | Path, preset: str = 'tiny', seed: int = 0,
         for module in modules.modules():
             if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
                 module.reset_parameters()
-    for layer in (modules.vision_model.encoder.layer if family == 'internvl' else []):
+    for layer in modules.vision_model.encoder.layer if family == 'internvl' else []:
         torch.nn.init.normal_(layer.lambda_1, 1.0, 0.02)
         torch.nn.init.normal_(layer.lambda_2, 1.0, 0.02)
     passthrough = _random_video_memory(modules, preset) if video_memory else None
@@ -121,23 +135,46 @@ def write_random_sa2va(out_dir: str | Path, preset: str = 'tiny', seed: int = 0,
 def _random_video_memory(modules, preset: str) -> dict[str, torch.Tensor]:
     """Random SAM2 video-memory tensors under official names (drawn after the other weights)."""
     from .video import SAM2VideoMemory, memory_config, memory_official_state
+
     memory = SAM2VideoMemory(memory_config(modules.arch), modules.arch.sam2_hidden_size)
     for module in memory.modules():
         if preset == 'tiny' and isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
             module.reset_parameters()
     # SAM2 draws these with std 0.02; transformers leaves them zero, which would hide a mix-up
-    for param in (memory.memory_temporal_positional_encoding, memory.no_object_pointer,
-                  memory.no_memory_positional_encoding):
+    for param in (
+        memory.memory_temporal_positional_encoding,
+        memory.no_object_pointer,
+        memory.no_memory_positional_encoding,
+    ):
         torch.nn.init.normal_(param, 0.0, 0.02)
     return memory_official_state(memory)
+
+
 def _write_qwen_processor_config(out_dir: Path, config: dict) -> None:
     """The base checkpoint's ``preprocessor_config.json`` (the fast image processor's settings)."""
     from ..datasets.qwen_image_processing import FAMILY_DEFAULTS
 
     family = 'qwen3_vl' if config['vision_config']['model_type'] == 'qwen3_vl' else 'qwen2_5_vl'
     s = FAMILY_DEFAULTS[family]
-    (out_dir / 'preprocessor_config.json').write_text(json.dumps(dict(
-        image_processor_type='Qwen2VLImageProcessorFast', do_convert_rgb=True, do_normalize=True, do_rescale=True,
-        do_resize=True, image_mean=list(s.image_mean), image_std=list(s.image_std), merge_size=s.merge_size,
-        patch_size=s.patch_size, temporal_patch_size=s.temporal_patch_size, resample=3,
-        rescale_factor=1 / 255, min_pixels=s.min_pixels, max_pixels=s.max_pixels), indent=2) + '\n')
+    (out_dir / 'preprocessor_config.json').write_text(
+        json.dumps(
+            dict(
+                image_processor_type='Qwen2VLImageProcessorFast',
+                do_convert_rgb=True,
+                do_normalize=True,
+                do_rescale=True,
+                do_resize=True,
+                image_mean=list(s.image_mean),
+                image_std=list(s.image_std),
+                merge_size=s.merge_size,
+                patch_size=s.patch_size,
+                temporal_patch_size=s.temporal_patch_size,
+                resample=3,
+                rescale_factor=1 / 255,
+                min_pixels=s.min_pixels,
+                max_pixels=s.max_pixels,
+            ),
+            indent=2,
+        )
+        + '\n'
+    )

@@ -11,6 +11,7 @@ computation; ``../shared/fixtures/golden/README.md`` lists the behaviours kept h
   two "not a point" tokens then the language embedding, multimask output with the best predicted
   IoU kept; logits are 256x256 (stride 4 of the 1024 input).
 """
+
 from __future__ import annotations
 
 import torch
@@ -46,7 +47,8 @@ class Sa2VABase(nn.Module):
         self.sam2 = Sam2Model(self.arch.sam2)
         hidden, sam_hidden = self.arch.llm.hidden_size, self.arch.sam2_hidden_size
         self.text_hidden_fcs = nn.Sequential(
-            nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, sam_hidden), nn.Dropout(0.0))
+            nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, sam_hidden), nn.Dropout(0.0)
+        )
 
     def logits_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
         """``llm_last_hidden``'s output -> the state ``lm_head`` reads (identity unless it is pre-norm)."""
@@ -80,8 +82,9 @@ class Sa2VABase(nn.Module):
         image_embed = fpn[2].to(no_mem.dtype) + no_mem
         return image_embed, [feat_s0, feat_s1]
 
-    def decode_masks(self, image_embed: torch.Tensor, high_res: list[torch.Tensor],
-                     language_embeds: torch.Tensor) -> dict[str, torch.Tensor]:
+    def decode_masks(
+        self, image_embed: torch.Tensor, high_res: list[torch.Tensor], language_embeds: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """One mask per language embedding: (N, 256, 256) logits of the best-IoU multimask output.
 
         ``image_embed`` (N, C, 64, 64), ``high_res`` at 256 and 128 px, ``language_embeds`` (N, C).
@@ -89,8 +92,9 @@ class Sa2VABase(nn.Module):
         dtype = self.sam2.mask_decoder.iou_token.weight.dtype
         # SAM2 pads an empty point prompt with label -1 and, with no box, pads once more: two
         # 'not a point' tokens, then the language embedding is appended last.
-        sparse = torch.cat([self.not_a_point_tokens(language_embeds.shape[0]),
-                            language_embeds.to(dtype).unsqueeze(1)], dim=1)
+        sparse = torch.cat(
+            [self.not_a_point_tokens(language_embeds.shape[0]), language_embeds.to(dtype).unsqueeze(1)], dim=1
+        )
         return self.decode_with_prompt(image_embed, high_res, sparse)
 
     def not_a_point_tokens(self, n: int) -> torch.Tensor:
@@ -98,8 +102,9 @@ class Sa2VABase(nn.Module):
         dtype = self.sam2.mask_decoder.iou_token.weight.dtype
         return self.sam2.prompt_encoder.not_a_point_embed.weight.to(dtype).expand(n, 2, -1)
 
-    def decode_with_prompt(self, image_embed: torch.Tensor, high_res: list[torch.Tensor],
-                           sparse: torch.Tensor) -> dict[str, torch.Tensor]:
+    def decode_with_prompt(
+        self, image_embed: torch.Tensor, high_res: list[torch.Tensor], sparse: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """The mask decoder with explicit sparse tokens (N, K, C): best-IoU multimask output.
 
         ``decode_masks`` (language prompt) and the video path's propagated frames (two
@@ -113,15 +118,24 @@ class Sa2VABase(nn.Module):
         dense = prompt_encoder.no_mask_embed.weight.to(dtype).reshape(1, -1, 1, 1).expand(n, -1, side, side)
         image_pe = self.sam2.get_image_wide_positional_embeddings().to(dtype).expand(n, -1, -1, -1)
         masks, iou_pred, sam_tokens, object_score_logits = decoder(
-            image_embeddings=image_embed.to(dtype), image_positional_embeddings=image_pe,
-            sparse_prompt_embeddings=sparse.to(dtype).unsqueeze(1), dense_prompt_embeddings=dense,
-            multimask_output=True, high_resolution_features=[h.to(dtype) for h in high_res])
+            image_embeddings=image_embed.to(dtype),
+            image_positional_embeddings=image_pe,
+            sparse_prompt_embeddings=sparse.to(dtype).unsqueeze(1),
+            dense_prompt_embeddings=dense,
+            multimask_output=True,
+            high_resolution_features=[h.to(dtype) for h in high_res],
+        )
         masks, iou_pred = masks[:, 0], iou_pred[:, 0]  # (N, 3, 256, 256), (N, 3)
         best = iou_pred.argmax(dim=-1)
         rows = torch.arange(n, device=masks.device)
-        return {'mask_logits': masks[rows, best], 'multimask_logits': masks, 'iou_pred': iou_pred,
-                'best_index': best, 'object_score_logits': object_score_logits.reshape(n),
-                'sam_token': sam_tokens[:, 0][rows, best]}
+        return {
+            'mask_logits': masks[rows, best],
+            'multimask_logits': masks,
+            'iou_pred': iou_pred,
+            'best_index': best,
+            'object_score_logits': object_score_logits.reshape(n),
+            'sam_token': sam_tokens[:, 0][rows, best],
+        }
 
 
 class Sa2VAModules(Sa2VABase):
@@ -159,28 +173,41 @@ class Sa2VAModules(Sa2VABase):
         hidden = pixel_shuffle_v2(hidden, self.arch.downsample_ratio)
         return hidden.reshape(hidden.shape[0], -1, hidden.shape[-1])
 
-    def splice_image_embeddings(self, input_ids: torch.Tensor, image_embeds: torch.Tensor,
-                                img_context_id: int) -> torch.Tensor:
+    def splice_image_embeddings(
+        self, input_ids: torch.Tensor, image_embeds: torch.Tensor, img_context_id: int
+    ) -> torch.Tensor:
         """Token embeddings with every ``<IMG_CONTEXT>`` replaced, in order, by an image embedding."""
         inputs_embeds = self.language_model.get_input_embeddings()(input_ids)
         is_image = input_ids == img_context_id
         n_slots, n_embeds = int(is_image.sum()), image_embeds.shape[0] * image_embeds.shape[1]
         if n_slots != n_embeds:
-            raise ValueError(f'the batch has {n_slots} <IMG_CONTEXT> tokens but its tiles give {n_embeds} '
-                             'image embeddings; each tile needs exactly num_image_token context tokens')
+            raise ValueError(
+                f'the batch has {n_slots} <IMG_CONTEXT> tokens but its tiles give {n_embeds} '
+                'image embeddings; each tile needs exactly num_image_token context tokens'
+            )
         image_embeds = image_embeds.reshape(-1, image_embeds.shape[-1]).to(inputs_embeds.dtype)
         return inputs_embeds.masked_scatter(is_image.unsqueeze(-1), image_embeds)
 
-    def llm_last_hidden(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
-                        position_ids: torch.Tensor, past_key_values: Cache | None = None) -> torch.Tensor:
+    def llm_last_hidden(
+        self,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        past_key_values: Cache | None = None,
+    ) -> torch.Tensor:
         """The decoder's last hidden state, after the final RMSNorm (= official hidden_states[-1]).
 
         ``past_key_values``: a KV cache the call reads and extends in place (incremental decoding).
         """
-        out = self.language_model.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                                        position_ids=position_ids, past_key_values=past_key_values,
-                                        use_cache=past_key_values is not None)
+        out = self.language_model.model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            use_cache=past_key_values is not None,
+        )
         return out.last_hidden_state
+
 
 def mask_logits_to_size(mask_logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """256x256 decoder logits -> (H, W) as the official predict path does: bilinear to 1024, then to (H, W)."""
@@ -194,4 +221,5 @@ def build_sa2va(arch: Sa2VAArchitecture, attn_implementation: str = 'sdpa') -> S
     if arch.family == 'internvl':
         return Sa2VAModules(arch, attn_implementation=attn_implementation)
     from .sa2va_qwen import Sa2VAQwenModules
+
     return Sa2VAQwenModules(arch, attn_implementation=attn_implementation)

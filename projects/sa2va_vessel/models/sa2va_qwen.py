@@ -14,6 +14,7 @@ model plus the untied ``lm_head`` (``QwenVLTextForCausalLM``, as ``language_mode
   for Qwen2.5-VL, BEFORE it for Qwen3-VL (transformers 4.57 records the last decoder layer output
   there), with the DeepStack embeddings added after the first decoder layers for Qwen3-VL.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -24,11 +25,18 @@ import torch
 from torch import nn
 from transformers import Cache
 from transformers.modeling_outputs import CausalLMOutputWithPast
-from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (Qwen2_5_VisionTransformerPretrainedModel,
-                                                                Qwen2_5_VLModel, Qwen2_5_VLPreTrainedModel,
-                                                                Qwen2_5_VLTextModel)
-from transformers.models.qwen3_vl.modeling_qwen3_vl import (Qwen3VLModel, Qwen3VLPreTrainedModel,
-                                                            Qwen3VLTextModel, Qwen3VLVisionModel)
+from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
+    Qwen2_5_VisionTransformerPretrainedModel,
+    Qwen2_5_VLModel,
+    Qwen2_5_VLPreTrainedModel,
+    Qwen2_5_VLTextModel,
+)
+from transformers.models.qwen3_vl.modeling_qwen3_vl import (
+    Qwen3VLModel,
+    Qwen3VLPreTrainedModel,
+    Qwen3VLTextModel,
+    Qwen3VLVisionModel,
+)
 
 from .configuration import QWEN2_5_VL, QWEN3_VL, Sa2VAArchitecture
 from .sa2va import Sa2VABase
@@ -58,19 +66,35 @@ class _TextCausalLM:
     def get_output_embeddings(self) -> nn.Module:
         return self.lm_head
 
-    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, output_hidden_states: bool | None = None,
-                use_cache: bool = False, **kwargs) -> CausalLMOutputWithPast:
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        use_cache: bool = False,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
         """Logits over the vocabulary (lm_head on the final norm's output), as the language half of
         ``*ForConditionalGeneration.forward`` computes them: with ``labels``, transformers' causal-LM
         loss; with ``output_hidden_states``, the text model's hidden states (no KV cache here)."""
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         inputs_embeds=inputs_embeds, use_cache=False, output_hidden_states=output_hidden_states,
-                         **kwargs)
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            use_cache=False,
+            output_hidden_states=output_hidden_states,
+            **kwargs,
+        )
         logits = self.lm_head(out.last_hidden_state)
-        loss = None if labels is None else self.loss_function(logits=logits, labels=labels,
-                                                              vocab_size=self.config.vocab_size)
+        loss = (
+            None
+            if labels is None
+            else self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size)
+        )
         return CausalLMOutputWithPast(loss=loss, logits=logits, hidden_states=out.hidden_states)
 
 
@@ -132,8 +156,9 @@ class Sa2VAQwenModules(Sa2VABase):
                 yield name, p
 
     # ---- MLLM side -------------------------------------------------------------------------
-    def image_embeddings(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor
-                         ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+    def image_embeddings(
+        self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         """Patches (N_patches, C*T*p*p) of every image -> (N_tokens, H) and the DeepStack list (Qwen3-VL)."""
         dtype = self.visual.patch_embed.proj.weight.dtype
         out = self.visual(pixel_values.to(dtype), grid_thw=image_grid_thw)
@@ -142,20 +167,24 @@ class Sa2VAQwenModules(Sa2VABase):
             return embeds, list(deepstack)
         return out, None
 
-    def splice_image_embeddings(self, input_ids: torch.Tensor, image_embeds: torch.Tensor,
-                                image_token_id: int | None = None) -> torch.Tensor:
+    def splice_image_embeddings(
+        self, input_ids: torch.Tensor, image_embeds: torch.Tensor, image_token_id: int | None = None
+    ) -> torch.Tensor:
         """Token embeddings with every ``<|image_pad|>`` replaced, in order, by an image embedding."""
         image_token_id = self.image_token_id if image_token_id is None else image_token_id
         inputs_embeds = self.language_model.get_input_embeddings()(input_ids)
         is_image = input_ids == image_token_id
         n_slots, n_embeds = int(is_image.sum()), image_embeds.shape[0]
         if n_slots != n_embeds:
-            raise ValueError(f'the batch has {n_slots} <|image_pad|> tokens but its images give {n_embeds} '
-                             'image embeddings; each image needs grid_h * grid_w / merge^2 tokens')
+            raise ValueError(
+                f'the batch has {n_slots} <|image_pad|> tokens but its images give {n_embeds} '
+                'image embeddings; each image needs grid_h * grid_w / merge^2 tokens'
+            )
         return inputs_embeds.masked_scatter(is_image.unsqueeze(-1), image_embeds.to(inputs_embeds.dtype))
 
-    def rope_position_ids(self, input_ids: torch.Tensor, image_grid_thw: torch.Tensor | None,
-                          attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def rope_position_ids(
+        self, input_ids: torch.Tensor, image_grid_thw: torch.Tensor | None, attention_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(3, B, L) M-RoPE position ids and rope deltas, from transformers' own ``get_rope_index``."""
         return rope_index(self.arch.mllm, self.family, input_ids, image_grid_thw, attention_mask)
 
@@ -168,10 +197,15 @@ class Sa2VAQwenModules(Sa2VABase):
         """
         return torch.full((3, 1, 1), index + rope_delta, dtype=torch.long, device=device)
 
-    def llm_last_hidden(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
-                        position_ids: torch.Tensor, deepstack: list[torch.Tensor] | None = None,
-                        visual_pos_masks: torch.Tensor | None = None,
-                        past_key_values: Cache | None = None) -> torch.Tensor:
+    def llm_last_hidden(
+        self,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        deepstack: list[torch.Tensor] | None = None,
+        visual_pos_masks: torch.Tensor | None = None,
+        past_key_values: Cache | None = None,
+    ) -> torch.Tensor:
         """The hidden state official training feeds to ``text_hidden_fcs`` (see module docstring).
 
         ``past_key_values``: a KV cache the call reads and extends in place (incremental decoding).
@@ -179,8 +213,13 @@ class Sa2VAQwenModules(Sa2VABase):
         if position_ids.ndim != 3 or position_ids.shape[0] != 3:
             raise ValueError(f'Qwen-VL models need (3, B, L) M-RoPE position ids, got {tuple(position_ids.shape)}')
         text = self.language_model.model
-        kwargs = dict(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
-                      past_key_values=past_key_values, use_cache=past_key_values is not None)
+        kwargs = dict(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            use_cache=past_key_values is not None,
+        )
         if self.family == QWEN2_5_VL:
             return text(**kwargs).last_hidden_state
         if deepstack is not None:
@@ -193,23 +232,34 @@ class Sa2VAQwenModules(Sa2VABase):
         """Qwen3-VL's ``llm_last_hidden`` is pre-norm: the logits read the final norm's output."""
         return self.language_model.model.norm(hidden) if self.family == QWEN3_VL else hidden
 
-    def last_hidden_from_inputs(self, input_ids: torch.Tensor, pixel_values: torch.Tensor,
-                                image_grid_thw: torch.Tensor, attention_mask: torch.Tensor,
-                                position_ids: torch.Tensor | None = None,
-                                image_embeds: tuple[torch.Tensor, list[torch.Tensor] | None] | None = None
-                                ) -> torch.Tensor:
+    def last_hidden_from_inputs(
+        self,
+        input_ids: torch.Tensor,
+        pixel_values: torch.Tensor,
+        image_grid_thw: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+        image_embeds: tuple[torch.Tensor, list[torch.Tensor] | None] | None = None,
+    ) -> torch.Tensor:
         """All MLLM stages of a batch: vision, splice, M-RoPE ids (when not given), the LLM."""
-        embeds, deepstack = image_embeds if image_embeds is not None else \
-            self.image_embeddings(pixel_values, image_grid_thw)
+        embeds, deepstack = (
+            image_embeds if image_embeds is not None else self.image_embeddings(pixel_values, image_grid_thw)
+        )
         inputs_embeds = self.splice_image_embeddings(input_ids, embeds)
         if position_ids is None or position_ids.ndim != 3:
             position_ids, _ = self.rope_position_ids(input_ids, image_grid_thw, attention_mask)
-        return self.llm_last_hidden(inputs_embeds, attention_mask, position_ids, deepstack,
-                                    input_ids == self.image_token_id)
+        return self.llm_last_hidden(
+            inputs_embeds, attention_mask, position_ids, deepstack, input_ids == self.image_token_id
+        )
 
 
-def rope_index(mllm_config, family: str, input_ids: torch.Tensor, image_grid_thw: torch.Tensor | None,
-               attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_index(
+    mllm_config,
+    family: str,
+    input_ids: torch.Tensor,
+    image_grid_thw: torch.Tensor | None,
+    attention_mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """transformers' ``get_rope_index`` of the family, for images (it reads only ``self.config``)."""
     owner = SimpleNamespace(config=mllm_config)
     cls = FAMILY_CLASSES[family][2]

@@ -5,6 +5,7 @@ comment says so (compiled kernels fuse bf16 operations, so they round differentl
 docs/PERFORMANCE.md). ``Sa2VAVesselModel.set_speed_switches`` applies a ``SpeedSwitches`` and can
 undo any of them, so a benchmark can walk the switches one at a time on one model.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,15 +23,15 @@ COMPILE_CACHE_LIMIT = 16
 class SpeedSwitches:
     """What ``Sa2VAVesselModel(...)`` takes as the same-named constructor arguments."""
 
-    gradient_checkpointing: bool = True    # recompute LLM activations in backward: memory for ~30% time
-    sam2_side_stream: bool = False         # frozen SAM2 encoder on its own CUDA stream, beside ViT + LLM
+    gradient_checkpointing: bool = True  # recompute LLM activations in backward: memory for ~30% time
+    sam2_side_stream: bool = False  # frozen SAM2 encoder on its own CUDA stream, beside ViT + LLM
     # Compiled modules run in training mode only: evaluation (batch 1, generation's growing KV
     # cache) would compile a new graph per shape, minutes before the first validation ends.
-    compile_llm_layers: bool = False       # torch.compile each decoder layer (bf16 rounding differs)
+    compile_llm_layers: bool = False  # torch.compile each decoder layer (bf16 rounding differs)
     compile_frozen_encoders: bool = False  # torch.compile the no-grad ViT and SAM2 image encoder
-    light_token_rows: bool = False         # token rows without peft's (vocab x hidden) merged copy (exact)
-    sam2_feature_cache_size: int = 0       # frozen SAM2 features of unaugmented images reused
-    vision_feature_cache: bool = False     # the ViT features too, same keys and capacity
+    light_token_rows: bool = False  # token rows without peft's (vocab x hidden) merged copy (exact)
+    sam2_feature_cache_size: int = 0  # frozen SAM2 features of unaugmented images reused
+    vision_feature_cache: bool = False  # the ViT features too, same keys and capacity
 
     def replace(self, **changes) -> 'SpeedSwitches':
         return dataclasses.replace(self, **changes)

@@ -5,6 +5,7 @@ forward pass and read the hidden state at the ``[SEG]`` token's position; only `
 runs under ``torch.no_grad()``. Frozen parts (vision tower, SAM2 image encoder) run without grad
 because nothing of theirs trains, not to hide anything.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -15,18 +16,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModel
-from ..registry import MODELS
 from torch import nn
 
 from ..datasets.fast_tokenizer import load_fast_tokenizer
+from ..registry import MODELS
 from .checkpoint import build_preset, load_sa2va
 from .feature_cache import FrozenFeatureCache
-from .lora import DEFAULT_TARGETS, LoraSettings, add_lora
-from .lora import set_light_token_rows
+from .lora import DEFAULT_TARGETS, LoraSettings, add_lora, set_light_token_rows
 from .losses import mask_losses, point_sampled_mask_losses
 from .presets import PRESET_PREFIX, preset_token_id
-from .quantize import (check_quant_type, import_bitsandbytes, linear4bit_layers, logical_numel,
-                       quantize_llm_linears)
+from .quantize import check_quant_type, import_bitsandbytes, linear4bit_layers, logical_numel, quantize_llm_linears
 from .sa2va import mask_logits_to_size
 from .speed import SpeedSwitches, set_compiled
 
@@ -52,48 +51,50 @@ DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch
 class SegMaskOutput:
     """What ``Sa2VAVesselModel.seg_masks`` returns (N = number of [SEG] tokens in the batch)."""
 
-    hidden: torch.Tensor               # (B, L, hidden) LLM last hidden state, after the final norm
-    seg_per_sample: torch.Tensor       # (B,) int64, [SEG] tokens per sample
-    language_embeds: torch.Tensor      # (N, C_sam) text_hidden_fcs at each [SEG], row-major order
-    mask_logits: torch.Tensor          # (N, 256, 256) best-IoU mask logits
-    multimask_logits: torch.Tensor     # (N, 3, 256, 256) the three multimask outputs
-    iou_pred: torch.Tensor             # (N, 3) predicted IoU of each
-    best_index: torch.Tensor           # (N,) argmax of iou_pred
+    hidden: torch.Tensor  # (B, L, hidden) LLM last hidden state, after the final norm
+    seg_per_sample: torch.Tensor  # (B,) int64, [SEG] tokens per sample
+    language_embeds: torch.Tensor  # (N, C_sam) text_hidden_fcs at each [SEG], row-major order
+    mask_logits: torch.Tensor  # (N, 256, 256) best-IoU mask logits
+    multimask_logits: torch.Tensor  # (N, 3, 256, 256) the three multimask outputs
+    iou_pred: torch.Tensor  # (N, 3) predicted IoU of each
+    best_index: torch.Tensor  # (N,) argmax of iou_pred
     object_score_logits: torch.Tensor  # (N,)
-    sam_token: torch.Tensor            # (N, C_sam) the best mask's decoder output token (video object pointer)
+    sam_token: torch.Tensor  # (N, C_sam) the best mask's decoder output token (video object pointer)
 
 
 @MODELS.register_module()
 class Sa2VAVesselModel(BaseModel):
     """Sa2VA for vessel segmentation: ``forward(data, data_samples, mode)`` per docs/ARCHITECTURE.md."""
 
-    def __init__(self,
-                 model_path: str,
-                 dtype: str | None = None,
-                 lora: dict | None = None,
-                 trainable: dict | None = None,
-                 trainable_tokens: tuple[str, ...] = (SEG_TOKEN,),
-                 llm_loss_weight: float = 1.0,
-                 mask_loss_weight: float = 2.0,
-                 dice_loss_weight: float = 0.5,
-                 loss_resolution: int = 1024,
-                 mask_loss: str = 'dense',
-                 point_loss: dict | None = None,
-                 gradient_checkpointing: bool = True,
-                 attn_implementation: str = 'sdpa',
-                 sam2_feature_cache_size: int = 0,
-                 vision_feature_cache: bool = False,
-                 sam2_side_stream: bool = False,
-                 compile_llm_layers: bool = False,
-                 compile_frozen_encoders: bool = False,
-                 light_token_rows: bool = False,
-                 trainable_dtype: str | None = None,
-                 quantize_base: str | None = None,
-                 device: str | None = None,
-                 vocab_size: int | None = None,
-                 seed: int = 0,
-                 data_preprocessor: dict | None = None,
-                 init_cfg: dict | None = None) -> None:
+    def __init__(
+        self,
+        model_path: str,
+        dtype: str | None = None,
+        lora: dict | None = None,
+        trainable: dict | None = None,
+        trainable_tokens: tuple[str, ...] = (SEG_TOKEN,),
+        llm_loss_weight: float = 1.0,
+        mask_loss_weight: float = 2.0,
+        dice_loss_weight: float = 0.5,
+        loss_resolution: int = 1024,
+        mask_loss: str = 'dense',
+        point_loss: dict | None = None,
+        gradient_checkpointing: bool = True,
+        attn_implementation: str = 'sdpa',
+        sam2_feature_cache_size: int = 0,
+        vision_feature_cache: bool = False,
+        sam2_side_stream: bool = False,
+        compile_llm_layers: bool = False,
+        compile_frozen_encoders: bool = False,
+        light_token_rows: bool = False,
+        trainable_dtype: str | None = None,
+        quantize_base: str | None = None,
+        device: str | None = None,
+        vocab_size: int | None = None,
+        seed: int = 0,
+        data_preprocessor: dict | None = None,
+        init_cfg: dict | None = None,
+    ) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.model_path = str(model_path)
         if quantize_base is not None:  # fail before a long load, not after it
@@ -106,14 +107,20 @@ class Sa2VAVesselModel(BaseModel):
             # quantize_base, one decoder layer at a time, each quantized as soon as it is drawn, so
             # the whole bf16 LLM never sits on the GPU (15 GiB at 8B, 29 GiB at 14B)
             self.sa2va, self.load_report = build_preset(
-                self.model_path[len(PRESET_PREFIX):], dtype=DTYPES[dtype] or torch.bfloat16, device=device,
-                vocab_size=vocab_size, attn_implementation=attn_implementation, seed=seed,
-                quantize_base=quantize_base)
+                self.model_path[len(PRESET_PREFIX) :],
+                dtype=DTYPES[dtype] or torch.bfloat16,
+                device=device,
+                vocab_size=vocab_size,
+                attn_implementation=attn_implementation,
+                seed=seed,
+                quantize_base=quantize_base,
+            )
             vocab, family = self.sa2va.arch.llm.vocab_size, self.sa2va.arch.family
             token_id = lambda token: preset_token_id(token, vocab, family)  # noqa: E731
         else:
-            self.sa2va, self.load_report = load_sa2va(model_path, dtype=DTYPES[dtype],
-                                                      attn_implementation=attn_implementation)
+            self.sa2va, self.load_report = load_sa2va(
+                model_path, dtype=DTYPES[dtype], attn_implementation=attn_implementation
+            )
             tokenizer = load_fast_tokenizer(model_path)
             token_id = lambda token: self._token_id(tokenizer, token)  # noqa: E731
         self.seg_token_id = token_id(SEG_TOKEN)
@@ -122,11 +129,15 @@ class Sa2VAVesselModel(BaseModel):
         self.is_qwen = self.sa2va.arch.is_qwen
         self.img_context_id = token_id(QWEN_IMAGE_PAD if self.is_qwen else IMG_CONTEXT_TOKEN)
         if self.is_qwen and self.img_context_id != self.sa2va.image_token_id:
-            raise ValueError(f'{model_path}: the tokenizer gives {QWEN_IMAGE_PAD} id {self.img_context_id}, '
-                             f'config.json image_token_id is {self.sa2va.image_token_id}')
+            raise ValueError(
+                f'{model_path}: the tokenizer gives {QWEN_IMAGE_PAD} id {self.img_context_id}, '
+                f'config.json image_token_id is {self.sa2va.image_token_id}'
+            )
         if self.is_qwen and vision_feature_cache:
-            raise ValueError('vision_feature_cache is not available for the Qwen-VL families yet (their '
-                             'vision tower runs on variable-size patch grids); switch it off')
+            raise ValueError(
+                'vision_feature_cache is not available for the Qwen-VL families yet (their '
+                'vision tower runs on variable-size patch grids); switch it off'
+            )
         self.trainable_token_ids = [token_id(t) for t in trainable_tokens]
         self.llm_loss_weight = llm_loss_weight
         self.mask_loss_weight = mask_loss_weight
@@ -150,22 +161,30 @@ class Sa2VAVesselModel(BaseModel):
             raise ValueError(f'trainable: unknown groups {sorted(unknown)}; known: {tuple(switches)}')
         switches.update(trainable or {})
         if switches['embeddings'] and switches['token_rows']:
-            raise ValueError("trainable: 'embeddings' (whole embed_tokens/lm_head) and 'token_rows' "
-                             '(their [SEG] rows) exclude each other; switch token_rows off')
+            raise ValueError(
+                "trainable: 'embeddings' (whole embed_tokens/lm_head) and 'token_rows' "
+                '(their [SEG] rows) exclude each other; switch token_rows off'
+            )
         self.switches = switches
         lora_cfg = dict(lora or {})
-        settings = LoraSettings(r=lora_cfg.get('r', 128), alpha=lora_cfg.get('alpha', 256),
-                                dropout=lora_cfg.get('dropout', 0.05),
-                                target_modules=tuple(lora_cfg.get('target_modules', DEFAULT_TARGETS)),
-                                token_ids=self.trainable_token_ids)
+        settings = LoraSettings(
+            r=lora_cfg.get('r', 128),
+            alpha=lora_cfg.get('alpha', 256),
+            dropout=lora_cfg.get('dropout', 0.05),
+            target_modules=tuple(lora_cfg.get('target_modules', DEFAULT_TARGETS)),
+            token_ids=self.trainable_token_ids,
+        )
         if quantize_base is not None:
             # QLoRA: the frozen projections become 4-bit before LoRA wraps them (models/quantize.py);
             # a preset is built that way already
             lm = self.sa2va.language_model
             if not is_preset:
                 quantize_llm_linears(lm, quant_type=quantize_base, compute_dtype=lm.model.norm.weight.dtype)
-            logger.info('quantize_base=%s: %d LLM projections are bitsandbytes Linear4bit', quantize_base,
-                        len(linear4bit_layers(lm)))
+            logger.info(
+                'quantize_base=%s: %d LLM projections are bitsandbytes Linear4bit',
+                quantize_base,
+                len(linear4bit_layers(lm)),
+            )
         self._set_trainable(settings)
         if trainable_dtype is not None:
             # e.g. fp32 trainables over a bf16 frozen base: AdamW's small updates are not rounded
@@ -174,11 +193,17 @@ class Sa2VAVesselModel(BaseModel):
                 if p.requires_grad:
                     p.data = p.data.to(DTYPES[trainable_dtype])
         self.speed = SpeedSwitches()
-        self.set_speed_switches(SpeedSwitches(
-            gradient_checkpointing=gradient_checkpointing, sam2_side_stream=sam2_side_stream,
-            compile_llm_layers=compile_llm_layers, compile_frozen_encoders=compile_frozen_encoders,
-            light_token_rows=light_token_rows, sam2_feature_cache_size=sam2_feature_cache_size,
-            vision_feature_cache=vision_feature_cache))
+        self.set_speed_switches(
+            SpeedSwitches(
+                gradient_checkpointing=gradient_checkpointing,
+                sam2_side_stream=sam2_side_stream,
+                compile_llm_layers=compile_llm_layers,
+                compile_frozen_encoders=compile_frozen_encoders,
+                light_token_rows=light_token_rows,
+                sam2_feature_cache_size=sam2_feature_cache_size,
+                vision_feature_cache=vision_feature_cache,
+            )
+        )
         logger.info('\n' + self.parameter_table())
 
     def set_speed_switches(self, switches: SpeedSwitches) -> None:
@@ -192,8 +217,7 @@ class Sa2VAVesselModel(BaseModel):
         self._apply_compile()
         set_light_token_rows(lm, switches.light_token_rows)
         self.sam2_cache = FrozenFeatureCache(switches.sam2_feature_cache_size)
-        self.vision_cache = FrozenFeatureCache(
-            switches.sam2_feature_cache_size if switches.vision_feature_cache else 0)
+        self.vision_cache = FrozenFeatureCache(switches.sam2_feature_cache_size if switches.vision_feature_cache else 0)
 
     def _apply_compile(self) -> None:
         # compiled graphs serve the training step only (see SpeedSwitches): eval mode runs eager
@@ -234,8 +258,9 @@ class Sa2VAVesselModel(BaseModel):
     def _set_trainable(self, settings: LoraSettings) -> None:
         for p in self.sa2va.parameters():
             p.requires_grad_(False)
-        add_lora(self.sa2va.language_model, settings, lora=self.switches['lora'],
-                 token_rows=self.switches['token_rows'])
+        add_lora(
+            self.sa2va.language_model, settings, lora=self.switches['lora'], token_rows=self.switches['token_rows']
+        )
         if self.switches['embeddings']:
             self.sa2va.language_model.get_input_embeddings().weight.requires_grad_(True)
             self.sa2va.language_model.lm_head.weight.requires_grad_(True)  # the same tensor when tied
@@ -278,17 +303,24 @@ class Sa2VAVesselModel(BaseModel):
     def parameter_table(self) -> str:
         """Module groups, trainable or frozen, parameter counts."""
         if self.is_qwen:
-            modules = {f'vision tower + merger(s) ({type(self.sa2va.visual).__name__})': self.sa2va.visual,
-                       f'LLM ({type(self.sa2va.language_model.model).__name__})': self.sa2va.language_model}
+            modules = {
+                f'vision tower + merger(s) ({type(self.sa2va.visual).__name__})': self.sa2va.visual,
+                f'LLM ({type(self.sa2va.language_model.model).__name__})': self.sa2va.language_model,
+            }
         else:
-            modules = {'vision tower (InternViT)': self.sa2va.vision_model, 'projector (mlp1)': self.sa2va.mlp1,
-                       'LLM (Qwen2)': self.sa2va.language_model}
-        modules.update({
-            'SAM2 image encoder': self.sa2va.sam2.vision_encoder,
-            'SAM2 prompt encoder': self.sa2va.sam2.prompt_encoder,
-            'SAM2 mask decoder': self.sa2va.sam2.mask_decoder,
-            'text_hidden_fcs': self.sa2va.text_hidden_fcs,
-        })
+            modules = {
+                'vision tower (InternViT)': self.sa2va.vision_model,
+                'projector (mlp1)': self.sa2va.mlp1,
+                'LLM (Qwen2)': self.sa2va.language_model,
+            }
+        modules.update(
+            {
+                'SAM2 image encoder': self.sa2va.sam2.vision_encoder,
+                'SAM2 prompt encoder': self.sa2va.sam2.prompt_encoder,
+                'SAM2 mask decoder': self.sa2va.sam2.mask_decoder,
+                'text_hidden_fcs': self.sa2va.text_hidden_fcs,
+            }
+        )
         rows = [('module', 'trainable', 'frozen', 'dtype')]
         for label, module in modules.items():
             params = list(module.parameters())
@@ -296,11 +328,18 @@ class Sa2VAVesselModel(BaseModel):
             frozen = sum(logical_numel(p) for p in params if not p.requires_grad)
             dtypes = sorted({getattr(p, 'quant_type', None) or str(p.dtype).replace('torch.', '') for p in params})
             rows.append((label, f'{train:,}', f'{frozen:,}', '/'.join(dtypes)))
-        rows.append(('total', f'{sum(p.numel() for p in self.parameters() if p.requires_grad):,}',
-                     f'{sum(logical_numel(p) for p in self.parameters() if not p.requires_grad):,}', ''))
+        rows.append(
+            (
+                'total',
+                f'{sum(p.numel() for p in self.parameters() if p.requires_grad):,}',
+                f'{sum(logical_numel(p) for p in self.parameters() if not p.requires_grad):,}',
+                '',
+            )
+        )
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
-        lines = ['  '.join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-                 for r in rows]
+        lines = [
+            '  '.join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows
+        ]
         groups = ', '.join(f'{g} ({sum(p.numel() for _, p in ps):,})' for g, ps in self.trainable_groups().items())
         return '\n'.join(lines[:1] + ['-' * len(lines[0])] + lines[1:] + [f'trainable groups: {groups}'])
 
@@ -325,8 +364,9 @@ class Sa2VAVesselModel(BaseModel):
         frozen = self.sa2va.language_model.model.norm.weight.dtype
         trainable = next((p.dtype for p in self.parameters() if p.requires_grad), frozen)
         ids = data.get('input_ids') if isinstance(data, dict) else None
-        mixed = isinstance(ids, torch.Tensor) and frozen in (torch.bfloat16, torch.float16) \
-            and trainable == torch.float32
+        mixed = (
+            isinstance(ids, torch.Tensor) and frozen in (torch.bfloat16, torch.float16) and trainable == torch.float32
+        )
         return torch.autocast(ids.device.type, dtype=frozen) if mixed else contextlib.nullcontext()
 
     @staticmethod
@@ -334,8 +374,9 @@ class Sa2VAVesselModel(BaseModel):
         keys = [s.get('frozen_feature_key') if isinstance(s, dict) else None for s in (data_samples or [])]
         return keys if len(keys) == n and None not in keys else None
 
-    def image_embeddings(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
-                         data_samples: list | None = None) -> torch.Tensor:
+    def image_embeddings(
+        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, data_samples: list | None = None
+    ) -> torch.Tensor:
         """Projected image embeddings (T, tokens_per_tile, hidden): frozen ViT (no grad), trainable mlp1."""
         keys = self._cache_keys(data_samples, input_ids.shape[0]) if self.vision_cache.enabled else None
         with torch.no_grad():  # the vision tower is frozen
@@ -345,8 +386,7 @@ class Sa2VAVesselModel(BaseModel):
                 features = self._cached_vision_features(pixel_values, input_ids, keys)
         return self.sa2va.mlp1(features.to(self.sa2va.mlp1.linear_1.weight.dtype))
 
-    def _cached_vision_features(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
-                                keys: list) -> torch.Tensor:
+    def _cached_vision_features(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, keys: list) -> torch.Tensor:
         tiles = ((input_ids == self.img_context_id).sum(1) // self.sa2va.arch.num_image_tokens).tolist()
         first = [sum(tiles[:i]) for i in range(len(tiles))]
         missing = [i for i, k in enumerate(keys) if k not in self.vision_cache]
@@ -362,8 +402,10 @@ class Sa2VAVesselModel(BaseModel):
         keys = self._cache_keys(data_samples, g_pixel_values.shape[0])
         if self.sam2_cache.enabled and keys is None and self.training and not self._said_no_keys:
             # augmented samples carry no key (the runner normally switches the cache off first)
-            logger.info('frozen-feature cache unused for these training samples: they carry no '
-                        'frozen_feature_key (a transform changed them)')
+            logger.info(
+                'frozen-feature cache unused for these training samples: they carry no '
+                'frozen_feature_key (a transform changed them)'
+            )
             self._said_no_keys = True
         if not self.sam2_cache.enabled or keys is None:
             with torch.no_grad():  # the SAM2 image encoder is frozen
@@ -420,8 +462,7 @@ class Sa2VAVesselModel(BaseModel):
         image_embed = image_embed.repeat_interleave(repeat, dim=0)
         high_res = [h.repeat_interleave(repeat, dim=0) for h in high_res]
         decoded = self.sa2va.decode_masks(image_embed, high_res, language_embeds)
-        return SegMaskOutput(hidden=hidden, seg_per_sample=seg_per_sample, language_embeds=language_embeds,
-                             **decoded)
+        return SegMaskOutput(hidden=hidden, seg_per_sample=seg_per_sample, language_embeds=language_embeds, **decoded)
 
     def _qwen_last_hidden(self, data: dict) -> torch.Tensor:
         """Qwen-VL families: vision tower + merger(s), splice, M-RoPE ids, LLM (models/sa2va_qwen.py)."""
@@ -431,8 +472,13 @@ class Sa2VAVesselModel(BaseModel):
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.switches['projector']):
             image = self.sa2va.image_embeddings(data['pixel_values'], data['image_grid_thw'])
         return self.sa2va.last_hidden_from_inputs(
-            data['input_ids'], data['pixel_values'], data['image_grid_thw'], data['attention_mask'],
-            data.get('position_ids'), image_embeds=image)
+            data['input_ids'],
+            data['pixel_values'],
+            data['image_grid_thw'],
+            data['attention_mask'],
+            data.get('position_ids'),
+            image_embeds=image,
+        )
 
     def llm_loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Next-token cross-entropy on answer tokens; logits only where a label exists."""
@@ -447,11 +493,13 @@ class Sa2VAVesselModel(BaseModel):
     def loss(self, data: dict, data_samples: list | None = None) -> dict[str, torch.Tensor]:
         out = self.seg_masks(data, data_samples)
         if self.mask_loss == 'points':
-            losses = point_sampled_mask_losses(out.mask_logits, data['masks'], self.mask_loss_weight,
-                                               self.dice_loss_weight, **self.point_loss)
+            losses = point_sampled_mask_losses(
+                out.mask_logits, data['masks'], self.mask_loss_weight, self.dice_loss_weight, **self.point_loss
+            )
         else:
-            losses = mask_losses(out.mask_logits, data['masks'], self.loss_resolution,
-                                 self.mask_loss_weight, self.dice_loss_weight)
+            losses = mask_losses(
+                out.mask_logits, data['masks'], self.loss_resolution, self.mask_loss_weight, self.dice_loss_weight
+            )
         losses['loss_llm'] = self.llm_loss_weight * self.llm_loss(out.hidden, data['labels'])
         return losses
 

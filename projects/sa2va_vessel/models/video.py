@@ -19,6 +19,7 @@ aside (``name_map.MEMORY_RENAMES``). Everything else comes from ``Sa2VAModules``
   ``min(N, 16) - 1`` back), each pointer split into ``C / mem_dim`` tokens with zero position
   and no RoPE; decoded WITHOUT the language token; the object score never masks the logits.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,8 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import Sam2VideoConfig
-from transformers.models.sam2_video.modeling_sam2_video import (Sam2VideoFeedForward, Sam2VideoMemoryAttention,
-                                                                Sam2VideoMemoryEncoder, Sam2VideoRoPEAttention)
+from transformers.models.sam2_video.modeling_sam2_video import (
+    Sam2VideoFeedForward,
+    Sam2VideoMemoryAttention,
+    Sam2VideoMemoryEncoder,
+    Sam2VideoRoPEAttention,
+)
 
 from .checkpoint import CheckpointError
 from .configuration import SAM2_BACKBONE_STRIDE, SAM2_IMAGE_SIZE, Sa2VAArchitecture
@@ -49,15 +54,22 @@ OFFICIAL_COND_FRAMES = 5
 # Memory modules of the SAM2-Hiera-L every Sa2VA release builds (sam2_hiera_l.yaml), in the
 # vocabulary of sam2_config.json; a checkpoint's sam2_config.json overrides it.
 HIERA_L_MEMORY: dict[str, Any] = {
-    'memory_attention': {'d_model': 256, 'num_layers': 4,
-                         'layer': {'dim_feedforward': 2048, 'dropout': 0.1, 'activation': 'relu'},
-                         'self_attention': {'rope_theta': 10000.0, 'num_heads': 1, 'downsample_rate': 1},
-                         'cross_attention': {'kv_in_dim': 64}},
-    'memory_encoder': {'out_dim': 64, 'in_dim': 256,
-                       'mask_downsampler': {'embed_dim': 256, 'kernel_size': 3, 'stride': 2, 'padding': 1,
-                                            'total_stride': 16},
-                       'fuser': {'num_layers': 2, 'layer': {'dim': 256, 'kernel_size': 7, 'padding': 3,
-                                                            'layer_scale_init_value': 1e-6}}},
+    'memory_attention': {
+        'd_model': 256,
+        'num_layers': 4,
+        'layer': {'dim_feedforward': 2048, 'dropout': 0.1, 'activation': 'relu'},
+        'self_attention': {'rope_theta': 10000.0, 'num_heads': 1, 'downsample_rate': 1},
+        'cross_attention': {'kv_in_dim': 64},
+    },
+    'memory_encoder': {
+        'out_dim': 64,
+        'in_dim': 256,
+        'mask_downsampler': {'embed_dim': 256, 'kernel_size': 3, 'stride': 2, 'padding': 1, 'total_stride': 16},
+        'fuser': {
+            'num_layers': 2,
+            'layer': {'dim': 256, 'kernel_size': 7, 'padding': 3, 'layer_scale_init_value': 1e-6},
+        },
+    },
 }
 
 
@@ -69,11 +81,15 @@ def memory_config(arch: Sa2VAArchitecture, attn_implementation: str = 'sdpa') ->
     down, fuser = me['mask_downsampler'], me['fuser']
     side = SAM2_IMAGE_SIZE // SAM2_BACKBONE_STRIDE
     config = Sam2VideoConfig(
-        num_maskmem=NUM_MASKMEM, image_size=SAM2_IMAGE_SIZE,
-        sigmoid_scale_for_mem_enc=SIGMOID_SCALE, sigmoid_bias_for_mem_enc=SIGMOID_BIAS,
-        enable_occlusion_spatial_embedding=False, max_object_pointers_in_encoder=MAX_OBJ_PTRS,
+        num_maskmem=NUM_MASKMEM,
+        image_size=SAM2_IMAGE_SIZE,
+        sigmoid_scale_for_mem_enc=SIGMOID_SCALE,
+        sigmoid_bias_for_mem_enc=SIGMOID_BIAS,
+        enable_occlusion_spatial_embedding=False,
+        max_object_pointers_in_encoder=MAX_OBJ_PTRS,
         enable_temporal_pos_encoding_for_object_pointers=False,
-        memory_attention_hidden_size=ma['d_model'], memory_attention_num_layers=ma['num_layers'],
+        memory_attention_hidden_size=ma['d_model'],
+        memory_attention_num_layers=ma['num_layers'],
         memory_attention_num_attention_heads=sa.get('num_heads', 1),
         memory_attention_downsample_rate=sa.get('downsample_rate', 1),
         memory_attention_feed_forward_hidden_size=layer['dim_feedforward'],
@@ -83,13 +99,18 @@ def memory_config(arch: Sa2VAArchitecture, attn_implementation: str = 'sdpa') ->
         # official RoPE replaces its configured feat_sizes by the actual 64x64 at the first call
         memory_attention_rope_feat_sizes=[side, side],
         memory_attention_rope_dropout=sa.get('dropout', 0.1),
-        memory_encoder_hidden_size=me['in_dim'], memory_encoder_output_channels=me['out_dim'],
-        mask_downsampler_embed_dim=down['embed_dim'], mask_downsampler_kernel_size=down['kernel_size'],
-        mask_downsampler_stride=down['stride'], mask_downsampler_padding=down['padding'],
+        memory_encoder_hidden_size=me['in_dim'],
+        memory_encoder_output_channels=me['out_dim'],
+        mask_downsampler_embed_dim=down['embed_dim'],
+        mask_downsampler_kernel_size=down['kernel_size'],
+        mask_downsampler_stride=down['stride'],
+        mask_downsampler_padding=down['padding'],
         mask_downsampler_total_stride=down['total_stride'],
-        memory_fuser_num_layers=fuser['num_layers'], memory_fuser_embed_dim=fuser['layer']['dim'],
+        memory_fuser_num_layers=fuser['num_layers'],
+        memory_fuser_embed_dim=fuser['layer']['dim'],
         memory_fuser_intermediate_dim=4 * fuser['layer']['dim'],
-        memory_fuser_kernel_size=fuser['layer']['kernel_size'], memory_fuser_padding=fuser['layer']['padding'],
+        memory_fuser_kernel_size=fuser['layer']['kernel_size'],
+        memory_fuser_padding=fuser['layer']['padding'],
         memory_fuser_layer_scale_init_value=fuser['layer'].get('layer_scale_init_value', 1e-6),
     )
     config._attn_implementation = attn_implementation
@@ -127,23 +148,29 @@ class SAM2VideoMemory(nn.Module):
         present = (object_score_logits > 0).to(ptr.dtype)[:, None]
         return present * ptr + (1 - present) * self.no_object_pointer
 
-    def encode(self, vision_features: torch.Tensor, mask_logits: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def encode(
+        self, vision_features: torch.Tensor, mask_logits: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Memory of one frame: (features (HW, N, mem) bfloat16, position (HW, N, mem), features fp).
 
         ``vision_features`` (N, C, 64, 64) raw (no ``no_mem_embed``), ``mask_logits`` (N, 256, 256).
         """
-        high = F.interpolate(mask_logits[:, None].float(), size=(SAM2_IMAGE_SIZE, SAM2_IMAGE_SIZE),
-                             mode='bilinear', align_corners=False)
+        high = F.interpolate(
+            mask_logits[:, None].float(), size=(SAM2_IMAGE_SIZE, SAM2_IMAGE_SIZE), mode='bilinear', align_corners=False
+        )
         mask_for_mem = torch.sigmoid(high) * SIGMOID_SCALE + SIGMOID_BIAS
         feats, pos = self.memory_encoder(vision_features.to(self.dtype), mask_for_mem.to(self.dtype))
         # stored in bfloat16 as the official code does, also in float32 runs
-        return (feats.to(torch.bfloat16).flatten(2).permute(2, 0, 1),
-                pos.to(feats.dtype).flatten(2).permute(2, 0, 1), feats)
+        return (
+            feats.to(torch.bfloat16).flatten(2).permute(2, 0, 1),
+            pos.to(feats.dtype).flatten(2).permute(2, 0, 1),
+            feats,
+        )
 
 
-def memory_from_passthrough(arch: Sa2VAArchitecture, passthrough: dict[str, torch.Tensor],
-                            dtype: torch.dtype, attn_implementation: str = 'sdpa') -> SAM2VideoMemory:
+def memory_from_passthrough(
+    arch: Sa2VAArchitecture, passthrough: dict[str, torch.Tensor], dtype: torch.dtype, attn_implementation: str = 'sdpa'
+) -> SAM2VideoMemory:
     """``SAM2VideoMemory`` filled from the official memory tensors ``load_sa2va`` kept aside.
 
     Every tensor must have exactly one place and every place a tensor, with equal shapes.
@@ -204,18 +231,18 @@ def conditioning_frames(num_frames: int, n_cond: int = OFFICIAL_COND_FRAMES, spa
 class FrameState:
     """What SAM2 keeps of one decoded frame."""
 
-    mask_logits: torch.Tensor            # (N, 256, 256)
-    object_pointer: torch.Tensor         # (N, C)
-    object_score_logits: torch.Tensor    # (N,)
-    iou_pred: torch.Tensor               # (N, 3)
-    vision_features: torch.Tensor        # (N, C, 64, 64), raw
-    maskmem_features: Optional[torch.Tensor] = None   # (HW, N, mem) bfloat16
-    maskmem_pos_enc: Optional[torch.Tensor] = None    # (HW, N, mem)
+    mask_logits: torch.Tensor  # (N, 256, 256)
+    object_pointer: torch.Tensor  # (N, C)
+    object_score_logits: torch.Tensor  # (N,)
+    iou_pred: torch.Tensor  # (N, 3)
+    vision_features: torch.Tensor  # (N, C, 64, 64), raw
+    maskmem_features: Optional[torch.Tensor] = None  # (HW, N, mem) bfloat16
+    maskmem_pos_enc: Optional[torch.Tensor] = None  # (HW, N, mem)
 
 
 @dataclass
 class VideoResult:
-    mask_logits: torch.Tensor            # (T, N, 256, 256), frame order
+    mask_logits: torch.Tensor  # (T, N, 256, 256), frame order
     cond_frames: list[int]
     states: dict[int, FrameState] = field(repr=False, default_factory=dict)
 
@@ -244,19 +271,30 @@ class VideoPropagator:
         pos = neck.position_encoding(fpn[2].shape, fpn[2].device, fpn[2].dtype).to(fpn[2].dtype)
         return fpn[2], high_res, pos
 
-    def _decode(self, image_embed: torch.Tensor, high_res: list[torch.Tensor], vision: torch.Tensor,
-                language_embeds: Optional[torch.Tensor], n: int) -> FrameState:
+    def _decode(
+        self,
+        image_embed: torch.Tensor,
+        high_res: list[torch.Tensor],
+        vision: torch.Tensor,
+        language_embeds: Optional[torch.Tensor],
+        n: int,
+    ) -> FrameState:
         if language_embeds is not None:
             decoded = self.sa2va.decode_masks(image_embed, high_res, language_embeds)
         else:
             decoded = self.sa2va.decode_with_prompt(image_embed, high_res, self.sa2va.not_a_point_tokens(n))
         ptr = self.memory.object_pointer(decoded['sam_token'], decoded['object_score_logits'])
-        return FrameState(mask_logits=decoded['mask_logits'], object_pointer=ptr,
-                          object_score_logits=decoded['object_score_logits'], iou_pred=decoded['iou_pred'],
-                          vision_features=vision)
+        return FrameState(
+            mask_logits=decoded['mask_logits'],
+            object_pointer=ptr,
+            object_score_logits=decoded['object_score_logits'],
+            iou_pred=decoded['iou_pred'],
+            vision_features=vision,
+        )
 
-    def memory_inputs(self, t: int, states: dict[int, FrameState], cond: Sequence[int], num_frames: int
-                      ) -> tuple[torch.Tensor, torch.Tensor, int, dict[str, Any]]:
+    def memory_inputs(
+        self, t: int, states: dict[int, FrameState], cond: Sequence[int], num_frames: int
+    ) -> tuple[torch.Tensor, torch.Tensor, int, dict[str, Any]]:
         """(memory (M, N, mem), memory position (M, N, mem), number of pointer tokens, layout)."""
         tpos = self.memory.memory_temporal_positional_encoding
         blocks, block_pos, layout = [], [], {'blocks': [], 'pointers': []}
@@ -280,7 +318,7 @@ class VideoPropagator:
                 pointers.append(prev)
         layout['pointers'] = pointers
         dtype = self.memory.dtype
-        spatial = torch.cat(blocks, dim=0).to(dtype)   # bf16-rounded values, compute dtype
+        spatial = torch.cat(blocks, dim=0).to(dtype)  # bf16-rounded values, compute dtype
         spatial_pos = torch.cat(block_pos, dim=0).to(dtype)
         ptr = torch.stack([states[f].object_pointer for f in pointers], dim=0).to(dtype)  # (P, N, C)
         p, n, c = ptr.shape
@@ -291,27 +329,40 @@ class VideoPropagator:
         memory_pos = torch.cat([spatial_pos, torch.zeros_like(ptr)], dim=0)
         return memory, memory_pos, ptr.shape[0], layout
 
-    def condition_on_memory(self, vision: torch.Tensor, pos: torch.Tensor, memory: torch.Tensor,
-                            memory_pos: torch.Tensor, n_ptr_tokens: int) -> torch.Tensor:
+    def condition_on_memory(
+        self, vision: torch.Tensor, pos: torch.Tensor, memory: torch.Tensor, memory_pos: torch.Tensor, n_ptr_tokens: int
+    ) -> torch.Tensor:
         """Memory attention: (N, C, 64, 64) vision features -> the image embedding for the decoder."""
         n, c, h, w = vision.shape
         dtype = self.memory.dtype
         out = self.memory.memory_attention(
             current_vision_features=vision.to(dtype).flatten(2).permute(2, 0, 1),
-            memory=memory, current_vision_position_embeddings=pos.to(dtype).flatten(2).permute(2, 0, 1),
-            memory_posision_embeddings=memory_pos, num_object_pointer_tokens=n_ptr_tokens)
+            memory=memory,
+            current_vision_position_embeddings=pos.to(dtype).flatten(2).permute(2, 0, 1),
+            memory_posision_embeddings=memory_pos,
+            num_object_pointer_tokens=n_ptr_tokens,
+        )
         return out.reshape(n, h * w, c).permute(0, 2, 1).reshape(n, c, h, w)
 
-    def run(self, frames: FrameSource, num_frames: int, language_embeds: torch.Tensor,
-            cond_frames: Sequence[int], propagation: str = 'memory', trace: Optional[dict] = None,
-            progress: bool = False) -> VideoResult:
+    def run(
+        self,
+        frames: FrameSource,
+        num_frames: int,
+        language_embeds: torch.Tensor,
+        cond_frames: Sequence[int],
+        propagation: str = 'memory',
+        trace: Optional[dict] = None,
+        progress: bool = False,
+    ) -> VideoResult:
         """Masks of every frame for ``language_embeds`` (N, C), one object per row."""
         if propagation not in ('memory', 'independent'):
             raise ValueError(f"propagation must be 'memory' or 'independent', got {propagation!r}")
         cond = sorted(set(int(f) for f in cond_frames))
         if not cond or cond[0] != 0 or cond[-1] >= num_frames:
-            raise ValueError(f'conditioning frames {cond} must start at frame 0 and lie in the '
-                             f'{num_frames} frames (propagation runs forward from the first one)')
+            raise ValueError(
+                f'conditioning frames {cond} must start at frame 0 and lie in the '
+                f'{num_frames} frames (propagation runs forward from the first one)'
+            )
         n = language_embeds.shape[0]
         states: dict[int, FrameState] = {}
         trace = trace if trace is not None else None
@@ -352,11 +403,15 @@ class VideoPropagator:
                 if trace is not None:
                     n_spatial = memory.shape[0] - n_ptr
                     trace.setdefault(t, {}).update(
-                        pix_feat_with_mem=pix, layout=layout, n_tokens=memory.shape[0],
+                        pix_feat_with_mem=pix,
+                        layout=layout,
+                        n_tokens=memory.shape[0],
                         obj_ptr_tokens=memory[n_spatial:],
-                        tpos_per_block=[self.memory.memory_temporal_positional_encoding[i].reshape(-1)
-                                        for _, i in layout['blocks']],
-                        maskmem_features_fp32=fp)
+                        tpos_per_block=[
+                            self.memory.memory_temporal_positional_encoding[i].reshape(-1) for _, i in layout['blocks']
+                        ],
+                        maskmem_features_fp32=fp,
+                    )
                 if bar is not None:
                     bar.update(1)
         if bar is not None:
@@ -369,4 +424,5 @@ def _progress(order: range, enabled: bool, unit: str) -> Any:
     if not enabled:
         return None
     from tqdm.auto import tqdm
+
     return tqdm(total=len(order), unit=unit, desc='video')

@@ -7,13 +7,14 @@ used and stay frozen); the mask loss (BCE + Dice at ``loss_resolution``) covers 
 only. The trainable groups are the image model's, so the gradient-flow guard covers this model
 unchanged. ``predict`` returns the labelled frames' probabilities (what the metric scores).
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 import torch
-from ..registry import MODELS
 
+from ..registry import MODELS
 from .losses import mask_losses
 from .sa2va import mask_logits_to_size
 from .vessel_model import Sa2VAVesselModel
@@ -23,8 +24,9 @@ from .vessel_model import Sa2VAVesselModel
 class Sa2VAVideoVesselModel(Sa2VAVesselModel):
     """``Sa2VAVesselModel`` on ``video_collate`` batches (``frames_per_sample``, ``labelled``)."""
 
-    def _clip_masks(self, data: dict, data_samples: list | None = None
-                    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    def _clip_masks(
+        self, data: dict, data_samples: list | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         input_ids = data['input_ids']
         frames = data['frames_per_sample'].to(input_ids.device)
         image_embeds = self.image_embeddings(data['pixel_values'], input_ids, data_samples)
@@ -34,8 +36,8 @@ class Sa2VAVideoVesselModel(Sa2VAVesselModel):
         per_sample = is_seg.sum(dim=1)
         if bool((per_sample != 1).any()):
             raise ValueError(f'a video clip needs exactly one [SEG] (one object); counts: {per_sample.tolist()}')
-        language = self.sa2va.text_hidden_fcs(hidden[is_seg])            # (B, C)
-        language = language.repeat_interleave(frames, dim=0)              # one per frame
+        language = self.sa2va.text_hidden_fcs(hidden[is_seg])  # (B, C)
+        language = language.repeat_interleave(frames, dim=0)  # one per frame
         fpn = self.sam2_features(data['g_pixel_values'], self._frame_keys(data_samples))  # frozen, no grad
         image_embed, high_res = self.sa2va.sam2_decoder_inputs(fpn)
         decoded = self.sa2va.decode_masks(image_embed, high_res, language)
@@ -54,8 +56,9 @@ class Sa2VAVideoVesselModel(Sa2VAVesselModel):
         logits = decoded['mask_logits']
         if bool(labelled.any()):
             gt = [m[lab] for m, lab in zip(data['masks'], data['labelled']) if bool(lab.any())]
-            losses = mask_losses(logits[labelled], gt, self.loss_resolution, self.mask_loss_weight,
-                                 self.dice_loss_weight)
+            losses = mask_losses(
+                logits[labelled], gt, self.loss_resolution, self.mask_loss_weight, self.dice_loss_weight
+            )
         else:  # a batch of unlabelled clips: no mask loss, the graph stays connected
             zero = logits.sum() * 0.0
             losses = {'loss_mask': zero, 'loss_dice': zero.clone()}

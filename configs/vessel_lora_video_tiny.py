@@ -32,11 +32,16 @@ val_dataloader = dict(
     batch_size=1, collate_fn=dict(type='sa2va_vessel.video_collate'),
     dataset=dict(type='VesselVideoDataset', _delete_=True, data_root=data_root, split='val',
                  model_path=model_path, clip_len=3, frame_stride=1, random_question=False))
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=30, val_interval=30)
+train_cfg = dict(type='ResumableIterBasedTrainLoop', max_iters=30, val_interval=30)
+# the _base_ warm-up + cosine for 30 iterations: warmup_cosine_schedule(30, 0.03, 1e-3)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=2),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=2, end=30, eta_min_ratio=0.0),
+]
 log_interval = 10
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=log_interval),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=30, max_keep_ckpts=2, save_last=True),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=30, max_keep_ckpts=-1, save_last=True),
     gradient_guard=dict(type='GradientFlowGuardHook', interval=log_interval),
     val_visualization=None)
 log_processor = dict(window_size=log_interval)

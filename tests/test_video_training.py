@@ -30,7 +30,7 @@ from projects.sa2va_vessel.models.vessel_model import TRAINABLE_GROUPS
 from projects.sa2va_vessel.models.video_model import Sa2VAVideoVesselModel
 from tests.conftest import REPO_ROOT
 from tests.toy_resume import read_losses
-from tests.toy_runs import in_process_cfg
+from tests.toy_runs import TINY_SCHEDULE, in_process_cfg, run_length
 
 
 @pytest.fixture(scope='module')
@@ -235,7 +235,7 @@ def test_guard_stops_video_training_when_the_seg_broadcast_is_cut(video_data, tm
         match=r'no autograd path to these trainable groups: text_hidden_fcs\. .*\n'
         r'  groups that are connected: lora, token_rows, mask_decoder, projector',
     ):
-        _train(video_data, tmp_path, {'train_cfg.max_iters': 2})
+        _train(video_data, tmp_path, run_length(2, TINY_SCHEDULE))
     assert read_losses(tmp_path) == [], 'no iteration may complete'
 
 
@@ -243,7 +243,7 @@ def test_resume_is_exact_with_the_clip_sampler(video_data, tmp_path) -> None:
     """8 iterations straight vs. preempted in iteration 4 (mid-epoch) and resumed from iter_4.pth: the
     clips drawn (also those of epoch 1, after the resume), the losses and the trainable weights of
     every step are equal to the bit."""
-    options = {'train_cfg.max_iters': RESUME_ITERS}
+    options = run_length(RESUME_ITERS, TINY_SCHEDULE)
     _train(video_data, tmp_path / 'straight', options)
     reference = read_losses(tmp_path / 'straight')
     work = tmp_path / 'preempted'

@@ -3,16 +3,7 @@
 # every step (its clips, exact losses and a hash of the trainable weights: tests/toy_resume.py).
 _base_ = ['../../configs/vessel_lora_video_tiny.py']
 
-custom_imports = dict(
-    imports=[
-        'projects.sa2va_vessel.models',
-        'projects.sa2va_vessel.datasets',
-        'projects.sa2va_vessel.evaluation',
-        'projects.sa2va_vessel.engine',
-        'tests.toy_resume',
-    ],
-    allow_failed_imports=False,
-)
+custom_imports = dict(imports=['tests.toy_resume'], allow_failed_imports=False)
 train_dataloader = dict(num_workers=0, persistent_workers=False)
 val_dataloader = None
 val_cfg = None

@@ -23,11 +23,10 @@ from typing import Any
 from transformers import InternVLConfig, InternVLVisionConfig, Qwen2Config, Sam2Config
 
 # config.json itself (family, template, tile size, tiling) is read by the data side's reader, so
-# that the model and the data cannot disagree; this module builds the transformers configs. The
-# family names and the error class are used here under the same names (and by the model modules).
+# that the model and the data cannot disagree; this module builds the transformers configs.
 from ..datasets.checkpoint_config import (
     INTERNVL,
-    QWEN_FAMILIES,  # noqa: F401
+    QWEN_FAMILIES,
     CheckpointConfigError,
     detect_family,
     inputs_from_config,

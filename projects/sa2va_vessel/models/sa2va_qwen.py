@@ -31,8 +31,9 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
 )
 from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLPreTrainedModel, Qwen3VLTextModel, Qwen3VLVisionModel
 
+from ..datasets.checkpoint_config import QWEN2_5_VL, QWEN3_VL
 from ..datasets.qwen_positions import rope_index
-from .configuration import QWEN2_5_VL, QWEN3_VL, Sa2VAArchitecture
+from .configuration import Sa2VAArchitecture
 from .sa2va import Sa2VABase
 
 

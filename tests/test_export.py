@@ -38,6 +38,9 @@ from projects.sa2va_vessel.models.training_checkpoint import (
 )
 from tests._data_support import REPO_ROOT as REPO
 
+# one xdist worker runs this module: its module-scoped fixtures are built once, not once per worker
+pytestmark = pytest.mark.xdist_group('export')
+
 
 def _load_tool(name: str):
     spec = importlib.util.spec_from_file_location(name, REPO / 'tools' / f'{name}.py')

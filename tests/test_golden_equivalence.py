@@ -14,6 +14,9 @@ from projects.sa2va_vessel.models.checkpoint import load_sa2va
 from projects.sa2va_vessel.models.sa2va import mask_logits_to_size
 from tests._data_support import GOLDEN, require
 
+# one xdist worker runs this module: its module-scoped fixtures are built once, not once per worker
+pytestmark = pytest.mark.xdist_group('golden_equivalence')
+
 RELATIVE_TOLERANCE = 1e-5
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SAM2_MEAN, SAM2_STD = (0.484375, 0.455078125, 0.40625), (0.228515625, 0.2236328125, 0.224609375)

@@ -37,6 +37,9 @@ from projects.sa2va_vessel.models.checkpoint import CheckpointError, load_sa2va
 from projects.sa2va_vessel.models.sa2va import mask_logits_to_size
 from tests._data_support import QWEN_GOLDEN, qwen_golden_checkpoint_dir, require
 
+# one xdist worker runs this module: its module-scoped fixtures are built once, not once per worker
+pytestmark = pytest.mark.xdist_group('golden_equivalence_qwen')
+
 RELATIVE_TOLERANCE = 1e-5
 HIDDEN_STACK_TOLERANCE = 1e-6
 QUESTION, ANSWER = 'Please segment the blood vessel.', 'Sure, [SEG].'

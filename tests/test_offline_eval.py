@@ -14,6 +14,9 @@ from mmengine.config import Config
 
 from tests.conftest import REPO_ROOT
 
+# one xdist worker runs this module: its module-scoped fixtures are built once, not once per worker
+pytestmark = pytest.mark.xdist_group('offline_eval')
+
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory, tiny_checkpoint, synthetic_vessels):

@@ -25,6 +25,9 @@ from projects.sa2va_vessel.models.training_checkpoint import load_adapter_export
 from projects.sa2va_vessel.models.vessel_model import TRAINABLE_GROUPS, Sa2VAVesselModel
 from tests._data_support import REPO_ROOT, tiny_training_model
 
+# one xdist worker runs this module: its module-scoped fixtures are built once, not once per worker
+pytestmark = pytest.mark.xdist_group('qwen_families')
+
 FAMILIES = ['qwen2_5_vl', 'qwen3_vl']
 FP32_PREDICTION_TOLERANCE = 1e-5
 # measured (4 synthetic 256-px images, lr 5e-3, Qwen2.5-VL tiny): swept Dice 0.06 after 0-40 steps,

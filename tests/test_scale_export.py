@@ -16,6 +16,9 @@ from projects.sa2va_vessel.engine.runner import disable_feature_cache_when_augme
 from tests.conftest import REPO_ROOT
 from tests.toy_runs import TINY_SCHEDULE, in_process_cfg, run_length
 
+# one xdist worker runs this module: its module-scoped fixtures are built once, not once per worker
+pytestmark = pytest.mark.xdist_group('scale_export')
+
 REAL = REPO_ROOT / 'configs' / 'vessel_lora.py'
 TINY = REPO_ROOT / 'configs' / 'vessel_lora_tiny.py'
 WINDOW = 128

@@ -26,6 +26,9 @@ from projects.sa2va_vessel.models.video import (
 )
 from tests._data_support import GOLDEN_MODEL, SHARED, require
 
+# one xdist worker runs this module: its module-scoped fixtures are built once, not once per worker
+pytestmark = pytest.mark.xdist_group('video_golden')
+
 GOLDEN_VIDEO = SHARED / 'fixtures' / 'golden_video'
 LLM_TOL, SAM_TOL = 1e-5, 2e-5
 IMG_CONTEXT, SEG = 151667, 151674

@@ -160,10 +160,10 @@ def test_predict_cli_generate_mode_on_an_export(synthetic_vessels: Path, tmp_pat
 
 def test_sample_builder_item_is_the_dataset_item(setup: dict) -> None:
     """tools/predict.py's samples from a bare image: the dataset's Qwen-VL inputs for that image."""
-    from projects.sa2va_vessel.evaluation.inference import SampleBuilder
+    from projects.sa2va_vessel.evaluation.inference import ImageSampleBuilder
 
     dataset = setup['dataset']
-    built = SampleBuilder(setup['checkpoint'])(dataset.load(0)['image'])
+    built = ImageSampleBuilder(setup['checkpoint'])(dataset.load(0)['image'])
     item = dataset[0]
     for key in ('input_ids', 'labels', 'pixel_values', 'image_grid_thw', 'position_ids'):
         assert torch.equal(built[key], item[key]), key

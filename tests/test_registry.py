@@ -53,6 +53,20 @@ def test_every_registration_uses_a_project_registry_that_lists_its_module() -> N
         assert module in locations, f'{module} registers {cls} in {name} but is not in its locations {locations}'
 
 
+def test_only_the_registry_module_imports_mmengines_root_registries() -> None:
+    """A build through mmengine's root registry finds the project's classes only while some earlier
+    runner left the project's default scope set: it worked in the suite and failed in a fresh
+    process (``load_eval_model`` did this)."""
+    offenders = []
+    for path in sorted(PACKAGE.rglob('*.py')):
+        if path == PACKAGE / 'registry.py':
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module == 'mmengine.registry':
+                offenders.append(f'{path.relative_to(REPO_ROOT)}:{node.lineno}')
+    assert not offenders, f'import the project registries (projects/sa2va_vessel/registry.py) instead: {offenders}'
+
+
 def test_every_class_is_found_by_name_and_none_is_in_mmengines_root_registries() -> None:
     import mmengine.registry.root as root
     from mmengine.registry import FUNCTIONS, MODELS

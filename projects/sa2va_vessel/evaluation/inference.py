@@ -36,10 +36,8 @@ def load_eval_model(
     ``cfg`` may be None for an exported directory (a float32 model with the defaults).
     Returns (model, info) with ``info = {'kind', 'checkpoint', 'n_loaded'}``.
     """
-    from mmengine.registry import MODELS
-
     from ..models.training_checkpoint import checkpoint_kind, load_checkpoint
-    from ..models.vessel_model import Sa2VAVesselModel  # noqa: F401  (registers the model)
+    from ..registry import MODELS
 
     kind = checkpoint_kind(checkpoint)
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')

@@ -143,14 +143,11 @@ class VesselSegDataset(Dataset):
         self.answers = tuple(answers)
         self.epoch = 0
 
-        inputs = checkpoint_inputs(model_path, max_dynamic_patch)
-        self.template: str = inputs.template
-        self.image_size, self.use_thumbnail = inputs.image_size, inputs.use_thumbnail
-        self.min_num, self.max_num = inputs.min_num, inputs.max_num
-        self.tokens_per_tile = inputs.tokens_per_tile
-        self.inputs = inputs
+        inputs = checkpoint_inputs(model_path, max_dynamic_patch)  # before the tokenizer: names a bad config.json
         self.tokenizer = load_tokenizer(tokenizer_path or model_path)
+        # the input settings (tiles, template) live in the builder, their one owner
         self.builder = SampleBuilder(inputs, self.tokenizer)
+        self.template: str = self.builder.template
 
         self.samples = self._index(read_split(self.data_root / 'splits' / f'{split}.txt'))
 

@@ -44,26 +44,11 @@ from .inference import load_eval_model
 from .results_table import dataset_name, protocol_name, table_rows, write_results_table
 from .stats import DEFAULT_N_BOOT
 from .threshold import resolve_threshold
-from .vessel_metric import VesselSegMetric
+from .vessel_metric import PER_IMAGE_SCORES, VesselSegMetric
 
 logger = logging.getLogger(__name__)
 
 MODES = ('teacher', 'generate')
-CSV_SCORES = (
-    'dice',
-    'iou',
-    'cldice',
-    'sens',
-    'spec',
-    'precision',
-    'acc',
-    'roc_auc',
-    'pr_auc',
-    'hd95',
-    'nsd',
-    'betti0_error',
-    'betti1_error',
-)
 # Values chosen by sweeping the threshold on the evaluated images themselves.
 SWEEP_KEYS = ('vessel/best_thr', 'vessel/best_dice', 'vessel/best_thr_mean', 'vessel/best_dice_mean')
 OPTIMISTIC_NOTE = (
@@ -205,7 +190,7 @@ def evaluate(
                     row = {
                         'image': sample['img_path'],
                         'mask_index': s,
-                        **{k: _plain(float(m[k])) for k in CSV_SCORES},
+                        **{k: _plain(float(m[k])) for k in PER_IMAGE_SCORES},
                         'tp': int(m['counts'][0]),
                         'fp': int(m['counts'][1]),
                         'fn': int(m['counts'][2]),

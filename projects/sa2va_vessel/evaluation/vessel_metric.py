@@ -19,8 +19,8 @@ from mmengine.evaluator import BaseMetric
 from ..registry import METRICS
 from . import metrics as M
 
-# Per-image scores that image_summary returns and compute_metrics averages.
-_SCORES: tuple[str, ...] = (
+# Per-image scores that image_summary returns and compute_metrics averages (also the per-image CSV's).
+PER_IMAGE_SCORES: tuple[str, ...] = (
     'dice',
     'iou',
     'cldice',
@@ -195,7 +195,7 @@ class VesselSegMetric(BaseMetric):
         if not items:
             self.curve = None
             return out
-        for s in _SCORES:
+        for s in PER_IMAGE_SCORES:
             out[f'mean_{s}'] = _nanmean([m[s] for m in items])
 
         counts = np.sum([m['counts'] for m in items], axis=0)

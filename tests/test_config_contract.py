@@ -123,6 +123,23 @@ def test_a_schedule_that_does_not_end_at_max_iters_is_refused_with_the_fix() -> 
     check_config(load('tests/configs/toy.py', **{'train_cfg.max_iters': 20, 'param_scheduler': None}), False)
 
 
+@pytest.mark.parametrize('max_iters', [3, 50, 5000])
+def test_max_iters_stretches_the_schedule_of_the_shipped_config(max_iters: int) -> None:
+    from projects.sa2va_vessel.engine.launch import load_config, parse_args
+
+    config = str(REPO_ROOT / 'configs/vessel_lora.py')
+    cfg = load_config(parse_args([config, '--max-iters', str(max_iters)]))
+    check_config(cfg, on_gpu=False)  # the runner takes it as it is
+    warmup, cosine = cfg.param_scheduler
+    assert cfg.train_cfg.max_iters == cosine.end == max_iters
+    assert warmup.end == cosine.begin and warmup.end - warmup.begin >= 2
+    if max_iters >= 50:  # the warm-up keeps its share of the run (3% in the _base_ schedule)
+        assert warmup.end == round(0.03 * max_iters)
+    # the same length through --cfg-options alone is refused: the schedule would be cut off
+    with pytest.raises(ConfigError, match='--max-iters'):
+        check_config(load_config(parse_args([config, '--cfg-options', f'train_cfg.max_iters={max_iters}'])), False)
+
+
 def test_train_refuses_before_building_anything(tmp_path: Path) -> None:
     from projects.sa2va_vessel.engine import train
     from tests.toy_runs import toy_cfg

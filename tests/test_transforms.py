@@ -55,6 +55,25 @@ def test_photometric_changes_image_not_labels_and_is_seeded():
     assert np.array_equal(a[1], s.mask) and a[0].dtype == np.uint8
 
 
+def _tone_per_pixel(aug: VesselAugment, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Contrast, brightness and gamma computed on every pixel (the definition the table must match)."""
+    x = image.astype(np.float32) / 255.0
+    x = x * (1.0 + rng.uniform(-aug.contrast, aug.contrast)) + (x.mean() * rng.uniform(-aug.contrast, aug.contrast))
+    x = x + rng.uniform(-aug.brightness, aug.brightness)
+    gamma = np.exp(rng.uniform(np.log(aug.gamma_range[0]), np.log(aug.gamma_range[1])))
+    return np.clip(np.round(np.clip(x, 0.0, 1.0) ** gamma * 255.0), 0, 255).astype(np.uint8)
+
+
+def test_photometric_table_gives_the_bits_of_the_per_pixel_formula():
+    aug = VesselAugment(brightness=0.3, contrast=0.3, gamma_range=(0.5, 2.0), clahe_prob=0.0)
+    for seed in range(20):
+        image = make_vessel_sample(seed, size=64).image
+        expected = _tone_per_pixel(aug, image, np.random.default_rng(seed))
+        got = aug.photometric(image, np.random.default_rng(seed))
+        assert np.array_equal(got, expected), seed
+        assert not np.array_equal(got, image)
+
+
 def test_clahe_spreads_a_low_contrast_image():
     rng = np.random.default_rng(0)
     flat = (100 + rng.integers(0, 10, size=(64, 64, 3))).astype(np.uint8)

@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--dataload-sizes', type=_ints, default=[512, 1000])
     ap.add_argument('--dataload-n', type=int, default=64)
     ap.add_argument(
+        '--dataload-augment', action='store_true', help="with the training augmentation of configs/vessel_lora.py"
+    )
+    ap.add_argument(
         '--end-to-end',
         action='store_true',
         help="time tools/train.py's path with --config (see benchmark/end_to_end.py)",
@@ -135,7 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.dataload or args.dataload_only:
         from projects.sa2va_vessel.benchmark.dataload import run_dataload
 
-        report['dataload'] = run_dataload(sizes=args.dataload_sizes, workers=args.dataload_workers, n=args.dataload_n)
+        report['dataload'] = run_dataload(
+            sizes=args.dataload_sizes,
+            workers=args.dataload_workers,
+            n=args.dataload_n,
+            batch_size=args.batch_size or 8,
+            augment=args.dataload_augment,
+        )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=1, default=str))

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from ..datasets.collate import vessel_collate
 from ..datasets.synthetic import write_synthetic_dataset
 from ..datasets.tiny_tokenizer import build_tiny_tokenizer
+from ..datasets.transforms import VesselAugment
 from ..datasets.vessel_dataset import VesselSegDataset
 from ..models.presets import official_config
 
@@ -34,8 +35,12 @@ def prepare(root: Path, n: int, size: int, preset: str = 'sa2va-internvl3-2b') -
     return data, ckpt
 
 
-def bench_loader(data: Path, ckpt: Path, workers: int, batch_size: int, passes: int = 3) -> dict:
-    ds = VesselSegDataset(str(data), 'train', str(ckpt))
+def bench_loader(
+    data: Path, ckpt: Path, workers: int, batch_size: int, passes: int = 3, augment: bool = False
+) -> dict:
+    # augment: the training transform of configs/vessel_lora.py (crop to its 1024-px window)
+    transform = VesselAugment(crop_size=1024) if augment else None
+    ds = VesselSegDataset(str(data), 'train', str(ckpt), transform=transform)
     loader = DataLoader(
         ds,
         batch_size=batch_size,
@@ -60,11 +65,18 @@ def bench_loader(data: Path, ckpt: Path, workers: int, batch_size: int, passes: 
         'samples_per_s': round(n / elapsed, 2),
         'n_tiles': n_tiles,
         'dataset_size': len(ds),
+        'augment': augment,
     }
 
 
 def run_dataload(
-    sizes=(512, 1000), workers=(0, 2), n: int = 64, batch_size: int = 8, root: str | None = None, log=print
+    sizes=(512, 1000),
+    workers=(0, 2),
+    n: int = 64,
+    batch_size: int = 8,
+    root: str | None = None,
+    log=print,
+    augment: bool = False,
 ) -> list[dict]:
     torch.set_num_threads(1)  # one core per worker, as a DataLoader worker has
     base = Path(root or tempfile.mkdtemp(prefix='sa2va_dataload_'))
@@ -72,8 +84,11 @@ def run_dataload(
     for size in sizes:
         data, ckpt = prepare(base, n, size)
         for w in workers:
-            r = bench_loader(data, ckpt, w, batch_size)
+            r = bench_loader(data, ckpt, w, batch_size, augment=augment)
             r['image_size'] = size
-            log(f'dataload size {size} ({r["n_tiles"]} tiles) workers {w}: {r["samples_per_s"]} samples/s')
+            log(
+                f'dataload size {size} ({r["n_tiles"]} tiles) workers {w} batch {batch_size}'
+                f'{" augmented" if augment else ""}: {r["samples_per_s"]} samples/s'
+            )
             out.append(r)
     return out

@@ -155,19 +155,27 @@ class VesselAugment:
         return arrays[0], arrays[1], (arrays[2] if fov is not None else None)
 
     def photometric(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Brightness, contrast, gamma, optional CLAHE: the image only."""
-        x = image.astype(np.float32) / 255.0
-        x = x * (1.0 + rng.uniform(-self.contrast, self.contrast)) + (
-            x.mean() * rng.uniform(-self.contrast, self.contrast)
-        )
+        """Brightness, contrast, gamma, optional CLAHE: the image only.
+
+        The tone curve maps each uint8 value on its own (the image mean is its only global
+        input), so it is computed for the 256 values once and looked up: the same bits as
+        computing it per pixel, at a tenth of the cost (a loader worker's largest share)."""
+        mean = (image.astype(np.float32) / 255.0).mean()
+        out = self.tone_curve(mean, rng)[image]
+        if rng.random() < self.clahe_prob:
+            out = clahe(out)
+        return out
+
+    def tone_curve(self, mean: np.floating, rng: np.random.Generator) -> np.ndarray:
+        """The uint8 -> uint8 table of one draw of contrast, brightness and gamma, for an image of
+        ``mean`` (in [0, 1]); draws from ``rng`` in a fixed order."""
+        x = np.arange(256, dtype=np.uint8).astype(np.float32) / 255.0
+        x = x * (1.0 + rng.uniform(-self.contrast, self.contrast)) + (mean * rng.uniform(-self.contrast, self.contrast))
         x = x + rng.uniform(-self.brightness, self.brightness)
         lo, hi = self.gamma_range
         gamma = math.exp(rng.uniform(math.log(lo), math.log(hi)))
         x = np.clip(x, 0.0, 1.0) ** gamma
-        out = np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
-        if rng.random() < self.clahe_prob:
-            out = clahe(out)
-        return out
+        return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
 
     def __call__(self, image: np.ndarray, mask: np.ndarray, fov: Optional[np.ndarray], rng: np.random.Generator):
         if not self.enabled:

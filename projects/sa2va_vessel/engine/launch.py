@@ -45,7 +45,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         nargs='+',
         action=DictAction,
         metavar='KEY=VALUE',
-        help='override config entries, e.g. train_cfg.max_iters=100',
+        help='override config entries, e.g. train_dataloader.batch_size=8',
+    )
+    parser.add_argument(
+        '--max-iters',
+        type=int,
+        help='run N iterations: sets train_cfg.max_iters and stretches the config\'s '
+        'param_scheduler (warm-up share, cosine) to end at N',
     )
     parser.add_argument(
         '--launcher',
@@ -63,6 +69,8 @@ def load_config(args: argparse.Namespace) -> Config:
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    if args.max_iters is not None:
+        set_run_length(cfg, args.max_iters)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
@@ -77,6 +85,21 @@ def load_config(args: argparse.Namespace) -> Config:
         cfg.resume, cfg.load_from = True, args.resume
     cfg.launcher = args.launcher
     return cfg
+
+
+def set_run_length(cfg: Config, max_iters: int) -> None:
+    """``train_cfg.max_iters = max_iters`` with the config's iteration-based schedule stretched to
+    end there (the runner refuses a schedule that ends elsewhere)."""
+    from .schedule import stretch_schedule
+
+    if max_iters < 1:
+        raise SystemExit(f'--max-iters {max_iters}: a run needs at least one iteration')
+    cfg.train_cfg.max_iters = max_iters
+    schedule = cfg.get('param_scheduler')
+    if schedule:
+        schedule = list(schedule) if isinstance(schedule, (list, tuple)) else [schedule]
+        cfg.param_scheduler = stretch_schedule([dict(entry) for entry in schedule], max_iters) or None
+    print(f'--max-iters {max_iters}: param_scheduler = {cfg.param_scheduler}', flush=True)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

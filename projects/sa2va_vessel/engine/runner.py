@@ -50,7 +50,7 @@ from .atomic_checkpoint import ResumableRunnerMixin, find_latest_checkpoint, rem
 from .launch_check import WorkDirLock, check_launch_environment, env_rank, slurm_to_torch_env
 from .loader_workers import prepare_loader_workers, shut_down_loader_workers
 from .preemption import preemption_signals
-from .schedule import warmup_cosine_schedule
+from .schedule import stretch_schedule, warmup_cosine_schedule
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEEPSPEED_CONFIG_DIR = REPO_ROOT / 'configs' / 'deepspeed'
@@ -282,13 +282,17 @@ def _schedule_ends(schedule: Any) -> list[int]:
     ]
 
 
-def _rescaled_schedule_options(schedule: list, old_end: int, max_iters: int) -> str:
-    """``--cfg-options`` that stretch every iteration boundary of ``schedule`` to ``max_iters``."""
+def _stretched_schedule_options(schedule: list, max_iters: int) -> str:
+    """``--cfg-options`` that stretch every iteration bound of ``schedule`` to ``max_iters``
+    (``tools/train.py --max-iters`` does it for you)."""
     parts = [f'train_cfg.max_iters={max_iters}']
-    for i, entry in enumerate(schedule):
+    stretched = stretch_schedule(schedule, max_iters)
+    if not stretched:
+        return ' '.join(parts + ['param_scheduler=None'])
+    for i, entry in enumerate(stretched):
         for key in ('begin', 'end'):
             if entry.get(key) is not None:
-                parts.append(f'param_scheduler.{i}.{key}={round(int(entry[key]) * max_iters / old_end)}')
+                parts.append(f'param_scheduler.{i}.{key}={entry[key]}')
     return ' '.join(parts)
 
 
@@ -349,8 +353,8 @@ def check_config(cfg: Config, on_gpu: bool) -> None:
     ends = _schedule_ends(schedule) if schedule else []
     if ends and max_iters is not None and max(ends) != int(max_iters):
         fix = (
-            f'; on the command line: --cfg-options '
-            f'{_rescaled_schedule_options(list(schedule), max(ends), int(max_iters))}'
+            f'; on the command line: --max-iters {max_iters}, or --cfg-options '
+            f'{_stretched_schedule_options(list(schedule), int(max_iters))}'
             if isinstance(schedule, (list, tuple))
             else ''
         )

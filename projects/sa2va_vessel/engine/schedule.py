@@ -38,3 +38,34 @@ def run_length_options(max_iters: int, **schedule: float) -> list[str]:
     return [f'train_cfg.max_iters={max_iters}'] + [
         f'param_scheduler.{i}.{key}={entry[key]}' for i, entry in enumerate(schedulers) for key in ('begin', 'end')
     ]
+
+
+def schedule_end(schedule: list[dict]) -> int:
+    """The last iteration bound of ``schedule``'s schedulers."""
+    ends = [int(entry['end']) for entry in schedule if entry.get('end') is not None]
+    if not ends:
+        raise ValueError(f'param_scheduler {schedule} has no "end": it cannot be stretched to a run length')
+    return max(ends)
+
+
+def stretch_schedule(schedule: list[dict], max_iters: int) -> list[dict]:
+    """``schedule`` with every iteration bound scaled to end at ``max_iters``: the same shape
+    (warm-up share, decay) for a run of another length; below 3 iterations, no schedule
+    (constant lr), as :func:`warmup_cosine_schedule` gives."""
+    if max_iters < 3:
+        return []
+    old_end = schedule_end(schedule)
+    stretched = []
+    for entry in schedule:
+        entry = dict(entry)
+        for key in ('begin', 'end'):
+            if entry.get(key) is not None:
+                entry[key] = round(int(entry[key]) * max_iters / old_end)
+        stretched.append(entry)
+    # mmengine's LinearLR reaches the full lr one step before its end: keep two steps of warm-up
+    for entry, following in zip(stretched, stretched[1:]):
+        if entry.get('type') == 'LinearLR' and entry['end'] - entry.get('begin', 0) < 2:
+            entry['end'] = entry.get('begin', 0) + 2
+            if following.get('begin') is not None:
+                following['begin'] = entry['end']
+    return stretched

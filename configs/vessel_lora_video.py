@@ -15,10 +15,11 @@ clip_len = 5          # frames per clip (official: 5)
 frame_stride = 1      # frames between clip frames
 
 model = dict(type='Sa2VAVideoVesselModel', model_path=model_path)
-# ClipSampler: DefaultSampler whose indices carry the epoch, so every epoch draws fresh clip starts
-# (in every worker) and a resumed run draws the same ones (datasets/video_dataset.py)
+# EpochStreamSampler: DefaultSampler's order with the epoch in each index, so every epoch draws fresh
+# clip starts (in every worker), a resumed run draws the same ones (datasets/video_dataset.py), and the
+# loader never restarts at an epoch boundary (datasets/epoch_samplers.py)
 train_dataloader = dict(
-    sampler=dict(type='sa2va_vessel.ClipSampler', shuffle=True), collate_fn=dict(type='sa2va_vessel.video_collate'),
+    sampler=dict(type='sa2va_vessel.EpochStreamSampler', shuffle=True), collate_fn=dict(type='sa2va_vessel.video_collate'),
     dataset=dict(type='VesselVideoDataset', _delete_=True, data_root=data_root, split='train',
                  model_path=model_path, clip_len=clip_len, frame_stride=frame_stride, clips_per_video=8))
 val_dataloader = dict(

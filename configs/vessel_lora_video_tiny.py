@@ -22,10 +22,11 @@ data_root = '{{$VESSEL_DATA_ROOT:demo_work/sequences}}'
 model = dict(type='Sa2VAVideoVesselModel', model_path=model_path, mask_loss_weight=0.5, dice_loss_weight=2.0,
              loss_resolution=256, sam2_feature_cache_size=256, vision_feature_cache=True)
 optim_wrapper = dict(optimizer=dict(lr=3e-2))
-# ClipSampler: DefaultSampler whose indices carry the epoch, so every epoch draws fresh clip starts
-# (in every worker) and a resumed run draws the same ones (datasets/video_dataset.py)
+# EpochStreamSampler: DefaultSampler's order with the epoch in each index, so every epoch draws fresh
+# clip starts (in every worker), a resumed run draws the same ones (datasets/video_dataset.py), and the
+# loader never restarts at an epoch boundary (datasets/epoch_samplers.py)
 train_dataloader = dict(
-    batch_size=1, sampler=dict(type='sa2va_vessel.ClipSampler', shuffle=True), collate_fn=dict(type='sa2va_vessel.video_collate'),
+    batch_size=1, sampler=dict(type='sa2va_vessel.EpochStreamSampler', shuffle=True), collate_fn=dict(type='sa2va_vessel.video_collate'),
     dataset=dict(type='VesselVideoDataset', _delete_=True, data_root=data_root, split='train',
                  model_path=model_path, clip_len=2, frame_stride=1, clips_per_video=2))
 val_dataloader = dict(

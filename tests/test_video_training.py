@@ -15,9 +15,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from projects.sa2va_vessel.datasets.epoch_samplers import EpochIndexSampler
 from projects.sa2va_vessel.datasets.synthetic_video import write_synthetic_video_dataset
 from projects.sa2va_vessel.datasets.video_dataset import (
-    ClipSampler,
     VesselVideoDataset,
     clip_positions,
     group_frames,
@@ -102,11 +102,11 @@ def _args(batch: dict) -> dict:
     return dict(data=batch['data'], data_samples=batch['data_samples'], mode='loss')
 
 
-def test_clip_sampler_carries_the_epoch_into_persistent_workers(sequences, tiny_checkpoint) -> None:
+def test_epoch_index_sampler_carries_the_epoch_into_persistent_workers(sequences, tiny_checkpoint) -> None:
     """Each epoch draws fresh clip starts, the same in a persistent worker as in the main process,
-    from the index alone (``ClipSampler``: epoch * len + item)."""
+    from the index alone (``EpochIndexSampler``: epoch * len + item)."""
     ds = VesselVideoDataset(str(sequences), 'train', str(tiny_checkpoint), clip_len=2, clips_per_video=2)
-    sampler = ClipSampler(ds, shuffle=True, seed=0)
+    sampler = EpochIndexSampler(ds, shuffle=True, seed=0)
     loader = DataLoader(ds, batch_size=1, sampler=sampler, num_workers=1, persistent_workers=True, collate_fn=_clip_of)
     by_epoch = []
     for epoch in range(3):

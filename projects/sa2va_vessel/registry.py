@@ -52,6 +52,7 @@ _PACKAGE = 'projects.sa2va_vessel'
 DATA_MODULES = (
     f'{_PACKAGE}.datasets.vessel_dataset',
     f'{_PACKAGE}.datasets.video_dataset',
+    f'{_PACKAGE}.datasets.epoch_samplers',
     f'{_PACKAGE}.datasets.transforms',
     f'{_PACKAGE}.datasets.collate',
 )
@@ -96,7 +97,7 @@ LOOPS = Registry(
     locations=[f'{_PACKAGE}.engine.val_loop', f'{_PACKAGE}.engine.resumable_loop'],
 )
 DATA_SAMPLERS = Registry(
-    'data sampler', parent=MMENGINE_DATA_SAMPLERS, scope=SCOPE, locations=[f'{_PACKAGE}.datasets.video_dataset']
+    'data sampler', parent=MMENGINE_DATA_SAMPLERS, scope=SCOPE, locations=[f'{_PACKAGE}.datasets.epoch_samplers']
 )
 
 # Nothing of the project's registers into these; they exist so that mmengine, building under the

@@ -8,7 +8,7 @@ train_dataloader = dict(
     batch_size=1,
     num_workers=4,
     persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    sampler=dict(type='sa2va_vessel.EpochStreamSampler', shuffle=True),  # never restarts (datasets/epoch_samplers.py)
     collate_fn=dict(type='sa2va_vessel.vessel_collate'),
     dataset=dict(type='VesselSegDataset', data_root=data_root, split='train', model_path=tokenizer_from,
                  max_dynamic_patch=12))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import random
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -33,6 +33,7 @@ from ..registry import DATASETS, TRANSFORMS
 from .check import quick_check
 from .checkpoint_config import checkpoint_inputs
 from .conversation import SEG_ANSWERS, VESSEL_QUESTIONS, make_question, pick_answer, pick_question
+from .epoch_samplers import split_epoch_index
 from .fast_tokenizer import load_fast_tokenizer
 from .files import DuplicateStemError, resolve_pairs
 from .mask_validation import MaskProblem, MaskRules, MaskValidationError, as_rules, check_mask_values
@@ -141,7 +142,6 @@ class VesselSegDataset(Dataset):
         self.transform = transform
         self.questions = tuple(questions)
         self.answers = tuple(answers)
-        self.epoch = 0
 
         inputs = checkpoint_inputs(model_path, max_dynamic_patch)  # before the tokenizer: names a bad config.json
         self.tokenizer = load_tokenizer(tokenizer_path or model_path)
@@ -172,16 +172,16 @@ class VesselSegDataset(Dataset):
             )
         return samples
 
-    def set_epoch(self, epoch: int) -> None:
-        """Vary the random question per epoch (call from a hook; optional)."""
-        self.epoch = int(epoch)
-
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _rng(self, index: int) -> random.Random:
-        # Seeded by (seed, epoch, index): the same in every DataLoader worker and re-run.
-        return random.Random(f'{self.seed}:{self.epoch}:{index}')
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
+        # epoch 0 once: without this, iterating would run on through the epoch-coded indices
+        return (self[i] for i in range(len(self)))
+
+    def _rng(self, epoch: int, item: int) -> random.Random:
+        # Seeded by (seed, epoch, item): the same in every DataLoader worker, re-run and resumed run.
+        return random.Random(f'{self.seed}:{epoch}:{item}')
 
     def load(self, index: int) -> Dict[str, Any]:
         """The raw arrays of one sample: image uint8 (H,W,3), mask/fov bool (H,W)."""
@@ -225,12 +225,15 @@ class VesselSegDataset(Dataset):
         return counts
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
+        """The sample of a sampler index ``epoch * len(self) + item`` (``epoch_samplers``): the
+        epoch picks the augmentation and question draws; a plain index is epoch 0."""
+        epoch, item = split_epoch_index(index, len(self))
         if self.on_error == 'raise':
-            return self._item(index)
+            return self._item(epoch, item)
         for step in range(len(self)):
-            i = (index + step) % len(self)
+            i = (item + step) % len(self)
             try:
-                return self._item(i)
+                return self._item(epoch, i)
             except DataReadError as exc:
                 path = str(self.samples[i]['image'])
                 if path not in self.skipped:
@@ -245,9 +248,9 @@ class VesselSegDataset(Dataset):
                     )
         raise DataReadError(f'{self.data_root}: every sample of split {self.split!r} failed to load')
 
-    def _item(self, index: int) -> Dict[str, Any]:
+    def _item(self, epoch: int, index: int) -> Dict[str, Any]:
         raw = self.load(index)
-        rng = self._rng(index)
+        rng = self._rng(epoch, index)
         image, mask, fov = raw['image'], raw['mask'], raw['fov']
         if self.transform is not None:
             image, mask, fov = self.transform(image, mask, fov, np.random.default_rng(rng.getrandbits(64)))

@@ -15,8 +15,8 @@ frame when the video has any (labelled frames are always included where the clip
 
 The start is drawn from a generator seeded by (seed, epoch, item), never from a global RNG state, so
 it is the same in every DataLoader worker, re-run and resumed run. The epoch reaches the dataset
-inside the index: `ClipSampler` (the video configs' train sampler) is mmengine's `DefaultSampler`
-yielding ``epoch * len(dataset) + item``. The index crosses into the worker processes with the
+inside the index: the video configs' train sampler, `epoch_samplers.EpochStreamSampler`, is
+mmengine's `DefaultSampler` order yielding ``epoch * len(dataset) + item``. The index crosses into the worker processes with the
 sample, so persistent workers see each new epoch (a hook setting an attribute on the main process's
 dataset would not reach them), and a resumed run, whose loop sets the sampler's epoch from the
 iteration (`engine.resumable_loop`), draws the clips of the uninterrupted run without any state of its
@@ -36,13 +36,13 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from mmengine.dataset import DefaultSampler
 from torch.utils.data import Dataset
 
-from ..registry import DATA_SAMPLERS, DATASETS, FUNCTIONS
+from ..registry import DATASETS, FUNCTIONS
 from .checkpoint_config import checkpoint_inputs
 from .collate import vessel_collate
 from .conversation import SEG_ANSWERS, VESSEL_QUESTIONS, encode_turn, make_question, pick_answer, pick_question
+from .epoch_samplers import split_epoch_index
 from .files import DuplicateStemError, index_folder  # the one file resolver of checker and dataset
 from .readers import DataReadError, read_image, read_mask
 from .vessel_dataset import load_tokenizer, read_split
@@ -205,12 +205,16 @@ class VesselVideoDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
+        # epoch 0 once: without this, iterating would run on through the epoch-coded indices
+        return (self[i] for i in range(len(self)))
+
     def split_index(self, index: int) -> Tuple[int, int]:
         """(epoch, item) of a sampler index ``epoch * len(self) + item`` (module docstring)."""
-        if index < 0:
-            raise IndexError(f'{self.data_root}: clip index {index} is negative')
-        epoch, item = divmod(int(index), len(self.items))
-        return epoch, item
+        try:
+            return split_epoch_index(index, len(self.items))
+        except IndexError as exc:
+            raise IndexError(f'{self.data_root}: clip {exc}') from None
 
     def clip_rng(self, epoch: int, item: int) -> random.Random:
         """The generator of one item's clip start and question in one epoch."""
@@ -267,17 +271,6 @@ class VesselVideoDataset(Dataset):
             'fov': None if fov is None else np.ascontiguousarray(fov),
             'pad_token_id': int(self.tokenizer.pad_token_id),
         }
-
-
-@DATA_SAMPLERS.register_module()
-class ClipSampler(DefaultSampler):
-    """mmengine's ``DefaultSampler`` (same order, shards and epoch seeding) whose indices carry the
-    epoch, ``epoch * len(dataset) + item``, for `VesselVideoDataset`'s per-epoch clip draws (module
-    docstring)."""
-
-    def __iter__(self) -> Iterator[int]:
-        offset = self.epoch * len(self.dataset)
-        return (offset + item for item in super().__iter__())
 
 
 @FUNCTIONS.register_module()

@@ -223,11 +223,14 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
         if offset:
             batch_sampler.sampler = _SkipFirst(batch_sampler.sampler, offset * loader.batch_size)
         # The uninterrupted run drew a worker seed from the torch RNG when it started this
-        # epoch's iterator: before the save if the epoch had begun, after it at a boundary.
-        if offset == 0 and rng is not None:
+        # epoch's iterator: before the save if the epoch had begun, after it at a boundary. An
+        # endless sampler's iterator started once, before the first step: always before the save.
+        endless = bool(getattr(sampler, 'endless', False))
+        restore_after = bool(offset) or endless
+        if not restore_after and rng is not None:
             restore_rng_state(rng)
         self.dataloader_iterator = EpochDataIterator(loader, epoch)  # starts the loader iterator
-        if offset and rng is not None:
+        if restore_after and rng is not None:
             restore_rng_state(rng)
         self.runner.logger.info(
             f'Resumed the data order at epoch {epoch}, batch {offset} of '

@@ -125,6 +125,7 @@ class Sa2VAVesselModel(BaseModel):
             tokenizer = load_fast_tokenizer(model_path)
             token_id = lambda token: self._token_id(tokenizer, token)  # noqa: E731
         self.seg_token_id = token_id(SEG_TOKEN)
+        self._batch_ids_checked = False
         # the image placeholder the vision embeddings replace: <IMG_CONTEXT> (InternVL) or the
         # config's image_token_id, <|image_pad|> (Qwen-VL families)
         self.is_qwen = self.sa2va.arch.is_qwen
@@ -346,6 +347,9 @@ class Sa2VAVesselModel(BaseModel):
 
     # ---- forward ---------------------------------------------------------------------------
     def forward(self, data: dict, data_samples: list | None = None, mode: str = 'loss') -> Any:
+        if not self._batch_ids_checked:  # once: it synchronises with the device
+            self.check_batch_ids(data['input_ids'], expect_seg=mode == 'loss')
+            self._batch_ids_checked = True
         with self.autocast_context(data):
             if mode == 'loss':
                 return self.loss(data, data_samples)
@@ -353,6 +357,21 @@ class Sa2VAVesselModel(BaseModel):
                 with torch.no_grad():
                     return self.predict(data, data_samples)
         raise ValueError(f"mode must be 'loss' or 'predict', got {mode!r}")
+
+    def check_batch_ids(self, input_ids: torch.Tensor, expect_seg: bool) -> None:
+        """Raise ValueError when the batch's token ids are not this model's: the data set's tokenizer
+        is another checkpoint's (on a GPU the embedding lookup would abort the process without a
+        Python traceback)."""
+        rows = self.sa2va.language_model.get_input_embeddings().weight.shape[0]
+        top = int(input_ids.max())
+        fix = (
+            "the data set's tokenizer (train_dataloader.dataset.model_path) is not the one of "
+            f'model.model_path={self.model_path!r}: point both at the same checkpoint'
+        )
+        if top >= rows:
+            raise ValueError(f'the batch has token id {top}, but the model has {rows} embedding rows: {fix}')
+        if expect_seg and not bool((input_ids == self.seg_token_id).any()):
+            raise ValueError(f'no sample of the batch holds the model\'s [SEG] id {self.seg_token_id}: {fix}')
 
     def autocast_context(self, data: dict) -> Any:
         """Autocast to the base's bf16/fp16 when trainables are kept in fp32 over it; else a no-op.

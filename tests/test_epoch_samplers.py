@@ -25,6 +25,10 @@ def augmented(tmp_path_factory) -> VesselSegDataset:
     return VesselSegDataset(str(root), 'train', str(tiny_checkpoint_dir()), transform=VesselAugment())
 
 
+def _as_list(batch: list) -> list:
+    return batch
+
+
 def test_split_epoch_index() -> None:
     assert split_epoch_index(0, 4) == (0, 0) and split_epoch_index(3, 4) == (0, 3)
     assert split_epoch_index(9, 4) == (2, 1)
@@ -44,6 +48,7 @@ def test_stream_is_the_restarted_epochs_one_after_another(augmented) -> None:
         expected += [epoch * n + i for i in reference]
     assert got == expected
     assert len({tuple(got[e * n : (e + 1) * n]) for e in range(5)}) > 1  # reshuffled per epoch
+    assert stream.epoch == 0  # reading the stream leaves the sampler's epoch alone
     # started at a later epoch (as resume sets it), the stream goes on from there
     stream.set_epoch(2)
     assert list(itertools.islice(iter(stream), 2 * n)) == expected[2 * n : 4 * n]
@@ -60,7 +65,7 @@ def test_one_loader_iterator_serves_every_epoch_with_fresh_augmentation(augmente
         sampler=EpochStreamSampler(augmented, shuffle=False, seed=0),
         num_workers=2,
         persistent_workers=True,
-        collate_fn=lambda batch: batch,
+        collate_fn=_as_list,  # a module-level function: the runner tests leave forkserver workers
     )
     it = iter(loader)
     items = [s for _ in range(3 * n // 2) for s in next(it)]  # three epochs from ONE iterator

@@ -75,6 +75,27 @@ def test_preempted_run_resumes_bit_exact(tmp_path, at, workers, accum):
     assert comparable(records) == comparable(reference)
 
 
+def test_preempted_run_resumes_bit_exact_with_the_stream_sampler(tmp_path):
+    # 15 samples in batches of 2: the stream's batches run across epoch boundaries (iteration 7 is
+    # samples 14 of epoch 0 and 0 of epoch 1), so the resume position is counted in samples
+    loader = {
+        'train_dataloader.sampler': dict(type='sa2va_vessel.EpochStreamSampler', shuffle=True),
+        'train_dataloader.dataset.num_samples': 15,
+        'train_dataloader.num_workers': 2,
+        'train_dataloader.persistent_workers': True,
+    }
+    reference = uninterrupted(tmp_path, **loader)
+    indices = [i for r in reference for i in r['indices']]
+    assert len(set(indices)) == len(indices) and max(indices) >= 15  # one stream, epoch-coded
+    work = tmp_path / 'preempted'
+    at = 7  # saves iter_8.pth: 16 samples consumed, resumes at epoch 1, sample 1
+    hooks = [dict(type='LossTraceHook'), dict(type='SignalAtIterHook', at=at)]
+    runner = train(cfg_for(work, custom_hooks=hooks, **loader))
+    assert runner.preempted
+    train(cfg_for(work, resume=True, **loader))
+    assert comparable(read_losses(work)) == comparable(reference)
+
+
 def test_resume_without_rng_restore_would_differ(tmp_path, monkeypatch):
     """Control: the exactness above comes from the restored RNG states (dropout)."""
     reference = uninterrupted(tmp_path, **NO_BOUNDARY)

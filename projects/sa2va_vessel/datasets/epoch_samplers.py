@@ -17,6 +17,7 @@ in the index each worker derives (epoch, item) from what it is asked for (:func:
 
 from __future__ import annotations
 
+import copy
 import itertools
 from typing import Iterator, Tuple
 
@@ -40,10 +41,12 @@ class EpochIndexSampler(DefaultSampler):
     """``DefaultSampler``'s order for the current epoch, each index ``epoch * len(dataset) + item``."""
 
     def epoch_indices(self, epoch: int) -> Iterator[int]:
-        """This rank's indices of ``epoch``."""
-        self.set_epoch(epoch)
+        """This rank's indices of ``epoch``. Reading them leaves ``self.epoch`` as it is: the
+        launch check peeks at the first indices before training starts."""
+        view = copy.copy(self)  # DefaultSampler reads the epoch from the instance
+        view.epoch = epoch
         offset = epoch * len(self.dataset)
-        return (offset + item for item in DefaultSampler.__iter__(self))
+        return (offset + item for item in DefaultSampler.__iter__(view))
 
     def __iter__(self) -> Iterator[int]:
         return self.epoch_indices(self.epoch)

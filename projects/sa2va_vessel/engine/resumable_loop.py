@@ -3,7 +3,9 @@
 * Before the first step: :func:`~.launch_check.check_rank_layout` (ranks, GPUs and the sampler agree).
 * Resume: jump to the saved data position without loading the consumed batches (mmengine's loop
   loads and discards all of them): epoch = iter // batches per epoch, then skip the first
-  ``offset * batch_size`` indices of that epoch's order; then restore this rank's RNG states
+  ``offset * batch_size`` indices of that epoch's order; with an endless sampler
+  (``datasets/epoch_samplers.EpochStreamSampler``, whose batches run across epoch boundaries)
+  epoch, skip = divmod(iter * batch_size, samples per epoch). Then restore this rank's RNG states
   (``atomic_checkpoint.py`` saved them).
 * After every step: if any rank got SIGUSR1/SIGTERM (``preemption.py``), all save and stop after
   this step.
@@ -218,23 +220,28 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
             if rng is not None:
                 restore_rng_state(rng)
             return
-        epoch, offset = divmod(done, epoch_len)
+        endless = bool(getattr(sampler, 'endless', False))
+        if endless:  # batches run on across epoch boundaries: count samples, not batches
+            epoch, skip = divmod(done * loader.batch_size, len(sampler))
+            offset = skip // loader.batch_size
+        else:
+            epoch, offset = divmod(done, epoch_len)
+            skip = offset * loader.batch_size
         sampler.set_epoch(epoch)
-        if offset:
-            batch_sampler.sampler = _SkipFirst(batch_sampler.sampler, offset * loader.batch_size)
+        if skip:
+            batch_sampler.sampler = _SkipFirst(batch_sampler.sampler, skip)
         # The uninterrupted run drew a worker seed from the torch RNG when it started this
         # epoch's iterator: before the save if the epoch had begun, after it at a boundary. An
         # endless sampler's iterator started once, before the first step: always before the save.
-        endless = bool(getattr(sampler, 'endless', False))
-        restore_after = bool(offset) or endless
+        restore_after = bool(skip) or endless
         if not restore_after and rng is not None:
             restore_rng_state(rng)
         self.dataloader_iterator = EpochDataIterator(loader, epoch)  # starts the loader iterator
         if restore_after and rng is not None:
             restore_rng_state(rng)
         self.runner.logger.info(
-            f'Resumed the data order at epoch {epoch}, batch {offset} of '
-            f'{epoch_len} (iteration {done}) without loading the consumed '
+            f'Resumed the data order at epoch {epoch}, sample {skip} of {len(sampler)} (batch {offset} of '
+            f'{epoch_len}; iteration {done}) without loading the consumed '
             f'batches; RNG states {"restored" if rng else "not restored"}.'
         )
 

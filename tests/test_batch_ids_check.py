@@ -24,7 +24,7 @@ def test_ids_beyond_the_embedding_are_refused_naming_the_keys(model) -> None:
 
 
 def test_a_training_batch_without_the_models_seg_id_is_refused(model) -> None:
-    with pytest.raises(ValueError, match=rf"\[SEG\] id {model.seg_token_id}"):
+    with pytest.raises(ValueError, match=rf'\[SEG\] id {model.seg_token_id}'):
         model.check_batch_ids(torch.tensor([[1, 2, 3]]), expect_seg=True)
     model.check_batch_ids(torch.tensor([[1, 2, 3]]), expect_seg=False)  # generation writes [SEG] itself
     model.check_batch_ids(torch.tensor([[1, model.seg_token_id]]), expect_seg=True)

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--dataload-sizes', type=_ints, default=[512, 1000])
     ap.add_argument('--dataload-n', type=int, default=64)
     ap.add_argument(
-        '--dataload-augment', action='store_true', help="with the training augmentation of configs/vessel_lora.py"
+        '--dataload-augment', action='store_true', help='with the training augmentation of configs/vessel_lora.py'
     )
     ap.add_argument(
         '--end-to-end',

@@ -35,9 +35,7 @@ def prepare(root: Path, n: int, size: int, preset: str = 'sa2va-internvl3-2b') -
     return data, ckpt
 
 
-def bench_loader(
-    data: Path, ckpt: Path, workers: int, batch_size: int, passes: int = 3, augment: bool = False
-) -> dict:
+def bench_loader(data: Path, ckpt: Path, workers: int, batch_size: int, passes: int = 3, augment: bool = False) -> dict:
     # augment: the training transform of configs/vessel_lora.py (crop to its 1024-px window)
     transform = VesselAugment(crop_size=1024) if augment else None
     ds = VesselSegDataset(str(data), 'train', str(ckpt), transform=transform)

@@ -50,7 +50,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--max-iters',
         type=int,
-        help='run N iterations: sets train_cfg.max_iters and stretches the config\'s '
+        help="run N iterations: sets train_cfg.max_iters and stretches the config's "
         'param_scheduler (warm-up share, cosine) to end at N',
     )
     parser.add_argument(

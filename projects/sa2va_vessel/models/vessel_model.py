@@ -371,7 +371,7 @@ class Sa2VAVesselModel(BaseModel):
         if top >= rows:
             raise ValueError(f'the batch has token id {top}, but the model has {rows} embedding rows: {fix}')
         if expect_seg and not bool((input_ids == self.seg_token_id).any()):
-            raise ValueError(f'no sample of the batch holds the model\'s [SEG] id {self.seg_token_id}: {fix}')
+            raise ValueError(f"no sample of the batch holds the model's [SEG] id {self.seg_token_id}: {fix}")
 
     def autocast_context(self, data: dict) -> Any:
         """Autocast to the base's bf16/fp16 when trainables are kept in fp32 over it; else a no-op.

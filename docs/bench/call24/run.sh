@@ -15,7 +15,7 @@ for i in 1 2 3 4 5 6 7 8 9 10; do s=$(date +%s)
     train_dataloader.dataset.model_path=/tmp/w/inputs_tiny val_dataloader.dataset.model_path=/tmp/w/inputs_tiny \
     train_dataloader.batch_size=8 train_dataloader.num_workers=12 train_cfg.val_interval=100 \
     default_hooks.checkpoint.interval=100 default_hooks.checkpoint.save_last=False > "$L/start_$i.log" 2>&1
-  rc=$?; echo "start $i: rc $rc, $(( $(date +%s) - s )) s, segfault lines: $(grep -c 'Unexpected segmentation fault' $L/start_$i.log), tokenizer conversions: $(grep -ciE 'tiktoken|converting' $L/start_$i.log), first step checked: $(grep -c 'every trainable group changed' $L/start_$i.log), iterations: $(grep -c 'Iter(train)' $L/start_$i.log)"
+  rc=$?; echo "start $i: rc $rc, $(( $(date +%s) - s )) s, segfault lines: $(grep -c 'Unexpected segmentation fault' $L/start_$i.log), tokenizer conversions: $(grep -ciE 'tiktoken|converting' $L/start_$i.log), first step checked: $(grep -c 'every trainable group changed' $L/start_$i.log)"
   [ $rc -ne 0 ] && tail -4 "$L/start_$i.log" | cut -c1-300
 done
 ls /tmp/svcache

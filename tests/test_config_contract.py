@@ -65,6 +65,14 @@ def test_shipped_config_runs_as_written(path: str, on_gpu: bool) -> None:
     assert cfg.optim_wrapper.type == wrapper
 
 
+@pytest.mark.parametrize('path', sorted(p for p in SHIPPED if p.startswith('configs/')))
+def test_shipped_configs_stream_epoch_coded_indices(path: str) -> None:
+    # the data sets read the epoch from the index (datasets/epoch_samplers.py): a plain
+    # DefaultSampler would give every epoch the same augmentation and restart the loader
+    sampler = load(path).train_dataloader.sampler
+    assert sampler.type == 'sa2va_vessel.EpochStreamSampler' and sampler.shuffle
+
+
 def _refused(cfg: Config, on_gpu: bool = False) -> str:
     with pytest.raises(ConfigError) as err:
         check_config(cfg, on_gpu)

@@ -162,7 +162,7 @@ class VesselAugment:
 
         The tone curve maps each uint8 value on its own (the image mean is its only global
         input), so it is computed for the 256 values once and looked up: the same bits as
-        computing it per pixel, at a tenth of the cost (a loader worker's largest share)."""
+        computing it per pixel, at a fifth of the cost (27.8 -> 5.6 ms per 512-px image on one core)."""
         mean = (image.astype(np.float32) / 255.0).mean()
         out = self.tone_curve(mean, rng)[image]
         if rng.random() < self.clahe_prob:

@@ -224,3 +224,18 @@ def test_qwen_merger_flops_closed_form_equals_the_counter(preset):
     assert merger_flops(_Model.sa2va.arch, 96) == counted > 0
     tower, merger = qwen_vision_flops(_Model, grid, 'cpu')
     assert merger == counted and tower > 0
+
+
+def test_dataload_with_the_configs_train_transform(tmp_path):
+    from mmengine.config import Config
+
+    from projects.sa2va_vessel.benchmark.dataload import run_dataload
+    from tests.conftest import REPO_ROOT
+
+    transform = Config.fromfile(str(REPO_ROOT / 'configs/vessel_lora.py')).train_dataloader.dataset.transform.to_dict()
+    lines = []
+    (row,) = run_dataload(
+        sizes=(96,), workers=(0,), n=4, batch_size=2, root=str(tmp_path), log=lines.append, transform=transform
+    )
+    assert row['transform'] == transform and row['samples'] == 12 and row['samples_per_s'] > 0
+    assert 'with VesselAugment' in lines[0]

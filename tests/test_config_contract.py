@@ -166,3 +166,17 @@ def test_deepspeed_switch_sets_the_runner_and_its_wrapper() -> None:
     cfg = load_config(parse_args([str(REPO_ROOT / 'configs/vessel_lora.py'), '--deepspeed', 'none']))
     assert (cfg.deepspeed, cfg.optim_wrapper.type) == ('none', PLAIN)
     check_config(cfg, on_gpu=True)
+
+
+def test_stretch_moves_iteration_bounds_only() -> None:
+    from projects.sa2va_vessel.engine.schedule import stretch_schedule
+
+    schedule = [
+        dict(type='LinearLR', by_epoch=False, begin=0, end=60),
+        dict(type='CosineAnnealingLR', by_epoch=False, begin=60, end=2000),
+        dict(type='MultiStepLR', by_epoch=True, milestones=[3], begin=0, end=5),  # epochs: untouched
+    ]
+    warmup, cosine, epochs = stretch_schedule(schedule, 200)
+    assert (warmup['end'], cosine['begin'], cosine['end']) == (6, 6, 200)
+    assert epochs == schedule[2]
+    assert stretch_schedule(schedule, 2) == []  # too short to warm up and decay: constant lr

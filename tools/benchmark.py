@@ -62,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--dataload-sizes', type=_ints, default=[512, 1000])
     ap.add_argument('--dataload-n', type=int, default=64)
     ap.add_argument(
-        '--dataload-augment', action='store_true', help='with the training augmentation of configs/vessel_lora.py'
+        '--dataload-augment',
+        action='store_true',
+        help='with the train transform of --config (default configs/vessel_lora.py)',
     )
     ap.add_argument(
         '--end-to-end',
@@ -138,12 +140,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.dataload or args.dataload_only:
         from projects.sa2va_vessel.benchmark.dataload import run_dataload
 
+        transform = None
+        if args.dataload_augment:  # the train transform of the config, as tools/train.py builds it
+            from mmengine.config import Config
+
+            from projects.sa2va_vessel.benchmark.end_to_end import DEFAULT_CONFIG
+
+            config = Config.fromfile(str(args.config or DEFAULT_CONFIG))
+            transform = config.train_dataloader.dataset.get('transform')
+            if transform is None:
+                ap.error(f'--dataload-augment: {args.config or DEFAULT_CONFIG} has no train transform')
+            transform = transform.to_dict() if hasattr(transform, 'to_dict') else dict(transform)
         report['dataload'] = run_dataload(
             sizes=args.dataload_sizes,
             workers=args.dataload_workers,
             n=args.dataload_n,
             batch_size=args.batch_size or 8,
-            augment=args.dataload_augment,
+            transform=transform,
         )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,6 @@ from torch.utils.data import DataLoader
 from ..datasets.collate import vessel_collate
 from ..datasets.synthetic import write_synthetic_dataset
 from ..datasets.tiny_tokenizer import build_tiny_tokenizer
-from ..datasets.transforms import VesselAugment
 from ..datasets.vessel_dataset import VesselSegDataset
 from ..models.presets import official_config
 
@@ -35,10 +34,11 @@ def prepare(root: Path, n: int, size: int, preset: str = 'sa2va-internvl3-2b') -
     return data, ckpt
 
 
-def bench_loader(data: Path, ckpt: Path, workers: int, batch_size: int, passes: int = 3, augment: bool = False) -> dict:
-    # augment: the training transform of configs/vessel_lora.py (crop to its 1024-px window)
-    transform = VesselAugment(crop_size=1024) if augment else None
-    ds = VesselSegDataset(str(data), 'train', str(ckpt), transform=transform)
+def bench_loader(
+    data: Path, ckpt: Path, workers: int, batch_size: int, passes: int = 3, transform: dict | None = None
+) -> dict:
+    # transform: a config's train transform, e.g. dict(type='VesselAugment', crop_size=1024)
+    ds = VesselSegDataset(str(data), 'train', str(ckpt), transform=dict(transform) if transform else None)
     loader = DataLoader(
         ds,
         batch_size=batch_size,
@@ -63,7 +63,7 @@ def bench_loader(data: Path, ckpt: Path, workers: int, batch_size: int, passes: 
         'samples_per_s': round(n / elapsed, 2),
         'n_tiles': n_tiles,
         'dataset_size': len(ds),
-        'augment': augment,
+        'transform': transform,
     }
 
 
@@ -74,7 +74,7 @@ def run_dataload(
     batch_size: int = 8,
     root: str | None = None,
     log=print,
-    augment: bool = False,
+    transform: dict | None = None,
 ) -> list[dict]:
     torch.set_num_threads(1)  # one core per worker, as a DataLoader worker has
     base = Path(root or tempfile.mkdtemp(prefix='sa2va_dataload_'))
@@ -82,11 +82,11 @@ def run_dataload(
     for size in sizes:
         data, ckpt = prepare(base, n, size)
         for w in workers:
-            r = bench_loader(data, ckpt, w, batch_size, augment=augment)
+            r = bench_loader(data, ckpt, w, batch_size, transform=transform)
             r['image_size'] = size
             log(
                 f'dataload size {size} ({r["n_tiles"]} tiles) workers {w} batch {batch_size}'
-                f'{" augmented" if augment else ""}: {r["samples_per_s"]} samples/s'
+                f'{" with " + transform["type"] if transform else ""}: {r["samples_per_s"]} samples/s'
             )
             out.append(r)
     return out

@@ -50,7 +50,7 @@ from .atomic_checkpoint import ResumableRunnerMixin, find_latest_checkpoint, rem
 from .launch_check import WorkDirLock, check_launch_environment, env_rank, slurm_to_torch_env
 from .loader_workers import prepare_loader_workers, shut_down_loader_workers
 from .preemption import preemption_signals
-from .schedule import stretch_schedule, warmup_cosine_schedule
+from .schedule import iteration_schedule_ends, schedule_options, stretch_schedule, warmup_cosine_schedule
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEEPSPEED_CONFIG_DIR = REPO_ROOT / 'configs' / 'deepspeed'
@@ -273,29 +273,6 @@ def runner_options(deepspeed: str, mixed_precision: str | None) -> dict:
     return {'deepspeed': deepspeed, **{f'optim_wrapper.{k}': v for k, v in wrapper.items()}}
 
 
-def _schedule_ends(schedule: Any) -> list[int]:
-    entries = schedule if isinstance(schedule, (list, tuple)) else [schedule]
-    return [
-        int(e['end'])
-        for e in entries
-        if hasattr(e, 'get') and e.get('by_epoch', True) is False and e.get('end') is not None
-    ]
-
-
-def _stretched_schedule_options(schedule: list, max_iters: int) -> str:
-    """``--cfg-options`` that stretch every iteration bound of ``schedule`` to ``max_iters``
-    (``tools/train.py --max-iters`` does it for you)."""
-    parts = [f'train_cfg.max_iters={max_iters}']
-    stretched = stretch_schedule(schedule, max_iters)
-    if not stretched:
-        return ' '.join(parts + ['param_scheduler=None'])
-    for i, entry in enumerate(stretched):
-        for key in ('begin', 'end'):
-            if entry.get(key) is not None:
-                parts.append(f'param_scheduler.{i}.{key}={entry[key]}')
-    return ' '.join(parts)
-
-
 def check_config(cfg: Config, on_gpu: bool) -> None:
     """Raise :class:`ConfigError` where the config asks for something the runner would have to
     rewrite to run it; the message names the key and what to write (module docstring)."""
@@ -350,11 +327,11 @@ def check_config(cfg: Config, on_gpu: bool) -> None:
             '(engine.schedule.warmup_cosine_schedule(max_iters, **lr_schedule))'
         )
     schedule = cfg.get('param_scheduler')
-    ends = _schedule_ends(schedule) if schedule else []
+    ends = iteration_schedule_ends(schedule) if schedule else []
     if ends and max_iters is not None and max(ends) != int(max_iters):
         fix = (
             f'; on the command line: --max-iters {max_iters}, or --cfg-options '
-            f'{_stretched_schedule_options(list(schedule), int(max_iters))}'
+            f'{" ".join(schedule_options(int(max_iters), stretch_schedule(list(schedule), int(max_iters))))}'
             if isinstance(schedule, (list, tuple))
             else ''
         )

@@ -7,6 +7,8 @@ at ``train_cfg.max_iters``). Plain Python, so the tools import it without torch.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 def warmup_cosine_schedule(
     max_iters: int, warmup_ratio: float = 0.03, warmup_start_factor: float = 1e-3, eta_min_ratio: float = 0.0
@@ -32,40 +34,55 @@ def run_length_options(max_iters: int, **schedule: float) -> list[str]:
     """``--cfg-options`` for a run of ``max_iters`` iterations of a config whose ``param_scheduler``
     is a warm-up + cosine of the same ``schedule`` (:func:`warmup_cosine_schedule`'s arguments):
     the two schedulers' bounds, or no schedule below 3 iterations."""
-    schedulers = warmup_cosine_schedule(max_iters, **schedule)
+    return schedule_options(max_iters, warmup_cosine_schedule(max_iters, **schedule))
+
+
+def schedule_options(max_iters: int, schedulers: list[dict]) -> list[str]:
+    """``--cfg-options`` that set ``max_iters`` and the iteration bounds of ``schedulers`` (in the
+    config's order), or ``param_scheduler=None`` for an empty list."""
     if not schedulers:
         return [f'train_cfg.max_iters={max_iters}', 'param_scheduler=None']
     return [f'train_cfg.max_iters={max_iters}'] + [
-        f'param_scheduler.{i}.{key}={entry[key]}' for i, entry in enumerate(schedulers) for key in ('begin', 'end')
+        f'param_scheduler.{i}.{key}={entry[key]}'
+        for i, entry in enumerate(schedulers)
+        for key in ('begin', 'end')
+        if entry.get(key) is not None
     ]
 
 
-def schedule_end(schedule: list[dict]) -> int:
-    """The last iteration bound of ``schedule``'s schedulers."""
-    ends = [int(entry['end']) for entry in schedule if entry.get('end') is not None]
-    if not ends:
-        raise ValueError(f'param_scheduler {schedule} has no "end": it cannot be stretched to a run length')
-    return max(ends)
+def _by_iteration(entry: Any) -> bool:
+    return hasattr(entry, 'get') and entry.get('by_epoch', True) is False
+
+
+def iteration_schedule_ends(schedule: Any) -> list[int]:
+    """The ``end`` of every iteration-based (``by_epoch=False``) scheduler of ``schedule`` (one
+    scheduler or a list): what must meet ``train_cfg.max_iters``."""
+    entries = schedule if isinstance(schedule, (list, tuple)) else [schedule]
+    return [int(e['end']) for e in entries if _by_iteration(e) and e.get('end') is not None]
 
 
 def stretch_schedule(schedule: list[dict], max_iters: int) -> list[dict]:
-    """``schedule`` with every iteration bound scaled to end at ``max_iters``: the same shape
-    (warm-up share, decay) for a run of another length; below 3 iterations, no schedule
-    (constant lr), as :func:`warmup_cosine_schedule` gives."""
+    """``schedule`` with the bounds of its iteration-based schedulers scaled to end at
+    ``max_iters``: the same shape (warm-up share, decay) for a run of another length; below 3
+    iterations, no schedule (constant lr), as :func:`warmup_cosine_schedule` gives."""
     if max_iters < 3:
         return []
-    old_end = schedule_end(schedule)
+    ends = iteration_schedule_ends(schedule)
+    if not ends:
+        raise ValueError(f'param_scheduler {schedule} has no iteration-based "end": it cannot be stretched')
+    old_end = max(ends)
     stretched = []
     for entry in schedule:
         entry = dict(entry)
         for key in ('begin', 'end'):
-            if entry.get(key) is not None:
+            if _by_iteration(entry) and entry.get(key) is not None:
                 entry[key] = round(int(entry[key]) * max_iters / old_end)
         stretched.append(entry)
     # mmengine's LinearLR reaches the full lr one step before its end: keep two steps of warm-up
     for entry, following in zip(stretched, stretched[1:]):
-        if entry.get('type') == 'LinearLR' and entry['end'] - entry.get('begin', 0) < 2:
-            entry['end'] = entry.get('begin', 0) + 2
-            if following.get('begin') is not None:
-                following['begin'] = entry['end']
+        if entry.get('type') == 'LinearLR' and _by_iteration(entry) and entry.get('end') is not None:
+            if entry['end'] - entry.get('begin', 0) < 2:
+                entry['end'] = entry.get('begin', 0) + 2
+                if following.get('begin') is not None:
+                    following['begin'] = entry['end']
     return stretched

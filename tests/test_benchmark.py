@@ -239,3 +239,47 @@ def test_dataload_with_the_configs_train_transform(tmp_path):
     )
     assert row['transform'] == transform and row['samples'] == 12 and row['samples_per_s'] > 0
     assert 'with VesselAugment' in lines[0]
+
+
+class _FakeCudaPeak:
+    """CUDA's peak-allocation counter, without a GPU: ``allocate`` raises it, a reset drops it."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+
+    def allocate(self, n_bytes: int) -> None:
+        self.peak = max(self.peak, n_bytes)
+
+    def max_memory_allocated(self, device=None) -> int:
+        return self.peak
+
+    def reset_peak_memory_stats(self, device=None) -> None:
+        self.peak = 0
+
+
+def test_end_to_end_peak_survives_the_logger_resets(tmp_path, monkeypatch):
+    """mmengine's LoggerHook resets CUDA's peak each time it logs memory; the end-to-end peak must
+    still be the run's (the first, guard, step here) and the timed window's, not the last interval's."""
+    import torch
+    from mmengine.device import get_max_cuda_memory
+
+    from projects.sa2va_vessel.benchmark.end_to_end import StepTimingHook
+
+    cuda = _FakeCudaPeak()
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'is_initialized', lambda: False)  # no synchronize
+    monkeypatch.setattr(torch.cuda, 'max_memory_allocated', cuda.max_memory_allocated)
+    monkeypatch.setattr(torch.cuda, 'reset_peak_memory_stats', cuda.reset_peak_memory_stats)
+    gib = 2**30
+    hook = StepTimingHook(str(tmp_path / 't.json'), warmup=5, steps=10, split_steps=3)
+    hook.batch_size = 2
+    for i in range(18):
+        hook.iteration_boundary()
+        # iteration 0: the guard's step (30 GiB); iteration 9, in the timed window: 12 GiB; others 8
+        cuda.allocate((30 if i == 0 else 12 if i == 9 else 8) * gib)
+        hook.after_train_iter(None, i)  # VERY_HIGH: runs before the LoggerHook
+        if (i + 1) % 10 == 0:
+            get_max_cuda_memory()  # the LoggerHook's memory read, which resets the counter
+    summary = hook.summary()
+    assert summary['peak_alloc_gib_run'] == 30.0
+    assert summary['peak_alloc_gib_timed'] == 12.0

@@ -82,7 +82,11 @@ class StepTimingHook(Hook):
         self._last_boundary: Optional[float] = None
         self._window_start: Optional[float] = None
         self.throughput_s: Optional[float] = None
-        self.peak_before_timing: Optional[int] = None
+        # Peaks sampled after every iteration: mmengine's LoggerHook resets CUDA's peak counter each
+        # time it logs memory (device.get_max_cuda_memory), so one read at the end sees only the last
+        # interval (call 26: 6.8 GiB read against 41.9 GiB logged).
+        self.peak_run_bytes = 0
+        self.peak_timed_bytes = 0
         self.batch_size: Optional[int] = None
 
     # -- which window is running ------------------------------------------------------------
@@ -102,9 +106,9 @@ class StepTimingHook(Hook):
         n = self.n_next
         if n == self.warmup:  # the throughput window starts
             _sync()
+            self.sample_peak()
             if torch.cuda.is_available():
-                self.peak_before_timing = torch.cuda.max_memory_allocated()
-                torch.cuda.reset_peak_memory_stats()
+                torch.cuda.reset_peak_memory_stats()  # the timed window's peak starts here
             self._window_start = time.perf_counter()
         if n == self.warmup + self.steps:  # ... ends; the split window starts
             _sync()
@@ -132,6 +136,24 @@ class StepTimingHook(Hook):
                 self.times['iteration'].append(now - self._last_boundary)
             self._last_boundary = now
         self.n_next += 1
+
+    def _in_timed_window(self) -> bool:
+        return self.warmup < self.n_next <= self.warmup + self.steps + self.split_steps
+
+    def sample_peak(self) -> None:
+        """Folds CUDA's peak since the last reset into the run's (and the timed window's) peak."""
+        if not torch.cuda.is_available():
+            return
+        peak = torch.cuda.max_memory_allocated()
+        self.peak_run_bytes = max(self.peak_run_bytes, peak)
+        if self._in_timed_window():
+            self.peak_timed_bytes = max(self.peak_timed_bytes, peak)
+
+    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+        self.sample_peak()  # VERY_HIGH priority: before the LoggerHook resets the counter
+
+    def after_val_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+        self.sample_peak()
 
     def _timed(self, stage: str, fn: Callable) -> Callable:
         @functools.wraps(fn)
@@ -167,6 +189,7 @@ class StepTimingHook(Hook):
 
     def summary(self) -> dict:
         cuda = torch.cuda.is_available()
+        self.sample_peak()
         split = {k: 1e3 * sum(v) / max(1, len(v)) for k, v in self.times.items()}
         split['hooks_other'] = max(0.0, split['iteration'] - sum(split[k] for k in SPLIT_STAGES[:-1]))
         step_ms = 1e3 * self.throughput_s / self.steps if self.throughput_s else None
@@ -180,10 +203,8 @@ class StepTimingHook(Hook):
             'split_ms': {k: round(v, 2) for k, v in split.items()},
             'split_raw_ms': {k: [round(1e3 * x, 2) for x in v] for k, v in self.times.items()},
             'data_wait_fraction': round(split['data'] / split['iteration'], 4) if split['iteration'] else None,
-            'peak_alloc_gib_run': round(max(self.peak_before_timing or 0, torch.cuda.max_memory_allocated()) / 2**30, 3)
-            if cuda
-            else None,
-            'peak_alloc_gib_timed': round(torch.cuda.max_memory_allocated() / 2**30, 3) if cuda else None,
+            'peak_alloc_gib_run': round(self.peak_run_bytes / 2**30, 3) if cuda else None,
+            'peak_alloc_gib_timed': round(self.peak_timed_bytes / 2**30, 3) if cuda else None,
         }
 
 

@@ -1,0 +1,12 @@
+# Sourced by the device scripts that come after call 26 (the scripts of calls that ran stay as they ran):
+# installs the carried wheels and defines run TIMEOUT LABEL CMD..., which logs, prints the figures and
+# packs the logs into $OUT/$CALL_logs.tar.gz after each run, so what ran comes back if the call runs out.
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 SA2VA_VESSEL_CACHE=/tmp/svcache PYTHONFAULTHANDLER=1
+L=/tmp/logs; mkdir -p $L
+B="python3 tools/benchmark.py --end-to-end --tokenizer .carry/tok8b --work-dir /tmp/w"
+run() { local t=$1 label=$2; shift 2; echo "=== $label (at ${SECONDS} s): $*"; local s=$(date +%s)
+  timeout -s ABRT -k 15 "$t" "$@" --label "$label" --out "$L/$label.json" > "$L/$label.log" 2>&1; local rc=$?
+  echo "rc $rc wall $(( $(date +%s) - s )) s"; grep -E "samples/s|x plain|Error|Traceback" "$L/$label.log" | grep -v WARN | cut -c1-320 | tail -6
+  grep "Iter(train)" "$L/$label.log" | sed -E 's/loss:.*//' | cut -c60-170 | tail -3
+  tar czf "$OUT/${CALL}_logs.tar.gz" -C /tmp logs; }

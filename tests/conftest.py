@@ -26,24 +26,6 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(1)
 
 
-def slow_seconds(item: pytest.Item) -> float:
-    """The seconds a test's ``slow`` mark says it takes on the CI machine (60 when it gives none); 0 in
-    an xdist_group module, which xdist schedules as one unit and whose module fixtures need its tests
-    kept together."""
-    mark = item.get_closest_marker('slow')
-    if mark is None or item.get_closest_marker('xdist_group') is not None:
-        return 0.0
-    return float(mark.args[0]) if mark.args else 60.0
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Longest tests first. pytest-xdist (``--dist loadgroup``) hands out the xdist_group modules
-    first, then single tests in collection order, so the 130 s learning check of
-    ``test_training_learns.py``, collected near the end, ran alone while the other worker idled.
-    The sort is stable and the same on every worker, as xdist requires."""
-    items.sort(key=lambda item: -slow_seconds(item))
-
-
 def free_port() -> int:
     """A localhost TCP port that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

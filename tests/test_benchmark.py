@@ -36,7 +36,6 @@ BREAKDOWN = {
 }
 
 
-@pytest.mark.slow(36)
 def test_benchmark_cpu_tiny(tmp_path):
     out = tmp_path / 'report.json'
     proc = run_cmd(
@@ -73,7 +72,6 @@ def test_benchmark_cpu_tiny(tmp_path):
     assert set(rows['official']['first_losses']) == {'loss_mask', 'loss_dice', 'loss_llm'}
 
 
-@pytest.mark.slow(74)
 def test_end_to_end_cpu_tiny(tmp_path):
     """--end-to-end trains through tools/train.py's runner with the shipped config and times it."""
     out = tmp_path / 'e2e.json'
@@ -122,7 +120,6 @@ def test_end_to_end_cpu_tiny(tmp_path):
     assert 'end-to-end / model step' in proc.stdout
 
 
-@pytest.mark.slow(45)
 def test_end_to_end_cpu_tiny_qwen(tmp_path):
     """--end-to-end on a Qwen-VL preset (Qwen3-VL: DeepStack, M-RoPE): the preset's inputs carry the
     family's tokenizer and image processor, validation before training runs in both modes (generation

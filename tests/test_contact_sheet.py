@@ -65,7 +65,7 @@ def test_outline_sits_on_the_mask(tmp_path):
     assert not (tile[15:25, 45:55] == OUTLINE).all(axis=2).any()  # an outline, not a fill
 
 
-@pytest.mark.slow(20)  # trains the tiny model
+@pytest.mark.slow  # ~50 s on 2 shared cores: trains the tiny model
 def test_labelme_folder_to_training_in_one_command(tiny_checkpoint, tmp_path, monkeypatch):
     """LabelMe folder -> prepare (patient-disjoint splits, sheet) -> check passes -> train 3 steps."""
     from projects.sa2va_vessel.engine import train

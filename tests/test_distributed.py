@@ -3,7 +3,6 @@ on gloo."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from tests.conftest import REPO_ROOT, free_port, repo_env, run_cmd
@@ -36,7 +35,6 @@ def dist_train(work_dir, *args: str) -> str:
     return out.stdout
 
 
-@pytest.mark.slow(54)
 def test_two_ranks_zero2_disjoint_data_equal_weights_and_resume(tmp_path):
     first = tmp_path / 'first'
     log = dist_train(first)
@@ -73,7 +71,6 @@ def test_two_ranks_zero2_disjoint_data_equal_weights_and_resume(tmp_path):
         assert read_trace(second, rank) == ranks[rank][STEPS - 1 :]
 
 
-@pytest.mark.slow(26)
 def test_two_ranks_plain_ddp_on_cpu(tmp_path):
     # --deepspeed none under torchrun: mmengine's DDP wrapper, gloo, device_ids=None on CPU.
     run_cmd(

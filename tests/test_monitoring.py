@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from mmengine.config import Config
 
@@ -116,7 +115,6 @@ def test_plain_runner_best_checkpoint_and_tensorboard(tmp_path):
     assert len(local) == 6
 
 
-@pytest.mark.slow(26)
 def test_two_processes_deepspeed_validation_and_best_checkpoint(tmp_path):
     # 5 val samples on 2 ranks with batch 2: the sampler pads, the metric must count 5; the
     # run must not hang in the metric's gather or the best-checkpoint save.

@@ -113,7 +113,7 @@ def test_global_batch_is_kept_by_accumulation_on_any_world_size() -> None:
     assert cfg.model.mask_loss == 'points' and cfg.model.trainable.embeddings and not cfg.model.trainable.token_rows
 
 
-@pytest.mark.slow(23)
+@pytest.mark.slow
 def test_the_official_arm_runs(tiny_checkpoint: Path, synthetic_vessels: Path, tmp_path: Path, monkeypatch) -> None:
     """configs/vessel_lora_official.py trains (guard on) with the tiny checkpoint: accumulation from
     the global batch, the official warm-up, the point loss and the whole embeddings."""

@@ -218,7 +218,7 @@ def test_cpu_weights_wait_for_the_move(tiny_checkpoint) -> None:
 
 
 # ---- learning ---------------------------------------------------------------------------------------
-@pytest.mark.slow(53)
+@pytest.mark.slow
 def test_tiny_model_with_nf4_base_learns(tiny_checkpoint, synthetic_vessels) -> None:
     """The learning check with a 4-bit base: Dice on the trained images rises from ~0.05 to > 0.5."""
     _bitsandbytes_on_cpu()

@@ -44,7 +44,6 @@ def test_forward_under_no_grad_is_stopped_by_the_guard(
     assert not (tmp_path / 'trace_rank0.jsonl').exists(), 'no iteration may complete'
 
 
-@pytest.mark.slow(52)
 def test_two_rank_zero2_disjoint_samples_and_equal_weights(tiny_checkpoint, synthetic_vessels, tmp_path) -> None:
     run_cmd(
         [

@@ -339,7 +339,6 @@ def start_script(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen:
     )
 
 
-@pytest.mark.slow(74)
 def test_sigusr1_two_ranks_zero2_saves_requeues_and_resumes_exactly(tmp_path):
     # The uninterrupted reference runs alongside the job that gets preempted (it sleeps).
     ref, work = tmp_path / 'ref', tmp_path / 'job'

@@ -102,7 +102,7 @@ def test_predict_runs_without_grad_and_loss_with_grad(tiny_checkpoint, synthetic
     assert all(v.requires_grad for v in losses.values())
 
 
-@pytest.mark.slow(133)
+@pytest.mark.slow
 def test_tiny_model_overfits_four_images(tiny_checkpoint, synthetic_vessels) -> None:
     """256 px images: SAM2's 256x256 logits are then one per image pixel, so 1 px vessels can be fit,
     and the loss at 256 px is exact (no upsampling). The images do not change, so the frozen vision

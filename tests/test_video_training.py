@@ -183,7 +183,6 @@ def _video_dice(video_data: dict, checkpoint: Path, out: Path) -> dict:
         )
 
 
-@pytest.mark.slow(43)
 def test_video_training_improves_held_out_video_dice(video_data, tmp_path) -> None:
     """tools/train.py's runner on the tiny video config, then tools/test.py --video on videos it never
     saw, before and after; the gradient-flow guard checked the run (it stops a run otherwise: the
@@ -240,7 +239,6 @@ def test_guard_stops_video_training_when_the_seg_broadcast_is_cut(video_data, tm
     assert read_losses(tmp_path) == [], 'no iteration may complete'
 
 
-@pytest.mark.slow(35)
 def test_resume_is_exact_with_the_clip_sampler(video_data, tmp_path) -> None:
     """8 iterations straight vs. preempted in iteration 4 (mid-epoch) and resumed from iter_4.pth: the
     clips drawn (also those of epoch 1, after the resume), the losses and the trainable weights of

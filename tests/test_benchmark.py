@@ -97,6 +97,7 @@ def test_end_to_end_cpu_tiny(tmp_path):
             str(tmp_path / 'w'),
             '--out',
             str(out),
+            '--profile',
             '--cfg-options',
             'model.compile_llm_layers=False',
             'model.compile_frozen_encoders=False',
@@ -106,6 +107,14 @@ def test_end_to_end_cpu_tiny(tmp_path):
     report = json.loads(out.read_text())
     e2e = report['end_to_end']
     assert e2e['config'].endswith('configs/vessel_lora.py') and e2e['deepspeed'] == 'none'
+    # --profile: the split window's tables name the model's stages and the step's parts, and a trace
+    table = (tmp_path / 'w' / 'e2e_timing.profile.txt').read_text()
+    named = table.split('named ranges')[1]
+    for stage in ('sa2va/vision', 'sa2va/llm', 'sa2va/sam2_encoder', 'sa2va/mask_decoder', 'sa2va/losses'):
+        assert stage in named, stage
+    for stage in ('step/forward', 'step/backward', 'step/optimizer'):
+        assert stage in named, stage
+    assert json.loads((tmp_path / 'w' / 'e2e_timing.trace.json').read_text())['traceEvents']
     assert e2e['batch_size'] == 2 and e2e['samples_per_s'] > 0
     split = e2e['split_ms']
     assert set(split) == {'data', 'forward', 'backward', 'optimizer', 'hooks_other', 'iteration'}

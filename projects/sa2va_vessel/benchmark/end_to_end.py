@@ -121,13 +121,23 @@ class StepTimingHook(Hook):
                 self._profiler.__enter__()
         if self._profiler is not None and n == self.warmup + self.steps + self.split_steps:
             self._profiler.__exit__(None, None, None)
-            sort = 'self_cuda_time_total' if torch.cuda.is_available() else 'self_cpu_time_total'
+            cuda = torch.cuda.is_available()
+            sort = 'self_cuda_time_total' if cuda else 'self_cpu_time_total'
             averages = self._profiler.key_averages()
+            # the model's and the step's named ranges (sa2va/*, step/*): where each stage's time goes
+            named = [e for e in averages if e.key.startswith(('sa2va/', 'step/'))]
             self.profile_table = (
-                averages.table(sort_by=sort, row_limit=30)
+                averages.table(sort_by=sort, row_limit=40)
                 + '\n'
                 + averages.table(sort_by='cpu_time_total', row_limit=30)
+                + '\nnamed ranges (ms per split iteration: CPU total, device total of their kernels):\n'
+                + '\n'.join(
+                    f'{e.key:<24} cpu {e.cpu_time_total / 1e3 / self.split_steps:9.1f}  '
+                    f'device {getattr(e, "device_time_total", 0.0) / 1e3 / self.split_steps:9.1f}  calls {e.count}'
+                    for e in sorted(named, key=lambda e: e.key)
+                )
             )
+            self._profiler.export_chrome_trace(str(self.out.with_suffix('.trace.json')))
             self._profiler = None
         if self._split_iteration(n) or self._split_iteration(n - 1):
             _sync()
@@ -162,7 +172,8 @@ class StepTimingHook(Hook):
                 return fn(*args, **kwargs)
             _sync()
             start = time.perf_counter()
-            out = fn(*args, **kwargs)
+            with torch.profiler.record_function(f'step/{stage}'):
+                out = fn(*args, **kwargs)
             _sync()
             self.record(stage, time.perf_counter() - start)
             return out

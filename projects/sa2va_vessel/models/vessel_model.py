@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModel
 from torch import nn
+from torch.profiler import record_function
 
 from ..datasets.fast_tokenizer import load_fast_tokenizer
 from ..registry import MODELS
@@ -454,14 +455,18 @@ class Sa2VAVesselModel(BaseModel):
             # the frozen SAM2 encoder runs on its own stream, overlapped with the ViT and the LLM
             side.wait_stream(torch.cuda.current_stream(g_pixel_values.device))
             g_pixel_values.record_stream(side)
-            with torch.cuda.stream(side):
+            with torch.cuda.stream(side), record_function('sa2va/sam2_encoder'):
                 fpn = self.sam2_features(g_pixel_values, data_samples)
+        # record_function: named ranges for torch.profiler (tools/benchmark.py --profile); ~1 us each otherwise
         if self.is_qwen:
-            hidden = self._qwen_last_hidden(data)
+            with record_function('sa2va/vision_and_llm'):
+                hidden = self._qwen_last_hidden(data)
         else:
-            image_embeds = self.image_embeddings(data['pixel_values'], input_ids, data_samples)
-            inputs_embeds = self.sa2va.splice_image_embeddings(input_ids, image_embeds, self.img_context_id)
-            hidden = self.sa2va.llm_last_hidden(inputs_embeds, data['attention_mask'], data['position_ids'])
+            with record_function('sa2va/vision'):
+                image_embeds = self.image_embeddings(data['pixel_values'], input_ids, data_samples)
+            with record_function('sa2va/llm'):
+                inputs_embeds = self.sa2va.splice_image_embeddings(input_ids, image_embeds, self.img_context_id)
+                hidden = self.sa2va.llm_last_hidden(inputs_embeds, data['attention_mask'], data['position_ids'])
 
         is_seg = input_ids == self.seg_token_id
         seg_per_sample = is_seg.sum(dim=1)
@@ -470,18 +475,20 @@ class Sa2VAVesselModel(BaseModel):
         language_embeds = self.sa2va.text_hidden_fcs(hidden[is_seg])  # (N_seg, C), row-major order
 
         if side is None:
-            fpn = self.sam2_features(g_pixel_values, data_samples)
+            with record_function('sa2va/sam2_encoder'):
+                fpn = self.sam2_features(g_pixel_values, data_samples)
         else:
             main = torch.cuda.current_stream(g_pixel_values.device)
             main.wait_stream(side)
             for level in fpn:
                 level.record_stream(main)
-        image_embed, high_res = self.sa2va.sam2_decoder_inputs(fpn)
-        # one decoder call per [SEG]: repeat each sample's image features for its [SEG] count
-        repeat = seg_per_sample.to(image_embed.device)
-        image_embed = image_embed.repeat_interleave(repeat, dim=0)
-        high_res = [h.repeat_interleave(repeat, dim=0) for h in high_res]
-        decoded = self.sa2va.decode_masks(image_embed, high_res, language_embeds)
+        with record_function('sa2va/mask_decoder'):
+            image_embed, high_res = self.sa2va.sam2_decoder_inputs(fpn)
+            # one decoder call per [SEG]: repeat each sample's image features for its [SEG] count
+            repeat = seg_per_sample.to(image_embed.device)
+            image_embed = image_embed.repeat_interleave(repeat, dim=0)
+            high_res = [h.repeat_interleave(repeat, dim=0) for h in high_res]
+            decoded = self.sa2va.decode_masks(image_embed, high_res, language_embeds)
         return SegMaskOutput(hidden=hidden, seg_per_sample=seg_per_sample, language_embeds=language_embeds, **decoded)
 
     def _qwen_last_hidden(self, data: dict) -> torch.Tensor:
@@ -512,6 +519,10 @@ class Sa2VAVesselModel(BaseModel):
 
     def loss(self, data: dict, data_samples: list | None = None) -> dict[str, torch.Tensor]:
         out = self.seg_masks(data, data_samples)
+        with record_function('sa2va/losses'):
+            return self._losses(out, data)
+
+    def _losses(self, out: SegMaskOutput, data: dict) -> dict[str, torch.Tensor]:
         if self.mask_loss == 'points':
             losses = point_sampled_mask_losses(
                 out.mask_logits, data['masks'], self.mask_loss_weight, self.dice_loss_weight, **self.point_loss

@@ -12,7 +12,9 @@ mixed_precision = 'bf16'
 
 log_interval = 10
 default_hooks = dict(
-    runtime_info=dict(type='RuntimeInfoHook'),
+    # mmengine's RuntimeInfoHook, but the loss tensors are read off the GPU once per log interval
+    # instead of synchronising every iteration (engine/runtime_info.py)
+    runtime_info=dict(type='DeferredRuntimeInfoHook'),
     timer=dict(type='IterTimerHook'),  # feeds the ETA in the log line
     logger=dict(type='LoggerHook', interval=log_interval, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),

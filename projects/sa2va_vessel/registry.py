@@ -86,6 +86,7 @@ HOOKS = Registry(
     locations=[
         f'{_PACKAGE}.engine.hooks',
         f'{_PACKAGE}.engine.monitor_hooks',
+        f'{_PACKAGE}.engine.runtime_info',
         f'{_PACKAGE}.engine.validate_before_train',
         f'{_PACKAGE}.benchmark.end_to_end',
     ],

@@ -23,9 +23,10 @@ How it sees gradients in both runners
 ``update_params(loss)`` as ``self.backward(loss)`` then ``self.step()``, and the gradients are
 gone after it, so the guard replaces ``backward`` and ``step`` on the optimizer-wrapper
 *instance* at ``before_train`` (and restores them at ``after_train``). The per-loss values come
-from a forward hook on the model. Its own time per iteration goes to the message hub as
-``train/guard_ms`` (in the log line and TensorBoard as ``guard_ms``); the one-time mask-loss
-check is logged on its own line.
+from a forward hook on the model. Its own time goes to the message hub as ``train/guard_ms`` (in
+the log line and TensorBoard as ``guard_ms``), measured on the first update, every log interval
+and the last iteration (measuring synchronises the device); the one-time mask-loss check is
+logged on its own line.
 """
 
 from __future__ import annotations
@@ -193,7 +194,8 @@ class GradientFlowGuardHook(Hook):
         ):
             with self._timed():
                 self._check_weights_moved(done)
-        runner.message_hub.update_scalar('train/guard_ms', self._ms)
+        if self._timing_now():
+            runner.message_hub.update_scalar('train/guard_ms', self._ms)
         self._ms = 0.0
 
     # -- patching -----------------------------------------------------------------------------
@@ -245,17 +247,28 @@ class GradientFlowGuardHook(Hook):
         if isinstance(output, dict):  # mode='loss'; predict returns a list
             self._losses = output
 
+    def _timing_now(self) -> bool:
+        """Whether this iteration's guard time is measured and logged: the first update (its
+        one-time checks), every log interval and the last iteration. Measuring synchronises
+        the device twice, which stalls the queue of GPU work; the other iterations do not pay it."""
+        runner = self._runner
+        done = runner.iter + 1
+        return done - self._start_iter <= self._accum or done % self.interval == 0 or done >= runner.max_iters
+
     class _Timer:
         def __init__(self, hook: 'GradientFlowGuardHook') -> None:
             self.hook = hook
 
         def __enter__(self) -> None:
-            _sync_cuda()  # time the guard's work, not the backward still queued on the GPU
+            self.measure = self.hook._timing_now()
+            if self.measure:
+                _sync_cuda()  # time the guard's work, not the backward still queued on the GPU
             self.t0 = time.perf_counter()
 
         def __exit__(self, *exc: Any) -> None:
-            _sync_cuda()
-            self.hook._ms += (time.perf_counter() - self.t0) * 1e3
+            if self.measure:
+                _sync_cuda()
+                self.hook._ms += (time.perf_counter() - self.t0) * 1e3
 
     def _timed(self) -> '_Timer':
         return self._Timer(self)

@@ -28,11 +28,12 @@ from typing import Any, Optional
 import numpy as np
 import torch
 from mmengine.dist import is_main_process
-from mmengine.hooks import CheckpointHook, Hook, LoggerHook
+from mmengine.hooks import CheckpointHook, Hook
 
 from ..models.training_checkpoint import BEST_RECORD, write_best_record
 from ..registry import HOOKS
 from .hooks import nonempty_trainable_groups
+from .runtime_info import logger_interval
 from .utils import unwrap_model
 
 # The threshold at which each selection metric of VesselSegMetric is measured.
@@ -42,11 +43,6 @@ THRESHOLD_OF_METRIC = {
     'gen_best_dice': 'gen_best_thr',
     'gen_best_dice_mean': 'gen_best_thr_mean',
 }
-
-
-def _logger_interval(runner: Any, default: int = 10) -> int:
-    loggers = [h for h in runner.hooks if isinstance(h, LoggerHook)]
-    return loggers[0].interval if loggers else default
 
 
 @HOOKS.register_module()
@@ -67,7 +63,7 @@ class UpdateNormHook(Hook):
 
     def before_train(self, runner: Any) -> None:
         if self.interval is None:
-            self.interval = _logger_interval(runner)
+            self.interval = logger_interval(runner)
         self._groups = nonempty_trainable_groups(unwrap_model(runner.model))
         # Host fp32 copies: the GPU keeps no second set of trainable weights. Pinned, so that
         # update_norms() streams them back asynchronously instead of one blocking copy each.

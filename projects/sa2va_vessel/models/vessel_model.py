@@ -49,6 +49,9 @@ DECODER_FROZEN = ('iou_prediction_head.', 'pred_obj_score_head.', 'output_hypern
 DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16, None: None}
 
 
+NON_BLOCKING_PREPROCESSOR = dict(type='BaseDataPreprocessor', non_blocking=True)
+
+
 @dataclass
 class SegMaskOutput:
     """What ``Sa2VAVesselModel.seg_masks`` returns (N = number of [SEG] tokens in the batch)."""
@@ -97,7 +100,9 @@ class Sa2VAVesselModel(BaseModel):
         data_preprocessor: dict | None = None,
         init_cfg: dict | None = None,
     ) -> None:
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        # non_blocking: the batch (pinned by the loader) goes to the GPU without a synchronisation
+        # per tensor; mmengine's default copies blocking, which drains the GPU's queue every step
+        super().__init__(data_preprocessor=data_preprocessor or dict(NON_BLOCKING_PREPROCESSOR), init_cfg=init_cfg)
         self.model_path = str(model_path)
         if quantize_base is not None:  # fail before a long load, not after it
             check_quant_type(quantize_base)

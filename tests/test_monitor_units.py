@@ -59,3 +59,34 @@ def test_update_norm_is_distance_from_start():
     assert math.isclose(hub.get_scalar('train/update_norm/lora').current(), 12.0, rel_tol=1e-6)
     assert math.isclose(hub.get_scalar('train/update_norm/mask_decoder').current(), 4.0, rel_tol=1e-6)
     assert hub.get_scalar('train/update_norm/text_hidden_fcs').current() == 0.0
+
+
+def test_unit_gradient_norms_equal_each_units_own_norm():
+    """The probe's fused per-unit norms (one kernel per dtype, summed per unit) equal
+    torch's norm of each unit's gradients taken on its own, mixed dtypes included."""
+    from collections import OrderedDict
+
+    import torch
+    from torch import nn
+    from torch.nn.utils import get_total_norm
+
+    from projects.sa2va_vessel.engine.guard_probe import ParamProbe
+
+    gen = torch.Generator().manual_seed(0)
+    units = OrderedDict()
+    for u, dtype in enumerate((torch.float32, torch.bfloat16, torch.float32)):
+        params = []
+        for k in range(u + 2):
+            p = nn.Parameter(torch.zeros(3 + k, 5, dtype=dtype))
+            p.grad = torch.randn(p.shape, generator=gen).to(dtype) * (u + 1)
+            params.append((f'u{u}.p{k}', p))
+        units[f'unit{u}'] = params
+    units['no_grad'] = [('n.p', nn.Parameter(torch.zeros(2)))]
+    norms, _ = ParamProbe(units).grad_norms()
+    for name, params in units.items():
+        grads = [p.grad for _, p in params if p.grad is not None]
+        if not grads:
+            assert norms[name] is None
+            continue
+        expected = float(get_total_norm([g.float() for g in grads]))
+        assert abs(norms[name] - expected) <= 1e-5 * expected, name

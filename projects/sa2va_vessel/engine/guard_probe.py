@@ -26,7 +26,6 @@ from typing import Any, Optional
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.nn.utils import get_total_norm
 
 from ..models.peft_names import is_lora_b, lora_kind
 
@@ -95,10 +94,19 @@ class ParamProbe:
         # that hold no part of it); other DeepSpeed stages fall back to safe_get_full_grad.
         self.fragments = engine is not None and all(hasattr(p, '_hp_mapping') for p in params)
         self.device = params[0].device if params else torch.device('cpu')
+        self._owner_indices: dict[tuple[int, ...], torch.Tensor] = {}
         if dist.is_available() and dist.is_initialized() and dist.get_backend() == 'nccl':
             self.device = torch.device('cuda', torch.cuda.current_device())
 
     # -- gradients ------------------------------------------------------------------------------
+    def _owner_index(self, owners: list[int]) -> torch.Tensor:
+        """``owners`` as a device tensor, made once per distinct list (a fresh host-to-device copy
+        every step would synchronise)."""
+        key = tuple(owners)
+        if key not in self._owner_indices:
+            self._owner_indices[key] = torch.tensor(owners, dtype=torch.long).to(self.device)
+        return self._owner_indices[key]
+
     def _grad(self, param: nn.Parameter) -> Optional[torch.Tensor]:
         if self.engine is None:
             return param.grad
@@ -116,13 +124,22 @@ class ParamProbe:
     ) -> tuple[OrderedDict[str, Optional[float]], Optional[torch.Tensor]]:
         """L2 gradient norm of every unit (None: no parameter has ``.grad``, plain runner only),
         and ``extra`` summed over the ranks in the same collective (e.g. a "bad loss" flag)."""
-        squares, has_grad = [], []
-        for params in self.units.values():
+        # One fused norm kernel per (device, dtype) over every gradient, then a sum per unit: a
+        # handful of launches per step, not a few per unit (it runs every step, in the GPU's path).
+        by_kind: dict[tuple, tuple[list[torch.Tensor], list[int]]] = {}
+        has_grad = []
+        for u, params in enumerate(self.units.values()):
             grads = [g for g in (self._grad(p) for _, p in params) if g is not None]
             has_grad.append(bool(grads) or self.engine is not None)
-            norm = get_total_norm(grads) if grads else torch.zeros(())
-            squares.append(norm.to(self.device, torch.float32) ** 2)
-        vec = torch.stack(squares)
+            for g in grads:
+                kind = by_kind.setdefault((g.device, g.dtype), ([], []))
+                kind[0].append(g)
+                kind[1].append(u)
+        vec = torch.zeros(len(self.units), device=self.device, dtype=torch.float32)
+        for grads, owners in by_kind.values():
+            norms = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32)).to(self.device)
+            vec.index_add_(0, self._owner_index(owners), norms * norms)
+        squares = vec
         if extra is not None:
             vec = torch.cat([vec, extra.to(self.device, torch.float32).reshape(-1)])
         if self.fragments:  # local fragments: sum the squares over the ranks

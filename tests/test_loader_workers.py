@@ -50,3 +50,30 @@ def test_open_file_limit_raised_within_the_hard_limit():
         assert resource.getrlimit(resource.RLIMIT_NOFILE) == (expected, hard)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_workers_forked_by_the_fork_server_print_a_stack_on_a_fault(tmp_path):
+    """After prepare_loader_workers, a fork-server worker has faulthandler on (inherited from the
+    server, which starts with PYTHONFAULTHANDLER=1). Run in a fresh process: the fork server is
+    one per process, and an earlier test may have started it."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    script = tmp_path / 'probe.py'
+    script.write_text(
+        'import faulthandler, multiprocessing\n'
+        'from projects.sa2va_vessel.engine.loader_workers import prepare_loader_workers\n'
+        'def probe(_):\n'
+        '    return faulthandler.is_enabled()\n'
+        "if __name__ == '__main__':\n"
+        "    prepare_loader_workers('forkserver')\n"
+        "    with multiprocessing.get_context('forkserver').Pool(1) as pool:\n"
+        "        print('worker', pool.map(probe, [0])[0], 'trainer', faulthandler.is_enabled())\n"
+    )
+    env = {k: v for k, v in __import__('os').environ.items() if k != 'PYTHONFAULTHANDLER'}
+    env['PYTHONPATH'] = str(REPO_ROOT)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert 'worker True trainer True' in out.stdout

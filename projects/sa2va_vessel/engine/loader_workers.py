@@ -3,6 +3,11 @@
 * Start: with the ``forkserver`` start method (default_runtime.py: the main process holds CUDA
   and the Rust tokenizer's threads, which ``fork`` would copy mid-state) the fork server imports
   the data code once and every worker forks from it, ready to unpickle the dataset.
+* Crashes: a worker that dies of a signal leaves only torch's one line ("Unexpected segmentation
+  fault encountered in worker", device call 32). ``PYTHONFAULTHANDLER=1`` is set before the fork
+  server starts, so the server enables faulthandler and every worker forked from it inherits it:
+  a fault before the worker's loop (unpickling the dataset, imports) prints its Python stack.
+  The trainer enables faulthandler for itself too.
 * Open files: each batch tensor reaches the main process as a file descriptor (torch's
   ``file_descriptor`` sharing), so 12-14 workers with prefetching hold hundreds at once; the
   soft ``RLIMIT_NOFILE`` is raised to the hard limit (capped) before any worker starts.
@@ -21,7 +26,9 @@ torch has no public "close" for a loader; the iterator's ``_shutdown_workers`` i
 
 from __future__ import annotations
 
+import faulthandler
 import multiprocessing
+import os
 import resource
 from typing import Any, Sequence
 
@@ -36,6 +43,10 @@ OPEN_FILES_WANTED = 65536
 def prepare_loader_workers(start_method: str | None, preload: Sequence[str] = ()) -> None:
     """Before any loader starts: the modules the fork server imports (``preload``, e.g. the data
     modules of ``registry.DATA_MODULES``) and a soft open-file limit that fits."""
+    # the fork server is a fresh interpreter started with this environment (see the module docstring)
+    os.environ.setdefault('PYTHONFAULTHANDLER', '1')
+    if not faulthandler.is_enabled():
+        faulthandler.enable()
     if start_method == 'forkserver':
         multiprocessing.set_forkserver_preload(list(preload))
     soft, hard = raise_open_file_limit()

@@ -326,3 +326,19 @@ def test_export_merges_into_the_dequantized_base(tiny_checkpoint, synthetic_vess
     load_adapter_export(fresh, tmp_path / 'adapter')
     reloaded = torch.cat([o['prob'] for o in fresh(batch['data'], batch['data_samples'], mode='predict')])
     assert torch.equal(reloaded, prob)
+
+
+def test_a_cpu_validation_leaves_the_4bit_statistics_as_quantized(tiny_checkpoint, synthetic_vessels) -> None:
+    """bitsandbytes repacks 4-bit weights for its AVX512-BF16 kernel at the first CPU forward in
+    eval mode, and its unpacking for saving changes the statistics: a checkpoint saved after a CPU
+    validation would no longer match its base. The model keeps that repacking off."""
+    _bitsandbytes_on_cpu()
+    model = _model(tiny_checkpoint).eval()
+    layers = [m for m in model.modules() if type(m).__name__ == 'Linear4bit']
+    assert layers and all(getattr(m, 'support_avx512bf16_for_cpu', False) is False for m in layers)
+    stats = {k: v.clone() for k, v in model.state_dict().items() if '.weight.' in k and 'base_layer' in k}
+    batch = _batch(synthetic_vessels, tiny_checkpoint, 1, split='val')
+    with torch.no_grad():
+        model(batch['data'], batch['data_samples'], mode='predict')
+    after = model.state_dict()
+    assert stats and all(torch.equal(v, after[k]) for k, v in stats.items())

@@ -137,6 +137,12 @@ def _to_linear4bit(
     if linear.bias is not None:
         new.bias = linear.bias  # stays in its dtype, frozen
     new.train(linear.training)
+    # bitsandbytes (0.50) repacks a 4-bit weight for its AVX512-BF16 kernel at the first CPU
+    # forward in eval mode, and unpacks it to save: the round trip changes the statistics
+    # (nested_offset), so a checkpoint saved after a CPU validation no longer matches the base it
+    # names. The frozen base stays as quantized: that kernel is for CPU inference, not this.
+    if hasattr(new, 'support_avx512bf16_for_cpu'):
+        new.support_avx512bf16_for_cpu = False
     new.register_load_state_dict_pre_hook(_take_statistics)
     if _quantize_here(weight.device, quantize_now):
         new.weight = new.weight.to(weight.device)  # Params4bit quantizes on its first move

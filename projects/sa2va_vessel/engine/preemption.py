@@ -1,8 +1,10 @@
 """Preemption: SIGUSR1 / SIGTERM become a flag that every rank agrees on after each step.
 
 SIGUSR1 (SLURM's ``--signal=USR1@120``) and SIGTERM (preemption, ``scancel``) only set a flag. After
-every iteration the ranks agree on it (``any_rank``: an all-reduce of one number, so every rank stops
-after the *same* step), save a checkpoint and leave the loop (``resumable_loop.py``);
+every iteration the ranks agree on it (an all-reduce of one number, so every rank stops after the
+*same* step), save a checkpoint and leave the loop (``resumable_loop.py``). The loop reads that
+all-reduce one iteration late (``LaggedAnyRank``): read at once, it would wait for the GPU to finish
+the step on every rank, every iteration; one step later on a signal that leaves minutes is free;
 ``tools/train.py`` then exits with :data:`PREEMPTED_EXIT_CODE` and ``slurm/train.sbatch`` requeues
 the job.
 """
@@ -105,3 +107,43 @@ def any_rank(flag: bool) -> bool:
     value = torch.tensor([1.0 if flag else 0.0], device=_comm_device())
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item() > 0)
+
+
+class LaggedAnyRank:
+    """``any_rank``, answered one call late, without waiting for the device.
+
+    Each call starts the all-reduce of this call's flag and returns the agreed value of the
+    previous call's (False on the first). Every rank makes the same calls, so every rank gets the
+    same answers at the same call. On NCCL the result is copied to pinned host memory behind an
+    event, and the next call waits only for that event, which the GPU passed one step earlier.
+    One process (no process group, or a world of one) answers at once: no collective to wait for.
+    """
+
+    def __init__(self) -> None:
+        self._pending: Optional[tuple[Any, torch.Tensor, Any]] = None  # (work, host value, event)
+
+    def __call__(self, flag: bool) -> bool:
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return flag
+        device = _comm_device()
+        value = torch.full((1,), 1.0 if flag else 0.0, device=device)  # no host-to-device copy
+        work = dist.all_reduce(value, op=dist.ReduceOp.MAX, async_op=True)
+        event = None
+        if device.type == 'cuda':
+            work.wait()  # on NCCL: the current stream waits for the collective, the host does not
+            host = torch.empty(1, pin_memory=True)
+            host.copy_(value, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            work = None
+        else:
+            host = value
+        previous, self._pending = self._pending, (work, host, event)
+        if previous is None:
+            return False
+        prev_work, prev_host, prev_event = previous
+        if prev_event is not None:
+            prev_event.synchronize()
+        else:
+            prev_work.wait()
+        return bool(prev_host.item() > 0)

@@ -32,7 +32,7 @@ from mmengine.runner import IterBasedTrainLoop
 
 from ..registry import LOOPS
 from .atomic_checkpoint import restore_rng_state, write_atomic
-from .preemption import PREEMPTED_EXIT_CODE, PREEMPTED_MARKER, PREEMPTION, any_rank
+from .preemption import PREEMPTED_EXIT_CODE, PREEMPTED_MARKER, PREEMPTION, LaggedAnyRank
 
 
 class EpochDataIterator:
@@ -105,10 +105,17 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
     * Resume: jump to the saved data position without loading the consumed batches (epoch =
       iter // batches per epoch, then skip the first ``offset * batch_size`` indices of that
       epoch's order), then restore this rank's RNG states.
-    * After every step: if any rank got SIGUSR1/SIGTERM, all save and stop after this step.
+    * After every step: if any rank got SIGUSR1/SIGTERM, all save and stop, at the same step (the
+      ranks' agreement is read one step late, so that no step waits for the GPU: preemption.py).
     """
 
     preempted = False
+    _agreement: Optional[LaggedAnyRank] = None
+
+    def _preemption_agreed(self, flag: bool) -> bool:
+        if self._agreement is None:
+            self._agreement = LaggedAnyRank()
+        return self._agreement(flag)
 
     def run(self) -> Any:
         from .launch_check import check_rank_layout
@@ -146,7 +153,7 @@ class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
         # iterations are done, and that is the iteration the checkpoint resumes at.
         # With gradient accumulation, stop only where an optimizer step just happened: the
         # accumulated gradients of a half-done group are not in any checkpoint.
-        if any_rank(PREEMPTION.received is not None) and self._at_update_boundary():
+        if self._preemption_agreed(PREEMPTION.received is not None) and self._at_update_boundary():
             self._save_for_preemption()
         self._iter += 1  # mmengine's counter (``iter`` has no setter)
 

@@ -139,18 +139,18 @@ class ParamProbe:
         for grads, owners in by_kind.values():
             norms = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32)).to(self.device)
             vec.index_add_(0, self._owner_index(owners), norms * norms)
-        squares = vec
+        n = len(self.units)
         if extra is not None:
             vec = torch.cat([vec, extra.to(self.device, torch.float32).reshape(-1)])
         if self.fragments:  # local fragments: sum the squares over the ranks
             _all_reduce(vec)
         elif extra is not None and self.engine is None:
-            _all_reduce(vec[len(squares) :])  # DDP gradients are global already; the flag is not
+            _all_reduce(vec[n:])  # DDP gradients are global already; the flag is not
         values = vec.cpu()
         norms: OrderedDict[str, Optional[float]] = OrderedDict()
-        for (unit, _), seen, sq in zip(self.units.items(), has_grad, values[: len(squares)]):
+        for (unit, _), seen, sq in zip(self.units.items(), has_grad, values[:n]):
             norms[unit] = float(sq.sqrt()) / scale if seen else None
-        return norms, (values[len(squares) :] if extra is not None else None)
+        return norms, (values[n:] if extra is not None else None)
 
     # -- weights --------------------------------------------------------------------------------
     def _master(self, param: nn.Parameter) -> Optional[torch.Tensor]:

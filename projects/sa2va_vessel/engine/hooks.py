@@ -38,13 +38,13 @@ from collections import OrderedDict
 from typing import Any, Callable, Optional
 
 import torch
-from mmengine.hooks import Hook, LoggerHook
+from mmengine.hooks import Hook
 from torch import nn
 
 from ..models.training_checkpoint import fill_frozen_from_model, trainable_only_state
 from ..registry import HOOKS
 from .guard_probe import ParamProbe, group_of, mask_loss_representatives, name_units, split_units
-from .utils import deepspeed_engine_of, unwrap_model
+from .utils import deepspeed_engine_of, logger_interval, unwrap_model
 
 Groups = dict[str, list[tuple[str, nn.Parameter]]]
 
@@ -153,9 +153,8 @@ class GradientFlowGuardHook(Hook):
         self._units = split_units(self._groups)
         self._engine = deepspeed_engine_of(runner.model)
         self._probe = ParamProbe(self._units, self._engine)
-        loggers = [h for h in runner.hooks if isinstance(h, LoggerHook)]
         if self.interval is None:
-            self.interval = loggers[0].interval if loggers else 10
+            self.interval = logger_interval(runner)
         accum = self._accumulation(runner.optim_wrapper)
         window = self.window or self.interval
         self._window = -(-window // accum) * accum  # weights move only at update boundaries

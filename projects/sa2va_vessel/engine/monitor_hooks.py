@@ -33,8 +33,7 @@ from mmengine.hooks import CheckpointHook, Hook
 from ..models.training_checkpoint import BEST_RECORD, write_best_record
 from ..registry import HOOKS
 from .hooks import nonempty_trainable_groups
-from .runtime_info import logger_interval
-from .utils import unwrap_model
+from .utils import logger_interval, unwrap_model
 
 # The threshold at which each selection metric of VesselSegMetric is measured.
 THRESHOLD_OF_METRIC = {

@@ -100,9 +100,13 @@ def _comm_device() -> torch.device:
     return torch.device('cpu')
 
 
+def _several_ranks() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 def any_rank(flag: bool) -> bool:
     """True on every rank when ``flag`` is True on at least one (a collective)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not _several_ranks():
         return flag
     value = torch.tensor([1.0 if flag else 0.0], device=_comm_device())
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
@@ -123,7 +127,7 @@ class LaggedAnyRank:
         self._pending: Optional[tuple[Any, torch.Tensor, Any]] = None  # (work, host value, event)
 
     def __call__(self, flag: bool) -> bool:
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        if not _several_ranks():
             return flag
         device = _comm_device()
         value = torch.full((1,), 1.0 if flag else 0.0, device=device)  # no host-to-device copy

@@ -18,15 +18,10 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import torch
-from mmengine.hooks import LoggerHook, RuntimeInfoHook
+from mmengine.hooks import RuntimeInfoHook
 
 from ..registry import HOOKS
-
-
-def logger_interval(runner: Any, default: int = 10) -> int:
-    """The LoggerHook's interval (``default`` without one)."""
-    loggers = [h for h in runner.hooks if isinstance(h, LoggerHook)]
-    return loggers[0].interval if loggers else default
+from .utils import logger_interval
 
 
 @HOOKS.register_module()

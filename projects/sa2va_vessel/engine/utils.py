@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from mmengine.hooks import LoggerHook
 from mmengine.model import is_model_wrapper
 from torch import nn
 
@@ -31,3 +32,9 @@ def unwrap_model(model: Any) -> nn.Module:
     while is_model_wrapper(model):
         model = model.module
     return model
+
+
+def logger_interval(runner: Any, default: int = 10) -> int:
+    """The LoggerHook's interval (``default`` without one): the hooks that feed the log line use it."""
+    loggers = [h for h in runner.hooks if isinstance(h, LoggerHook)]
+    return loggers[0].interval if loggers else default

@@ -9,10 +9,11 @@ from mmengine.config import Config
 from projects.sa2va_vessel.engine.runner import REPO_ROOT, deepspeed_config_path, resolve_deepspeed_config
 
 
-def _resolved(**changes) -> dict:
+def _resolved(world_size: int = 1, **changes) -> dict:
     cfg = Config.fromfile(str(REPO_ROOT / 'configs' / 'vessel_lora.py'))
     cfg.merge_from_dict(changes)
-    return resolve_deepspeed_config(json.loads(deepspeed_config_path(cfg.deepspeed).read_text()), cfg, on_gpu=True)
+    ds = json.loads(deepspeed_config_path(cfg.deepspeed).read_text())
+    return resolve_deepspeed_config(ds, cfg, on_gpu=True, world_size=world_size)
 
 
 def test_auto_entries_follow_the_config():
@@ -26,3 +27,9 @@ def test_bf16_overflow_scan_only_without_the_guard():
     assert _resolved()['bf16']['check_grad_overflow'] is False
     assert _resolved(default_hooks=dict(gradient_guard=None))['bf16']['check_grad_overflow'] is True
     assert _resolved(default_hooks=dict(gradient_guard=dict(check=False)))['bf16']['check_grad_overflow'] is True
+
+
+def test_gradient_reduction_overlaps_only_with_several_ranks():
+    # one rank reduces nothing; overlap_comm would only add a device sync at the end of each backward
+    assert _resolved(world_size=1)['zero_optimization']['overlap_comm'] is False
+    assert _resolved(world_size=8)['zero_optimization']['overlap_comm'] is True

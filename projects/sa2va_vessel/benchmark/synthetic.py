@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from ..datasets.batch_layout import batch_layout
 from ..datasets.conversation import SEG_ANSWERS, VESSEL_QUESTIONS, encode_turn, make_question
 from ..datasets.image_processing import TILE_SIZE, find_closest_aspect_ratio, target_ratios
 
@@ -103,6 +104,8 @@ def make_batch(
         'attention_mask': attention_mask.to(device),
         'position_ids': position_ids.to(device),
         'masks': [thin_lines(h, w, gen)[None].to(device) for _ in range(batch_size)],
+        # found on the host, as vessel_collate does for the real loader
+        'layout': batch_layout(input_ids, labels, model.seg_token_id, model.img_context_id).to(device),
     }
     samples = [
         {'img_path': f'{key_prefix}_{i}', 'ori_size': (h, w), 'frozen_feature_key': f'{key_prefix}_{i}'}

@@ -14,6 +14,7 @@ import random
 import torch
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
+from ..datasets.batch_layout import batch_layout
 from ..datasets.conversation import SEG_ANSWERS, VESSEL_QUESTIONS, encode_turn, make_question, qwen_image_token_string
 from ..datasets.qwen_image_processing import SA2VA_MAX_PIXELS, SA2VA_MIN_PIXELS
 from ..datasets.qwen_positions import rope_index
@@ -71,6 +72,8 @@ def make_qwen_batch(
         'attention_mask': attention_mask.to(device),
         'position_ids': position_ids.to(device),
         'masks': [thin_lines(h, w, gen)[None].to(device) for _ in range(batch_size)],
+        # found on the host, as vessel_collate does for the real loader
+        'layout': batch_layout(input_ids, labels, model.seg_token_id, model.img_context_id).to(device),
     }
     samples = [
         {'img_path': f'{key_prefix}_{i}', 'ori_size': (h, w), 'frozen_feature_key': f'{key_prefix}_{i}'}

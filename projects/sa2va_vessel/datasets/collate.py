@@ -8,6 +8,10 @@ Qwen-VL family items (they carry `image_grid_thw`) give `pixel_values` as every 
 concatenated (N, 3*T*p*p), `image_grid_thw` (B, 3) and `position_ids` as the items' M-RoPE ids
 (3, B, L), padding positions 1 (what `get_rope_index` writes where the attention mask is 0).
 InternVL items give (T, 3, 448, 448) tiles and (B, L) positions.
+
+Items that carry their tokenizer's ``seg_token_id`` and ``image_token_id`` (every
+``SampleBuilder`` item) also give ``data['layout']``, a ``BatchLayout`` found here on the CPU, so
+that the model's forward never reads a count back from the GPU (``datasets/batch_layout.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 
 from ..registry import FUNCTIONS
+from .batch_layout import BatchLayout, batch_layout
 from .conversation import IGNORE_INDEX
 
 _REQUIRED = ('pixel_values', 'g_pixel_values', 'input_ids', 'labels', 'masks', 'img_path', 'ori_size')
@@ -85,6 +90,9 @@ def vessel_collate(
         'masks': [s['masks'].to(torch.bool) for s in samples],  # B x (S, H, W)
         **extra,
     }
+    layout = _layout(samples, input_ids, labels)
+    if layout is not None:
+        data['layout'] = layout
     data_samples: List[Dict[str, Any]] = [
         {
             'img_path': s['img_path'],
@@ -96,3 +104,17 @@ def vessel_collate(
         for s in samples
     ]
     return {'data': data, 'data_samples': data_samples}
+
+
+def _layout(samples: Sequence[Dict[str, Any]], input_ids: torch.Tensor, labels: torch.Tensor) -> Optional[BatchLayout]:
+    """The batch's layout, when every item names its [SEG] and image token ids (and they agree)."""
+    ids = {(s.get('seg_token_id'), s.get('image_token_id')) for s in samples}
+    if len(ids) != 1:
+        raise ValueError(
+            f'vessel_collate: the items name different [SEG]/image token ids {sorted(ids, key=str)}: '
+            'they come from different tokenizers'
+        )
+    seg, image = ids.pop()
+    if seg is None or image is None:
+        return None
+    return batch_layout(input_ids, labels, int(seg), int(image))

@@ -8,7 +8,9 @@ An item (docs/ARCHITECTURE.md, "The batch"): ``pixel_values`` (InternVL: (T, 3, 
 Qwen-VL: (gh*gw, 3*T*p*p) float32 patches plus ``image_grid_thw`` (1, 3) and ``position_ids``
 (3, L) M-RoPE ids), ``g_pixel_values`` (3, 1024, 1024) uint8, ``input_ids`` / ``labels`` (L,)
 int64, ``masks`` (1, H, W) bool, ``n_tiles``, ``img_path``, ``frozen_feature_key``, ``ori_size``
-(H, W), ``fov`` (H, W) bool numpy or None, ``pad_token_id``, ``question``, ``answer``.
+(H, W), ``fov`` (H, W) bool numpy or None, ``pad_token_id``, ``seg_token_id`` and
+``image_token_id`` (the tokenizer's [SEG] and image placeholder ids: ``vessel_collate`` finds the
+batch's layout with them, ``datasets/batch_layout.py``), ``question``, ``answer``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 
 from .checkpoint_config import INTERNVL, CheckpointInputs, checkpoint_inputs
-from .conversation import encode_turn, qwen_image_token_string
+from .conversation import IMG_CONTEXT_TOKEN, QWEN_IMAGE_PAD, SEG_TOKEN, encode_turn, qwen_image_token_string
 from .fast_tokenizer import load_fast_tokenizer
 from .image_processing import SAM2_SIZE, chw_uint8, sam2_image_uint8, tiles_uint8
 from .qwen_image_processing import process_image
@@ -38,6 +40,12 @@ class SampleBuilder:
     def __init__(self, inputs: CheckpointInputs, tokenizer: Any) -> None:
         self.inputs = inputs
         self.tokenizer = tokenizer
+        image_token = IMG_CONTEXT_TOKEN if inputs.family == INTERNVL else QWEN_IMAGE_PAD
+        # None where the tokenizer lacks the token (the model then names the problem)
+        self.token_ids = {
+            'seg_token_id': tokenizer.convert_tokens_to_ids(SEG_TOKEN),
+            'image_token_id': tokenizer.convert_tokens_to_ids(image_token),
+        }
 
     @classmethod
     def from_checkpoint(
@@ -97,6 +105,7 @@ class SampleBuilder:
             'ori_size': (int(mask.shape[0]), int(mask.shape[1])),
             'fov': None if fov is None else np.ascontiguousarray(fov),
             'pad_token_id': int(self.tokenizer.pad_token_id),
+            **self.token_ids,
             'question': question,
             'answer': answer,
         }

@@ -85,13 +85,14 @@ def deepspeed_config_path(name: str) -> Path:
     return path
 
 
-def resolve_deepspeed_config(ds_config: dict, cfg: Config, on_gpu: bool) -> dict:
+def resolve_deepspeed_config(ds_config: dict, cfg: Config, on_gpu: bool, world_size: int = 1) -> dict:
     """Fill the ``"auto"`` entries of a DeepSpeed json from the mmengine config.
 
     Batch sizes come from ``train_dataloader.batch_size`` and
     ``optim_wrapper.accumulative_counts``; ``train_batch_size`` is left to DeepSpeed, which
     knows the world size. bf16/fp16 follow ``cfg.mixed_precision`` on GPU and are forced off
-    on CPU, where DeepSpeed's CPU path trains in fp32.
+    on CPU, where DeepSpeed's CPU path trains in fp32. ``zero_optimization.overlap_comm`` "auto" is
+    on with several ranks only (``world_size``).
     """
     ds = copy.deepcopy(ds_config)
     optim = cfg.get('optim_wrapper', {})
@@ -129,6 +130,13 @@ def resolve_deepspeed_config(ds_config: dict, cfg: Config, on_gpu: bool) -> dict
     bf16 = ds['bf16']
     if bf16.get('check_grad_overflow') == 'auto':
         bf16['check_grad_overflow'] = not guard_checks_gradients(cfg)
+
+    # overlap_comm runs the gradient reduction on a side stream, and ends every backward with a
+    # device-wide synchronisation (ZeRO-2's independent_gradient_partition_epilogue) and keeps a
+    # second bucket buffer. On one rank there is no reduction to overlap: only the stall is left.
+    zero = ds.get('zero_optimization') or {}
+    if zero.get('overlap_comm') == 'auto':
+        zero['overlap_comm'] = world_size > 1
 
     left = [k for k, v in _walk(ds) if v == 'auto']
     if left:
@@ -479,7 +487,8 @@ def build_runner(cfg: Config) -> AnyRunner:
 
     if use_deepspeed:
         path = deepspeed_config_path(mode)
-        ds_config = resolve_deepspeed_config(json.loads(path.read_text()), cfg, on_gpu)
+        world_size = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        ds_config = resolve_deepspeed_config(json.loads(path.read_text()), cfg, on_gpu, world_size)
         cfg.strategy = dict(type='DeepSpeedStrategy', config=ds_config, exclude_frozen_parameters=True)
         # DeepSpeedOptimWrapper takes the optimizer only: clip_grad and accumulation are in the json now.
         cfg.optim_wrapper = dict(type=optim['type'], optimizer=optim['optimizer'])

@@ -174,12 +174,15 @@ class Sa2VAModules(Sa2VABase):
         return hidden.reshape(hidden.shape[0], -1, hidden.shape[-1])
 
     def splice_image_embeddings(
-        self, input_ids: torch.Tensor, image_embeds: torch.Tensor, img_context_id: int
+        self, input_ids: torch.Tensor, image_embeds: torch.Tensor, img_context_id: int, n_slots: int | None = None
     ) -> torch.Tensor:
-        """Token embeddings with every ``<IMG_CONTEXT>`` replaced, in order, by an image embedding."""
+        """Token embeddings with every ``<IMG_CONTEXT>`` replaced, in order, by an image embedding.
+        ``n_slots``: the count of ``<IMG_CONTEXT>`` tokens where the host knows it (counting them
+        here reads the count from the device)."""
         inputs_embeds = self.language_model.get_input_embeddings()(input_ids)
         is_image = input_ids == img_context_id
-        n_slots, n_embeds = int(is_image.sum()), image_embeds.shape[0] * image_embeds.shape[1]
+        n_slots = int(is_image.sum()) if n_slots is None else n_slots
+        n_embeds = image_embeds.shape[0] * image_embeds.shape[1]
         if n_slots != n_embeds:
             raise ValueError(
                 f'the batch has {n_slots} <IMG_CONTEXT> tokens but its tiles give {n_embeds} '

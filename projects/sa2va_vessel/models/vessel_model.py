@@ -19,6 +19,7 @@ from mmengine.model import BaseModel
 from torch import nn
 from torch.profiler import record_function
 
+from ..datasets.batch_layout import BatchLayout, batch_layout, label_rows, layouts_equal
 from ..datasets.fast_tokenizer import load_fast_tokenizer
 from ..registry import MODELS
 from .checkpoint import build_preset, load_sa2va
@@ -65,6 +66,7 @@ class SegMaskOutput:
     best_index: torch.Tensor  # (N,) argmax of iou_pred
     object_score_logits: torch.Tensor  # (N,)
     sam_token: torch.Tensor  # (N, C_sam) the best mask's decoder output token (video object pointer)
+    layout: BatchLayout | None = None  # the batch's token layout (where the [SEG] and label rows are)
 
 
 @MODELS.register_module()
@@ -355,6 +357,7 @@ class Sa2VAVesselModel(BaseModel):
     def forward(self, data: dict, data_samples: list | None = None, mode: str = 'loss') -> Any:
         if not self._batch_ids_checked:  # once: it synchronises with the device
             self.check_batch_ids(data['input_ids'], expect_seg=mode == 'loss')
+            self.check_batch_layout(data)
             self._batch_ids_checked = True
         with self.autocast_context(data):
             if mode == 'loss':
@@ -378,6 +381,39 @@ class Sa2VAVesselModel(BaseModel):
             raise ValueError(f'the batch has token id {top}, but the model has {rows} embedding rows: {fix}')
         if expect_seg and not bool((input_ids == self.seg_token_id).any()):
             raise ValueError(f"no sample of the batch holds the model's [SEG] id {self.seg_token_id}: {fix}")
+
+    def batch_layout(self, data: dict) -> BatchLayout:
+        """Where the batch's [SEG], label and image tokens are: the collate's, found on the host
+        (``data['layout']``), else found here on the device, which synchronises."""
+        layout = data.get('layout')
+        if layout is None:
+            input_ids = data['input_ids']
+            labels = data.get('labels')
+            labels = torch.full_like(input_ids, -100) if labels is None else labels
+            layout = batch_layout(input_ids, labels, self.seg_token_id, self.img_context_id)
+        return layout
+
+    def check_batch_layout(self, data: dict) -> None:
+        """Raise ValueError when the collate's layout, found with the data set's token ids, is not
+        the one this model's [SEG] and image ids give (once: it synchronises with the device)."""
+        given = data.get('layout')
+        if given is None:
+            return
+        own = batch_layout(
+            data['input_ids'],
+            data.get('labels', torch.full_like(data['input_ids'], -100)),
+            self.seg_token_id,
+            self.img_context_id,
+        )
+        if not layouts_equal(own, given):
+            raise ValueError(
+                "the batch's data['layout'] (vessel_collate, from the items' seg_token_id / "
+                "image_token_id) is not the model's: the data set's tokenizer "
+                '(train_dataloader.dataset.model_path) is not the one of model.model_path='
+                f'{self.model_path!r} ([SEG] per sample: data {list(given.seg_per_sample)}, model '
+                f'{list(own.seg_per_sample)}; image slots: data {given.n_image_slots}, model '
+                f'{own.n_image_slots})'
+            )
 
     def autocast_context(self, data: dict) -> Any:
         """Autocast to the base's bf16/fp16 when trainables are kept in fp32 over it; else a no-op.
@@ -455,6 +491,9 @@ class Sa2VAVesselModel(BaseModel):
     def seg_masks(self, data: dict, data_samples: list | None = None) -> SegMaskOutput:
         """Teacher-forced pass: the LLM's last hidden states and one decoded mask per [SEG]."""
         input_ids, g_pixel_values = data['input_ids'], data['g_pixel_values']
+        layout = self.batch_layout(data)
+        if 0 in layout.seg_per_sample:
+            raise ValueError(f'every sample needs a [SEG] token; counts per sample: {list(layout.seg_per_sample)}')
         side = self._side_stream_for(g_pixel_values)
         if side is not None:
             # the frozen SAM2 encoder runs on its own stream, overlapped with the ViT and the LLM
@@ -470,14 +509,14 @@ class Sa2VAVesselModel(BaseModel):
             with record_function('sa2va/vision'):
                 image_embeds = self.image_embeddings(data['pixel_values'], input_ids, data_samples)
             with record_function('sa2va/llm'):
-                inputs_embeds = self.sa2va.splice_image_embeddings(input_ids, image_embeds, self.img_context_id)
+                inputs_embeds = self.sa2va.splice_image_embeddings(
+                    input_ids, image_embeds, self.img_context_id, n_slots=layout.n_image_slots
+                )
                 hidden = self.sa2va.llm_last_hidden(inputs_embeds, data['attention_mask'], data['position_ids'])
 
-        is_seg = input_ids == self.seg_token_id
-        seg_per_sample = is_seg.sum(dim=1)
-        if bool((seg_per_sample == 0).any()):
-            raise ValueError(f'every sample needs a [SEG] token; counts per sample: {seg_per_sample.tolist()}')
-        language_embeds = self.sa2va.text_hidden_fcs(hidden[is_seg])  # (N_seg, C), row-major order
+        # (N_seg, C) in row-major order, gathered by index: hidden[is_seg] would read N_seg from the GPU
+        seg_hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, layout.seg_index)
+        language_embeds = self.sa2va.text_hidden_fcs(seg_hidden)
 
         if side is None:
             with record_function('sa2va/sam2_encoder'):
@@ -490,11 +529,13 @@ class Sa2VAVesselModel(BaseModel):
         with record_function('sa2va/mask_decoder'):
             image_embed, high_res = self.sa2va.sam2_decoder_inputs(fpn)
             # one decoder call per [SEG]: repeat each sample's image features for its [SEG] count
-            repeat = seg_per_sample.to(image_embed.device)
-            image_embed = image_embed.repeat_interleave(repeat, dim=0)
-            high_res = [h.repeat_interleave(repeat, dim=0) for h in high_res]
+            repeat, n_seg = layout.seg_counts.to(image_embed.device), sum(layout.seg_per_sample)
+            image_embed = image_embed.repeat_interleave(repeat, dim=0, output_size=n_seg)
+            high_res = [h.repeat_interleave(repeat, dim=0, output_size=n_seg) for h in high_res]
             decoded = self.sa2va.decode_masks(image_embed, high_res, language_embeds)
-        return SegMaskOutput(hidden=hidden, seg_per_sample=seg_per_sample, language_embeds=language_embeds, **decoded)
+        return SegMaskOutput(
+            hidden=hidden, seg_per_sample=layout.seg_counts, language_embeds=language_embeds, layout=layout, **decoded
+        )
 
     def _qwen_last_hidden(self, data: dict) -> torch.Tensor:
         """Qwen-VL families: vision tower + merger(s), splice, M-RoPE ids, LLM (models/sa2va_qwen.py)."""
@@ -512,15 +553,20 @@ class Sa2VAVesselModel(BaseModel):
             image_embeds=image,
         )
 
-    def llm_loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Next-token cross-entropy on answer tokens; logits only where a label exists."""
-        target = labels[:, 1:]
-        keep = target != -100
-        if not bool(keep.any()):
+    def llm_loss(self, hidden: torch.Tensor, labels: torch.Tensor, layout: BatchLayout | None = None) -> torch.Tensor:
+        """Next-token cross-entropy on answer tokens; logits only where a label exists. With the
+        batch's ``layout`` the rows are gathered by index, without reading a count from the GPU."""
+        if layout is None:
+            index, target = label_rows(labels)
+            n_labels = int(index.numel())
+        else:
+            index, target, n_labels = layout.label_index, layout.label_target, layout.n_labels
+        if n_labels == 0:
             return hidden.sum() * 0.0
+        rows = hidden.reshape(-1, hidden.shape[-1]).index_select(0, index)
         # Qwen3-VL's [SEG] state is pre-norm; the logits read the final norm's output
-        logits = self.sa2va.language_model.lm_head(self.sa2va.logits_hidden(hidden[:, :-1][keep]))
-        return F.cross_entropy(logits.float(), target[keep])
+        logits = self.sa2va.language_model.lm_head(self.sa2va.logits_hidden(rows))
+        return F.cross_entropy(logits.float(), target)
 
     def loss(self, data: dict, data_samples: list | None = None) -> dict[str, torch.Tensor]:
         out = self.seg_masks(data, data_samples)
@@ -536,7 +582,7 @@ class Sa2VAVesselModel(BaseModel):
             losses = mask_losses(
                 out.mask_logits, data['masks'], self.loss_resolution, self.mask_loss_weight, self.dice_loss_weight
             )
-        losses['loss_llm'] = self.llm_loss_weight * self.llm_loss(out.hidden, data['labels'])
+        losses['loss_llm'] = self.llm_loss_weight * self.llm_loss(out.hidden, data['labels'], out.layout)
         return losses
 
     def predict(self, data: dict, data_samples: list | None = None) -> list[dict[str, torch.Tensor]]:

@@ -1,0 +1,80 @@
+"""`BatchLayout`: where a batch's [SEG] tokens, answer labels and image slots are, known on the host.
+
+The teacher-forced forward gathers the LLM's hidden state at every [SEG] token and at every
+position whose next token is a label, and checks that the image slots match the image
+embeddings. Found on the device (``hidden[is_seg]``, ``int(is_image.sum())``), each of these
+reads a count back from the GPU: the host waits for the queued work, and the GPU idles while the
+host queues the next part. ``vessel_collate`` computes the layout from the CPU token ids instead
+(in the loader workers; the loader pins it with the batch), so the forward gathers with index
+tensors of known length and checks with host integers: no synchronisation.
+
+``batch_layout`` is the one computation; the model falls back to it on the device for batches
+that carry no layout (generation, callers that build batches themselves), which then synchronises
+as before.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from .conversation import IGNORE_INDEX
+
+
+class BatchLayout(NamedTuple):
+    """A (B, L) batch's token layout. Tensors move to the device with the batch; ints stay."""
+
+    seg_index: torch.Tensor  # (N_seg,) int64: flat index b * L + t of each [SEG], row-major order
+    seg_counts: torch.Tensor  # (B,) int64: [SEG] tokens per sample
+    label_index: torch.Tensor  # (N_lab,) int64: flat index b * L + t of each position whose next token is a label
+    label_target: torch.Tensor  # (N_lab,) int64: that next token
+    seg_per_sample: tuple[int, ...]  # seg_counts on the host
+    n_labels: int  # N_lab
+    n_image_slots: int  # image placeholder tokens in the batch
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> 'BatchLayout':
+        """This layout with its tensors on ``device``."""
+        return BatchLayout(
+            *(x.to(device, non_blocking=non_blocking) if isinstance(x, torch.Tensor) else x for x in self)
+        )
+
+
+def batch_layout(input_ids: torch.Tensor, labels: torch.Tensor, seg_token_id: int, image_token_id: int) -> BatchLayout:
+    """The layout of ``input_ids``/``labels`` (B, L) on their device (on a GPU: a few synchronisations)."""
+    if input_ids.shape != labels.shape or input_ids.dim() != 2:
+        raise ValueError(
+            f'batch_layout needs (B, L) input_ids and labels of one shape; got {tuple(input_ids.shape)} '
+            f'and {tuple(labels.shape)}'
+        )
+    is_seg = input_ids == seg_token_id
+    seg_counts = is_seg.sum(dim=1)
+    label_index, label_target = label_rows(labels)
+    return BatchLayout(
+        seg_index=is_seg.reshape(-1).nonzero().squeeze(1),
+        seg_counts=seg_counts,
+        label_index=label_index,
+        label_target=label_target,
+        seg_per_sample=tuple(int(n) for n in seg_counts.tolist()),
+        n_labels=int(label_index.numel()),
+        n_image_slots=int((input_ids == image_token_id).sum()),
+    )
+
+
+def label_rows(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(flat index b * L + t, next token) of every position of ``labels`` (B, L) whose next token is a
+    label, in row-major order: the rows the next-token loss reads."""
+    target = labels[:, 1:]
+    rows = (target != IGNORE_INDEX).nonzero()  # (N_lab, 2): sample, position
+    return rows[:, 0] * labels.shape[1] + rows[:, 1], target[rows[:, 0], rows[:, 1]]
+
+
+def layouts_equal(a: BatchLayout, b: BatchLayout) -> bool:
+    """Whether two layouts of one batch agree (tensors compared on ``a``'s device)."""
+    for x, y in zip(a, b):
+        if isinstance(x, torch.Tensor):
+            if x.shape != y.shape or not torch.equal(x, y.to(x.device)):
+                return False
+        elif x != y:
+            return False
+    return True

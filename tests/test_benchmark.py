@@ -88,7 +88,7 @@ def test_end_to_end_cpu_tiny(tmp_path):
             '--image-size',
             '128x128',
             '--e2e-steps',
-            '1,1,2',
+            '3,1,2',
             '--workers',
             '1',
             '--e2e-deepspeed',
@@ -98,6 +98,7 @@ def test_end_to_end_cpu_tiny(tmp_path):
             '--out',
             str(out),
             '--profile',
+            '--sync-audit',
             '--cfg-options',
             'model.compile_llm_layers=False',
             'model.compile_frozen_encoders=False',
@@ -116,6 +117,9 @@ def test_end_to_end_cpu_tiny(tmp_path):
         assert stage in named, stage
     assert json.loads((tmp_path / 'w' / 'e2e_timing.trace.json').read_text())['traceEvents']
     assert e2e['batch_size'] == 2 and e2e['samples_per_s'] > 0
+    # --sync-audit: a steady warm-up iteration (not the first) was audited; a CPU makes no CUDA sync
+    assert e2e['sync_audit'] == {'iteration': 2, 'count': 0, 'sites': []}
+    assert 'device synchronisations in iteration 2 (warm-up): 0' in proc.stdout
     split = e2e['split_ms']
     assert set(split) == {'data', 'forward', 'backward', 'optimizer', 'hooks_other', 'iteration'}
     assert all(len(e2e['split_raw_ms'][k]) == 2 for k in ('data', 'forward', 'backward', 'optimizer', 'iteration'))
@@ -292,3 +296,28 @@ def test_end_to_end_peak_survives_the_logger_resets(tmp_path, monkeypatch):
     summary = hook.summary()
     assert summary['peak_alloc_gib_run'] == 30.0
     assert summary['peak_alloc_gib_timed'] == 12.0
+
+
+def test_the_sync_audit_names_each_synchronising_call_site():
+    import warnings
+
+    from projects.sa2va_vessel.benchmark.sync_audit import SyncAudit
+
+    def reads_a_count_from_the_gpu():
+        warnings.warn('called a synchronizing CUDA operation', UserWarning)
+
+    audit = SyncAudit()
+    audit.start()
+    for _ in range(3):
+        reads_a_count_from_the_gpu()
+    with pytest.warns(UserWarning, match='unrelated'):
+        warnings.warn('unrelated', UserWarning)  # other warnings still reach their handler
+    audit.stop()
+    reads_a_count_from_the_gpu_after = audit.summary()
+    assert reads_a_count_from_the_gpu_after['count'] == 3
+    (site,) = reads_a_count_from_the_gpu_after['sites']
+    assert 'test_benchmark.py' in site['where'] and '(reads_a_count_from_the_gpu)' in site['where']
+    with warnings.catch_warnings(record=True) as after:
+        warnings.simplefilter('always')
+        reads_a_count_from_the_gpu()  # stopped: no longer recorded, shown as usual
+    assert audit.summary()['count'] == 3 and len(after) == 1

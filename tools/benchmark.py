@@ -106,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         '--profile', action='store_true', help='with --end-to-end: torch.profiler tables of the split window'
     )
+    ap.add_argument(
+        '--sync-audit',
+        action='store_true',
+        help='with --end-to-end: list the synchronising CUDA calls of one steady warm-up iteration, per call site',
+    )
     ap.add_argument('--out', type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -233,6 +238,7 @@ def end_to_end_main(args: argparse.Namespace, ap: argparse.ArgumentParser) -> in
         memory_cap_gib=args.memory_cap_gib,
         label=args.label or 'e2e',
         profile=args.profile,
+        sync_audit=args.sync_audit,
     )
     report['end_to_end'] = e2e
     if 'model_step' in report:

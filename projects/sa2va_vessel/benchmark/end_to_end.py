@@ -17,6 +17,10 @@ iterations:
   optimizer (DeepSpeed's or the optimizer wrapper's ``step``), and the rest of the iteration
   (hooks, the guard's checks, moving the batch to the device, loss bookkeeping).
 
+With ``sync_audit`` one warm-up iteration (not a logged one, not the first) runs under
+``torch.cuda.set_sync_debug_mode('warn')`` and the summary lists its synchronising CUDA calls
+per call site (``benchmark/sync_audit.py``): what still makes the host wait for the GPU.
+
 Peak memory is read twice: over the whole run (the first, guarded step and validation included)
 and over the timed windows only.
 """
@@ -34,8 +38,9 @@ import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 
-from ..engine.utils import unwrap_model
+from ..engine.utils import logger_interval, unwrap_model
 from ..registry import HOOKS
+from .sync_audit import SyncAudit
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_CONFIG = REPO_ROOT / 'configs' / 'vessel_lora.py'
@@ -73,8 +78,12 @@ class StepTimingHook(Hook):
 
     priority = 'VERY_HIGH'  # patches before the gradient guard does, so the guard's work counts as hooks
 
-    def __init__(self, out: str, warmup: int, steps: int, split_steps: int, profile: bool = False) -> None:
+    def __init__(
+        self, out: str, warmup: int, steps: int, split_steps: int, profile: bool = False, sync_audit: bool = False
+    ) -> None:
         self.out, self.warmup, self.steps, self.split_steps = Path(out), warmup, steps, split_steps
+        self.audit = SyncAudit() if sync_audit else None
+        self.audit_iteration: Optional[int] = None
         # torch.profiler over the split window (its timings are then the profiler's, not clean)
         self.profile, self._profiler, self.profile_table = profile, None, None
         self.n_next = 0
@@ -104,6 +113,10 @@ class StepTimingHook(Hook):
     def iteration_boundary(self) -> None:
         """Called at each ``next(loader)``, before iteration ``n_next`` fetches its batch."""
         n = self.n_next
+        if self.audit is not None and n == self.audit_iteration:
+            self.audit.start()
+        elif self.audit is not None and self.audit.running:
+            self.audit.stop()
         if n == self.warmup:  # the throughput window starts
             _sync()
             self.sample_peak()
@@ -185,13 +198,25 @@ class StepTimingHook(Hook):
         loop = runner.train_loop
         loop.dataloader_iterator = _TimedIterator(loop.dataloader_iterator, self)
         self.batch_size = loop.dataloader.batch_size
+        if self.audit is not None:
+            self.audit_iteration = self._steady_warmup_iteration(logger_interval(runner))
         model = unwrap_model(runner.model)
         model.forward = self._timed('forward', model.forward)
         wrapper = runner.optim_wrapper
         wrapper.backward = self._timed('backward', wrapper.backward)
         wrapper.step = self._timed('optimizer', wrapper.step)
 
+    def _steady_warmup_iteration(self, interval: int) -> Optional[int]:
+        """The last warm-up iteration that is neither the first nor a logged one (those synchronise
+        by design: the guard's first-step checks, the log line's values); None if there is none."""
+        for i in range(self.warmup - 1, 0, -1):
+            if (i + 1) % interval:
+                return i
+        return None
+
     def after_train(self, runner: Any) -> None:
+        if self.audit is not None:
+            self.audit.stop()
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.out.write_text(json.dumps(self.summary(), indent=1))
         if self.profile_table:
@@ -216,6 +241,7 @@ class StepTimingHook(Hook):
             'data_wait_fraction': round(split['data'] / split['iteration'], 4) if split['iteration'] else None,
             'peak_alloc_gib_run': round(self.peak_run_bytes / 2**30, 3) if cuda else None,
             'peak_alloc_gib_timed': round(self.peak_timed_bytes / 2**30, 3) if cuda else None,
+            'sync_audit': None if self.audit is None else dict(iteration=self.audit_iteration, **self.audit.summary()),
         }
 
 
@@ -252,6 +278,7 @@ def end_to_end_config(
     cfg_options: Optional[dict],
     timing_out: Path,
     profile: bool = False,
+    sync_audit: bool = False,
 ) -> Config:
     """The user's config, pointed at the preset and the synthetic data, with the timing hook."""
     from ..engine.runner import runner_options, warmup_cosine_schedule
@@ -294,6 +321,7 @@ def end_to_end_config(
             steps=steps,
             split_steps=split_steps,
             profile=profile,
+            sync_audit=sync_audit,
         )
     ]
     return cfg
@@ -318,6 +346,7 @@ def run_end_to_end(
     memory_cap_gib: Optional[float] = None,
     label: str = 'e2e',
     profile: bool = False,
+    sync_audit: bool = False,
     log: Callable = print,
 ) -> dict:
     """Train through ``engine.runner.train`` with the user's config; returns the timing summary."""
@@ -342,6 +371,7 @@ def run_end_to_end(
         cfg_options,
         timing_out,
         profile,
+        sync_audit,
     )
     if memory_cap_gib is not None and device.startswith('cuda'):
         total = torch.cuda.get_device_properties(0).total_memory / 2**30
@@ -365,6 +395,11 @@ def run_end_to_end(
     if memory_cap_gib is not None and device.startswith('cuda'):
         torch.cuda.set_per_process_memory_fraction(1.0)
     log(format_row(summary))
+    audit = summary.get('sync_audit')
+    if audit is not None:
+        log(f'device synchronisations in iteration {audit["iteration"]} (warm-up): {audit["count"]}')
+        for site in audit['sites']:
+            log(f'  {site["count"]:4d}  {site["where"]}')
     return summary
 
 

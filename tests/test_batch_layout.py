@@ -72,9 +72,11 @@ def test_a_batch_with_a_layout_is_not_searched_again(items, model) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError('the forward searched the batch for its layout')
 
-    with mock.patch.object(vessel_model_module, 'batch_layout', refuse), mock.patch.object(
-        vessel_model_module, 'label_rows', refuse
-    ), mock.patch.object(layout_module, 'label_rows', refuse):
+    with (
+        mock.patch.object(vessel_model_module, 'batch_layout', refuse),
+        mock.patch.object(vessel_model_module, 'label_rows', refuse),
+        mock.patch.object(layout_module, 'label_rows', refuse),
+    ):
         losses = model(data, None, mode='loss')
     assert torch.isfinite(sum(losses.values()))
 

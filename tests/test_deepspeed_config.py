@@ -33,3 +33,26 @@ def test_gradient_reduction_overlaps_only_with_several_ranks():
     # one rank reduces nothing; overlap_comm would only add a device sync at the end of each backward
     assert _resolved(world_size=1)['zero_optimization']['overlap_comm'] is False
     assert _resolved(world_size=8)['zero_optimization']['overlap_comm'] is True
+
+
+def test_the_sync_free_norm_mask_equals_deepspeeds():
+    import torch
+    from deepspeed.runtime import utils as ds_utils
+    from deepspeed.runtime.zero import stage_1_and_2
+
+    from projects.sa2va_vessel.engine import deepspeed_sync_free
+
+    original = ds_utils.mask_nan_or_inf_with_val_inplace  # DeepSpeed's, unless a run in this process installed ours
+    values = torch.tensor([1.5, float('nan'), float('inf'), -float('inf'), 0.0, -2.0])
+    ours = values.clone()
+    deepspeed_sync_free.mask_nan_or_inf_inplace(ours, device=ours.device)
+    assert ours.tolist() == [1.5, -1.0, -1.0, -1.0, 0.0, -2.0]
+    if original is not deepspeed_sync_free.mask_nan_or_inf_inplace:
+        theirs = values.clone()
+        original(theirs, device=theirs.device)
+        assert torch.equal(ours, theirs)
+    scalar = torch.tensor(float('nan'))  # what ZeRO passes: the 0-dim total norm
+    deepspeed_sync_free.mask_nan_or_inf_inplace(scalar)
+    assert scalar.item() == -1.0
+    assert deepspeed_sync_free.install() == ['deepspeed.runtime.utils', 'deepspeed.runtime.zero.stage_1_and_2']
+    assert stage_1_and_2.mask_nan_or_inf_with_val_inplace is deepspeed_sync_free.mask_nan_or_inf_inplace

@@ -11,6 +11,7 @@ Reproduces the official preprocessing bit for bit (checked against the golden fi
 
 from __future__ import annotations
 
+import functools
 from typing import List, Sequence, Tuple
 
 import numpy as np
@@ -124,9 +125,20 @@ def normalise_chw(chw_uint8: torch.Tensor, mean: Sequence[float], std: Sequence[
     operation is exactly rounded, so the CPU and the GPU give the same bits.
     """
     x = chw_uint8.to(torch.float32).div(255)
-    m = torch.tensor(mean, dtype=torch.float32, device=x.device)[:, None, None]
-    s = torch.tensor(std, dtype=torch.float32, device=x.device)[:, None, None]
+    m, s = _mean_std(tuple(mean), tuple(std), x.device)
     return x.sub(m).div(s).contiguous()
+
+
+@functools.lru_cache(maxsize=16)
+def _mean_std(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    # made once per device: a fresh host-to-device copy of pageable memory every call would
+    # synchronise the GPU (twice per forward)
+    def column(values: tuple[float, ...]) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.float32, device=device)[:, None, None]
+
+    return column(mean), column(std)
 
 
 def chw_uint8(hwc_uint8: np.ndarray) -> torch.Tensor:

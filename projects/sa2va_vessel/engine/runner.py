@@ -46,6 +46,7 @@ from mmengine.runner import FlexibleRunner, IterBasedTrainLoop, Runner
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from ..registry import DATA_MODULES, FUNCTIONS, SCOPE
+from . import deepspeed_sync_free
 from .atomic_checkpoint import ResumableRunnerMixin, find_latest_checkpoint, remove_partials
 from .launch_check import WorkDirLock, check_launch_environment, env_rank, slurm_to_torch_env
 from .loader_workers import prepare_loader_workers, shut_down_loader_workers
@@ -486,6 +487,7 @@ def build_runner(cfg: Config) -> AnyRunner:
     prepare_loader_workers((cfg.env_cfg.get('mp_cfg') or {}).get('mp_start_method'), DATA_MODULES)
 
     if use_deepspeed:
+        deepspeed_sync_free.install()  # its gradient-norm step without two device syncs
         path = deepspeed_config_path(mode)
         world_size = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
         ds_config = resolve_deepspeed_config(json.loads(path.read_text()), cfg, on_gpu, world_size)

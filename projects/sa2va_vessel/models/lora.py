@@ -56,6 +56,17 @@ def add_lora(language_model: nn.Module, settings: LoraSettings, lora: bool, toke
         p.requires_grad_((lora and is_lora(name)) or (token_rows and TOKEN_DELTA in name))
 
 
+def _row_index(layer: nn.Module, adapter: str, device: torch.device) -> torch.Tensor:
+    """The adapter's trainable row ids on ``device``, made once: a fresh host-to-device copy of
+    pageable memory every forward would synchronise the GPU."""
+    cache = layer.__dict__.setdefault('_sa2va_row_index', {})
+    key = (adapter, device, tuple(layer.token_indices[adapter]))
+    if key not in cache:
+        cache.clear()
+        cache[key] = torch.tensor(key[2], device=device)
+    return cache[key]
+
+
 def _rows_forward(self, x: torch.Tensor, active_adapters, *args, **kwargs) -> torch.Tensor:
     """peft's trainable-tokens forward without the full merged copy of the matrix.
 
@@ -74,7 +85,7 @@ def _rows_forward(self, x: torch.Tensor, active_adapters, *args, **kwargs) -> to
     ):
         return TrainableTokensLayer.forward_adapters(self, x, active_adapters, *args, **kwargs)
     adapter = active_adapters[0]
-    index = torch.tensor(self.token_indices[adapter], device=base.weight.device)
+    index = _row_index(self, adapter, base.weight.device)
     deltas = self.trainable_tokens_delta[adapter].to(base.weight)
     if isinstance(base, nn.Embedding):
         out = F.embedding(x, base.weight, padding_idx=base.padding_idx)

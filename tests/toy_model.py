@@ -16,6 +16,7 @@ Two switches reproduce the bugs the gradient guard must catch:
   loss, but its gradient is exactly zero.
 * ``nan_grad_from_iter=N``: from the N-th training forward on (1-based), the gradient flowing
   back into the LoRA output turns NaN (the loss stays finite).
+* ``zero_grad_from_iter=N``: the same, but the gradient becomes exactly zero.
 * ``skip_step_after=N``: ``train_step`` stops calling ``optim_wrapper.step()`` after N steps.
 """
 
@@ -48,6 +49,7 @@ class ToySegModel(BaseModel):
         cut_group: Optional[str] = None,
         zero_group: Optional[str] = None,
         nan_grad_from_iter: Optional[int] = None,
+        zero_grad_from_iter: Optional[int] = None,
         skip_step_after: Optional[int] = None,
         data_preprocessor: Optional[dict] = None,
     ) -> None:
@@ -59,6 +61,7 @@ class ToySegModel(BaseModel):
         self.cut_group = cut_group
         self.zero_group = zero_group
         self.nan_grad_from_iter = nan_grad_from_iter
+        self.zero_grad_from_iter = zero_grad_from_iter
         self.skip_step_after = skip_step_after
         self._train_forwards = 0
         self._train_steps = 0
@@ -143,10 +146,12 @@ class ToySegModel(BaseModel):
             image_feats = self.vision_tower(pixel_values)  # (B, C, H, W)
             token_embeds = self.embed_tokens(data['input_ids'])  # (B, L, C)
         lora_delta = self._cut('lora', self.lora_B(self.lora_A(token_embeds)))
-        if lora_delta.requires_grad and self.nan_grad_from_iter is not None:
+        planted = self.nan_grad_from_iter or self.zero_grad_from_iter
+        if lora_delta.requires_grad and planted is not None:
             self._train_forwards += 1
-            if self._train_forwards >= self.nan_grad_from_iter:
-                lora_delta.register_hook(lambda g: torch.full_like(g, float('nan')))
+            if self._train_forwards >= planted:
+                value = float('nan') if self.nan_grad_from_iter is not None else 0.0
+                lora_delta.register_hook(lambda g: torch.full_like(g, value))
         hidden = token_embeds + lora_delta
         seg_hidden = hidden[:, -1]  # (B, C) at "[SEG]"
         prompt = self._cut('text_hidden_fcs', self.text_hidden_fcs(seg_hidden))

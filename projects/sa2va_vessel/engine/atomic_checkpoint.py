@@ -202,6 +202,9 @@ class ResumableRunnerMixin:
         step = meta.get('iter', self.iter + (0 if by_epoch else 1))
         if self._last_saved == (filename, step) and final.exists():
             return  # already saved at this step (periodic hook, then the preemption save)
+        # Hooks that must act before anything is written (the gradient guard's pending check).
+        # mmengine's DeepSpeed strategy never calls before_save_checkpoint, so both runners call this.
+        self.call_hook('before_checkpoint_write')  # type: ignore[attr-defined]
         self._check_finite_weights(out, filename)
 
         if mmdist.is_main_process():

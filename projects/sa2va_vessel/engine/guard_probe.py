@@ -119,11 +119,11 @@ class ParamProbe:
             return None
         return mapping.get_lp_grad_fragment(param._index_in_param_group)
 
-    def grad_norms(
-        self, scale: float = 1.0, extra: Optional[torch.Tensor] = None
-    ) -> tuple[OrderedDict[str, Optional[float]], Optional[torch.Tensor]]:
-        """L2 gradient norm of every unit (None: no parameter has ``.grad``, plain runner only),
-        and ``extra`` summed over the ranks in the same collective (e.g. a "bad loss" flag)."""
+    def grad_squares(self, extra: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, list[bool]]:
+        """Each unit's squared L2 gradient norm, then ``extra`` summed over the ranks in the same
+        collective (e.g. a "bad loss" flag), as one vector left on the device (no host sync); and
+        per unit whether any parameter has ``.grad`` (known on the host; always True under
+        DeepSpeed)."""
         # One fused norm kernel per (device, dtype) over every gradient, then a sum per unit: a
         # handful of launches per step, not a few per unit (it runs every step, in the GPU's path).
         by_kind: dict[tuple, tuple[list[torch.Tensor], list[int]]] = {}
@@ -146,11 +146,26 @@ class ParamProbe:
             _all_reduce(vec)
         elif extra is not None and self.engine is None:
             _all_reduce(vec[n:])  # DDP gradients are global already; the flag is not
-        values = vec.cpu()
+        return vec, has_grad
+
+    def read_norms(
+        self, values: torch.Tensor, has_grad: list[bool], scale: float = 1.0
+    ) -> tuple[OrderedDict[str, Optional[float]], Optional[torch.Tensor]]:
+        """:meth:`grad_squares`' vector, on the host, as :meth:`grad_norms` returns it."""
+        n = len(self.units)
         norms: OrderedDict[str, Optional[float]] = OrderedDict()
         for (unit, _), seen, sq in zip(self.units.items(), has_grad, values[:n]):
             norms[unit] = float(sq.sqrt()) / scale if seen else None
-        return norms, (values[n:] if extra is not None else None)
+        return norms, (values[n:] if values.numel() > n else None)
+
+    def grad_norms(
+        self, scale: float = 1.0, extra: Optional[torch.Tensor] = None
+    ) -> tuple[OrderedDict[str, Optional[float]], Optional[torch.Tensor]]:
+        """L2 gradient norm of every unit (None: no parameter has ``.grad``, plain runner only),
+        and ``extra`` summed over the ranks in the same collective (e.g. a "bad loss" flag).
+        Reads the values at once (a device synchronisation)."""
+        vec, has_grad = self.grad_squares(extra)
+        return self.read_norms(vec.cpu(), has_grad, scale)
 
     # -- weights --------------------------------------------------------------------------------
     def _master(self, param: nn.Parameter) -> Optional[torch.Tensor]:

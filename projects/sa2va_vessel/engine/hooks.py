@@ -13,7 +13,7 @@ It stops the run with a ``RuntimeError`` that names the groups (or LoRA module k
   loss would then hide that masks teach LoRA, the ``[SEG]`` rows or the projector nothing;
 * after every backward that ends in an optimizer step (before that step): a unit's gradient is
   missing, exactly zero, or non-finite, or a loss part is non-finite. Nothing has been updated
-  and no checkpoint written for this iteration yet;
+  and no checkpoint written for this iteration yet (read one step late: see below);
 * after the first optimizer step and then every ``window`` iterations: a unit's weights did not
   change since the last check (a skipped ``step()``, lr 0, parameters not in the optimizer).
 
@@ -27,6 +27,22 @@ from a forward hook on the model. Its own time goes to the message hub as ``trai
 the log line and TensorBoard as ``guard_ms``), measured on the first update, every log interval
 and the last iteration (measuring synchronises the device); the one-time mask-loss check is
 logged on its own line.
+
+Read one step late
+------------------
+Reading the gradient norms on the host (``.cpu()``) waits for the whole backward on a GPU, and
+the GPU then idles while the host launches the optimizer step and the next iteration. Where it
+is safe (``lagged=None``: on CUDA, torch's Adam/AdamW with ``fused=True``, no loss scaler, no
+fp16), the check of an update is computed on the device into a flag, "some unit's squared norm
+is zero or non-finite, or a loss is non-finite", kept sticky and set as the torch optimizer's
+``found_inf`` (under DeepSpeed the AdamW inside ZeRO's optimizer, see :func:`stepping_optimizer`):
+the fused kernel then leaves the weights, the moments and the step counts as they were, and
+ZeRO-2 copies the unchanged fp32 partition back to the bf16 weights. The norms go to pinned host
+memory behind an event (:class:`.utils.HostCopy`) and are read at the next update's check, before
+a checkpoint is written, before validation and at the end of training, where the error says
+that the step of iteration K and any after it were skipped on the device. The first update
+(its one-time checks and log line), the logged iterations (they need the values) and a unit
+without any ``.grad`` (known on the host) stay synchronous.
 """
 
 from __future__ import annotations
@@ -35,6 +51,7 @@ import functools
 import math
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import torch
@@ -44,7 +61,7 @@ from torch import nn
 from ..models.training_checkpoint import fill_frozen_from_model, trainable_only_state
 from ..registry import HOOKS
 from .guard_probe import ParamProbe, group_of, mask_loss_representatives, name_units, split_units
-from .utils import deepspeed_engine_of, logger_interval, unwrap_model
+from .utils import HostCopy, deepspeed_engine_of, logger_interval, unwrap_model
 
 Groups = dict[str, list[tuple[str, nn.Parameter]]]
 
@@ -99,6 +116,28 @@ def reachable_parameters(loss: torch.Tensor) -> tuple[set[int], bool]:
     return reachable, hidden
 
 
+def stepping_optimizer(optim_wrapper: Any) -> Optional[torch.optim.Optimizer]:
+    """The torch optimizer whose ``step()`` updates the weights: ``optim_wrapper.optimizer`` in the
+    plain runner; under DeepSpeed that is ZeRO's optimizer, whose ``.optimizer`` is torch's."""
+    optimizer = getattr(optim_wrapper, 'optimizer', None)
+    for _ in range(4):  # wrapper -> ZeRO optimizer -> torch optimizer; bounded in case of a cycle
+        if optimizer is None or isinstance(optimizer, torch.optim.Optimizer):
+            return optimizer
+        optimizer = getattr(optimizer, 'optimizer', None)
+    return None
+
+
+@dataclass
+class _LateCheck:
+    """One update's gradient check, on its way to the host (read at the next update)."""
+
+    iteration: int  # 1-based, the iteration whose optimizer step it guards
+    copy: HostCopy  # squared norm per unit, the bad-loss flag, then this rank's loss values
+    has_grad: list[bool]
+    scale: float
+    loss_names: list[str]
+
+
 @HOOKS.register_module()
 class GradientFlowGuardHook(Hook):
     """Stop the run when a trainable unit gets no gradient, a bad one, or does not move.
@@ -112,6 +151,10 @@ class GradientFlowGuardHook(Hook):
         log_parameter_table: log ``model.parameter_table()`` before training.
         mask_losses: the loss parts that must, alone, reach every unit on the first step
             (``()`` skips that check).
+        lagged: read the per-step gradient check one update late (see "Read one step late" in
+            the module docstring). ``None``: on CUDA when the optimizer is a fused torch
+            Adam/AdamW and no loss scaler runs; ``True`` forces it (a ValueError when the
+            optimizer cannot skip its step on the device); ``False``: always synchronous.
     """
 
     priority = 'VERY_HIGH'  # patch the optimizer wrapper before any other hook uses it
@@ -123,6 +166,7 @@ class GradientFlowGuardHook(Hook):
         check: bool = True,
         log_parameter_table: bool = True,
         mask_losses: tuple[str, ...] = ('loss_mask', 'loss_dice'),
+        lagged: Optional[bool] = None,
     ) -> None:
         for arg, value in (('interval', interval), ('window', window)):
             if value is not None and value < 1:
@@ -132,8 +176,13 @@ class GradientFlowGuardHook(Hook):
         self.check = check
         self.log_parameter_table = log_parameter_table
         self.mask_losses = tuple(mask_losses)
+        self.lagged = lagged
+        #: how many per-step checks of the last run were read one update late
+        self.lagged_checks = 0
         self._originals: dict[str, Callable] = {}
         self._hook_handle: Any = None
+        self._pending: Optional[_LateCheck] = None
+        self._lag_optimizer: Optional[torch.optim.Optimizer] = None
 
     # -- hook points --------------------------------------------------------------------------
     def before_train(self, runner: Any) -> None:
@@ -174,14 +223,40 @@ class GradientFlowGuardHook(Hook):
         self._ref = self._probe.sample_weights() if self.check else None
         self._ref_iter = runner.iter
         self._steps = self._skipped = 0
+        self._pending, self.lagged_checks = None, 0
+        self._lag_optimizer = self._lag_target(runner.optim_wrapper) if self.check else None
+        if self._lag_optimizer is not None:
+            # The flag the fused step reads: non-zero leaves params and moments untouched (and
+            # takes the step count back). One tensor for the run, updated in place on the device.
+            self._skip = torch.zeros((), dtype=torch.float32, device=self._probe.device)
+            self._lag_optimizer.found_inf = self._skip
         self._hook_handle = model.register_forward_hook(self._capture_losses)
         self._patch(runner.optim_wrapper)
 
     def after_train(self, runner: Any) -> None:
-        self._unpatch(runner.optim_wrapper)
-        if self._hook_handle is not None:
-            self._hook_handle.remove()
-            self._hook_handle = None
+        try:
+            self._resolve_pending()  # the last step's check, before anything reads the weights
+        finally:
+            self._release_skip()
+            self._unpatch(runner.optim_wrapper)
+            if self._hook_handle is not None:
+                self._hook_handle.remove()
+                self._hook_handle = None
+
+    # A lagged check still pending is resolved before anything uses the weights of that step.
+    def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
+        self._resolve_pending()
+
+    def before_checkpoint_write(self, runner: Any) -> None:
+        """Called by the project's runners before a checkpoint is written, under DeepSpeed too
+        (mmengine's DeepSpeed strategy never calls ``before_save_checkpoint``)."""
+        self._resolve_pending()
+
+    def before_val(self, runner: Any) -> None:
+        self._resolve_pending()
+
+    def before_val_epoch(self, runner: Any) -> None:
+        self._resolve_pending()
 
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
         done = runner.iter + 1
@@ -192,6 +267,7 @@ class GradientFlowGuardHook(Hook):
             and (not self._first_update_checked or done % self._window == 0)
         ):
             with self._timed():
+                self._resolve_pending()  # a skipped step would otherwise read as "did not move"
                 self._check_weights_moved(done)
         if self._timing_now():
             runner.message_hub.update_scalar('train/guard_ms', self._ms)
@@ -370,6 +446,66 @@ class GradientFlowGuardHook(Hook):
                 dead.append(unit)
         return dead
 
+    # -- read one step late -------------------------------------------------------------------
+    def _lag_target(self, optim_wrapper: Any) -> Optional[torch.optim.Optimizer]:
+        """The torch optimizer to skip steps on (``found_inf``) when the check is read one update
+        late; None when the check stays synchronous."""
+        if self.lagged is False:
+            return None
+        optimizer = stepping_optimizer(optim_wrapper)
+        # Only the fused Adam/AdamW kernels honour found_inf (the others assert it is unset), and a
+        # GradScaler sets and removes found_inf itself on every step.
+        scaler = getattr(optim_wrapper, 'loss_scaler', None)
+        usable = (
+            optimizer is not None
+            and bool(getattr(optimizer, '_step_supports_amp_scaling', False))
+            and not hasattr(optimizer, 'found_inf')
+            and not (scaler is not None and scaler.is_enabled())
+            and not self._overflow_is_normal(optim_wrapper)
+        )
+        if self.lagged is None:
+            return optimizer if usable and self._probe.device.type == 'cuda' else None
+        if not usable:
+            raise ValueError(
+                'GradientFlowGuardHook(lagged=True) needs an optimizer that can skip its step on '
+                "the device: torch's Adam/AdamW with fused=True, no loss scaler, no fp16; got "
+                f'{type(optimizer).__name__} with {type(optim_wrapper).__name__}.'
+            )
+        return optimizer
+
+    def _release_skip(self) -> None:
+        """Take ``found_inf`` off the optimizer again (training ended or stopped)."""
+        if self._lag_optimizer is not None:
+            self._lag_optimizer.__dict__.pop('found_inf', None)
+            self._lag_optimizer = None
+
+    def _check_late(
+        self, squares: torch.Tensor, has_grad: list[bool], scale: float, losses: dict[str, torch.Tensor]
+    ) -> None:
+        """Skip this step on the device if it is bad, and start its copy to the host."""
+        n = len(self._units)
+        sq = squares[:n]
+        bad = ((sq == 0) | ~torch.isfinite(sq)).any() | (squares[n] > 0)
+        # sticky: once a step is skipped, every later one is too, until the check raises
+        torch.maximum(self._skip, bad.float(), out=self._skip)
+        record = squares
+        if losses:  # this rank's loss values, for the message
+            parts = torch.stack([v.detach().float().mean() for v in losses.values()]).to(squares.device)
+            record = torch.cat([squares, parts])
+        self._pending = _LateCheck(self._runner.iter + 1, HostCopy(record), has_grad, scale, list(losses))
+        self.lagged_checks += 1
+
+    def _resolve_pending(self) -> None:
+        """Read the pending lagged check (its copy finished long ago) and raise if it was bad."""
+        late, self._pending = self._pending, None
+        if late is None:
+            return
+        values = late.copy.get()
+        n = len(self._units)
+        norms, extra = self._probe.read_norms(values[: n + 1], late.has_grad, late.scale)
+        losses = dict(zip(late.loss_names, values[n + 1 :].tolist()))
+        self._verdict(norms, extra, losses, late.iteration, first=False, late=True)
+
     # -- gradients ----------------------------------------------------------------------------
     @staticmethod
     def _accumulation(optim_wrapper: Any) -> int:
@@ -418,23 +554,46 @@ class GradientFlowGuardHook(Hook):
 
     def _check_grads(self, optim_wrapper: Any) -> None:
         """Every step, before the optimizer step: finite losses, a usable gradient per unit."""
+        self._resolve_pending()  # the previous update's lagged check: its error comes first
         losses = {k: v for k, v in (self._losses or {}).items() if isinstance(v, torch.Tensor) and v.numel() > 0}
         bad_loss = torch.zeros(1)
         if losses:
             finite = torch.stack([torch.isfinite(v.detach()).all() for v in losses.values()])
             bad_loss = (~finite).any().float().reshape(1)
-        norms, extra = self._probe.grad_norms(self._loss_scale(optim_wrapper), bad_loss)
+        scale = self._loss_scale(optim_wrapper)
+        squares, has_grad = self._probe.grad_squares(bad_loss)
         runner = self._runner
-        if (runner.iter + 1) % self.interval == 0:
+        done = runner.iter + 1
+        logged = done % self.interval == 0
+        first = self.check and not self._first_update_checked and done - self._start_iter <= self._accum
+        # Lagged only where nothing needs the values now: not the first update (its one-time
+        # checks and log line), not a logged one, and no unit without any gradient (known here).
+        if self._lag_optimizer is not None and not first and not logged and all(has_grad):
+            self._check_late(squares, has_grad, scale, losses)
+            return
+        norms, extra = self._probe.read_norms(squares.cpu(), has_grad, scale)
+        if logged:
             for group, norm in self._by_group(norms).items():
                 runner.message_hub.update_scalar(f'train/grad_norm/{group}', 0.0 if norm is None else norm)
         if not self.check:
             return
-        first = not self._first_update_checked and runner.iter + 1 - self._start_iter <= self._accum
         if self._overflow_is_normal(optim_wrapper):
             norms = OrderedDict(
                 (u, n) for u, n in norms.items() if n is None or math.isfinite(n)
             )  # the scaler skips the step
+        self._verdict(norms, extra, losses, done, first=first, late=False)
+
+    def _verdict(
+        self,
+        norms: OrderedDict[str, Optional[float]],
+        extra: Optional[torch.Tensor],
+        losses: dict[str, Any],
+        iteration: int,
+        first: bool,
+        late: bool,
+    ) -> None:
+        """Raise when a unit's gradient is missing, zero or non-finite, or a loss is non-finite."""
+        runner = self._runner
         missing = [u for u, n in norms.items() if n is None]
         zero = [u for u, n in norms.items() if n is not None and n == 0.0]
         bad = [u for u, n in norms.items() if n is not None and not math.isfinite(n)]
@@ -447,13 +606,20 @@ class GradientFlowGuardHook(Hook):
         if not (missing or zero or bad or loss_bad):
             return
         units = list(self._units)
-        where = 'after the first backward' if first else f'at iteration {runner.iter + 1}, after the backward'
+        where = 'after the first backward' if first else f'at iteration {iteration}, after the backward'
         ok = [f'{u} (|grad|={n:.3e})' for u, n in norms.items() if n is not None and n != 0.0 and math.isfinite(n)]
-        lines = [
-            f'GradientFlowGuardHook: {where}, trainable groups got no usable gradient. '
-            'Stopped before the optimizer step: the weights and checkpoints are as after '
-            f'iteration {runner.iter}.'
-        ]
+        if late:
+            stopped = (
+                'Seen one update late (the check is read at the next update): the optimizer step of '
+                f'iteration {iteration} and any after it were skipped on the device, so the weights '
+                f'and checkpoints are as after iteration {iteration - 1}.'
+            )
+        else:
+            stopped = (
+                'Stopped before the optimizer step: the weights and checkpoints are as after '
+                f'iteration {iteration - 1}.'
+            )
+        lines = [f'GradientFlowGuardHook: {where}, trainable groups got no usable gradient. {stopped}']
         if missing:
             lines.append(f'  no gradient at all (.grad is None): {name_units(missing, units)}')
         if zero:
@@ -464,11 +630,12 @@ class GradientFlowGuardHook(Hook):
                 'loss for log(0)/division by zero and the mixed-precision setting'
             )
         if loss_bad:
-            parts = ', '.join(f'{k}={float(v.detach().float().mean()):.4g}' for k, v in losses.items())
+            parts = ', '.join(f'{k}={_mean(v):.4g}' for k, v in losses.items())
             lines.append(f'  non-finite loss on some rank (this rank: {parts or "unknown"})')
         lines.append(f'  groups that did get a gradient: {", ".join(ok) or "none"}')
         if missing or zero:
             lines.append('  ' + _LIKELY_CAUSES)
+        self._release_skip()  # the run stops here: leave no found_inf behind
         raise RuntimeError('\n'.join(lines))
 
     # -- weights ------------------------------------------------------------------------------
@@ -522,6 +689,11 @@ class GradientFlowGuardHook(Hook):
             f'{name_units(unchanged, list(self._units))}.\n  Their update norm is 0.\n'
             f'  learning rates at this step: {lrs}\n  {cause}.'
         )
+
+
+def _mean(value: Any) -> float:
+    """A loss part as one number (a tensor on the synchronous path, a float when read late)."""
+    return float(value.detach().float().mean()) if isinstance(value, torch.Tensor) else float(value)
 
 
 def _sync_cuda() -> None:

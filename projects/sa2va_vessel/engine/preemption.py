@@ -22,6 +22,8 @@ import torch
 import torch.distributed as dist
 from mmengine.logging import print_log
 
+from .utils import HostCopy
+
 #: Exit status of ``tools/train.py`` after a preemption checkpoint (sysexits' EX_TEMPFAIL:
 #: "temporary failure, try again"). ``slurm/train.sbatch`` requeues the job on it.
 PREEMPTED_EXIT_CODE = 75
@@ -124,7 +126,7 @@ class LaggedAnyRank:
     """
 
     def __init__(self) -> None:
-        self._pending: Optional[tuple[Any, torch.Tensor, Any]] = None  # (work, host value, event)
+        self._pending: Optional[tuple[Any, HostCopy]] = None  # (work or None, the value's host copy)
 
     def __call__(self, flag: bool) -> bool:
         if not _several_ranks():
@@ -132,22 +134,13 @@ class LaggedAnyRank:
         device = _comm_device()
         value = torch.full((1,), 1.0 if flag else 0.0, device=device)  # no host-to-device copy
         work = dist.all_reduce(value, op=dist.ReduceOp.MAX, async_op=True)
-        event = None
         if device.type == 'cuda':
             work.wait()  # on NCCL: the current stream waits for the collective, the host does not
-            host = torch.empty(1, pin_memory=True)
-            host.copy_(value, non_blocking=True)
-            event = torch.cuda.Event()
-            event.record()
             work = None
-        else:
-            host = value
-        previous, self._pending = self._pending, (work, host, event)
+        previous, self._pending = self._pending, (work, HostCopy(value))
         if previous is None:
             return False
-        prev_work, prev_host, prev_event = previous
-        if prev_event is not None:
-            prev_event.synchronize()
-        else:
+        prev_work, prev_host = previous
+        if prev_work is not None:
             prev_work.wait()
-        return bool(prev_host.item() > 0)
+        return bool(prev_host.get().item() > 0)

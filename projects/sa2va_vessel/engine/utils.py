@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+import torch
 from mmengine.hooks import LoggerHook
 from mmengine.model import is_model_wrapper
 from torch import nn
@@ -38,3 +39,29 @@ def logger_interval(runner: Any, default: int = 10) -> int:
     """The LoggerHook's interval (``default`` without one): the hooks that feed the log line use it."""
     loggers = [h for h in runner.hooks if isinstance(h, LoggerHook)]
     return loggers[0].interval if loggers else default
+
+
+class HostCopy:
+    """A device tensor's value, copied to the host without waiting for the device.
+
+    On CUDA the copy goes to pinned memory with ``non_blocking=True`` behind an event, and
+    :meth:`get` waits for that event only: read one step later, the device passed it long ago
+    (reading at once with ``.cpu()`` would drain the whole queue). Elsewhere the tensor itself
+    is kept (the CPU has computed it already; gloo's async collectives write into it in place).
+    """
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.event: Optional[torch.cuda.Event] = None
+        if tensor.device.type == 'cuda':
+            self.value = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+            self.value.copy_(tensor, non_blocking=True)
+            self.event = torch.cuda.Event()
+            self.event.record()
+        else:
+            self.value = tensor
+
+    def get(self) -> torch.Tensor:
+        """The host value (waits for the copy only)."""
+        if self.event is not None:
+            self.event.synchronize()
+        return self.value

@@ -47,6 +47,16 @@ def test_a_checkpoint_gets_the_pending_values():
     assert list(checkpoint['message_hub']['log_scalars']['train/loss'].data[0]) == [2.5]
 
 
+
+def test_the_pending_values_are_read_before_the_runner_takes_the_hub_for_a_checkpoint():
+    # the project's runners call before_checkpoint_write first, under DeepSpeed too (whose strategy
+    # never calls before_save_checkpoint), then take runner.message_hub.state_dict()
+    hook = DeferredRuntimeInfoHook(interval=10)
+    runner = _runner(max_iters=100)
+    hook.after_train_iter(runner, 0, outputs={'loss': torch.tensor(1.5)})
+    hook.before_checkpoint_write(runner)
+    assert _history(runner.message_hub, 'train/loss') == [1.5]
+
 def test_a_run_logs_what_mmengines_hook_logs(tmp_path):
     """Same toy run with mmengine's RuntimeInfoHook and with the deferred one: equal histories."""
     opts = {**run_length(5), 'default_hooks.logger.interval': 2, 'default_hooks.gradient_guard.interval': 2}

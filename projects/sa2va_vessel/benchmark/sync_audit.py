@@ -54,6 +54,8 @@ class SyncAudit:
         return self._catch is not None
 
     def start(self) -> None:
+        if torch.cuda.is_available():  # before the recorder: its own call is not the step's
+            torch.cuda.set_sync_debug_mode('warn')
         self._catch = warnings.catch_warnings()  # restores filters and showwarning at stop()
         self._catch.__enter__()
         warnings.simplefilter('always')  # every occurrence, not once per call site
@@ -66,8 +68,6 @@ class SyncAudit:
                 shown(message, category, filename, lineno, file, line)
 
         warnings.showwarning = record
-        if torch.cuda.is_available():
-            torch.cuda.set_sync_debug_mode('warn')
 
     def stop(self) -> None:
         if self._catch is None:

@@ -47,7 +47,6 @@ def test_a_checkpoint_gets_the_pending_values():
     assert list(checkpoint['message_hub']['log_scalars']['train/loss'].data[0]) == [2.5]
 
 
-
 def test_the_pending_values_are_read_before_the_runner_takes_the_hub_for_a_checkpoint():
     # the project's runners call before_checkpoint_write first, under DeepSpeed too (whose strategy
     # never calls before_save_checkpoint), then take runner.message_hub.state_dict()
@@ -56,6 +55,7 @@ def test_the_pending_values_are_read_before_the_runner_takes_the_hub_for_a_check
     hook.after_train_iter(runner, 0, outputs={'loss': torch.tensor(1.5)})
     hook.before_checkpoint_write(runner)
     assert _history(runner.message_hub, 'train/loss') == [1.5]
+
 
 def test_a_run_logs_what_mmengines_hook_logs(tmp_path):
     """Same toy run with mmengine's RuntimeInfoHook and with the deferred one: equal histories."""

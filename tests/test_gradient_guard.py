@@ -7,9 +7,8 @@ import re
 import pytest
 
 from projects.sa2va_vessel.engine import train
-from tests.conftest import python_cmd, run_cmd
 from tests.toy_model import TOY_GROUPS
-from tests.toy_runs import read_trace, run_length, tensorboard_scalars, toy_cfg
+from tests.toy_runs import read_trace, run_length, tensorboard_scalars, toy_cfg, train_toy_under_zero2
 
 ALL = ', '.join(TOY_GROUPS)
 
@@ -111,20 +110,7 @@ def test_grad_norms_every_n_iters(tmp_path):
 )
 def test_guard_under_deepspeed_zero2(tmp_path, options, expected):
     # One process, DeepSpeed ZeRO-2 on gloo: the full gradient comes from safe_get_full_grad.
-    out = run_cmd(
-        python_cmd(
-            'tools/train.py',
-            'tests/configs/toy.py',
-            '--work-dir',
-            str(tmp_path),
-            '--deepspeed',
-            'deepspeed_zero2',
-            '--cfg-options',
-            options,
-        ),
-        timeout=300,
-        check=False,
-    )
+    out = train_toy_under_zero2(tmp_path, options)
     assert out.returncode != 0
     assert 'RuntimeError: GradientFlowGuardHook' in out.stdout
     assert expected in out.stdout

@@ -11,9 +11,8 @@ import torch
 from projects.sa2va_vessel.engine import runner as runner_module
 from projects.sa2va_vessel.engine import train
 from projects.sa2va_vessel.engine.hooks import GradientFlowGuardHook, stepping_optimizer
-from tests.conftest import python_cmd, run_cmd
 from tests.toy_model import TOY_GROUPS
-from tests.toy_runs import read_trace, toy_cfg
+from tests.toy_runs import read_trace, toy_cfg, train_toy_under_zero2
 
 FUSED = {'optim_wrapper.optimizer.fused': True}
 # The guard's log interval beyond the run: every update after the first is lagged.
@@ -133,20 +132,7 @@ def test_lag_is_off_by_default_on_the_cpu(tmp_path, runs):
 def test_lagged_guard_under_deepspeed_zero2(tmp_path, plant, iteration):
     # One process, DeepSpeed ZeRO-2 on gloo: found_inf goes on the torch AdamW inside ZeRO's optimizer.
     options = [f'{k}={v}' for k, v in {**LAGGED, f'model.{plant}': iteration}.items()]
-    out = run_cmd(
-        python_cmd(
-            'tools/train.py',
-            'tests/configs/toy.py',
-            '--work-dir',
-            str(tmp_path),
-            '--deepspeed',
-            'deepspeed_zero2',
-            '--cfg-options',
-            *options,
-        ),
-        timeout=300,
-        check=False,
-    )
+    out = train_toy_under_zero2(tmp_path, *options)
     assert out.returncode != 0
     assert f'the optimizer step of iteration {iteration} and any after it were skipped on the device' in out.stdout
     trace = read_trace(tmp_path)

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from mmengine.config import Config
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, python_cmd, run_cmd
 
 TOY_CONFIG = REPO_ROOT / 'tests' / 'configs' / 'toy.py'
 TOY_TRAINABLE = {
@@ -61,6 +61,22 @@ def in_process_cfg(config: str | Path, work_dir: Path, options: Optional[dict[st
 def toy_cfg(work_dir: Path, options: Optional[dict[str, Any]] = None) -> Config:
     """The toy config for an in-process run in ``work_dir``."""
     return in_process_cfg(TOY_CONFIG, work_dir, options)
+
+
+def train_toy_under_zero2(work_dir: Path, *options: str) -> Any:
+    """``tools/train.py tests/configs/toy.py --deepspeed deepspeed_zero2`` in one process (gloo),
+    expected to fail; returns the finished process."""
+    cmd = python_cmd(
+        'tools/train.py',
+        'tests/configs/toy.py',
+        '--work-dir',
+        str(work_dir),
+        '--deepspeed',
+        'deepspeed_zero2',
+        '--cfg-options',
+        *options,
+    )
+    return run_cmd(cmd, timeout=300, check=False)
 
 
 def read_trace(work_dir: Path, rank: int = 0) -> list[dict]:

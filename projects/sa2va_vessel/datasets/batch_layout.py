@@ -1,9 +1,9 @@
 """`BatchLayout`: where a batch's [SEG] tokens, answer labels and image slots are, known on the host.
 
-The teacher-forced forward writes the image embeddings into the image slots, and gathers the
-LLM's hidden state at every [SEG] token and at every position whose next token is a label. Found
-on the device (``masked_scatter``, whose backward is a ``masked_select``; ``hidden[is_seg]``;
-``int(is_image.sum())``), each of these reads a count back from the GPU: the host waits for the queued work, and the GPU idles while the
+The teacher-forced forward checks that the image slots match the image embeddings, and gathers
+the LLM's hidden state at every [SEG] token and at every position whose next token is a label.
+Found on the device (``int(is_image.sum())``, ``hidden[is_seg]``), each of these reads a count
+back from the GPU: the host waits for the queued work, and the GPU idles while the
 host queues the next part. ``vessel_collate`` computes the layout from the CPU token ids instead
 (in the loader workers; the loader pins it with the batch), so the forward gathers with index
 tensors of known length and checks with host integers: no synchronisation.
@@ -29,10 +29,9 @@ class BatchLayout(NamedTuple):
     seg_counts: torch.Tensor  # (B,) int64: [SEG] tokens per sample
     label_index: torch.Tensor  # (N_lab,) int64: flat index b * L + t of each position whose next token is a label
     label_target: torch.Tensor  # (N_lab,) int64: that next token
-    image_index: torch.Tensor  # (N_img,) int64: flat index b * L + t of each image placeholder token
     seg_per_sample: tuple[int, ...]  # seg_counts on the host
     n_labels: int  # N_lab
-    n_image_slots: int  # N_img
+    n_image_slots: int  # image placeholder tokens in the batch
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> 'BatchLayout':
         """This layout with its tensors on ``device``."""
@@ -51,16 +50,14 @@ def batch_layout(input_ids: torch.Tensor, labels: torch.Tensor, seg_token_id: in
     is_seg = input_ids == seg_token_id
     seg_counts = is_seg.sum(dim=1)
     label_index, label_target = label_rows(labels)
-    image_index = (input_ids == image_token_id).reshape(-1).nonzero().squeeze(1)
     return BatchLayout(
         seg_index=is_seg.reshape(-1).nonzero().squeeze(1),
         seg_counts=seg_counts,
         label_index=label_index,
         label_target=label_target,
-        image_index=image_index,
         seg_per_sample=tuple(int(n) for n in seg_counts.tolist()),
         n_labels=int(label_index.numel()),
-        n_image_slots=int(image_index.numel()),
+        n_image_slots=int((input_ids == image_token_id).sum()),
     )
 
 

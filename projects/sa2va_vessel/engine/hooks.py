@@ -43,6 +43,10 @@ a checkpoint is written, before validation and at the end of training, where the
 that the step of iteration K and any after it were skipped on the device. The first update
 (its one-time checks and log line), the logged iterations (they need the values) and a unit
 without any ``.grad`` (known on the host) stay synchronous.
+
+Off by default (``lagged=False``) until a side-by-side device run shows what it gains: the one
+device run with it on (call 34, docs/PERFORMANCE.md) was slower at micro-batch 8 for reasons not
+yet separated from this round's other changes. ``lagged=None`` or ``True`` turn it on.
 """
 
 from __future__ import annotations
@@ -152,9 +156,9 @@ class GradientFlowGuardHook(Hook):
         mask_losses: the loss parts that must, alone, reach every unit on the first step
             (``()`` skips that check).
         lagged: read the per-step gradient check one update late (see "Read one step late" in
-            the module docstring). ``None``: on CUDA when the optimizer is a fused torch
-            Adam/AdamW and no loss scaler runs; ``True`` forces it (a ValueError when the
-            optimizer cannot skip its step on the device); ``False``: always synchronous.
+            the module docstring). ``False`` (default): always synchronous; ``None``: on CUDA
+            when the optimizer is a fused torch Adam/AdamW and no loss scaler runs; ``True``
+            forces it (a ValueError when the optimizer cannot skip its step on the device).
     """
 
     priority = 'VERY_HIGH'  # patch the optimizer wrapper before any other hook uses it
@@ -166,7 +170,7 @@ class GradientFlowGuardHook(Hook):
         check: bool = True,
         log_parameter_table: bool = True,
         mask_losses: tuple[str, ...] = ('loss_mask', 'loss_dice'),
-        lagged: Optional[bool] = None,
+        lagged: Optional[bool] = False,
     ) -> None:
         for arg, value in (('interval', interval), ('window', window)):
             if value is not None and value < 1:

@@ -510,7 +510,7 @@ class Sa2VAVesselModel(BaseModel):
                 image_embeds = self.image_embeddings(data['pixel_values'], input_ids, data_samples)
             with record_function('sa2va/llm'):
                 inputs_embeds = self.sa2va.splice_image_embeddings(
-                    input_ids, image_embeds, self.img_context_id, image_index=layout.image_index
+                    input_ids, image_embeds, self.img_context_id, n_slots=layout.n_image_slots
                 )
                 hidden = self.sa2va.llm_last_hidden(inputs_embeds, data['attention_mask'], data['position_ids'])
 

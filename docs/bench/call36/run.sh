@@ -21,3 +21,4 @@ E="$B --preset sa2va-internvl3-2b --batch-size 8 --no-model-step --e2e-steps 6,1
 run 130 b8_B_lagged $E --cfg-options default_hooks.gradient_guard.lagged=None
 run 120 b8_C_overlap $E --cfg-options deepspeed=/tmp/zero2_overlap.json
 tar czf "$OUT/${CALL}_logs.tar.gz" -C /tmp logs
+save_inductor_cache

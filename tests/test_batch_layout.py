@@ -101,3 +101,12 @@ def test_items_without_token_ids_collate_without_a_layout(items, model) -> None:
     assert 'layout' not in data
     losses, _ = _loss_and_grads(model, data)  # the model finds the layout itself
     assert torch.isfinite(sum(losses.values()))
+
+
+def test_the_layout_reaches_the_model_through_the_data_preprocessor(items, model) -> None:
+    from projects.sa2va_vessel.datasets.batch_layout import BatchLayout
+
+    moved = model.data_preprocessor(vessel_collate(items), True)['data']['layout']
+    assert isinstance(moved, BatchLayout)  # a namedtuple: mmengine's cast_data keeps its type
+    assert isinstance(moved.seg_per_sample, tuple) and isinstance(moved.n_labels, int)
+    assert layouts_equal(moved, vessel_collate(items)['data']['layout'])

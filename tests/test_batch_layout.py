@@ -44,7 +44,7 @@ def test_the_collate_finds_the_layout_the_model_would_find(items, model) -> None
     given = batch['layout']
     own = batch_layout(batch['input_ids'], batch['labels'], model.seg_token_id, model.img_context_id)
     assert layouts_equal(given, own)
-    assert given.seg_per_sample == (1, 1, 1) and given.n_labels > 0 and given.n_image_slots > 0
+    assert given.seg_per_sample == (1, 1, 1) and given.label_index.numel() > 0 and given.n_image_slots > 0
     # the gathered rows are the [SEG] tokens and the label positions, in row-major order
     flat_ids = batch['input_ids'].reshape(-1)
     assert (flat_ids[given.seg_index] == model.seg_token_id).all()
@@ -108,5 +108,5 @@ def test_the_layout_reaches_the_model_through_the_data_preprocessor(items, model
 
     moved = model.data_preprocessor(vessel_collate(items), True)['data']['layout']
     assert isinstance(moved, BatchLayout)  # a namedtuple: mmengine's cast_data keeps its type
-    assert isinstance(moved.seg_per_sample, tuple) and isinstance(moved.n_labels, int)
+    assert isinstance(moved.seg_per_sample, tuple) and isinstance(moved.n_image_slots, int)
     assert layouts_equal(moved, vessel_collate(items)['data']['layout'])

@@ -28,9 +28,9 @@ class BatchLayout(NamedTuple):
     seg_index: torch.Tensor  # (N_seg,) int64: flat index b * L + t of each [SEG], row-major order
     seg_counts: torch.Tensor  # (B,) int64: [SEG] tokens per sample
     label_index: torch.Tensor  # (N_lab,) int64: flat index b * L + t of each position whose next token is a label
+    # (N_lab is label_index.numel(): a tensor's shape is known on the host)
     label_target: torch.Tensor  # (N_lab,) int64: that next token
     seg_per_sample: tuple[int, ...]  # seg_counts on the host
-    n_labels: int  # N_lab
     n_image_slots: int  # image placeholder tokens in the batch
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> 'BatchLayout':
@@ -56,7 +56,6 @@ def batch_layout(input_ids: torch.Tensor, labels: torch.Tensor, seg_token_id: in
         label_index=label_index,
         label_target=label_target,
         seg_per_sample=tuple(int(n) for n in seg_counts.tolist()),
-        n_labels=int(label_index.numel()),
         n_image_slots=int((input_ids == image_token_id).sum()),
     )
 

@@ -20,6 +20,7 @@ from torch import nn
 from torch.profiler import record_function
 
 from ..datasets.batch_layout import BatchLayout, batch_layout, label_rows, layouts_equal
+from ..datasets.conversation import IGNORE_INDEX
 from ..datasets.fast_tokenizer import load_fast_tokenizer
 from ..registry import MODELS
 from .checkpoint import build_preset, load_sa2va
@@ -386,12 +387,12 @@ class Sa2VAVesselModel(BaseModel):
         """Where the batch's [SEG], label and image tokens are: the collate's, found on the host
         (``data['layout']``), else found here on the device, which synchronises."""
         layout = data.get('layout')
-        if layout is None:
-            input_ids = data['input_ids']
-            labels = data.get('labels')
-            labels = torch.full_like(input_ids, -100) if labels is None else labels
-            layout = batch_layout(input_ids, labels, self.seg_token_id, self.img_context_id)
-        return layout
+        return self._layout_on_device(data) if layout is None else layout
+
+    def _layout_on_device(self, data: dict) -> BatchLayout:
+        input_ids, labels = data['input_ids'], data.get('labels')
+        labels = torch.full_like(input_ids, IGNORE_INDEX) if labels is None else labels
+        return batch_layout(input_ids, labels, self.seg_token_id, self.img_context_id)
 
     def check_batch_layout(self, data: dict) -> None:
         """Raise ValueError when the collate's layout, found with the data set's token ids, is not
@@ -399,12 +400,7 @@ class Sa2VAVesselModel(BaseModel):
         given = data.get('layout')
         if given is None:
             return
-        own = batch_layout(
-            data['input_ids'],
-            data.get('labels', torch.full_like(data['input_ids'], -100)),
-            self.seg_token_id,
-            self.img_context_id,
-        )
+        own = self._layout_on_device(data)
         if not layouts_equal(own, given):
             raise ValueError(
                 "the batch's data['layout'] (vessel_collate, from the items' seg_token_id / "
@@ -556,12 +552,8 @@ class Sa2VAVesselModel(BaseModel):
     def llm_loss(self, hidden: torch.Tensor, labels: torch.Tensor, layout: BatchLayout | None = None) -> torch.Tensor:
         """Next-token cross-entropy on answer tokens; logits only where a label exists. With the
         batch's ``layout`` the rows are gathered by index, without reading a count from the GPU."""
-        if layout is None:
-            index, target = label_rows(labels)
-            n_labels = int(index.numel())
-        else:
-            index, target, n_labels = layout.label_index, layout.label_target, layout.n_labels
-        if n_labels == 0:
+        index, target = label_rows(labels) if layout is None else (layout.label_index, layout.label_target)
+        if index.numel() == 0:
             return hidden.sum() * 0.0
         rows = hidden.reshape(-1, hidden.shape[-1]).index_select(0, index)
         # Qwen3-VL's [SEG] state is pre-norm; the logits read the final norm's output

@@ -248,18 +248,12 @@ class GradientFlowGuardHook(Hook):
                 self._hook_handle = None
 
     # A lagged check still pending is resolved before anything uses the weights of that step.
-    def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
-        self._resolve_pending()
-
     def before_checkpoint_write(self, runner: Any) -> None:
-        """Called by the project's runners before a checkpoint is written, under DeepSpeed too
+        """Called by the project's runners before every checkpoint write, on both runners
         (mmengine's DeepSpeed strategy never calls ``before_save_checkpoint``)."""
         self._resolve_pending()
 
-    def before_val(self, runner: Any) -> None:
-        self._resolve_pending()
-
-    def before_val_epoch(self, runner: Any) -> None:
+    def before_val(self, runner: Any) -> None:  # ValLoop.run calls it before every validation
         self._resolve_pending()
 
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:

@@ -72,16 +72,9 @@ class DeferredRuntimeInfoHook(RuntimeInfoHook):
         super().before_val(runner)
 
     def before_checkpoint_write(self, runner: Any) -> None:
-        # the project's runners call this before they take the message hub's state, under
-        # DeepSpeed too (mmengine's DeepSpeed strategy never calls before_save_checkpoint)
+        # the project's runners call this before they take the message hub's state, on both
+        # runners (mmengine's DeepSpeed strategy never calls before_save_checkpoint)
         self.flush(runner)
-
-    def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
-        # the runner took the message hub's state before calling this hook: take it again
-        if self._pending:
-            self.flush(runner)
-            if 'message_hub' in checkpoint:
-                checkpoint['message_hub'] = runner.message_hub.state_dict()
 
     def after_train(self, runner: Any) -> None:
         self.flush(runner)

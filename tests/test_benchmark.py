@@ -116,6 +116,7 @@ def test_end_to_end_cpu_tiny(tmp_path):
     for stage in ('step/forward', 'step/backward', 'step/optimizer'):
         assert stage in named, stage
     assert json.loads((tmp_path / 'w' / 'e2e_timing.trace.json').read_text())['traceEvents']
+    assert e2e['profiled_window'] == 'split' and table.startswith('profiled window: split (2 iterations)')
     assert e2e['batch_size'] == 2 and e2e['samples_per_s'] > 0
     # --sync-audit: a steady warm-up iteration (not the first) was audited; a CPU makes no CUDA sync
     assert e2e['sync_audit'] == {'iteration': 2, 'count': 0, 'sites': []}
@@ -167,11 +168,19 @@ def test_end_to_end_cpu_tiny_qwen(tmp_path):
             'model.compile_frozen_encoders=False',
             'val_cfg.max_new_tokens=4',
             'model.sam2_feature_cache_size=4',
+            '--profile',
+            'throughput',
         ),
         timeout=600,
     )
     e2e = json.loads(out.read_text())['end_to_end']
     assert e2e['preset'] == 'tiny-qwen3_vl' and e2e['batch_size'] == 1 and e2e['samples_per_s'] > 0
+    # --profile throughput: the unsynchronised window was profiled, with the step's parts named
+    assert e2e['profiled_window'] == 'throughput'
+    table = (tmp_path / 'w' / 'e2e_timing.profile.txt').read_text()
+    assert table.startswith('profiled window: throughput (1 iterations)')
+    named = table.split('named ranges')[1]
+    assert all(f'step/{stage}' in named for stage in ('forward', 'backward', 'optimizer')), named
     assert all(len(e2e['split_raw_ms'][k]) == 1 for k in ('data', 'forward', 'backward', 'optimizer', 'iteration'))
     inputs = tmp_path / 'w' / 'inputs_tiny-qwen3_vl'
     assert json.loads((inputs / 'config.json').read_text())['text_config']['model_type'] == 'qwen3_vl_text'

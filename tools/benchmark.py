@@ -104,7 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--work-dir', type=Path, default=Path('work_dirs/bench_e2e'))
     ap.add_argument('--label', default=None)
     ap.add_argument(
-        '--profile', action='store_true', help='with --end-to-end: torch.profiler tables of the split window'
+        '--profile',
+        nargs='?',
+        const='split',
+        default=None,
+        choices=('split', 'throughput'),
+        help='with --end-to-end: torch.profiler tables and a trace of one window: the synced split '
+        '(default), or the unsynchronised throughput window, where the host runs ahead as in a real '
+        'run (that run\'s samples/s is then the profiler\'s, marked "profiled")',
     )
     ap.add_argument(
         '--sync-audit',

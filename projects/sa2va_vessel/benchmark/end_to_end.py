@@ -21,6 +21,11 @@ With ``sync_audit`` one warm-up iteration (not a logged one, not the first) runs
 ``torch.cuda.set_sync_debug_mode('warn')`` and the summary lists its synchronising CUDA calls
 per call site (``benchmark/sync_audit.py``): what still makes the host wait for the GPU.
 
+With ``profile`` ('split' or 'throughput') torch.profiler records one of the two windows and writes
+its tables and a Chrome trace beside ``out``. The split window shows each stage's own cost; the
+throughput window shows the run as it really goes, the host running ahead of the GPU, so the host's
+waits on the device (synchronisations, allocator calls) appear in its self-CPU table.
+
 Peak memory is read twice: over the whole run (the first, guarded step and validation included)
 and over the timed windows only.
 """
@@ -79,13 +84,24 @@ class StepTimingHook(Hook):
     priority = 'VERY_HIGH'  # patches before the gradient guard does, so the guard's work counts as hooks
 
     def __init__(
-        self, out: str, warmup: int, steps: int, split_steps: int, profile: bool = False, sync_audit: bool = False
+        self,
+        out: str,
+        warmup: int,
+        steps: int,
+        split_steps: int,
+        profile: Optional[str] = None,
+        sync_audit: bool = False,
     ) -> None:
         self.out, self.warmup, self.steps, self.split_steps = Path(out), warmup, steps, split_steps
         self.audit = SyncAudit() if sync_audit else None
         self.audit_iteration: Optional[int] = None
-        # torch.profiler over the split window (its timings are then the profiler's, not clean)
-        self.profile, self._profiler, self.profile_table = profile, None, None
+        # torch.profiler over one window, 'split' or 'throughput' (its timings are then the
+        # profiler's, not clean); True means 'split'
+        if profile is True:
+            profile = 'split'
+        if profile not in (None, False, 'split', 'throughput'):
+            raise ValueError(f"profile={profile!r}: expected None, 'split' or 'throughput'")
+        self.profile, self._profiler, self.profile_table = profile or None, None, None
         self.n_next = 0
         self.times: dict[str, list[float]] = {k: [] for k in SPLIT_STAGES + ('iteration',)}
         self._last_boundary: Optional[float] = None
@@ -122,36 +138,18 @@ class StepTimingHook(Hook):
             self.sample_peak()
             if torch.cuda.is_available():
                 torch.cuda.reset_peak_memory_stats()  # the timed window's peak starts here
+            if self.profile == 'throughput':
+                self._start_profiler()
             self._window_start = time.perf_counter()
         if n == self.warmup + self.steps:  # ... ends; the split window starts
             _sync()
+            if self._profiler is not None:  # the throughput window was profiled
+                self._stop_profiler(self.steps)
             self.throughput_s = time.perf_counter() - self._window_start
-            if self.profile:
-                self._profiler = torch.profiler.profile(
-                    activities=[torch.profiler.ProfilerActivity.CPU]
-                    + ([torch.profiler.ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-                )
-                self._profiler.__enter__()
+            if self.profile == 'split':
+                self._start_profiler()
         if self._profiler is not None and n == self.warmup + self.steps + self.split_steps:
-            self._profiler.__exit__(None, None, None)
-            cuda = torch.cuda.is_available()
-            sort = 'self_cuda_time_total' if cuda else 'self_cpu_time_total'
-            averages = self._profiler.key_averages()
-            # the model's and the step's named ranges (sa2va/*, step/*): where each stage's time goes
-            named = [e for e in averages if e.key.startswith(('sa2va/', 'step/'))]
-            self.profile_table = (
-                averages.table(sort_by=sort, row_limit=40)
-                + '\n'
-                + averages.table(sort_by='cpu_time_total', row_limit=30)
-                + '\nnamed ranges (ms per split iteration: CPU total, device total of their kernels):\n'
-                + '\n'.join(
-                    f'{e.key:<24} cpu {e.cpu_time_total / 1e3 / self.split_steps:9.1f}  '
-                    f'device {getattr(e, "device_time_total", 0.0) / 1e3 / self.split_steps:9.1f}  calls {e.count}'
-                    for e in sorted(named, key=lambda e: e.key)
-                )
-            )
-            self._profiler.export_chrome_trace(str(self.out.with_suffix('.trace.json')))
-            self._profiler = None
+            self._stop_profiler(self.split_steps)
         if self._split_iteration(n) or self._split_iteration(n - 1):
             _sync()
             now = time.perf_counter()
@@ -159,6 +157,38 @@ class StepTimingHook(Hook):
                 self.times['iteration'].append(now - self._last_boundary)
             self._last_boundary = now
         self.n_next += 1
+
+    def _start_profiler(self) -> None:
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if torch.cuda.is_available():
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        self._profiler = torch.profiler.profile(activities=activities)
+        self._profiler.__enter__()
+
+    def _stop_profiler(self, iterations: int) -> None:
+        self._profiler.__exit__(None, None, None)
+        sort = 'self_cuda_time_total' if torch.cuda.is_available() else 'self_cpu_time_total'
+        averages = self._profiler.key_averages()
+        # the model's and the step's named ranges (sa2va/*, step/*): where each stage's time goes
+        named = [e for e in averages if e.key.startswith(('sa2va/', 'step/'))]
+        self.profile_table = (
+            f'profiled window: {self.profile} ({iterations} iterations)\n'
+            + averages.table(sort_by=sort, row_limit=40)
+            + '\n'
+            + averages.table(sort_by='cpu_time_total', row_limit=30)
+            # where the host itself spends its time: waits on the device (synchronisations, event
+            # waits, cudaMalloc/cudaFree) show up here when the window is not synchronised
+            + '\n'
+            + averages.table(sort_by='self_cpu_time_total', row_limit=30)
+            + f'\nnamed ranges (ms per iteration of the {self.profile} window: CPU total, device total of their kernels):\n'
+            + '\n'.join(
+                f'{e.key:<24} cpu {e.cpu_time_total / 1e3 / iterations:9.1f}  '
+                f'device {getattr(e, "device_time_total", 0.0) / 1e3 / iterations:9.1f}  calls {e.count}'
+                for e in sorted(named, key=lambda e: e.key)
+            )
+        )
+        self._profiler.export_chrome_trace(str(self.out.with_suffix('.trace.json')))
+        self._profiler = None
 
     def _in_timed_window(self) -> bool:
         return self.warmup < self.n_next <= self.warmup + self.steps + self.split_steps
@@ -182,7 +212,10 @@ class StepTimingHook(Hook):
         @functools.wraps(fn)
         def timed(*args: Any, **kwargs: Any) -> Any:
             if not self._in_split():
-                return fn(*args, **kwargs)
+                if self._profiler is None:
+                    return fn(*args, **kwargs)
+                with torch.profiler.record_function(f'step/{stage}'):  # named in a throughput profile
+                    return fn(*args, **kwargs)
             _sync()
             start = time.perf_counter()
             with torch.profiler.record_function(f'step/{stage}'):
@@ -221,7 +254,7 @@ class StepTimingHook(Hook):
         self.out.write_text(json.dumps(self.summary(), indent=1))
         if self.profile_table:
             self.out.with_suffix('.profile.txt').write_text(self.profile_table)
-            runner.logger.info('profile of the split window:\n' + self.profile_table)
+            runner.logger.info(f'profile of the {self.profile} window:\n' + self.profile_table)
 
     def summary(self) -> dict:
         cuda = torch.cuda.is_available()
@@ -242,6 +275,7 @@ class StepTimingHook(Hook):
             'peak_alloc_gib_run': round(self.peak_run_bytes / 2**30, 3) if cuda else None,
             'peak_alloc_gib_timed': round(self.peak_timed_bytes / 2**30, 3) if cuda else None,
             'sync_audit': None if self.audit is None else dict(iteration=self.audit_iteration, **self.audit.summary()),
+            'profiled_window': self.profile,
         }
 
 
@@ -277,7 +311,7 @@ def end_to_end_config(
     deepspeed: Optional[str],
     cfg_options: Optional[dict],
     timing_out: Path,
-    profile: bool = False,
+    profile: Optional[str] = None,
     sync_audit: bool = False,
 ) -> Config:
     """The user's config, pointed at the preset and the synthetic data, with the timing hook."""
@@ -345,7 +379,7 @@ def run_end_to_end(
     cfg_options: Optional[dict] = None,
     memory_cap_gib: Optional[float] = None,
     label: str = 'e2e',
-    profile: bool = False,
+    profile: Optional[str] = None,
     sync_audit: bool = False,
     log: Callable = print,
 ) -> dict:
@@ -405,8 +439,9 @@ def run_end_to_end(
 
 def format_row(s: dict) -> str:
     split = ' '.join(f'{k} {v:.1f}' for k, v in s['split_ms'].items())
+    profiled = f' (profiled: {s["profiled_window"]} window)' if s.get('profiled_window') else ''
     return (
         f'{s["label"]:>28} bs{s["batch_size"]:<3} {s["samples_per_s"] or float("nan"):8.2f} samples/s  '
         f'{s["step_ms"] or float("nan"):8.1f} ms/step  peak run {s["peak_alloc_gib_run"]} GiB  '
-        f'timed {s["peak_alloc_gib_timed"]} GiB  data wait {s["data_wait_fraction"]}  split ms: {split}'
+        f'timed {s["peak_alloc_gib_timed"]} GiB  data wait {s["data_wait_fraction"]}  split ms: {split}{profiled}'
     )

@@ -6,7 +6,7 @@ import json
 
 from mmengine.config import Config
 
-from projects.sa2va_vessel.engine.runner import REPO_ROOT, deepspeed_config_path, resolve_deepspeed_config
+from projects.sa2va_vessel.engine.runner import REPO_ROOT, deepspeed_config_path, free_port, resolve_deepspeed_config
 
 
 def _resolved(world_size: int = 1, **changes) -> dict:
@@ -54,5 +54,52 @@ def test_the_sync_free_norm_mask_equals_deepspeeds():
     scalar = torch.tensor(float('nan'))  # what ZeRO passes: the 0-dim total norm
     deepspeed_sync_free.mask_nan_or_inf_inplace(scalar)
     assert scalar.item() == -1.0
-    assert deepspeed_sync_free.install() == ['deepspeed.runtime.utils', 'deepspeed.runtime.zero.stage_1_and_2']
+    assert deepspeed_sync_free.install() == [
+        'deepspeed.runtime.utils.mask_nan_or_inf_with_val_inplace',
+        'deepspeed.runtime.zero.stage_1_and_2.mask_nan_or_inf_with_val_inplace',
+        'DeepSpeedZeroOptimizer.get_grad_norm_direct',
+    ]
     assert stage_1_and_2.mask_nan_or_inf_with_val_inplace is deepspeed_sync_free.mask_nan_or_inf_inplace
+    assert stage_1_and_2.DeepSpeedZeroOptimizer.get_grad_norm_direct is deepspeed_sync_free.fused_grad_norm_direct
+
+
+# One rank of ZeRO-2 on the CPU (gloo): DeepSpeed's own per-tensor norm and the fused one, on the
+# optimizer's real partition gradients, finite and with a NaN planted, and on mixed dtypes.
+_FUSED_NORM_SCRIPT = '''
+import json, os, torch, deepspeed
+from deepspeed.runtime.zero.stage_1_and_2 import DeepSpeedZeroOptimizer
+from projects.sa2va_vessel.engine import deepspeed_sync_free
+theirs = DeepSpeedZeroOptimizer.get_grad_norm_direct
+torch.manual_seed(0)
+model = torch.nn.Sequential(*[torch.nn.Linear(8, 8) for _ in range(6)])
+cfg = dict(train_micro_batch_size_per_gpu=2, gradient_accumulation_steps=1, gradient_clipping=1.0,
+           zero_allow_untested_optimizer=True, zero_optimization=dict(stage=2))
+engine, opt, _, _ = deepspeed.initialize(model=model, optimizer=torch.optim.AdamW(model.parameters()), config=cfg)
+engine.backward(engine(torch.randn(2, 8)).square().sum() * 1e3)
+deepspeed_sync_free.install()
+grads, params = opt.averaged_gradients[0], opt.params_in_partition[0]
+out = dict(n=len(grads), theirs=theirs(opt, grads, params).item(), ours=opt.get_grad_norm_direct(grads, params).item())
+mixed = [g.to(torch.bfloat16) if i % 2 else g for i, g in enumerate(grads)]
+out.update(mixed_theirs=theirs(opt, mixed, params).item(), mixed_ours=opt.get_grad_norm_direct(mixed, params).item())
+grads[3].view(-1)[0] = float('nan')
+out.update(nan_theirs=theirs(opt, grads, params).item(), nan_ours=opt.get_grad_norm_direct(grads, params).item())
+print('RESULT', json.dumps(out))
+'''
+
+
+def test_the_fused_zero_gradient_norm_equals_deepspeeds(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()), RANK='0', WORLD_SIZE='1',
+               LOCAL_RANK='0', CUDA_VISIBLE_DEVICES='')
+    proc = subprocess.run([sys.executable, '-c', _FUSED_NORM_SCRIPT], cwd=REPO_ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    line = [x for x in proc.stdout.splitlines() if x.startswith('RESULT ')]
+    assert line, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = json.loads(line[0][len('RESULT '):])
+    assert out['n'] == 12 and out['theirs'] > 1.0  # every weight and bias, a norm that clipping changes
+    assert out['ours'] == out['theirs'] and out['mixed_ours'] == out['mixed_theirs']
+    assert out['nan_ours'] == out['nan_theirs'] == -1.0

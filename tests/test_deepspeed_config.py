@@ -65,7 +65,7 @@ def test_the_sync_free_norm_mask_equals_deepspeeds():
 
 # One rank of ZeRO-2 on the CPU (gloo): DeepSpeed's own per-tensor norm and the fused one, on the
 # optimizer's real partition gradients, finite and with a NaN planted, and on mixed dtypes.
-_FUSED_NORM_SCRIPT = '''
+_FUSED_NORM_SCRIPT = """
 import json, os, torch, deepspeed
 from deepspeed.runtime.zero.stage_1_and_2 import DeepSpeedZeroOptimizer
 from projects.sa2va_vessel.engine import deepspeed_sync_free
@@ -84,7 +84,7 @@ out.update(mixed_theirs=theirs(opt, mixed, params).item(), mixed_ours=opt.get_gr
 grads[3].view(-1)[0] = float('nan')
 out.update(nan_theirs=theirs(opt, grads, params).item(), nan_ours=opt.get_grad_norm_direct(grads, params).item())
 print('RESULT', json.dumps(out))
-'''
+"""
 
 
 def test_the_fused_zero_gradient_norm_equals_deepspeeds(tmp_path):
@@ -93,13 +93,21 @@ def test_the_fused_zero_gradient_norm_equals_deepspeeds(tmp_path):
     import subprocess
     import sys
 
-    env = dict(os.environ, MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()), RANK='0', WORLD_SIZE='1',
-               LOCAL_RANK='0', CUDA_VISIBLE_DEVICES='')
-    proc = subprocess.run([sys.executable, '-c', _FUSED_NORM_SCRIPT], cwd=REPO_ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    env = dict(
+        os.environ,
+        MASTER_ADDR='127.0.0.1',
+        MASTER_PORT=str(free_port()),
+        RANK='0',
+        WORLD_SIZE='1',
+        LOCAL_RANK='0',
+        CUDA_VISIBLE_DEVICES='',
+    )
+    proc = subprocess.run(
+        [sys.executable, '-c', _FUSED_NORM_SCRIPT], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     line = [x for x in proc.stdout.splitlines() if x.startswith('RESULT ')]
     assert line, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = json.loads(line[0][len('RESULT '):])
+    out = json.loads(line[0][len('RESULT ') :])
     assert out['n'] == 12 and out['theirs'] > 1.0  # every weight and bias, a norm that clipping changes
     assert out['ours'] == out['theirs'] and out['mixed_ours'] == out['mixed_theirs']
     assert out['nan_ours'] == out['nan_theirs'] == -1.0

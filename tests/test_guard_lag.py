@@ -117,8 +117,24 @@ def test_lagged_needs_an_optimizer_that_skips_on_the_device(tmp_path):
         train(toy_cfg(tmp_path, {'default_hooks.gradient_guard.lagged': True}))
 
 
-def test_lag_is_off_by_default_on_the_cpu(tmp_path, runs):
-    train(toy_cfg(tmp_path, {**FUSED, 'default_hooks.gradient_guard.interval': 100}))
+def test_the_shipped_runtime_lags_the_check_where_it_is_safe():
+    from mmengine.config import Config
+
+    from projects.sa2va_vessel.engine.runner import REPO_ROOT
+
+    for name in ('vessel_lora.py', 'vessel_lora_8b_24g.py'):
+        cfg = Config.fromfile(str(REPO_ROOT / 'configs' / name))
+        assert cfg.default_hooks.gradient_guard.lagged is None, name
+
+
+@pytest.mark.parametrize('lagged', [False, None])  # the hook's default; the shipped runtime's auto
+def test_lag_is_off_on_the_cpu(tmp_path, runs, lagged):
+    train(
+        toy_cfg(
+            tmp_path,
+            {**FUSED, 'default_hooks.gradient_guard.interval': 100, 'default_hooks.gradient_guard.lagged': lagged},
+        )
+    )
     assert _guard(runs[-1]).lagged_checks == 0
 
 

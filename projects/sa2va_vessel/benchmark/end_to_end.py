@@ -96,12 +96,10 @@ class StepTimingHook(Hook):
         self.audit = SyncAudit() if sync_audit else None
         self.audit_iteration: Optional[int] = None
         # torch.profiler over one window, 'split' or 'throughput' (its timings are then the
-        # profiler's, not clean); True means 'split'
-        if profile is True:
-            profile = 'split'
-        if profile not in (None, False, 'split', 'throughput'):
+        # profiler's, not clean)
+        if profile not in (None, 'split', 'throughput'):
             raise ValueError(f"profile={profile!r}: expected None, 'split' or 'throughput'")
-        self.profile, self._profiler, self.profile_table = profile or None, None, None
+        self.profile, self._profiler, self.profile_table = profile, None, None
         self.n_next = 0
         self.times: dict[str, list[float]] = {k: [] for k in SPLIT_STAGES + ('iteration',)}
         self._last_boundary: Optional[float] = None

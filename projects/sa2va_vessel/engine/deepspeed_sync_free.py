@@ -13,7 +13,7 @@ ZeRO-1/2 computes the global gradient norm for clipping every step, in
   two device synchronisations per step (``--sync-audit``, docs/bench/call33).
 
 ``install()`` replaces both: :func:`fused_grad_norm_direct` takes the same per-tensor fp64 norms
-with one ``torch._foreach_norm`` per gradient dtype (the same filters for pipeline-replicated and
+with one ``torch._foreach_norm`` per gradient dtype (``utils.per_tensor_norms``; the same filters for pipeline-replicated and
 model-parallel parameters, the same reductions across ranks), and :func:`mask_nan_or_inf_inplace`
 writes the same -1 (DeepSpeed ignores its own ``val`` argument too) with a Python scalar.
 """
@@ -25,6 +25,8 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from .utils import per_tensor_norms
+
 logger = logging.getLogger(__name__)
 
 _NAME = 'mask_nan_or_inf_with_val_inplace'
@@ -34,18 +36,6 @@ _MODULES = ('deepspeed.runtime.utils', 'deepspeed.runtime.zero.stage_1_and_2')
 def mask_nan_or_inf_inplace(input: torch.Tensor, device: Optional[Any] = None, val: float = -1.0) -> None:
     """DeepSpeed's ``mask_nan_or_inf_with_val_inplace``, the same result, no synchronisation."""
     input.masked_fill_(~torch.isfinite(input), -1.0)
-
-
-def per_tensor_norms(gradients: Sequence[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
-    """The L2 norm of each gradient, accumulated in ``dtype``, in list order: one launch per input dtype."""
-    by_dtype: dict[torch.dtype, list[int]] = {}
-    for i, g in enumerate(gradients):
-        by_dtype.setdefault(g.dtype, []).append(i)
-    norms: list[Optional[torch.Tensor]] = [None] * len(gradients)
-    for indices in by_dtype.values():
-        for i, n in zip(indices, torch._foreach_norm([gradients[i] for i in indices], 2, dtype=dtype)):
-            norms[i] = n
-    return torch.stack(norms)
 
 
 def fused_grad_norm_direct(self: Any, gradients: Sequence[torch.Tensor], params: Sequence[Any], norm_type: float = 2):

@@ -28,6 +28,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..models.peft_names import is_lora_b, lora_kind
+from .utils import per_tensor_norms
 
 Groups = dict[str, list[tuple[str, nn.Parameter]]]
 #: Elements of each parameter kept for the "did the weights move" comparison.
@@ -126,18 +127,17 @@ class ParamProbe:
         DeepSpeed)."""
         # One fused norm kernel per (device, dtype) over every gradient, then a sum per unit: a
         # handful of launches per step, not a few per unit (it runs every step, in the GPU's path).
-        by_kind: dict[tuple, tuple[list[torch.Tensor], list[int]]] = {}
+        all_grads: list[torch.Tensor] = []
+        owners: list[int] = []
         has_grad = []
         for u, params in enumerate(self.units.values()):
             grads = [g for g in (self._grad(p) for _, p in params) if g is not None]
             has_grad.append(bool(grads) or self.engine is not None)
-            for g in grads:
-                kind = by_kind.setdefault((g.device, g.dtype), ([], []))
-                kind[0].append(g)
-                kind[1].append(u)
+            all_grads += grads
+            owners += [u] * len(grads)
         vec = torch.zeros(len(self.units), device=self.device, dtype=torch.float32)
-        for grads, owners in by_kind.values():
-            norms = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32)).to(self.device)
+        if all_grads:
+            norms = per_tensor_norms(all_grads, torch.float32, self.device)
             vec.index_add_(0, self._owner_index(owners), norms * norms)
         n = len(self.units)
         if extra is not None:

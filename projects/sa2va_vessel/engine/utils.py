@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 from mmengine.hooks import LoggerHook
@@ -39,6 +39,23 @@ def logger_interval(runner: Any, default: int = 10) -> int:
     """The LoggerHook's interval (``default`` without one): the hooks that feed the log line use it."""
     loggers = [h for h in runner.hooks if isinstance(h, LoggerHook)]
     return loggers[0].interval if loggers else default
+
+
+def per_tensor_norms(
+    tensors: Sequence[torch.Tensor], dtype: torch.dtype, device: Optional[torch.device] = None
+) -> torch.Tensor:
+    """The L2 norm of each tensor, accumulated in ``dtype``, in list order, on ``device`` (default:
+    the first tensor's): one ``torch._foreach_norm`` launch per (device, dtype) of the inputs, not
+    a few per tensor (the gradient guard's and DeepSpeed's per-step norms run in the GPU's path)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, t in enumerate(tensors):
+        groups.setdefault((t.device, t.dtype), []).append(i)
+    device = tensors[0].device if device is None else device
+    norms: list[Optional[torch.Tensor]] = [None] * len(tensors)
+    for indices in groups.values():
+        for i, n in zip(indices, torch._foreach_norm([tensors[i] for i in indices], 2, dtype=dtype)):
+            norms[i] = n.to(device)
+    return torch.stack(norms)
 
 
 class HostCopy:

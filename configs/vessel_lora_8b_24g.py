@@ -13,7 +13,7 @@ deepspeed = 'none'
 mixed_precision = 'bf16'
 model = dict(model_path=model_path, gradient_checkpointing=True,
              compile_llm_layers=False, compile_frozen_encoders=False)
-optim_wrapper = dict(type='OptimWrapper',  # the plain runner in bf16: no loss scaling
+optim_wrapper = dict(type='SyncFreeOptimWrapper',  # the plain runner in bf16: no loss scaling
                      optimizer=dict(type='AdamW8bit', _delete_=True, lr=4e-5, betas=(0.9, 0.999),
                                     weight_decay=0.05),
                      clip_grad=dict(max_norm=1.0), accumulative_counts=8)

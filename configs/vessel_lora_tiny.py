@@ -29,7 +29,7 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=False, begin=9, end=300, eta_min_ratio=0.0),
 ]
 val_cfg = dict(max_new_tokens=16)  # generation-mode validation too (vessel/gen_*), short answers
-optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=3e-3, weight_decay=0.0),
+optim_wrapper = dict(type='SyncFreeOptimWrapper', optimizer=dict(type='AdamW', lr=3e-3, weight_decay=0.0),
                      clip_grad=dict(max_norm=1.0))
 log_interval = 20
 default_hooks = dict(

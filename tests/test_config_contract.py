@@ -18,7 +18,7 @@ from tests.conftest import REPO_ROOT
 BASE = dict(warmup_ratio=0.03, warmup_start_factor=1e-3)  # configs/_base_/schedules/lora_adamw.py
 OFFICIAL = dict(warmup_ratio=0.05, warmup_start_factor=1e-5)  # configs/vessel_lora_official.py
 TOY = dict(warmup_ratio=0.34, warmup_start_factor=0.1)  # tests/configs/toy.py
-DS, PLAIN = 'DeepSpeedOptimWrapper', 'OptimWrapper'
+DS, PLAIN = 'DeepSpeedOptimWrapper', 'SyncFreeOptimWrapper'
 
 # What the runner trained each config with before the configs wrote it out (it derived the
 # schedule from lr_schedule and max_iters, moved max_keep_ckpts to checkpoint_keep_last, swapped
@@ -103,7 +103,7 @@ def test_optimizer_wrapper_must_be_the_one_the_runner_trains_with() -> None:
     msg = _refused(load('tests/configs/toy.py', deepspeed='deepspeed_zero2'))
     assert "optim_wrapper.type='DeepSpeedOptimWrapper'" in msg
     msg = _refused(load('configs/vessel_lora.py', deepspeed='none'))
-    assert "optim_wrapper.type='OptimWrapper'" in msg
+    assert "optim_wrapper.type='SyncFreeOptimWrapper'" in msg
     msg = _refused(load('tests/configs/toy.py', mixed_precision='fp16'), on_gpu=True)
     assert "optim_wrapper.type='AmpOptimWrapper', optim_wrapper.dtype='float16'" in msg
     fp16 = load(
@@ -115,7 +115,7 @@ def test_optimizer_wrapper_must_be_the_one_the_runner_trains_with() -> None:
     assert 'needs a GPU' in _refused(fp16, on_gpu=False)
     cfg = load('tests/configs/toy.py')
     del cfg.optim_wrapper['type']
-    assert "optim_wrapper.type='OptimWrapper'" in _refused(cfg)
+    assert "optim_wrapper.type='SyncFreeOptimWrapper'" in _refused(cfg)
 
 
 def test_a_schedule_that_does_not_end_at_max_iters_is_refused_with_the_fix() -> None:

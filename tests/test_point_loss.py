@@ -129,7 +129,7 @@ def test_the_official_arm_runs(tiny_checkpoint: Path, synthetic_vessels: Path, t
         tmp_path,
         {
             'deepspeed': 'none',
-            'optim_wrapper.type': 'OptimWrapper',
+            'optim_wrapper.type': 'SyncFreeOptimWrapper',
             'mixed_precision': None,
             'global_batch_size': 2,
             'train_dataloader.batch_size': 1,

@@ -100,6 +100,9 @@ LOOPS = Registry(
 DATA_SAMPLERS = Registry(
     'data sampler', parent=MMENGINE_DATA_SAMPLERS, scope=SCOPE, locations=[f'{_PACKAGE}.datasets.epoch_samplers']
 )
+OPTIM_WRAPPERS = Registry(
+    'optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope=SCOPE, locations=[f'{_PACKAGE}.engine.optim_wrapper']
+)
 
 # Nothing of the project's registers into these; they exist so that mmengine, building under the
 # project's default scope, finds a registry of that scope in every tree it builds from (without
@@ -108,7 +111,6 @@ EVALUATOR = Registry('evaluator', parent=MMENGINE_EVALUATOR, scope=SCOPE)
 LOG_PROCESSORS = Registry('log_processor', parent=MMENGINE_LOG_PROCESSORS, scope=SCOPE)
 MODEL_WRAPPERS = Registry('model_wrapper', parent=MMENGINE_MODEL_WRAPPERS, scope=SCOPE)
 OPTIMIZERS = Registry('optimizer', parent=MMENGINE_OPTIMIZERS, scope=SCOPE)
-OPTIM_WRAPPERS = Registry('optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope=SCOPE)
 OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     'optimizer wrapper constructor', parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, scope=SCOPE
 )
@@ -128,6 +130,7 @@ PROJECT_REGISTRIES = {
     'HOOKS': HOOKS,
     'LOOPS': LOOPS,
     'DATA_SAMPLERS': DATA_SAMPLERS,
+    'OPTIM_WRAPPERS': OPTIM_WRAPPERS,
 }
 
 # mmengine imports the module ``<scope>.registry`` before it searches a scope's registries, and

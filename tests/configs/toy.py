@@ -13,7 +13,7 @@ train_dataloader = dict(
     dataset=dict(type='ToyVesselDataset', num_samples=16),
 )
 train_cfg = dict(type='ResumableIterBasedTrainLoop', max_iters=6, val_interval=1000)
-optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-2, weight_decay=0.0))
+optim_wrapper = dict(type='SyncFreeOptimWrapper', optimizer=dict(type='AdamW', lr=1e-2, weight_decay=0.0))
 # warmup_cosine_schedule(6, warmup_ratio=0.34, warmup_start_factor=0.1)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=2),

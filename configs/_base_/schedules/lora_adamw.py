@@ -8,7 +8,8 @@ test_cfg = None
 optim_wrapper = dict(
     # with deepspeed='deepspeed_zero2' (_base_/default_runtime.py); DeepSpeed's engine steps, and
     # clip_grad / accumulative_counts fill the json's "auto" entries. deepspeed='none' trains with
-    # 'OptimWrapper' (fp32 or bf16) or 'AmpOptimWrapper' + dtype='float16' (fp16 on a GPU).
+    # 'SyncFreeOptimWrapper' (fp32 or bf16; engine/optim_wrapper.py) or 'AmpOptimWrapper' + dtype='float16'
+    # (fp16 on a GPU).
     type='DeepSpeedOptimWrapper',
     optimizer=dict(type='AdamW', lr=4e-5, betas=(0.9, 0.999), weight_decay=0.05),
     clip_grad=dict(max_norm=1.0),

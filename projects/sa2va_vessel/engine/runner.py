@@ -13,13 +13,15 @@ is refused with the key to write (:func:`check_config`), not rewritten:
   its own, and the error prints it);
 * ``optim_wrapper.type`` the one the runner trains with (:func:`optim_wrapper_for`):
   ``DeepSpeedOptimWrapper`` under DeepSpeed, ``AmpOptimWrapper`` (``dtype='float16'``) for the
-  plain runner in fp16 on a GPU, ``OptimWrapper`` otherwise.
+  plain runner in fp16 on a GPU, ``SyncFreeOptimWrapper`` otherwise.
 
 Config keys read here besides mmengine's:
 
 * ``deepspeed``: ``'deepspeed_zero2'`` (a json under ``configs/deepspeed/``), a path to a json,
   or ``'none'`` for the plain ``Runner``. Under DeepSpeed, ``optim_wrapper.clip_grad`` and
   ``accumulative_counts`` fill the json's ``"auto"`` entries.
+* ``deepspeed_one_process`` (optional): the runner for a run of one process, e.g. ``'none'``
+  (:func:`apply_one_process_runner`; ``tools/train.py --deepspeed`` clears it).
 * ``mixed_precision``: ``'bf16'``, ``'fp16'`` or ``None``. Used on GPU only; CPU runs fp32.
 * ``global_batch_size = N`` (optional): ``optim_wrapper.accumulative_counts`` becomes
   ``N / (train_dataloader.batch_size * WORLD_SIZE)``, so one config keeps its global batch on any
@@ -265,21 +267,56 @@ def optim_wrapper_for(deepspeed: str | None, mixed_precision: str | None) -> dic
 
     DeepSpeed's engine owns the step (``DeepSpeedOptimWrapper``). The plain runner in fp16 scales
     the loss (``AmpOptimWrapper``, GPU only); in bf16 it needs no scaler (torch's GradScaler cannot
-    unscale bf16 gradients) and the model runs its own autocast, so bf16 and fp32 use the plain
-    ``OptimWrapper``.
+    unscale bf16 gradients) and the model runs its own autocast, so bf16 and fp32 use
+    ``SyncFreeOptimWrapper`` (mmengine's ``OptimWrapper`` without its per-step device sync,
+    ``engine/optim_wrapper.py``).
     """
     if (deepspeed or PLAIN) != PLAIN:
         return dict(type='DeepSpeedOptimWrapper')
     if mixed_precision == 'fp16':
         return dict(type='AmpOptimWrapper', dtype='float16')
-    return dict(type='OptimWrapper')
+    return dict(type='SyncFreeOptimWrapper')
 
 
 def runner_options(deepspeed: str, mixed_precision: str | None) -> dict:
     """Config options that switch a config to the runner ``deepspeed`` (``tools/train.py
-    --deepspeed``): the ``deepspeed`` key and the optimizer wrapper that goes with it."""
+    --deepspeed``): the ``deepspeed`` key and the optimizer wrapper that goes with it. The choice
+    is then the same on any number of processes (``deepspeed_one_process`` is cleared)."""
     wrapper = optim_wrapper_for(deepspeed, mixed_precision)
-    return {'deepspeed': deepspeed, **{f'optim_wrapper.{k}': v for k, v in wrapper.items()}}
+    return {
+        'deepspeed': deepspeed,
+        'deepspeed_one_process': None,
+        **{f'optim_wrapper.{k}': v for k, v in wrapper.items()},
+    }
+
+
+def launch_world_size(launcher: str) -> int:
+    """How many processes train: 1 with ``--launcher none``, else the launcher's ``WORLD_SIZE``."""
+    return 1 if launcher == 'none' else int(os.environ.get('WORLD_SIZE', 1))
+
+
+def apply_one_process_runner(cfg: Config, world_size: int) -> bool:
+    """With ``cfg.deepspeed_one_process`` set and one process, train with that runner instead.
+
+    ZeRO partitions the optimizer state and gradients over processes; with one process nothing is
+    partitioned, and ZeRO-2 still runs a Python hook per trainable tensor in the backward and
+    copies every gradient twice (into its bucket, then into the fp32 partition). So a config can
+    name the runner for one process (``deepspeed_one_process = 'none'``: the plain runner, fp32
+    trainables over the bf16 base). The switch sets ``deepspeed`` and the optimizer wrapper that
+    goes with it (:func:`runner_options`) and is logged. Returns True when it switched.
+    """
+    one = cfg.get('deepspeed_one_process')
+    mode = cfg.get('deepspeed', PLAIN) or PLAIN
+    if one is None or world_size != 1 or one == mode:
+        return False
+    cfg.merge_from_dict(runner_options(one, cfg.get('mixed_precision', None)))
+    print_log(
+        f"one process: deepspeed_one_process={one!r} replaces deepspeed={mode!r} (ZeRO has nothing to "
+        f'partition over one process); optim_wrapper.type={cfg.optim_wrapper.type!r}. Set '
+        'deepspeed_one_process=None, or pass --deepspeed, to keep the config\'s runner.',
+        logger='current',
+    )
+    return True
 
 
 def check_config(cfg: Config, on_gpu: bool) -> None:
@@ -369,7 +406,7 @@ def check_config(cfg: Config, on_gpu: bool) -> None:
     if wanted['type'] == 'AmpOptimWrapper' and not on_gpu:
         raise ConfigError(
             "optim_wrapper.type='AmpOptimWrapper' (mixed_precision='fp16') needs a GPU; "
-            "on the CPU write mixed_precision=None and optim_wrapper.type='OptimWrapper'"
+            "on the CPU write mixed_precision=None and optim_wrapper.type='SyncFreeOptimWrapper'"
         )
 
 
@@ -472,8 +509,9 @@ def build_runner(cfg: Config) -> AnyRunner:
     May start the process group first (see :func:`init_distributed`).
     """
     cfg = copy.deepcopy(cfg)
-    mode = cfg.get('deepspeed', PLAIN) or PLAIN
     launcher = cfg.get('launcher', 'none')
+    apply_one_process_runner(cfg, launch_world_size(launcher))
+    mode = cfg.get('deepspeed', PLAIN) or PLAIN
     on_gpu = torch.cuda.is_available()
     use_deepspeed = mode != PLAIN
     prepare_config(cfg, on_gpu)
@@ -499,7 +537,7 @@ def build_runner(cfg: Config) -> AnyRunner:
         return runner
 
     if on_gpu and cfg.get('mixed_precision', None) == 'bf16':
-        # bf16 has fp32's exponent range: no loss scaling (OptimWrapper, checked above). The model
+        # bf16 has fp32's exponent range: no loss scaling (SyncFreeOptimWrapper, checked above). The model
         # keeps its trainables in fp32 and runs its forward under bf16 autocast itself
         # (Sa2VAVesselModel.trainable_dtype), so AdamW's updates are not rounded away in bf16 weights.
         if cfg.model.get('trainable_dtype') != 'float32' or cfg.model.get('dtype') != 'bfloat16':

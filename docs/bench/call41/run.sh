@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Device call 41, the session's last ~8 minutes: the one-process lever side by side without the model
+# Device call 41, the session's last ~7 minutes: the one-process lever side by side without the model
 # step. Calls 39 and 40 each ran the model step first (250-270 s, cold compile) and then ran out of
 # time 6 s into the shipped run's first, cold-compiled step (the plain runner's fp32 trainables
 # give other graphs than the bf16 ones the model step compiled).
-#   Z  b8 with ZeRO-2 (--e2e-deepspeed deepspeed_zero2), as it shipped until call 39 (graphs cached);
-#   A  b8 as shipped (deepspeed_one_process='none': the plain runner), cold compile of its graphs.
+#   A  b8 as shipped (deepspeed_one_process='none': the plain runner), cold compile of its graphs;
+#   Z  b8 with ZeRO-2 (--e2e-deepspeed deepspeed_zero2), as it shipped until call 39 (graphs cached).
 set -uo pipefail
 CALL=call41
 source docs/bench/device_lib.sh
 E="$B --preset sa2va-internvl3-2b --batch-size 8 --no-model-step --e2e-steps 10,20,3"
-run 125 b8_Z_zero2 $E --e2e-deepspeed deepspeed_zero2
-run $(( 440 - SECONDS )) b8_A_shipped $E --sync-audit
+run 230 b8_A_shipped $E --sync-audit
+run $(( 350 - SECONDS )) b8_Z_zero2 $E --e2e-deepspeed deepspeed_zero2
 tar czf "$OUT/${CALL}_logs.tar.gz" -C /tmp logs

@@ -9,10 +9,11 @@ _base_ = ['./_base_/default_runtime.py', './_base_/schedules/lora_adamw.py',
           './_base_/models/sa2va_lora.py', './_base_/datasets/vessel.py']
 
 deepspeed = 'deepspeed_zero2'
-# One process (python tools/train.py, or one GPU): the plain runner, fp32 trainables over the bf16
-# base. ZeRO-2 partitions nothing there and still hooks and copies every gradient twice in the
-# backward (docs/PERFORMANCE.md measures both). None keeps ZeRO-2 on one GPU too.
-deepspeed_one_process = 'none'
+# The runner for a run of one process (python tools/train.py, one GPU). None: ZeRO-2 there too.
+# 'none' trains one process with the plain runner (fp32 trainables over the bf16 base), where ZeRO-2
+# partitions nothing and still hooks and copies every gradient twice in the backward. Opt-in: its
+# steady-state speed is not measured yet (docs/PERFORMANCE.md, calls 39-41).
+deepspeed_one_process = None
 mixed_precision = 'bf16'
 train_cfg = dict(type='ResumableIterBasedTrainLoop', max_iters=2000, val_interval=200)
 # Validation in both modes: teacher-forced (vessel/*) and generation, where the model writes
@@ -28,7 +29,7 @@ window = 1024
 # warp (masks and FOV follow every geometric step, nearest), brightness/contrast/gamma/CLAHE.
 # With it the frozen-feature caches cannot help (no sample reaches SAM2 twice unchanged); the
 # runner switches them off and logs it.
-optim_wrapper = dict(type='DeepSpeedOptimWrapper',  # SyncFreeOptimWrapper with one process (above)
+optim_wrapper = dict(type='DeepSpeedOptimWrapper',  # the runner sets SyncFreeOptimWrapper if the plain one runs
                      optimizer=dict(type='AdamW', lr=4e-5, betas=(0.9, 0.999), weight_decay=0.05,
                                     fused=True),  # one kernel over all trainables (torch's fused AdamW)
                      clip_grad=dict(max_norm=1.0), accumulative_counts=1)

@@ -1,0 +1,83 @@
+"""``deepspeed_one_process`` (engine/runner.py): the runner a config names for a run of one process,
+in place of its ``deepspeed`` (ZeRO partitions nothing over one process)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from projects.sa2va_vessel.engine.runner import (
+    ResumableFlexibleRunner,
+    ResumableRunner,
+    apply_one_process_runner,
+    check_config,
+    launch_world_size,
+)
+from tests.conftest import REPO_ROOT
+from tests.toy_runs import tensorboard_scalars, toy_cfg
+
+ZERO2_WITH_PLAIN_ON_ONE = {
+    'deepspeed': 'deepspeed_zero2',
+    'optim_wrapper.type': 'DeepSpeedOptimWrapper',
+    'deepspeed_one_process': 'none',
+}
+
+
+def test_one_process_switches_the_runner_and_its_wrapper(tmp_path: Path) -> None:
+    cfg = toy_cfg(tmp_path, ZERO2_WITH_PLAIN_ON_ONE)
+    assert apply_one_process_runner(cfg, world_size=1)
+    assert (cfg.deepspeed, cfg.optim_wrapper.type) == ('none', 'SyncFreeOptimWrapper')
+    check_config(cfg, on_gpu=False)  # the result is a config the runner runs as written
+    assert not apply_one_process_runner(cfg, world_size=1), 'a second call changes nothing'
+
+
+@pytest.mark.parametrize('world_size', [2, 8])
+def test_several_processes_keep_the_configs_runner(tmp_path: Path, world_size: int) -> None:
+    cfg = toy_cfg(tmp_path, ZERO2_WITH_PLAIN_ON_ONE)
+    assert not apply_one_process_runner(cfg, world_size)
+    assert (cfg.deepspeed, cfg.optim_wrapper.type) == ('deepspeed_zero2', 'DeepSpeedOptimWrapper')
+
+
+def test_the_command_lines_deepspeed_wins(tmp_path: Path) -> None:
+    from projects.sa2va_vessel.engine.launch import load_config, parse_args
+
+    options = [f'{k}={v}' for k, v in ZERO2_WITH_PLAIN_ON_ONE.items()]
+    args = parse_args([str(REPO_ROOT / 'tests/configs/toy.py'), '--deepspeed', 'deepspeed_zero2', '--cfg-options', *options])
+    cfg = load_config(args)
+    assert cfg.deepspeed_one_process is None
+    assert not apply_one_process_runner(cfg, world_size=1)
+    assert cfg.deepspeed == 'deepspeed_zero2'
+
+
+def test_the_world_size_is_the_launchers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv('WORLD_SIZE', '4')
+    assert launch_world_size('pytorch') == 4
+    assert launch_world_size('none') == 1  # one process, whatever the environment says
+    monkeypatch.delenv('WORLD_SIZE')
+    assert launch_world_size('pytorch') == 1
+
+
+def test_the_shipped_config_keeps_zero2_on_one_gpu_until_measured() -> None:
+    """Opt-in: the plain runner's steady state on one GPU is not measured (docs/PERFORMANCE.md)."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(REPO_ROOT / 'configs/vessel_lora.py'))
+    assert cfg.deepspeed == 'deepspeed_zero2' and cfg.get('deepspeed_one_process') is None
+    assert not apply_one_process_runner(cfg, world_size=1)
+
+
+def test_a_zero2_config_trains_one_process_with_the_plain_runner(tmp_path: Path) -> None:
+    """Through engine.train as tools/train.py calls it: the plain runner runs, the weights change
+    (the gradient guard checks every trainable group after the first step) and the clipping norm
+    reaches the log."""
+    from projects.sa2va_vessel.engine import train
+
+    options = {**ZERO2_WITH_PLAIN_ON_ONE, 'optim_wrapper.clip_grad': dict(max_norm=1.0)}
+    runner = train(toy_cfg(tmp_path, options))
+    assert isinstance(runner, ResumableRunner) and not isinstance(runner, ResumableFlexibleRunner)
+    assert type(runner.optim_wrapper).__name__ == 'SyncFreeOptimWrapper'
+    assert runner.iter == 6
+    norms = tensorboard_scalars(tmp_path).get('grad_norm', [])
+    assert len(norms) == 5, norms  # updates 1-5 log the norm of the update before (the last's is not read)
+    assert all(v > 0 for _, v in norms)

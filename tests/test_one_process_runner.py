@@ -15,7 +15,7 @@ from projects.sa2va_vessel.engine.runner import (
     launch_world_size,
 )
 from tests.conftest import REPO_ROOT
-from tests.toy_runs import tensorboard_scalars, toy_cfg
+from tests.toy_runs import run_length, tensorboard_scalars, toy_cfg
 
 ZERO2_WITH_PLAIN_ON_ONE = {
     'deepspeed': 'deepspeed_zero2',
@@ -81,3 +81,35 @@ def test_a_zero2_config_trains_one_process_with_the_plain_runner(tmp_path: Path)
     norms = tensorboard_scalars(tmp_path).get('grad_norm', [])
     assert len(norms) == 5, norms  # updates 1-5 log the norm of the update before (the last's is not read)
     assert all(v > 0 for _, v in norms)
+
+
+def test_a_checkpoint_of_the_other_runner_is_refused_naming_it(tmp_path: Path) -> None:
+    from projects.sa2va_vessel.engine.atomic_checkpoint import check_resume_runner
+
+    plain, zero = tmp_path / 'iter_3.pth', tmp_path / 'iter_6.pth'
+    plain.write_bytes(b'')
+    zero.mkdir()
+    check_resume_runner(plain, deepspeed=False)
+    check_resume_runner(zero, deepspeed=True)
+    with pytest.raises(ValueError, match=r'iter_3\.pth.*plain runner \(one file\).*--deepspeed none'):
+        check_resume_runner(plain, deepspeed=True)
+    with pytest.raises(ValueError, match=r'iter_6\.pth.*DeepSpeed \(a directory.*--deepspeed deepspeed_zero2'):
+        check_resume_runner(zero, deepspeed=False)
+
+
+def test_resuming_a_one_process_run_under_zero2_stops_before_loading(tmp_path: Path) -> None:
+    """The one-process run wrote plain checkpoints; the same config under ZeRO-2 (here forced with
+    --deepspeed, as several processes would make it) must say so, not fail inside DeepSpeed."""
+    from projects.sa2va_vessel.engine import train
+    from projects.sa2va_vessel.engine.runner import runner_options
+
+    work = tmp_path / 'run'
+    train(toy_cfg(work, {**ZERO2_WITH_PLAIN_ON_ONE, **run_length(3)}))
+    saved = work / 'iter_3.pth'
+    assert saved.is_file()
+    cfg = toy_cfg(work, {**ZERO2_WITH_PLAIN_ON_ONE, **run_length(6)})
+    cfg.merge_from_dict(runner_options('deepspeed_zero2', None))
+    cfg.resume, cfg.load_from = True, str(saved)
+    with pytest.raises(ValueError, match='written by the plain runner'):
+        train(cfg)
+    assert saved.is_file()  # nothing lost

@@ -160,6 +160,30 @@ class InsufficientDiskSpace(RuntimeError):
     pass
 
 
+def check_resume_runner(path: Path, deepspeed: bool) -> None:
+    """Raise ValueError when the checkpoint at ``path`` was written by the other runner.
+
+    DeepSpeed writes a directory of per-rank files, the plain runner one file, and neither reads
+    the other's. The runner can differ from the one that wrote a run's checkpoints when the run
+    resumes on another number of processes under ``deepspeed_one_process``, or with another
+    ``--deepspeed``.
+    """
+    if not path.exists():
+        return  # mmengine names the missing file itself
+    written_by_deepspeed = path.is_dir()
+    if written_by_deepspeed == deepspeed:
+        return
+    wrote = 'DeepSpeed (a directory of per-rank files)' if written_by_deepspeed else 'the plain runner (one file)'
+    runs = 'DeepSpeed' if deepspeed else 'the plain runner'
+    fix = '--deepspeed deepspeed_zero2' if written_by_deepspeed else '--deepspeed none'
+    raise ValueError(
+        f'cannot resume from {path}: it was written by {wrote}, and this run trains with {runs}. '
+        'A run resumes with the runner that wrote its checkpoints: resume on the number of '
+        "processes it was written on (the config's deepspeed_one_process picks the runner of a "
+        f'one-process run), or pass {fix}.'
+    )
+
+
 class NonFiniteWeights(RuntimeError):
     """A save was refused: trainable weights hold NaN/inf (nothing written, pointer unchanged)."""
 
@@ -299,6 +323,8 @@ class ResumableRunnerMixin:
 
     # resume ---------------------------------------------------------------------------------
     def resume(self, filename: str, *args: Any, **kwargs: Any) -> None:
+        strategy = getattr(self, 'strategy', None)  # FlexibleRunner's; the plain Runner has none
+        check_resume_runner(Path(filename), deepspeed=type(strategy).__name__ == 'DeepSpeedStrategy')
         super().resume(filename, *args, **kwargs)  # type: ignore[misc]
         state = self.message_hub.pop_info(RESUME_STATE_KEY)
         if state is None:

@@ -330,3 +330,29 @@ def test_the_sync_audit_names_each_synchronising_call_site():
         warnings.simplefilter('always')
         reads_a_count_from_the_gpu()  # stopped: no longer recorded, shown as usual
     assert audit.summary()['count'] == 3 and len(after) == 1
+
+
+def test_a_slow_or_compiling_iteration_is_logged_at_once(tmp_path, monkeypatch):
+    """What a run cut off by its time limit still tells: which iterations took long, and whether
+    dynamo compiled in them (calls 39-41 lost runs to compiles nothing named)."""
+    import time
+
+    import torch
+
+    from projects.sa2va_vessel.benchmark import end_to_end
+    from projects.sa2va_vessel.benchmark.end_to_end import StepTimingHook
+
+    hook = StepTimingHook(out=str(tmp_path / 'timing.json'), warmup=1, steps=1, split_steps=1)
+    lines = []
+    hook.iteration_boundary()  # iteration 1 fetches its batch: its clock starts
+    assert hook.note_slow_iteration(1, lines.append) is None  # quick, nothing compiled
+    compiled = torch.compile(lambda x: x * 2 + 1, backend='eager')
+    compiled(torch.ones(3))
+    entry = hook.note_slow_iteration(2, lines.append)
+    assert (entry['iteration'], entry['new_graphs']) == (2, 1)
+    assert lines == [f'slow iteration 2: {entry["seconds"]:.1f} s, 1 new compiled graphs ({entry["graphs"]} in all)']
+    monkeypatch.setattr(end_to_end, 'SLOW_ITERATION_S', 0.001)
+    time.sleep(0.01)
+    entry = hook.note_slow_iteration(3, lines.append)
+    assert entry['new_graphs'] == 0 and entry['seconds'] >= 0.01
+    assert [e['iteration'] for e in hook.summary()['slow_iterations']] == [2, 3]

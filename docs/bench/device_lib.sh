@@ -3,6 +3,9 @@
 # packs the logs into $OUT/$CALL_logs.tar.gz after each run, so what ran comes back if the call runs out.
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 SA2VA_VESSEL_CACHE=/tmp/svcache PYTHONFAULTHANDLER=1
+# from call 42 on: dynamo names each recompile and the guard that failed (calls 39-41 lost runs to
+# compiles that nothing named; the end-to-end hook also logs every slow or compiling iteration)
+export TORCH_LOGS=recompiles
 L=/tmp/logs; mkdir -p $L
 B="python3 tools/benchmark.py --end-to-end --tokenizer .carry/tok8b --work-dir /tmp/w"
 run() { local t=$1 label=$2; shift 2; echo "=== $label (at ${SECONDS} s): $*"; local s=$(date +%s)

@@ -28,6 +28,11 @@ waits on the device (synchronisations, allocator calls) appear in its self-CPU t
 
 Peak memory is read twice: over the whole run (the first, guarded step and validation included)
 and over the timed windows only.
+
+Every iteration that takes longer than ``SLOW_ITERATION_S`` or in which dynamo compiled new graphs
+is logged at once (``slow iteration N: S s, K new compiled graphs (T in all)``) and listed in the
+summary (``slow_iterations``): a run that its time limit ends still says where the time went (calls
+39-41 each lost a run to compiles that nothing named).
 """
 
 from __future__ import annotations
@@ -50,6 +55,14 @@ from .sync_audit import SyncAudit
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_CONFIG = REPO_ROOT / 'configs' / 'vessel_lora.py'
 SPLIT_STAGES = ('data', 'forward', 'backward', 'optimizer', 'hooks_other')
+SLOW_ITERATION_S = 5.0  # a steady iteration at micro-batch 32 and 8B takes about 1 s
+
+
+def compiled_graph_count() -> int:
+    """How many graphs dynamo has compiled in this process so far (0 without torch.compile)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters['stats'].get('unique_graphs', 0))
 
 
 def _sync() -> None:
@@ -111,6 +124,9 @@ class StepTimingHook(Hook):
         self.peak_run_bytes = 0
         self.peak_timed_bytes = 0
         self.batch_size: Optional[int] = None
+        self.slow_iterations: list[dict] = []
+        self._iteration_end: Optional[float] = None
+        self._graphs = 0
 
     # -- which window is running ------------------------------------------------------------
     def _split_iteration(self, i: int) -> bool:
@@ -127,6 +143,8 @@ class StepTimingHook(Hook):
     def iteration_boundary(self) -> None:
         """Called at each ``next(loader)``, before iteration ``n_next`` fetches its batch."""
         n = self.n_next
+        if n == 0:  # the first iteration's clock starts here, after validation before training
+            self._iteration_end, self._graphs = time.perf_counter(), compiled_graph_count()
         if self.audit is not None and n == self.audit_iteration:
             self.audit.start()
         elif self.audit is not None and self.audit.running:
@@ -202,6 +220,24 @@ class StepTimingHook(Hook):
 
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
         self.sample_peak()  # VERY_HIGH priority: before the LoggerHook resets the counter
+        self.note_slow_iteration(batch_idx + 1, runner.logger.info)
+
+    def note_slow_iteration(self, iteration: int, log: Callable[[str], Any]) -> Optional[dict]:
+        """Log and keep iteration ``iteration`` (1-based) if it was slow or compiled graphs.
+
+        Wall time between two iteration ends, unsynchronised: a compile or a stall of seconds shows,
+        the device's queue (well under a second) does not.
+        """
+        now, graphs = time.perf_counter(), compiled_graph_count()
+        seconds = now - (self._iteration_end or now)
+        new = graphs - self._graphs
+        self._iteration_end, self._graphs = now, graphs
+        if seconds <= SLOW_ITERATION_S and not new:
+            return None
+        entry = dict(iteration=iteration, seconds=round(seconds, 2), new_graphs=new, graphs=graphs)
+        self.slow_iterations.append(entry)
+        log(f'slow iteration {iteration}: {seconds:.1f} s, {new} new compiled graphs ({graphs} in all)')
+        return entry
 
     def after_val_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
         self.sample_peak()
@@ -274,6 +310,7 @@ class StepTimingHook(Hook):
             'peak_alloc_gib_timed': round(self.peak_timed_bytes / 2**30, 3) if cuda else None,
             'sync_audit': None if self.audit is None else dict(iteration=self.audit_iteration, **self.audit.summary()),
             'profiled_window': self.profile,
+            'slow_iterations': self.slow_iterations,
         }
 
 

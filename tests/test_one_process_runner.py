@@ -43,7 +43,9 @@ def test_the_command_lines_deepspeed_wins(tmp_path: Path) -> None:
     from projects.sa2va_vessel.engine.launch import load_config, parse_args
 
     options = [f'{k}={v}' for k, v in ZERO2_WITH_PLAIN_ON_ONE.items()]
-    args = parse_args([str(REPO_ROOT / 'tests/configs/toy.py'), '--deepspeed', 'deepspeed_zero2', '--cfg-options', *options])
+    args = parse_args(
+        [str(REPO_ROOT / 'tests/configs/toy.py'), '--deepspeed', 'deepspeed_zero2', '--cfg-options', *options]
+    )
     cfg = load_config(args)
     assert cfg.deepspeed_one_process is None
     assert not apply_one_process_runner(cfg, world_size=1)

@@ -47,6 +47,7 @@ from typing import Any, Callable, Optional
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 
 from ..engine.utils import logger_interval, unwrap_model
 from ..registry import HOOKS
@@ -220,7 +221,7 @@ class StepTimingHook(Hook):
 
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
         self.sample_peak()  # VERY_HIGH priority: before the LoggerHook resets the counter
-        self.note_slow_iteration(batch_idx + 1, runner.logger.info)
+        self.note_slow_iteration(batch_idx + 1, functools.partial(print_log, logger='current'))
 
     def note_slow_iteration(self, iteration: int, log: Callable[[str], Any]) -> Optional[dict]:
         """Log and keep iteration ``iteration`` (1-based) if it was slow or compiled graphs.

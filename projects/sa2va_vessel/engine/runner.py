@@ -311,9 +311,9 @@ def apply_one_process_runner(cfg: Config, world_size: int) -> bool:
         return False
     cfg.merge_from_dict(runner_options(one, cfg.get('mixed_precision', None)))
     print_log(
-        f"one process: deepspeed_one_process={one!r} replaces deepspeed={mode!r} (ZeRO has nothing to "
+        f'one process: deepspeed_one_process={one!r} replaces deepspeed={mode!r} (ZeRO has nothing to '
         f'partition over one process); optim_wrapper.type={cfg.optim_wrapper.type!r}. Set '
-        'deepspeed_one_process=None, or pass --deepspeed, to keep the config\'s runner.',
+        "deepspeed_one_process=None, or pass --deepspeed, to keep the config's runner.",
         logger='current',
     )
     return True

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Device call 40: call 39 again, with call 39's inductor cache (.carry/inductor.tgz): its b8 run as
-# shipped (plain runner on one process) outran its 300 s limit 6 s into training, after the cold
+# shipped (plain runner on one process) outran its 300 s limit in training (read later off the next run's first log line: about 75 s in), after the cold
 # model-step compile. Side by side on one machine:
 #   A  b8 as shipped (deepspeed_one_process='none') beside the model step (plain, fast);
 #   Z  b8 with ZeRO-2 (--e2e-deepspeed deepspeed_zero2), as it shipped until call 39;

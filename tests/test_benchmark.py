@@ -356,3 +356,59 @@ def test_a_slow_or_compiling_iteration_is_logged_at_once(tmp_path, monkeypatch):
     entry = hook.note_slow_iteration(3, lines.append)
     assert entry['new_graphs'] == 0 and entry['seconds'] >= 0.01
     assert [e['iteration'] for e in hook.summary()['slow_iterations']] == [2, 3]
+
+
+def _benchmark_cli():
+    import importlib.util
+
+    from tests.conftest import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location('benchmark_cli', REPO_ROOT / 'tools' / 'benchmark.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_users_run_starts_without_the_model_steps_compiled_graphs(tmp_path, monkeypatch):
+    """--end-to-end times the model step first, in the same process; the user's run then starts as
+    tools/train.py does, with dynamo's caches empty (call 42: the plain runner after the model step
+    did not finish its first step in about 220 s; alone, in call 41, it took 107 s)."""
+    import torch
+
+    from projects.sa2va_vessel.benchmark import core, end_to_end
+
+    events = []
+    monkeypatch.setattr(core, 'run_benchmark', lambda *a, **k: events.append('model step') or {'results': []})
+    monkeypatch.setattr(core, 'format_table', lambda report: '')
+    monkeypatch.setattr(end_to_end, 'run_end_to_end', lambda *a, **k: events.append('run') or {'samples_per_s': 1.0})
+    monkeypatch.setattr(torch.compiler, 'reset', lambda: events.append('compiler reset'))
+    cli = _benchmark_cli()
+    assert cli.main(['--end-to-end', '--device', 'cpu', '--preset', 'tiny', '--out', str(tmp_path / 'r.json')]) == 0
+    assert events == ['model step', 'compiler reset', 'run']
+
+
+def test_stacks_are_written_beside_the_report(tmp_path, monkeypatch):
+    """--stacks-every: the process's stacks land in OUT.stacks.txt while the run goes on."""
+    import faulthandler
+    import sys
+    import time
+
+    from projects.sa2va_vessel.benchmark import end_to_end
+
+    def slow_run(*args, **kwargs):
+        time.sleep(0.5)
+        return {'samples_per_s': 1.0}
+
+    monkeypatch.setattr(end_to_end, 'run_end_to_end', slow_run)
+    cli = _benchmark_cli()
+    out = tmp_path / 'r.json'
+    try:
+        argv = ['--end-to-end', '--device', 'cpu', '--preset', 'tiny', '--no-model-step']
+        assert cli.main(argv + ['--stacks-every', '0.1', '--out', str(out)]) == 0
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+        faulthandler.enable(file=sys.__stderr__)  # back to stderr for the rest of the session
+    stacks = (tmp_path / 'r.stacks.txt').read_text()
+    assert 'in slow_run' in stacks, stacks[:500]
+    with pytest.raises(SystemExit):
+        cli.main(['--end-to-end', '--device', 'cpu', '--preset', 'tiny', '--stacks-every', '1'])

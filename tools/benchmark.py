@@ -119,18 +119,17 @@ def main(argv: list[str] | None = None) -> int:
         help='with --end-to-end: list the synchronising CUDA calls of one steady warm-up iteration, per call site',
     )
     ap.add_argument(
-        '--stacks-every',
-        type=float,
-        default=None,
-        metavar='S',
-        help="with --end-to-end: write this process's Python stacks every S seconds (and on a fatal "
-        'signal, e.g. a timeout\'s SIGABRT) to OUT.stacks.txt (needs --out), so a run that stalls or '
-        'compiles for minutes shows where; the loader workers keep their own stderr',
+        '--stacks',
+        action='store_true',
+        help="with --end-to-end: on a fatal signal (a timeout's SIGABRT, a segfault) write this process's "
+        'Python stacks to OUT.stacks.txt (needs --out), apart from the loader workers\' dumps on stderr. '
+        'Only then: periodic dumps (faulthandler.dump_traceback_later) crashed the process while dynamo '
+        'compiled (call 43)',
     )
     ap.add_argument('--out', type=Path, default=None)
     args = ap.parse_args(argv)
-    if args.stacks_every is not None and args.out is None:
-        ap.error('--stacks-every writes beside --out: give --out')
+    if args.stacks and args.out is None:
+        ap.error('--stacks writes beside --out: give --out')
 
     if args.end_to_end:
         return end_to_end_main(args, ap)
@@ -189,14 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _dump_stacks_every(seconds: float, path: Path) -> None:
+def _stacks_on_fatal_signal(path: Path) -> None:
     import faulthandler
 
     path.parent.mkdir(parents=True, exist_ok=True)
     stacks = path.open('w')  # open for the life of the process: faulthandler writes to its descriptor
     faulthandler.enable(file=stacks, all_threads=True)
-    faulthandler.dump_traceback_later(seconds, repeat=True, file=stacks)
-    print(f'stacks every {seconds:g} s: {path}')
+    print(f'stacks on a fatal signal: {path}')
 
 
 def end_to_end_main(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
@@ -223,8 +221,8 @@ def end_to_end_main(args: argparse.Namespace, ap: argparse.ArgumentParser) -> in
             f'preset {args.preset} uses the real vocabulary: pass --tokenizer DIR (vocab.json + merges.txt '
             'of any Sa2VA checkpoint)'
         )
-    if args.stacks_every is not None:
-        _dump_stacks_every(args.stacks_every, args.out.with_suffix('.stacks.txt'))
+    if args.stacks:
+        _stacks_on_fatal_signal(args.out.with_suffix('.stacks.txt'))
     warmup, steps, split = _ints(args.e2e_steps)
     options = dict(args.cfg_options or {})
     batch = args.batch_size

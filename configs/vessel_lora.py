@@ -9,11 +9,12 @@ _base_ = ['./_base_/default_runtime.py', './_base_/schedules/lora_adamw.py',
           './_base_/models/sa2va_lora.py', './_base_/datasets/vessel.py']
 
 deepspeed = 'deepspeed_zero2'
-# The runner for a run of one process (python tools/train.py, one GPU). None: ZeRO-2 there too.
-# 'none' trains one process with the plain runner (fp32 trainables over the bf16 base), where ZeRO-2
-# partitions nothing and still hooks and copies every gradient twice in the backward. Opt-in: its
-# steady-state speed is not measured yet (docs/PERFORMANCE.md, calls 39-41).
-deepspeed_one_process = None
+# The runner for a run of one process (python tools/train.py, one GPU): the plain runner (fp32
+# trainables over the bf16 base), where ZeRO-2 partitions nothing and still hooks and copies every
+# gradient twice in the backward. Measured on one H200 (docs/PERFORMANCE.md, calls 44-45): 2B b32
+# 63.3 samples/s; at b8 31.1-33.2 against ZeRO-2's 32.3 on the same machine. Several processes keep
+# ZeRO-2. None: ZeRO-2 on one GPU too (a plain checkpoint resumes only on one process).
+deepspeed_one_process = 'none'
 mixed_precision = 'bf16'
 train_cfg = dict(type='ResumableIterBasedTrainLoop', max_iters=2000, val_interval=200)
 # Validation in both modes: teacher-forced (vessel/*) and generation, where the model writes

@@ -60,13 +60,17 @@ def test_the_world_size_is_the_launchers(monkeypatch: pytest.MonkeyPatch) -> Non
     assert launch_world_size('pytorch') == 1
 
 
-def test_the_shipped_config_keeps_zero2_on_one_gpu_until_measured() -> None:
-    """Opt-in: the plain runner's steady state on one GPU is not measured (docs/PERFORMANCE.md)."""
+def test_the_shipped_config_trains_one_gpu_with_the_plain_runner_and_several_with_zero2() -> None:
+    """Calls 44-45 measured the plain runner on one GPU (docs/PERFORMANCE.md); ZeRO-2 stays the
+    runner of several processes."""
     from mmengine.config import Config
 
     cfg = Config.fromfile(str(REPO_ROOT / 'configs/vessel_lora.py'))
-    assert cfg.deepspeed == 'deepspeed_zero2' and cfg.get('deepspeed_one_process') is None
-    assert not apply_one_process_runner(cfg, world_size=1)
+    assert cfg.deepspeed == 'deepspeed_zero2' and cfg.deepspeed_one_process == 'none'
+    assert not apply_one_process_runner(cfg.copy(), world_size=8)
+    assert apply_one_process_runner(cfg, world_size=1)
+    assert (cfg.deepspeed, cfg.optim_wrapper.type) == ('none', 'SyncFreeOptimWrapper')
+    check_config(cfg, on_gpu=True)
 
 
 def test_a_zero2_config_trains_one_process_with_the_plain_runner(tmp_path: Path) -> None:

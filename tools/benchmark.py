@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         '--stacks',
         action='store_true',
         help="with --end-to-end: on a fatal signal (a timeout's SIGABRT, a segfault) write this process's "
-        'Python stacks to OUT.stacks.txt (needs --out), apart from the loader workers\' dumps on stderr. '
+        "Python stacks to OUT.stacks.txt (needs --out), apart from the loader workers' dumps on stderr. "
         'Only then: periodic dumps (faulthandler.dump_traceback_later) crashed the process while dynamo '
         'compiled (call 43)',
     )

@@ -16,6 +16,18 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_tool(name: str):
+    """``tools/NAME.py`` as a module (the tools are scripts, not a package), freshly executed."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / 'tools' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 SHARED = REPO_ROOT.parent / 'shared'
 GOLDEN = SHARED / 'fixtures' / 'golden'
 GOLDEN_MODEL = GOLDEN / 'sa2va_tiny_internvl'

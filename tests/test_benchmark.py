@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from tests._data_support import load_tool
 from tests.conftest import python_cmd, run_cmd
 
 RESULT_FIELDS = {
@@ -359,17 +360,6 @@ def test_a_slow_or_compiling_iteration_is_logged_at_once(tmp_path, monkeypatch):
     assert [e['iteration'] for e in hook.summary()['slow_iterations']] == [2, 3]
 
 
-def _benchmark_cli():
-    import importlib.util
-
-    from tests.conftest import REPO_ROOT
-
-    spec = importlib.util.spec_from_file_location('benchmark_cli', REPO_ROOT / 'tools' / 'benchmark.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_users_run_starts_without_the_model_steps_compiled_graphs(tmp_path, monkeypatch):
     """--end-to-end times the model step first, in the same process; the user's run then starts as
     tools/train.py does, with dynamo's caches empty (call 42: the plain runner after the model step
@@ -383,7 +373,7 @@ def test_the_users_run_starts_without_the_model_steps_compiled_graphs(tmp_path, 
     monkeypatch.setattr(core, 'format_table', lambda report: '')
     monkeypatch.setattr(end_to_end, 'run_end_to_end', lambda *a, **k: events.append('run') or {'samples_per_s': 1.0})
     monkeypatch.setattr(torch.compiler, 'reset', lambda: events.append('compiler reset'))
-    cli = _benchmark_cli()
+    cli = load_tool('benchmark')
     assert cli.main(['--end-to-end', '--device', 'cpu', '--preset', 'tiny', '--out', str(tmp_path / 'r.json')]) == 0
     assert events == ['model step', 'compiler reset', 'run']
 
@@ -415,4 +405,4 @@ def test_stacks_are_written_beside_the_report_on_a_fatal_signal(tmp_path):
     stacks = (tmp_path / 'r.stacks.txt').read_text()
     assert 'Fatal Python error: Aborted' in stacks and 'in stopped_by_its_limit' in stacks, stacks[:1000]
     with pytest.raises(SystemExit):
-        _benchmark_cli().main(['--end-to-end', '--device', 'cpu', '--preset', 'tiny', '--stacks'])
+        load_tool('benchmark').main(['--end-to-end', '--device', 'cpu', '--preset', 'tiny', '--stacks'])

@@ -1,6 +1,5 @@
 """check_dataset finds each kind of problem; a clean synthetic set passes."""
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -11,7 +10,7 @@ from PIL import Image
 
 from projects.sa2va_vessel.datasets.check import check_dataset
 from projects.sa2va_vessel.datasets.synthetic import write_synthetic_dataset
-from tests._data_support import REPO_ROOT
+from tests._data_support import load_tool
 
 
 @pytest.fixture(scope='module')
@@ -82,9 +81,7 @@ def test_groups_crossing_splits(clean, tmp_path):
 
 
 def test_cli_exit_codes(clean, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location('chk', REPO_ROOT / 'tools' / 'check_dataset.py')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_tool('check_dataset')
     assert mod.main([str(clean)]) == 0
     assert '4 samples checked, 0 error(s)' in capsys.readouterr().out
     (tmp_path / 'images').mkdir()

@@ -12,7 +12,6 @@ weights cast once to bf16, bit for bit.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -36,20 +35,13 @@ from projects.sa2va_vessel.models.training_checkpoint import (
     load_adapter_export,
     load_training_checkpoint,
 )
-from tests._data_support import REPO_ROOT as REPO
+from tests._data_support import load_tool
 
 # one xdist worker runs this module: its module-scoped fixtures are built once, not once per worker
 pytestmark = pytest.mark.xdist_group('export')
 
 
-def _load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-export_hf = _load_tool('export_hf')
+export_hf = load_tool('export_hf')
 
 FP32_PREDICTION_TOLERANCE = 1e-5
 SEG_ID = 995  # the tiny tokenizer's [SEG]

@@ -1,7 +1,6 @@
 """One file resolver (datasets/files.py) for the checker, the dataset, prepare and predict:
 case-insensitive extensions, duplicate stems refused naming both files, unpaired files listed."""
 
-import importlib.util
 import json
 
 import numpy as np
@@ -14,14 +13,7 @@ from projects.sa2va_vessel.datasets.prepare import prepare_dataset
 from projects.sa2va_vessel.datasets.readers import DataReadError
 from projects.sa2va_vessel.datasets.vessel_dataset import VesselSegDataset
 from tests._bad_masks import BAD_MASKS, canonical_set, fives_source, write_good, write_image
-from tests._data_support import REPO_ROOT, tiny_checkpoint_dir
-
-
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / 'tools' / f'{name}.py')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tests._data_support import REPO_ROOT, load_tool, tiny_checkpoint_dir
 
 
 def test_split_stem_rules():
@@ -151,7 +143,7 @@ def test_prepare_lists_unpaired_files(tmp_path, capsys):
     ]
     assert man['unpaired'] == expect and man['n_samples'] == 3  # 2 train + 1 test, paired
     assert json.loads((tmp_path / 'out' / 'manifest.json').read_text())['unpaired'] == expect
-    assert _tool('prepare_dataset').main(['fives', str(src), str(tmp_path / 'o2')]) == 0
+    assert load_tool('prepare_dataset').main(['fives', str(src), str(tmp_path / 'o2')]) == 0
     out = capsys.readouterr().out
     assert '2 unpaired source files' in out and '5_N.png: image without mask' in out
 

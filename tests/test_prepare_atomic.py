@@ -1,8 +1,6 @@
 """prepare_dataset writes all or nothing, never into a used folder, and images above PIL's pixel
 limit get a named error (prepare, checker, dataset), never a raw DecompressionBombError."""
 
-import importlib.util
-
 import pytest
 from PIL import Image
 
@@ -12,14 +10,11 @@ from projects.sa2va_vessel.datasets.prepare import OutputNotEmptyError, prepare_
 from projects.sa2va_vessel.datasets.readers import DataReadError, ImageTooLargeError, read_image
 from projects.sa2va_vessel.datasets.vessel_dataset import VesselSegDataset
 from tests._bad_masks import BAD_MASKS, canonical_set, fives_source, write_image
-from tests._data_support import REPO_ROOT, tiny_checkpoint_dir
+from tests._data_support import load_tool, tiny_checkpoint_dir
 
 
 def _cli():
-    spec = importlib.util.spec_from_file_location('prep_cli', REPO_ROOT / 'tools' / 'prepare_dataset.py')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.main
+    return load_tool('prepare_dataset').main
 
 
 def _left_over(tmp_path):

@@ -1,7 +1,6 @@
 """prepare_dataset on small fake trees in each published layout."""
 
 import gzip
-import importlib.util
 import io
 import json
 
@@ -13,7 +12,7 @@ from projects.sa2va_vessel.datasets.check import check_dataset
 from projects.sa2va_vessel.datasets.prepare import prepare_dataset
 from projects.sa2va_vessel.datasets.readers import read_mask
 from projects.sa2va_vessel.datasets.splits import groups_crossing
-from tests._data_support import REPO_ROOT
+from tests._data_support import load_tool
 
 H, W = 24, 32
 
@@ -212,15 +211,8 @@ def test_errors(tmp_path):
         prepare_dataset('fives', src, tmp_path / 'o')
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / 'tools' / f'{name}.py')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_cli(tmp_path, capsys):
-    mod = _tool('prepare_dataset')
+    mod = load_tool('prepare_dataset')
     (tmp_path / 'empty').mkdir()
     assert mod.main(['drive', str(tmp_path / 'empty'), str(tmp_path / 'o')]) == 2
     assert 'no DRIVE samples' in capsys.readouterr().err
@@ -236,7 +228,7 @@ def test_make_splits_protocol_switch_and_custom(tmp_path, capsys):
     _chase_tree(src)
     out = tmp_path / 'out'
     prepare_dataset('chase_db1', src, out)
-    mod = _tool('make_splits')
+    mod = load_tool('make_splits')
     assert mod.main([str(out), '--protocol', 'chase_8_20']) == 0
     man = json.loads((out / 'manifest.json').read_text())
     assert man['protocol']['name'] == 'chase_8_20' and len(_split(out, 'test')) == 20

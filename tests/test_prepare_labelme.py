@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 from pathlib import Path
 
@@ -23,19 +22,12 @@ from projects.sa2va_vessel.datasets.grouping import manifest_groups, patients_cr
 from projects.sa2va_vessel.datasets.labelme import rasterise_labelme
 from projects.sa2va_vessel.datasets.readers import read_mask
 from projects.sa2va_vessel.datasets.synthetic_labelme import write_fake_labelme
-from tests._data_support import REPO_ROOT
+from tests._data_support import load_tool
 
 GROUP_RX = r'^(?P<patient>P\d+)_(?P<video>V\d+)_f(?P<frame>\d+)'
 
 
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / 'tools' / f'{name}.py')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-PREPARE = _tool('prepare_dataset')
+PREPARE = load_tool('prepare_dataset')
 
 
 def tree_hashes(root: Path) -> dict:

@@ -23,7 +23,7 @@ from projects.sa2va_vessel.models.checkpoint import load_sa2va
 from projects.sa2va_vessel.models.export import base_checkpoint_keys, export_adapter, export_full, merged_state_dict
 from projects.sa2va_vessel.models.training_checkpoint import load_adapter_export
 from projects.sa2va_vessel.models.vessel_model import TRAINABLE_GROUPS, Sa2VAVesselModel
-from tests._data_support import REPO_ROOT, tiny_training_model
+from tests._data_support import load_tool, tiny_training_model
 
 # one xdist worker runs this module: its module-scoped fixtures are built once, not once per worker
 pytestmark = pytest.mark.xdist_group('qwen_families')
@@ -39,11 +39,7 @@ LEARN_LR = {'qwen2_5_vl': 5e-3, 'qwen3_vl': 1e-2}
 
 
 def _make_checkpoint(family: str, out: Path, monkeypatch) -> Path:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location('make_tiny_sa2va', REPO_ROOT / 'tools' / 'make_tiny_sa2va.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('make_tiny_sa2va')
     monkeypatch.setattr(sys, 'argv', ['make_tiny_sa2va.py', str(out), '--family', family, '--seed', '0'])
     tool.main()
     return out

@@ -144,11 +144,9 @@ def test_a_model_trained_on_windows_predicts_with_the_same_windows(trained_on_wi
 
 @pytest.mark.slow
 def test_export_records_the_val_threshold_tiles_and_window(trained_on_windows, tmp_path, monkeypatch) -> None:
-    import importlib.util
+    from tests._data_support import load_tool
 
-    spec = importlib.util.spec_from_file_location('export_hf', REPO_ROOT / 'tools' / 'export_hf.py')
-    export_hf = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(export_hf)
+    export_hf = load_tool('export_hf')
     from projects.sa2va_vessel.evaluation.cli import predict_main
     from projects.sa2va_vessel.models.training_checkpoint import PROJECT_KEY
 

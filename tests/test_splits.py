@@ -1,7 +1,5 @@
 """Group-aware splits: no group crosses, fractions and folds as asked, seeded."""
 
-import importlib.util
-
 import pytest
 
 from projects.sa2va_vessel.datasets.splits import (
@@ -11,7 +9,7 @@ from projects.sa2va_vessel.datasets.splits import (
     split_by_groups,
     write_split_files,
 )
-from tests._data_support import REPO_ROOT
+from tests._data_support import load_tool
 
 CHASE = [f'chase_Image_{i:02d}{eye}' for i in range(1, 15) for eye in 'LR']
 GROUP = r'Image_(\d+)'
@@ -51,9 +49,7 @@ def test_cli(tmp_path):
     (tmp_path / 'images').mkdir()
     for s in CHASE:
         (tmp_path / 'images' / f'{s}.png').write_bytes(b'')
-    spec = importlib.util.spec_from_file_location('make_splits', REPO_ROOT / 'tools' / 'make_splits.py')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_tool('make_splits')
     assert mod.main([str(tmp_path), '--group-regex', GROUP, '--k', '3']) == 0
     assert (tmp_path / 'splits' / 'fold2_val.txt').is_file()
     assert mod.main([str(tmp_path), '--group-regex', GROUP]) == 0

@@ -87,13 +87,9 @@ def test_write_dataset_layout_splits_and_exact_mask_files(tmp_path):
 
 
 def test_cli(tmp_path, capsys):
-    import importlib.util
+    from tests._data_support import load_tool
 
-    from tests._data_support import REPO_ROOT
-
-    spec = importlib.util.spec_from_file_location('make_synth', REPO_ROOT / 'tools' / 'make_synthetic_vessels.py')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_tool('make_synthetic_vessels')
     assert mod.main([str(tmp_path), '--n', '3', '--seed', '1', '--size', '96', '--val-fraction', '0.34']) == 0
     assert len(list((tmp_path / 'images').glob('*.png'))) == 3
     assert len((tmp_path / 'splits' / 'val.txt').read_text().split()) == 1

@@ -11,7 +11,8 @@ from PIL import Image
 
 from projects.sa2va_vessel.datasets.contact_sheet import FLAG, OUTLINE, write_contact_sheet
 from projects.sa2va_vessel.datasets.synthetic_labelme import write_fake_labelme
-from tests.test_prepare_labelme import GROUP_RX, PREPARE, _tool
+from tests._data_support import load_tool
+from tests.test_prepare_labelme import GROUP_RX, PREPARE
 
 THUMB = 64
 
@@ -35,7 +36,7 @@ def test_sheet_outlines_the_masks_and_puts_flagged_files_first(tmp_path, capsys)
     flagged = sorted(r['stem'] for r in man['samples'] if r['rescaled'] or r['skipped_shapes'])
     assert man['skipped']['shapes'].get('outside image', 0) > 0 and len(flagged) >= 3
     capsys.readouterr()
-    check = _tool('check_dataset')
+    check = load_tool('check_dataset')
     assert (
         check.main(
             [str(out), '--sheet', str(tmp_path / 'sheet.png'), '--sheet-thumb', str(THUMB), '--sheet-columns', '3']
@@ -77,7 +78,7 @@ def test_labelme_folder_to_training_in_one_command(tiny_checkpoint, tmp_path, mo
     data = tmp_path / 'data'
     assert PREPARE.main(['labelme', str(src), str(data), '--group-regex', GROUP_RX]) == 0
     assert (data / 'contact_sheet.png').is_file()
-    assert _tool('check_dataset').main([str(data)]) == 0
+    assert load_tool('check_dataset').main([str(data)]) == 0
     monkeypatch.setenv('SA2VA_MODEL_PATH', str(tiny_checkpoint))
     monkeypatch.setenv('VESSEL_DATA_ROOT', str(data))
     cfg = in_process_cfg(CONFIG, tmp_path / 'work', {'deepspeed': 'none'})

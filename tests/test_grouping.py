@@ -17,7 +17,8 @@ from projects.sa2va_vessel.datasets.grouping import (
     video_frames,
 )
 from projects.sa2va_vessel.datasets.synthetic_labelme import write_fake_labelme
-from tests.test_prepare_labelme import GROUP_RX, PREPARE, _tool
+from tests._data_support import load_tool
+from tests.test_prepare_labelme import GROUP_RX, PREPARE
 
 NAMES = [f'P{p}_V{v}_f{f}' for p in (1, 2, 3, 4, 5, 6) for v in (1, 2) for f in (1, 2, 10)]
 
@@ -88,7 +89,7 @@ def test_make_splits_keeps_patients_prints_counts_and_the_checker_catches_a_leak
     # The CSV's frame numbers count down: the order follows them, not the names.
     assert video_frames(out)[('pat1', 'vid1')] == ['P01_V1_f003', 'P01_V1_f002', 'P01_V1_f001']
     capsys.readouterr()
-    make_splits, check = _tool('make_splits'), _tool('check_dataset')
+    make_splits, check = load_tool('make_splits'), load_tool('check_dataset')
     assert make_splits.main([str(out), '--val-fraction', '0.25', '--seed', '1']) == 0
     printed = capsys.readouterr().out
     assert 'train: 18 frames, 3 patients, 6 videos' in printed and 'val: 6 frames, 1 patients, 2 videos' in printed

@@ -16,6 +16,10 @@ deepspeed = 'deepspeed_zero2'
 # ZeRO-2. None: ZeRO-2 on one GPU too (a plain checkpoint resumes only on one process).
 deepspeed_one_process = 'none'
 mixed_precision = 'bf16'
+# The plain runner's trainables run in bf16 and AdamW updates fp32 masters of them, as ZeRO-2's
+# engine does (engine/master_weights.py): no autocast in every forward, 4 bytes per trainable
+# parameter more than fp32 trainables. False: fp32 trainables under autocast (least memory).
+master_weights = True
 train_cfg = dict(type='ResumableIterBasedTrainLoop', max_iters=2000, val_interval=200)
 # Validation in both modes: teacher-forced (vessel/*) and generation, where the model writes
 # [SEG] itself as the official predict_forward makes it (vessel/gen_*, incl. gen_missing_seg_rate).
@@ -30,7 +34,7 @@ window = 1024
 # warp (masks and FOV follow every geometric step, nearest), brightness/contrast/gamma/CLAHE.
 # With it the frozen-feature caches cannot help (no sample reaches SAM2 twice unchanged); the
 # runner switches them off and logs it.
-optim_wrapper = dict(type='DeepSpeedOptimWrapper',  # the runner sets SyncFreeOptimWrapper if the plain one runs
+optim_wrapper = dict(type='DeepSpeedOptimWrapper',  # the runner sets MasterWeightOptimWrapper if the plain one runs
                      optimizer=dict(type='AdamW', lr=4e-5, betas=(0.9, 0.999), weight_decay=0.05,
                                     fused=True),  # one kernel over all trainables (torch's fused AdamW)
                      clip_grad=dict(max_norm=1.0), accumulative_counts=1)

@@ -11,6 +11,7 @@ _base_ = ['./vessel_lora.py']
 model_path = '{{$SA2VA_MODEL_PATH:checkpoints/Sa2VA-InternVL3-8B}}'
 deepspeed = 'none'
 mixed_precision = 'bf16'
+master_weights = False  # fp32 trainables under autocast: 1.4 GiB less at 8B than fp32 masters beside bf16 copies
 model = dict(model_path=model_path, gradient_checkpointing=True,
              compile_llm_layers=False, compile_frozen_encoders=False)
 optim_wrapper = dict(type='SyncFreeOptimWrapper',  # the plain runner in bf16: no loss scaling

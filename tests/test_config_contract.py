@@ -103,6 +103,8 @@ def test_optimizer_wrapper_must_be_the_one_the_runner_trains_with() -> None:
     msg = _refused(load('tests/configs/toy.py', deepspeed='deepspeed_zero2'))
     assert "optim_wrapper.type='DeepSpeedOptimWrapper'" in msg
     msg = _refused(load('configs/vessel_lora.py', deepspeed='none'))
+    assert "optim_wrapper.type='MasterWeightOptimWrapper'" in msg  # bf16 with master_weights = True
+    msg = _refused(load('configs/vessel_lora.py', deepspeed='none', master_weights=False))
     assert "optim_wrapper.type='SyncFreeOptimWrapper'" in msg
     msg = _refused(load('tests/configs/toy.py', mixed_precision='fp16'), on_gpu=True)
     assert "optim_wrapper.type='AmpOptimWrapper', optim_wrapper.dtype='float16'" in msg

@@ -18,6 +18,10 @@ Two switches reproduce the bugs the gradient guard must catch:
   back into the LoRA output turns NaN (the loss stays finite).
 * ``zero_grad_from_iter=N``: the same, but the gradient becomes exactly zero.
 * ``skip_step_after=N``: ``train_step`` stops calling ``optim_wrapper.step()`` after N steps.
+
+``base_dtype='bfloat16'`` keeps the frozen parts in bf16 and the trainables fp32, as the real
+model is built for the plain runner in bf16; it runs only once the trainables are bf16 too
+(``MasterWeightOptimWrapper`` or DeepSpeed), since the toy has no autocast.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ class ToySegModel(BaseModel):
         nan_grad_from_iter: Optional[int] = None,
         zero_grad_from_iter: Optional[int] = None,
         skip_step_after: Optional[int] = None,
+        base_dtype: Optional[str] = None,
         data_preprocessor: Optional[dict] = None,
     ) -> None:
         super().__init__(data_preprocessor=data_preprocessor)
@@ -77,6 +82,8 @@ class ToySegModel(BaseModel):
         self.mask_decoder = nn.Conv2d(hidden, 1, 1)
         for module in (self.vision_tower, self.embed_tokens, self.lm_head):
             module.requires_grad_(False)
+            if base_dtype is not None:
+                module.to(getattr(torch, base_dtype))
 
     # -- contract -----------------------------------------------------------------------------
     def trainable_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:

@@ -9,6 +9,9 @@ default_scope = 'sa2va_vessel'
 deepspeed = 'deepspeed_zero2'
 # Used on GPU only (DeepSpeed bf16 section or AmpOptimWrapper dtype); CPU trains in fp32.
 mixed_precision = 'bf16'
+# The plain runner in bf16: bf16 trainables with fp32 masters (True) or fp32 trainables under
+# autocast (False); engine/master_weights.py.
+master_weights = False
 
 log_interval = 10
 default_hooks = dict(

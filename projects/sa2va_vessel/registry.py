@@ -85,6 +85,7 @@ HOOKS = Registry(
     scope=SCOPE,
     locations=[
         f'{_PACKAGE}.engine.hooks',
+        f'{_PACKAGE}.engine.master_weights',
         f'{_PACKAGE}.engine.monitor_hooks',
         f'{_PACKAGE}.engine.runtime_info',
         f'{_PACKAGE}.engine.validate_before_train',
@@ -101,7 +102,10 @@ DATA_SAMPLERS = Registry(
     'data sampler', parent=MMENGINE_DATA_SAMPLERS, scope=SCOPE, locations=[f'{_PACKAGE}.datasets.epoch_samplers']
 )
 OPTIM_WRAPPERS = Registry(
-    'optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope=SCOPE, locations=[f'{_PACKAGE}.engine.optim_wrapper']
+    'optim_wrapper',
+    parent=MMENGINE_OPTIM_WRAPPERS,
+    scope=SCOPE,
+    locations=[f'{_PACKAGE}.engine.optim_wrapper', f'{_PACKAGE}.engine.master_weights'],
 )
 
 # Nothing of the project's registers into these; they exist so that mmengine, building under the

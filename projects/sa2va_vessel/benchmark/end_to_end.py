@@ -380,7 +380,9 @@ def end_to_end_config(
     if ckpt is not None:  # no multi-GB checkpoint write after the timed windows
         ckpt.update(interval=total + 1, save_last=False)
     if deepspeed is not None:
-        cfg.merge_from_dict(runner_options(deepspeed, cfg.get('mixed_precision', None)))
+        cfg.merge_from_dict(
+            runner_options(deepspeed, cfg.get('mixed_precision', None), cfg.get('master_weights', False))
+        )
     cfg.work_dir = str(work_dir / 'run')
     cfg.launcher = 'none'
     cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [

@@ -15,13 +15,14 @@ weights moved:
   so a step costs one collective instead of one per parameter;
 * weights: a fixed strided sample (at most :data:`SAMPLE` elements) of every parameter, compared
   exactly. Under DeepSpeed the sample comes from the fp32 master fragment, because a warm-up step
-  of 1e-8 does not move bf16 weights (exact comparison of bf16 would read "unchanged").
+  of 1e-8 does not move bf16 weights (exact comparison of bf16 would read "unchanged"); in the
+  plain runner with ``MasterWeightOptimWrapper`` it comes from that wrapper's fp32 masters.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 import torch.distributed as dist
@@ -87,9 +88,16 @@ def _all_reduce(tensor: torch.Tensor, op: Any = None) -> torch.Tensor:
 class ParamProbe:
     """Per-unit gradient norms and weight samples of one run (see the module docstring)."""
 
-    def __init__(self, units: OrderedDict[str, list[tuple[str, nn.Parameter]]], engine: Optional[Any] = None) -> None:
+    def __init__(
+        self,
+        units: OrderedDict[str, list[tuple[str, nn.Parameter]]],
+        engine: Optional[Any] = None,
+        master_of: Optional[Callable[[torch.Tensor], Optional[torch.Tensor]]] = None,
+    ) -> None:
         self.units = units
         self.engine = engine
+        # the plain runner's fp32 masters (MasterWeightOptimWrapper.master_of): what AdamW updates
+        self.master_of = master_of
         params = [p for ps in units.values() for _, p in ps]
         # ZeRO-1/2 links every parameter to its fp32 fragment (`_hp_mapping`, None on the ranks
         # that hold no part of it); other DeepSpeed stages fall back to safe_get_full_grad.
@@ -171,6 +179,9 @@ class ParamProbe:
     def _master(self, param: nn.Parameter) -> Optional[torch.Tensor]:
         """What the optimizer updates: this rank's fp32 fragment under ZeRO-1/2, else the weight."""
         if not self.fragments:
+            if self.engine is None and self.master_of is not None:
+                master = self.master_of(param)
+                return param if master is None else master
             if self.engine is not None:
                 from deepspeed.utils import safe_get_full_fp32_param
 

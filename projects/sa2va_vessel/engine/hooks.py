@@ -205,7 +205,7 @@ class GradientFlowGuardHook(Hook):
         self._groups = nonempty_trainable_groups(model)
         self._units = split_units(self._groups)
         self._engine = deepspeed_engine_of(runner.model)
-        self._probe = ParamProbe(self._units, self._engine)
+        self._probe = ParamProbe(self._units, self._engine, getattr(runner.optim_wrapper, 'master_of', None))
         if self.interval is None:
             self.interval = logger_interval(runner)
         accum = self._accumulation(runner.optim_wrapper)

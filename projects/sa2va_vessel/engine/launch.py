@@ -78,7 +78,9 @@ def load_config(args: argparse.Namespace) -> Config:
     if args.deepspeed is not None:
         from .runner import runner_options
 
-        cfg.merge_from_dict(runner_options(args.deepspeed, cfg.get('mixed_precision', None)))
+        cfg.merge_from_dict(
+            runner_options(args.deepspeed, cfg.get('mixed_precision', None), cfg.get('master_weights', False))
+        )
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:

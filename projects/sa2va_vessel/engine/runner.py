@@ -13,7 +13,8 @@ is refused with the key to write (:func:`check_config`), not rewritten:
   its own, and the error prints it);
 * ``optim_wrapper.type`` the one the runner trains with (:func:`optim_wrapper_for`):
   ``DeepSpeedOptimWrapper`` under DeepSpeed, ``AmpOptimWrapper`` (``dtype='float16'``) for the
-  plain runner in fp16 on a GPU, ``SyncFreeOptimWrapper`` otherwise.
+  plain runner in fp16 on a GPU, ``MasterWeightOptimWrapper`` in bf16 with ``master_weights = True``,
+  ``SyncFreeOptimWrapper`` otherwise.
 
 Config keys read here besides mmengine's:
 
@@ -23,6 +24,8 @@ Config keys read here besides mmengine's:
 * ``deepspeed_one_process`` (optional): the runner for a run of one process, e.g. ``'none'``
   (:func:`apply_one_process_runner`; ``tools/train.py --deepspeed`` clears it).
 * ``mixed_precision``: ``'bf16'``, ``'fp16'`` or ``None``. Used on GPU only; CPU runs fp32.
+* ``master_weights`` (optional, default False): the plain runner in bf16 runs the trainables in
+  bf16 and updates fp32 masters of them (``engine/master_weights.py``); one process only.
 * ``global_batch_size = N`` (optional): ``optim_wrapper.accumulative_counts`` becomes
   ``N / (train_dataloader.batch_size * WORLD_SIZE)``, so one config keeps its global batch on any
   number of GPUs (the official recipe's 256 = 2 x 16 x 8); it must divide evenly (logged).
@@ -262,27 +265,31 @@ class ConfigError(ValueError):
     """A config asks for something the runner would have to change to run it (names the key)."""
 
 
-def optim_wrapper_for(deepspeed: str | None, mixed_precision: str | None) -> dict:
+def optim_wrapper_for(deepspeed: str | None, mixed_precision: str | None, master_weights: bool = False) -> dict:
     """The ``optim_wrapper`` type (and dtype) the runner trains with for this runner and precision.
 
     DeepSpeed's engine owns the step (``DeepSpeedOptimWrapper``). The plain runner in fp16 scales
     the loss (``AmpOptimWrapper``, GPU only); in bf16 it needs no scaler (torch's GradScaler cannot
-    unscale bf16 gradients) and the model runs its own autocast, so bf16 and fp32 use
-    ``SyncFreeOptimWrapper`` (mmengine's ``OptimWrapper`` without its per-step device sync,
-    ``engine/optim_wrapper.py``).
+    unscale bf16 gradients). In bf16 with ``master_weights`` the trainables run in bf16 and AdamW
+    updates fp32 masters of them (``MasterWeightOptimWrapper``, ``engine/master_weights.py``: no
+    autocast in the forward, 4 bytes per trainable more). Otherwise (fp32, or bf16 with fp32
+    trainables under the model's autocast) ``SyncFreeOptimWrapper`` (mmengine's ``OptimWrapper``
+    without its per-step device sync, ``engine/optim_wrapper.py``).
     """
     if (deepspeed or PLAIN) != PLAIN:
         return dict(type='DeepSpeedOptimWrapper')
     if mixed_precision == 'fp16':
         return dict(type='AmpOptimWrapper', dtype='float16')
+    if mixed_precision == 'bf16' and master_weights:
+        return dict(type='MasterWeightOptimWrapper')
     return dict(type='SyncFreeOptimWrapper')
 
 
-def runner_options(deepspeed: str, mixed_precision: str | None) -> dict:
+def runner_options(deepspeed: str, mixed_precision: str | None, master_weights: bool = False) -> dict:
     """Config options that switch a config to the runner ``deepspeed`` (``tools/train.py
     --deepspeed``): the ``deepspeed`` key and the optimizer wrapper that goes with it. The choice
     is then the same on any number of processes (``deepspeed_one_process`` is cleared)."""
-    wrapper = optim_wrapper_for(deepspeed, mixed_precision)
+    wrapper = optim_wrapper_for(deepspeed, mixed_precision, master_weights)
     return {
         'deepspeed': deepspeed,
         'deepspeed_one_process': None,
@@ -309,7 +316,7 @@ def apply_one_process_runner(cfg: Config, world_size: int) -> bool:
     mode = cfg.get('deepspeed', PLAIN) or PLAIN
     if one is None or world_size != 1 or one == mode:
         return False
-    cfg.merge_from_dict(runner_options(one, cfg.get('mixed_precision', None)))
+    cfg.merge_from_dict(runner_options(one, cfg.get('mixed_precision', None), cfg.get('master_weights', False)))
     print_log(
         f'one process: deepspeed_one_process={one!r} replaces deepspeed={mode!r} (ZeRO has nothing to '
         f'partition over one process); optim_wrapper.type={cfg.optim_wrapper.type!r}. Set '
@@ -394,13 +401,14 @@ def check_config(cfg: Config, on_gpu: bool) -> None:
     if 'optimizer' not in optim:
         raise ConfigError('config needs optim_wrapper=dict(type=..., optimizer=dict(type="AdamW", ...))')
     mode, precision = cfg.get('deepspeed', PLAIN) or PLAIN, cfg.get('mixed_precision', None)
-    wanted = optim_wrapper_for(mode, precision)
+    wanted = optim_wrapper_for(mode, precision, cfg.get('master_weights', False))
     got = {k: optim.get(k) for k in wanted}
     if got != wanted:
         settings = ', '.join(f'optim_wrapper.{k}={v!r}' for k, v in wanted.items())
         raise ConfigError(
             f'optim_wrapper has {got}, but deepspeed={mode!r} with mixed_precision='
-            f'{precision!r} trains with {wanted}: write {settings} '
+            f'{precision!r} and master_weights={cfg.get("master_weights", False)!r} trains with '
+            f'{wanted}: write {settings} '
             '(tools/train.py --deepspeed sets both keys)'
         )
     if wanted['type'] == 'AmpOptimWrapper' and not on_gpu:
@@ -516,6 +524,13 @@ def build_runner(cfg: Config) -> AnyRunner:
     use_deepspeed = mode != PLAIN
     prepare_config(cfg, on_gpu)
     optim = dict(cfg.optim_wrapper)
+    if optim.get('type') == 'MasterWeightOptimWrapper' and launch_world_size(launcher) != 1:
+        raise ConfigError(
+            'master_weights=True trains one process (the trainables turn bf16 after DDP has built '
+            f'its fp32 gradient buckets); {launch_world_size(launcher)} processes: keep '
+            "deepspeed='deepspeed_zero2', or write master_weights=False with "
+            "optim_wrapper.type='SyncFreeOptimWrapper' (fp32 trainables under autocast)"
+        )
     backend = 'nccl' if on_gpu else 'gloo'
     cfg.setdefault('env_cfg', ConfigDict())
     cfg.env_cfg.setdefault('dist_cfg', ConfigDict())
@@ -551,6 +566,8 @@ def build_runner(cfg: Config) -> AnyRunner:
         # mmengine passes device_ids=[LOCAL_RANK] to DDP, which DDP refuses for CPU modules.
         cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False)
     cfg.default_hooks.setdefault('trainable_checkpoint', dict(type='TrainableCheckpointHook'))
+    if optim.get('type') == 'MasterWeightOptimWrapper':
+        cfg.default_hooks.setdefault('master_weights', dict(type='MasterWeightsHook'))
     return ResumableRunner.from_cfg(cfg)
 
 

@@ -42,7 +42,9 @@ def _loss_and_grads(model: Sa2VAVesselModel, data: dict) -> tuple[dict, list[tor
 def test_the_collate_finds_the_layout_the_model_would_find(items, model) -> None:
     batch = vessel_collate(items)['data']
     given = batch['layout']
-    own = batch_layout(batch['input_ids'], batch['labels'], model.seg_token_id, model.img_context_id)
+    own = batch_layout(
+        batch['input_ids'], batch['labels'], model.seg_token_id, model.img_context_id, batch['attention_mask']
+    )
     assert layouts_equal(given, own)
     assert given.seg_per_sample == (1, 1, 1) and given.label_index.numel() > 0 and given.n_image_slots > 0
     # the gathered rows are the [SEG] tokens and the label positions, in row-major order

@@ -166,8 +166,11 @@ def test_deepspeed_switch_sets_the_runner_and_its_wrapper() -> None:
     assert (cfg.deepspeed, cfg.optim_wrapper.type) == ('deepspeed_zero2', DS)
     check_config(cfg, on_gpu=False)
     cfg = load_config(parse_args([str(REPO_ROOT / 'configs/vessel_lora.py'), '--deepspeed', 'none']))
-    assert (cfg.deepspeed, cfg.optim_wrapper.type) == ('none', PLAIN)
+    # the shipped config trains bf16 weights with fp32 masters on the plain runner
+    assert (cfg.deepspeed, cfg.optim_wrapper.type) == ('none', 'MasterWeightOptimWrapper')
     check_config(cfg, on_gpu=True)
+    cfg = load_config(parse_args([str(REPO_ROOT / 'configs/vessel_lora_8b_24g.py'), '--deepspeed', 'none']))
+    assert (cfg.deepspeed, cfg.optim_wrapper.type) == ('none', PLAIN)
 
 
 def test_stretch_moves_iteration_bounds_only() -> None:

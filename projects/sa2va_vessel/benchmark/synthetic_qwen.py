@@ -73,7 +73,7 @@ def make_qwen_batch(
         'position_ids': position_ids.to(device),
         'masks': [thin_lines(h, w, gen)[None].to(device) for _ in range(batch_size)],
         # found on the host, as vessel_collate does for the real loader
-        'layout': batch_layout(input_ids, labels, model.seg_token_id, model.img_context_id).to(device),
+        'layout': batch_layout(input_ids, labels, model.seg_token_id, model.img_context_id, attention_mask).to(device),
     }
     samples = [
         {'img_path': f'{key_prefix}_{i}', 'ori_size': (h, w), 'frozen_feature_key': f'{key_prefix}_{i}'}

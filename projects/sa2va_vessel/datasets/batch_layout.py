@@ -32,6 +32,10 @@ class BatchLayout(NamedTuple):
     label_target: torch.Tensor  # (N_lab,) int64: that next token
     seg_per_sample: tuple[int, ...]  # seg_counts on the host
     n_image_slots: int  # image placeholder tokens in the batch
+    # every row's real tokens come first and its padding only after them (what vessel_collate
+    # writes): under causal attention no real token sees a pad, so the padding mask changes nothing
+    # at a real position (False where the attention mask was not given)
+    right_padded: bool = False
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> 'BatchLayout':
         """This layout with its tensors on ``device``."""
@@ -40,12 +44,23 @@ class BatchLayout(NamedTuple):
         )
 
 
-def batch_layout(input_ids: torch.Tensor, labels: torch.Tensor, seg_token_id: int, image_token_id: int) -> BatchLayout:
+def batch_layout(
+    input_ids: torch.Tensor,
+    labels: torch.Tensor,
+    seg_token_id: int,
+    image_token_id: int,
+    attention_mask: torch.Tensor | None = None,
+) -> BatchLayout:
     """The layout of ``input_ids``/``labels`` (B, L) on their device (on a GPU: a few synchronisations)."""
     if input_ids.shape != labels.shape or input_ids.dim() != 2:
         raise ValueError(
             f'batch_layout needs (B, L) input_ids and labels of one shape; got {tuple(input_ids.shape)} '
             f'and {tuple(labels.shape)}'
+        )
+    if attention_mask is not None and attention_mask.shape != input_ids.shape:
+        raise ValueError(
+            f'batch_layout: attention_mask {tuple(attention_mask.shape)} is not the shape of input_ids '
+            f'{tuple(input_ids.shape)}'
         )
     is_seg = input_ids == seg_token_id
     seg_counts = is_seg.sum(dim=1)
@@ -57,7 +72,16 @@ def batch_layout(input_ids: torch.Tensor, labels: torch.Tensor, seg_token_id: in
         label_target=label_target,
         seg_per_sample=tuple(int(n) for n in seg_counts.tolist()),
         n_image_slots=int((input_ids == image_token_id).sum()),
+        right_padded=attention_mask is not None and is_right_padded(attention_mask),
     )
+
+
+def is_right_padded(attention_mask: torch.Tensor) -> bool:
+    """Whether every row of the (B, L) ``attention_mask`` is ones, then zeros (padding at the end only)."""
+    mask = attention_mask.to(torch.bool)
+    lengths = mask.sum(dim=1, keepdim=True)
+    positions = torch.arange(mask.shape[1], device=mask.device).unsqueeze(0)
+    return bool(torch.equal(mask, positions < lengths))
 
 
 def label_rows(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

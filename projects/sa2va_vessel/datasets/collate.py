@@ -90,7 +90,7 @@ def vessel_collate(
         'masks': [s['masks'].to(torch.bool) for s in samples],  # B x (S, H, W)
         **extra,
     }
-    layout = _layout(samples, input_ids, labels)
+    layout = _layout(samples, input_ids, labels, attention_mask)
     if layout is not None:
         data['layout'] = layout
     data_samples: List[Dict[str, Any]] = [
@@ -106,7 +106,9 @@ def vessel_collate(
     return {'data': data, 'data_samples': data_samples}
 
 
-def _layout(samples: Sequence[Dict[str, Any]], input_ids: torch.Tensor, labels: torch.Tensor) -> Optional[BatchLayout]:
+def _layout(
+    samples: Sequence[Dict[str, Any]], input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor
+) -> Optional[BatchLayout]:
     """The batch's layout, when every item names its [SEG] and image token ids (and they agree)."""
     ids = {(s.get('seg_token_id'), s.get('image_token_id')) for s in samples}
     if len(ids) != 1:
@@ -117,4 +119,4 @@ def _layout(samples: Sequence[Dict[str, Any]], input_ids: torch.Tensor, labels: 
     seg, image = ids.pop()
     if seg is None or image is None:
         return None
-    return batch_layout(input_ids, labels, int(seg), int(image))
+    return batch_layout(input_ids, labels, int(seg), int(image), attention_mask)

@@ -30,6 +30,9 @@ class SpeedSwitches:
     compile_llm_layers: bool = False  # torch.compile each decoder layer (bf16 rounding differs)
     compile_frozen_encoders: bool = False  # torch.compile the no-grad ViT and SAM2 image encoder
     light_token_rows: bool = False  # token rows without peft's (vocab x hidden) merged copy (exact)
+    # right-padded batches reach the InternVL LLM without a padding mask: causal attention hides
+    # the pads from every real token (exact at real positions; SDPA's causal kernel, no host read)
+    causal_mask_for_right_padding: bool = False
     sam2_feature_cache_size: int = 0  # frozen SAM2 features of unaugmented images reused
     vision_feature_cache: bool = False  # the ViT features too, same keys and capacity
 

@@ -95,6 +95,7 @@ class Sa2VAVesselModel(BaseModel):
         compile_llm_layers: bool = False,
         compile_frozen_encoders: bool = False,
         light_token_rows: bool = False,
+        causal_mask_for_right_padding: bool = False,
         trainable_dtype: str | None = None,
         quantize_base: str | None = None,
         device: str | None = None,
@@ -211,6 +212,7 @@ class Sa2VAVesselModel(BaseModel):
                 compile_llm_layers=compile_llm_layers,
                 compile_frozen_encoders=compile_frozen_encoders,
                 light_token_rows=light_token_rows,
+                causal_mask_for_right_padding=causal_mask_for_right_padding,
                 sam2_feature_cache_size=sam2_feature_cache_size,
                 vision_feature_cache=vision_feature_cache,
             )
@@ -392,7 +394,7 @@ class Sa2VAVesselModel(BaseModel):
     def _layout_on_device(self, data: dict) -> BatchLayout:
         input_ids, labels = data['input_ids'], data.get('labels')
         labels = torch.full_like(input_ids, IGNORE_INDEX) if labels is None else labels
-        return batch_layout(input_ids, labels, self.seg_token_id, self.img_context_id)
+        return batch_layout(input_ids, labels, self.seg_token_id, self.img_context_id, data.get('attention_mask'))
 
     def check_batch_layout(self, data: dict) -> None:
         """Raise ValueError when the collate's layout, found with the data set's token ids, is not
@@ -508,7 +510,9 @@ class Sa2VAVesselModel(BaseModel):
                 inputs_embeds = self.sa2va.splice_image_embeddings(
                     input_ids, image_embeds, self.img_context_id, n_slots=layout.n_image_slots
                 )
-                hidden = self.sa2va.llm_last_hidden(inputs_embeds, data['attention_mask'], data['position_ids'])
+                hidden = self.sa2va.llm_last_hidden(
+                    inputs_embeds, self.llm_attention_mask(data, layout), data['position_ids']
+                )
 
         # (N_seg, C) in row-major order, gathered by index: hidden[is_seg] would read N_seg from the GPU
         seg_hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, layout.seg_index)
@@ -532,6 +536,16 @@ class Sa2VAVesselModel(BaseModel):
         return SegMaskOutput(
             hidden=hidden, seg_per_sample=layout.seg_counts, language_embeds=language_embeds, layout=layout, **decoded
         )
+
+    def llm_attention_mask(self, data: dict, layout: BatchLayout) -> torch.Tensor | None:
+        """The padding mask the InternVL LLM gets: none for a right-padded batch when the
+        ``causal_mask_for_right_padding`` switch is on. Causal attention already keeps each real
+        token from the pads after it, so every real position's hidden state is the same; without a
+        mask SDPA takes its causal kernel and transformers reads nothing back from the GPU to
+        decide whether the mask can be skipped. Pad positions differ, and nothing reads them."""
+        if self.speed.causal_mask_for_right_padding and layout.right_padded:
+            return None
+        return data['attention_mask']
 
     def _qwen_last_hidden(self, data: dict) -> torch.Tensor:
         """Qwen-VL families: vision tower + merger(s), splice, M-RoPE ids, LLM (models/sa2va_qwen.py)."""

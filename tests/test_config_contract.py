@@ -185,3 +185,26 @@ def test_stretch_moves_iteration_bounds_only() -> None:
     assert (warmup['end'], cosine['begin'], cosine['end']) == (6, 6, 200)
     assert epochs == schedule[2]
     assert stretch_schedule(schedule, 2) == []  # too short to warm up and decay: constant lr
+
+
+def test_an_unregistered_optimizer_is_refused_by_name() -> None:
+    from projects.sa2va_vessel.engine.launch import load_config, parse_args
+
+    cfg = load_config(parse_args([str(REPO_ROOT / 'tests/configs/toy.py')]))
+    cfg.optim_wrapper.optimizer.type = 'AdamWW'
+    with pytest.raises(ConfigError, match="optimizer.type='AdamWW' is no registered optimizer; registered: .*AdamW"):
+        check_config(cfg, on_gpu=False)
+
+
+def test_the_24g_config_without_bitsandbytes_says_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # on the device (call 50) the 24 GB config, whose AdamW8bit is bitsandbytes', failed inside
+    # mmengine with "None is not a callable object"; as if bitsandbytes were not installed:
+    from projects.sa2va_vessel.engine import runner as runner_module
+    from projects.sa2va_vessel.engine.launch import load_config, parse_args
+
+    cfg = load_config(parse_args([str(REPO_ROOT / 'configs/vessel_lora_8b_24g.py')]))
+    check_config(cfg, on_gpu=True)  # installed here: accepted
+    monkeypatch.setattr(runner_module.OPTIMIZERS, 'get', lambda name: None)
+    monkeypatch.setattr(runner_module.importlib.util, 'find_spec', lambda name: None)
+    with pytest.raises(ConfigError, match=r"'AdamW8bit'.* bitsandbytes .*pip install 'bitsandbytes"):
+        check_config(cfg, on_gpu=True)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib.util
 import json
 import logging
 import os
@@ -50,7 +51,8 @@ from mmengine.logging import print_log
 from mmengine.runner import FlexibleRunner, IterBasedTrainLoop, Runner
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from ..registry import DATA_MODULES, FUNCTIONS, SCOPE
+from ..models.quantize import INSTALL_HINT as BITSANDBYTES_INSTALL_HINT
+from ..registry import DATA_MODULES, FUNCTIONS, OPTIMIZERS, SCOPE
 from . import deepspeed_sync_free
 from .atomic_checkpoint import ResumableRunnerMixin, find_latest_checkpoint, remove_partials
 from .launch_check import WorkDirLock, check_launch_environment, env_rank, slurm_to_torch_env
@@ -326,6 +328,20 @@ def apply_one_process_runner(cfg: Config, world_size: int) -> bool:
     return True
 
 
+def unknown_optimizer_message(name: str, bitsandbytes_installed: bool) -> str:
+    """Why ``optim_wrapper.optimizer.type=name`` names no registered optimizer, and what to do."""
+    message = f'optim_wrapper.optimizer.type={name!r} is no registered optimizer'
+    if not bitsandbytes_installed and ('8bit' in name or 'Paged' in name or name.startswith('bnb_')):
+        return (
+            f"{message}: it is one of bitsandbytes' optimizers, which mmengine registers only when "
+            f'bitsandbytes is installed, and it is not: {BITSANDBYTES_INSTALL_HINT}; or write '
+            "optim_wrapper.optimizer.type='AdamW' (8 bytes of optimizer state per trainable parameter "
+            'instead of 2)'
+        )
+    known = sorted(set(OPTIMIZERS.module_dict) | set(OPTIMIZERS.parent.module_dict))
+    return f'{message}; registered: {", ".join(known)}'
+
+
 def check_config(cfg: Config, on_gpu: bool) -> None:
     """Raise :class:`ConfigError` where the config asks for something the runner would have to
     rewrite to run it; the message names the key and what to write (module docstring)."""
@@ -400,6 +416,12 @@ def check_config(cfg: Config, on_gpu: bool) -> None:
     optim = cfg.get('optim_wrapper') or {}
     if 'optimizer' not in optim:
         raise ConfigError('config needs optim_wrapper=dict(type=..., optimizer=dict(type="AdamW", ...))')
+    optimizer_type = (optim.get('optimizer') or {}).get('type')
+    if isinstance(optimizer_type, str) and OPTIMIZERS.get(optimizer_type) is None:
+        # mmengine would build None and fail with "None is not a callable object"
+        raise ConfigError(
+            unknown_optimizer_message(optimizer_type, importlib.util.find_spec('bitsandbytes') is not None)
+        )
     mode, precision = cfg.get('deepspeed', PLAIN) or PLAIN, cfg.get('mixed_precision', None)
     wanted = optim_wrapper_for(mode, precision, cfg.get('master_weights', False))
     got = {k: optim.get(k) for k in wanted}

@@ -9,11 +9,11 @@ _base_ = ['./_base_/default_runtime.py', './_base_/schedules/lora_adamw.py',
           './_base_/models/sa2va_lora.py', './_base_/datasets/vessel.py']
 
 deepspeed = 'deepspeed_zero2'
-# The runner for a run of one process (python tools/train.py, one GPU): the plain runner (fp32
-# trainables over the bf16 base), where ZeRO-2 partitions nothing and still hooks and copies every
-# gradient twice in the backward. Measured on one H200 (docs/PERFORMANCE.md, calls 44-45): 2B b32
-# 63.3 samples/s; at b8 31.1-33.2 against ZeRO-2's 32.3 on the same machine. Several processes keep
-# ZeRO-2. None: ZeRO-2 on one GPU too (a plain checkpoint resumes only on one process).
+# The runner for a run of one process (python tools/train.py, one GPU): the plain runner (bf16
+# trainables with fp32 masters, below), where ZeRO-2 partitions nothing and still hooks and copies
+# every gradient twice in the backward. Measured on one H200 (docs/PERFORMANCE.md, call 49): 2B b32
+# 63.5 samples/s, b8 34.4. Several processes keep ZeRO-2. None: ZeRO-2 on one GPU too (a plain
+# checkpoint resumes only on one process).
 deepspeed_one_process = 'none'
 mixed_precision = 'bf16'
 # The plain runner's trainables run in bf16 and AdamW updates fp32 masters of them, as ZeRO-2's

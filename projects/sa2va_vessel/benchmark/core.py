@@ -190,7 +190,7 @@ def time_config(
         if i == warmup:
             _sync(device)
             timer.active = True
-            start = timer._now()
+            start = timer.now()
         timer.mark('step_start')
         losses = step_fn(batch)
         loss = sum(losses.values())
@@ -201,9 +201,9 @@ def time_config(
         timer.mark('bwd_end')
         opt_step()
         timer.mark('opt_end')
-    end = timer._now()
+    end = timer.now()
     _sync(device)  # elapsed_time needs both events completed
-    total_ms = timer._ms(start, end) if cuda else (end - start) * 1e3
+    total_ms = timer.elapsed_ms(start, end) if cuda else (end - start) * 1e3
     timer.active = False
     breakdown = timer.summary()
     last = float(loss.detach())

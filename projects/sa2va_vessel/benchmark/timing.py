@@ -28,14 +28,16 @@ class StageTimer:
         self._patched: list[tuple[object, str, object, bool]] = []
 
     # -- marks ---------------------------------------------------------------------------------
-    def _now(self):
+    def now(self) -> 'torch.cuda.Event | float':
+        """A mark of this moment: a recorded CUDA event on the GPU, ``perf_counter()`` on the CPU."""
         if self.cuda:
             event = torch.cuda.Event(enable_timing=True)
             event.record()
             return event
         return time.perf_counter()
 
-    def _ms(self, start, end) -> float:
+    def elapsed_ms(self, start, end) -> float:
+        """Milliseconds between two marks of :meth:`now` (on the GPU: both events must have completed)."""
         return start.elapsed_time(end) if self.cuda else (end - start) * 1e3
 
     def mark(self, name: str) -> None:
@@ -43,18 +45,18 @@ class StageTimer:
             return
         if name == 'step_start':
             self.steps.append({})
-        self.steps[-1][name] = self._now()
+        self.steps[-1][name] = self.now()
 
     @contextlib.contextmanager
     def stage(self, name: str):
         if not self.active:
             yield
             return
-        start = self._now()
+        start = self.now()
         try:
             yield
         finally:
-            self.stages[name].append((start, self._now()))
+            self.stages[name].append((start, self.now()))
 
     def llm_backward_hooks(self, inputs_embeds: torch.Tensor, hidden: torch.Tensor) -> None:
         if not (self.active and torch.is_grad_enabled()):
@@ -99,7 +101,9 @@ class StageTimer:
             torch.cuda.synchronize()
         n = max(len(self.steps), 1)
         out = {
-            f'{k}_fwd' if k in ('vision', 'sam2_encoder', 'decoder', 'loss') else k: sum(self._ms(a, b) for a, b in v)
+            f'{k}_fwd' if k in ('vision', 'sam2_encoder', 'decoder', 'loss') else k: sum(
+                self.elapsed_ms(a, b) for a, b in v
+            )
             / n
             for k, v in self.stages.items()
         }
@@ -107,7 +111,7 @@ class StageTimer:
         for step in self.steps:
 
             def span(a, b):
-                return self._ms(step[a], step[b]) if a in step and b in step else 0.0
+                return self.elapsed_ms(step[a], step[b]) if a in step and b in step else 0.0
 
             parts['forward'] += span('step_start', 'bwd_start')
             if 'llm_bwd_start' in step and 'llm_bwd_end' in step:

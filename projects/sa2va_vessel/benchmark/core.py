@@ -56,6 +56,7 @@ class Levers:
     compile_frozen_encoders: bool = False
     light_token_rows: bool = False
     causal_mask_for_right_padding: bool = False
+    indexed_image_splice: bool = False
     frozen_cache: bool = False  # sam2_feature_cache_size + vision_feature_cache
 
     def replace(self, **kw) -> 'Levers':
@@ -69,6 +70,7 @@ class Levers:
             compile_frozen_encoders=self.compile_frozen_encoders,
             light_token_rows=self.light_token_rows,
             causal_mask_for_right_padding=self.causal_mask_for_right_padding,
+            indexed_image_splice=self.indexed_image_splice,
             sam2_feature_cache_size=cache_size if self.frozen_cache else 0,
             vision_feature_cache=self.frozen_cache,
         )
@@ -95,6 +97,11 @@ LADDER = [
         '+causal_mask_for_right_padding',
         dict(causal_mask_for_right_padding=True),
         'SDPA causal kernel instead of the masked one, no host read of the mask: a few ms per step',
+    ),
+    (
+        '+indexed_image_splice',
+        dict(indexed_image_splice=True),
+        "no host read in the splice's backward: ~0 here (this step syncs per stage), the runner's step gains",
     ),
     ('+frozen_cache', dict(frozen_cache=True), 'SAM2 encoder + ViT time -> ~0 from epoch 2'),
 ]

@@ -36,6 +36,8 @@ class BatchLayout(NamedTuple):
     # writes): under causal attention no real token sees a pad, so the padding mask changes nothing
     # at a real position (False where the attention mask was not given)
     right_padded: bool = False
+    # (N_img,) int64: flat index b * L + t of each image slot, row-major order (None: not found)
+    image_index: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> 'BatchLayout':
         """This layout with its tensors on ``device``."""
@@ -63,6 +65,7 @@ def batch_layout(
             f'{tuple(input_ids.shape)}'
         )
     is_seg = input_ids == seg_token_id
+    image_index = (input_ids == image_token_id).reshape(-1).nonzero().squeeze(1)
     seg_counts = is_seg.sum(dim=1)
     label_index, label_target = label_rows(labels)
     return BatchLayout(
@@ -71,8 +74,9 @@ def batch_layout(
         label_index=label_index,
         label_target=label_target,
         seg_per_sample=tuple(int(n) for n in seg_counts.tolist()),
-        n_image_slots=int((input_ids == image_token_id).sum()),
+        n_image_slots=int(image_index.numel()),
         right_padded=attention_mask is not None and is_right_padded(attention_mask),
+        image_index=image_index,
     )
 
 
@@ -96,7 +100,7 @@ def layouts_equal(a: BatchLayout, b: BatchLayout) -> bool:
     """Whether two layouts of one batch agree (tensors compared on ``a``'s device)."""
     for x, y in zip(a, b):
         if isinstance(x, torch.Tensor):
-            if x.shape != y.shape or not torch.equal(x, y.to(x.device)):
+            if not isinstance(y, torch.Tensor) or x.shape != y.shape or not torch.equal(x, y.to(x.device)):
                 return False
         elif x != y:
             return False

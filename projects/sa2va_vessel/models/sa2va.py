@@ -174,24 +174,36 @@ class Sa2VAModules(Sa2VABase):
         return hidden.reshape(hidden.shape[0], -1, hidden.shape[-1])
 
     def splice_image_embeddings(
-        self, input_ids: torch.Tensor, image_embeds: torch.Tensor, img_context_id: int, n_slots: int | None = None
+        self,
+        input_ids: torch.Tensor,
+        image_embeds: torch.Tensor,
+        img_context_id: int,
+        n_slots: int | None = None,
+        image_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Token embeddings with every ``<IMG_CONTEXT>`` replaced, in order, by an image embedding.
         ``n_slots``: the count of ``<IMG_CONTEXT>`` tokens where the host knows it (counting them
-        here reads the count from the device). The ``masked_scatter``'s backward is a
-        ``masked_select``, which still reads its count once per step: an ``index_copy`` at
-        host-known positions removed it, but the LLM forward of the model step was 8 ms slower
-        with it on the device (docs/PERFORMANCE.md, call 34), so it waits for a side-by-side run."""
+        here reads the count from the device). ``image_index``: their flat positions ``b * L + t``
+        in row-major order, where the host knows them (``BatchLayout.image_index``): the splice is
+        then an ``index_copy``, whose backward is an ``index_select``. Without it the splice is a
+        ``masked_scatter``, whose backward (a ``masked_select``) reads its count from the device in
+        every step. Both give the same values and gradients."""
         inputs_embeds = self.language_model.get_input_embeddings()(input_ids)
-        is_image = input_ids == img_context_id
-        n_slots = int(is_image.sum()) if n_slots is None else n_slots
         n_embeds = image_embeds.shape[0] * image_embeds.shape[1]
+        is_image = None if image_index is not None else input_ids == img_context_id
+        if image_index is not None:
+            n_slots = int(image_index.numel())  # a shape: known on the host
+        elif n_slots is None:
+            n_slots = int(is_image.sum())
         if n_slots != n_embeds:
             raise ValueError(
                 f'the batch has {n_slots} <IMG_CONTEXT> tokens but its tiles give {n_embeds} '
                 'image embeddings; each tile needs exactly num_image_token context tokens'
             )
         image_embeds = image_embeds.reshape(-1, image_embeds.shape[-1]).to(inputs_embeds.dtype)
+        if image_index is not None:
+            flat = inputs_embeds.reshape(-1, inputs_embeds.shape[-1])
+            return flat.index_copy(0, image_index, image_embeds).view_as(inputs_embeds)
         return inputs_embeds.masked_scatter(is_image.unsqueeze(-1), image_embeds)
 
     def llm_last_hidden(

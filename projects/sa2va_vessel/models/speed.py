@@ -33,6 +33,9 @@ class SpeedSwitches:
     # right-padded batches reach the InternVL LLM without a padding mask: causal attention hides
     # the pads from every real token (exact at real positions; SDPA's causal kernel, no host read)
     causal_mask_for_right_padding: bool = False
+    # the image splice at the collate's host-known positions (index_copy): its backward reads no
+    # count from the device, the training step's last such read (exact; speed not measured yet)
+    indexed_image_splice: bool = False
     sam2_feature_cache_size: int = 0  # frozen SAM2 features of unaugmented images reused
     vision_feature_cache: bool = False  # the ViT features too, same keys and capacity
 

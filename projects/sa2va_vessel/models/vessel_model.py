@@ -96,6 +96,7 @@ class Sa2VAVesselModel(BaseModel):
         compile_frozen_encoders: bool = False,
         light_token_rows: bool = False,
         causal_mask_for_right_padding: bool = False,
+        indexed_image_splice: bool = False,
         trainable_dtype: str | None = None,
         quantize_base: str | None = None,
         device: str | None = None,
@@ -213,6 +214,7 @@ class Sa2VAVesselModel(BaseModel):
                 compile_frozen_encoders=compile_frozen_encoders,
                 light_token_rows=light_token_rows,
                 causal_mask_for_right_padding=causal_mask_for_right_padding,
+                indexed_image_splice=indexed_image_splice,
                 sam2_feature_cache_size=sam2_feature_cache_size,
                 vision_feature_cache=vision_feature_cache,
             )
@@ -508,7 +510,11 @@ class Sa2VAVesselModel(BaseModel):
                 image_embeds = self.image_embeddings(data['pixel_values'], input_ids, data_samples)
             with record_function('sa2va/llm'):
                 inputs_embeds = self.sa2va.splice_image_embeddings(
-                    input_ids, image_embeds, self.img_context_id, n_slots=layout.n_image_slots
+                    input_ids,
+                    image_embeds,
+                    self.img_context_id,
+                    n_slots=layout.n_image_slots,
+                    image_index=layout.image_index if self.speed.indexed_image_splice else None,
                 )
                 hidden = self.sa2va.llm_last_hidden(
                     inputs_embeds, self.llm_attention_mask(data, layout), data['position_ids']

@@ -404,18 +404,6 @@ def run_benchmark(
             levers = change if isinstance(change, Levers) else levers.replace(**change)
             project(name, levers, batches, prediction)
         best = levers
-    elif fast:
-        best = Levers(
-            gradient_checkpointing=False,
-            fused_adamw=True,
-            sam2_side_stream=cuda,
-            compile_llm_layers=compile_ok,
-            compile_frozen_encoders=compile_ok,
-            light_token_rows=True,
-            causal_mask_for_right_padding=True,
-            frozen_cache=frozen_cache,
-        )
-        project('fast+cache' if frozen_cache else 'fast', best, batches)
     else:
         best = Levers(
             gradient_checkpointing=False,
@@ -427,6 +415,8 @@ def run_benchmark(
             causal_mask_for_right_padding=True,
             frozen_cache=frozen_cache,
         )
+        if fast:
+            project('fast+cache' if frozen_cache else 'fast', best, batches)
     no_cache = best.replace(frozen_cache=False)
     for bs in extra_batch_sizes:
         extra = batches_for(bs)

@@ -190,11 +190,11 @@ class Sa2VAModules(Sa2VABase):
         every step. Both give the same values and gradients."""
         inputs_embeds = self.language_model.get_input_embeddings()(input_ids)
         n_embeds = image_embeds.shape[0] * image_embeds.shape[1]
-        is_image = None if image_index is not None else input_ids == img_context_id
         if image_index is not None:
             n_slots = int(image_index.numel())  # a shape: known on the host
-        elif n_slots is None:
-            n_slots = int(is_image.sum())
+        else:
+            is_image = input_ids == img_context_id
+            n_slots = int(is_image.sum()) if n_slots is None else n_slots
         if n_slots != n_embeds:
             raise ValueError(
                 f'the batch has {n_slots} <IMG_CONTEXT> tokens but its tiles give {n_embeds} '

@@ -16,6 +16,7 @@ from projects.sa2va_vessel.datasets.collate import vessel_collate
 from projects.sa2va_vessel.datasets.vessel_dataset import VesselSegDataset
 from projects.sa2va_vessel.models import vessel_model as vessel_model_module
 from projects.sa2va_vessel.models.vessel_model import Sa2VAVesselModel
+from tests._step_support import loss_and_grads
 
 
 @pytest.fixture(scope='module')
@@ -28,15 +29,6 @@ def items(tiny_checkpoint: Path, synthetic_vessels: Path) -> list[dict]:
 def model(tiny_checkpoint: Path) -> Sa2VAVesselModel:
     torch.manual_seed(0)
     return Sa2VAVesselModel(str(tiny_checkpoint), dtype='float32', gradient_checkpointing=False)
-
-
-def _loss_and_grads(model: Sa2VAVesselModel, data: dict) -> tuple[dict, list[torch.Tensor]]:
-    model.zero_grad(set_to_none=True)
-    torch.manual_seed(0)  # the same LoRA dropout masks in both passes
-    losses = model(data, None, mode='loss')
-    sum(losses.values()).backward()
-    grads = [p.grad.clone() for p in model.parameters() if p.requires_grad and p.grad is not None]
-    return {k: v.detach() for k, v in losses.items()}, grads
 
 
 def test_the_collate_finds_the_layout_the_model_would_find(items, model) -> None:
@@ -56,8 +48,8 @@ def test_the_collate_finds_the_layout_the_model_would_find(items, model) -> None
 def test_the_forward_with_the_layout_equals_the_forward_without(items, model) -> None:
     data = vessel_collate(items)['data']
     without = {k: v for k, v in data.items() if k != 'layout'}
-    losses_a, grads_a = _loss_and_grads(model, data)
-    losses_b, grads_b = _loss_and_grads(model, without)
+    losses_a, grads_a = loss_and_grads(model, data)
+    losses_b, grads_b = loss_and_grads(model, without)
     assert losses_a.keys() == losses_b.keys()
     for key in losses_a:
         assert torch.equal(losses_a[key], losses_b[key]), key
@@ -101,7 +93,7 @@ def test_items_without_token_ids_collate_without_a_layout(items, model) -> None:
     bare = [{k: v for k, v in item.items() if k not in ('seg_token_id', 'image_token_id')} for item in items]
     data = vessel_collate(bare)['data']
     assert 'layout' not in data
-    losses, _ = _loss_and_grads(model, data)  # the model finds the layout itself
+    losses, _ = loss_and_grads(model, data)  # the model finds the layout itself
     assert torch.isfinite(sum(losses.values()))
 
 

@@ -22,6 +22,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from projects.sa2va_vessel.datasets.collate import vessel_collate
 from projects.sa2va_vessel.datasets.vessel_dataset import VesselSegDataset
 from projects.sa2va_vessel.models.vessel_model import Sa2VAVesselModel
+from tests._step_support import loss_and_grads
 
 # ops whose result the host needs before it can go on, or whose output shape depends on the data
 READING_OPS = {
@@ -78,14 +79,10 @@ def model(tiny_checkpoint: Path, batch: dict) -> Sa2VAVesselModel:
 def _step(model: Sa2VAVesselModel, data: dict, **switches: bool) -> tuple[collections.Counter, dict, list]:
     """One forward + backward with ``switches``: the reads, the losses and the gradients."""
     model.set_speed_switches(model.speed.replace(**switches))
-    model.zero_grad(set_to_none=True)
-    torch.manual_seed(0)  # the same LoRA dropout masks in every pass
     reads = HostReads()
     with reads:
-        losses = model(data, None, mode='loss')
-        sum(losses.values()).backward()
-    grads = [p.grad.clone() for p in model.parameters() if p.requires_grad and p.grad is not None]
-    return reads.counts, {k: v.detach() for k, v in losses.items()}, grads
+        losses, grads = loss_and_grads(model, data)
+    return reads.counts, losses, grads
 
 
 def test_the_step_reads_once_and_not_at_all_with_the_indexed_splice(model, batch) -> None:

@@ -15,6 +15,7 @@ from projects.sa2va_vessel.datasets.batch_layout import is_right_padded
 from projects.sa2va_vessel.datasets.collate import vessel_collate
 from projects.sa2va_vessel.datasets.vessel_dataset import VesselSegDataset
 from projects.sa2va_vessel.models.vessel_model import Sa2VAVesselModel
+from tests._step_support import loss_and_grads
 
 
 def test_is_right_padded() -> None:
@@ -49,13 +50,9 @@ def _run(model: Sa2VAVesselModel, data: dict, switch: bool) -> tuple[dict, list,
         seen.append(attention_mask)
         return original(inputs_embeds, attention_mask, *args, **kwargs)
 
-    model.zero_grad(set_to_none=True)
-    torch.manual_seed(0)  # the same LoRA dropout masks in every pass
     with mock.patch.object(model.sa2va, 'llm_last_hidden', spy):
-        losses = model(data, None, mode='loss')
-    sum(losses.values()).backward()
-    grads = [p.grad.clone() for p in model.parameters() if p.requires_grad and p.grad is not None]
-    return {k: v.detach() for k, v in losses.items()}, grads, seen
+        losses, grads = loss_and_grads(model, data)
+    return losses, grads, seen
 
 
 def test_a_right_padded_batch_trains_the_same_without_its_mask(model, batch) -> None:

@@ -2,7 +2,8 @@
 # Builds .whl/, the wheels every device script installs (docs/bench/device_lib.sh), and .carry/tok8b,
 # the real tokenizer files without tokenizer.json. Run once per checkout, from the repository root,
 # after tools/setup.sh (deepspeed's wheel is built here with the installed torch). The device has
-# torch 2.11 (cu130) and transformers 5.x, and no bitsandbytes, tensorboard, mmengine or peft.
+# torch 2.11 (cu130) and transformers 5.x, and no bitsandbytes, tensorboard, mmengine, peft or
+# pydantic (which deepspeed imports; call 49 found it missing).
 # bitsandbytes' wheel (43 MB) is repacked with only the CUDA 13.0 library (about 5 MB), so the
 # wheels and the tokenizer stay well inside one call's 64 MiB.
 set -euo pipefail
@@ -14,7 +15,7 @@ P="--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform 
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp $P -d .whl \
   transformers==4.57.6 tokenizers==0.22.2 huggingface_hub==0.36.2 peft==0.21.2 mmengine==0.10.7 addict==2.4.0 \
   yapf==0.43.0 platformdirs==4.14.9 termcolor==3.3.0 hjson==3.1.0 py-cpuinfo==9.0.0 pycocotools==2.0.11 \
-  tensorboard==2.21.0 absl-py==2.5.1 six==1.17.0
+  tensorboard==2.21.0 absl-py==2.5.1 six==1.17.0 pydantic==2.13.4 pydantic_core==2.46.4 annotated-types==0.7.0 typing-inspection==0.4.2
 ls .whl/deepspeed-0.19.6-*.whl > /dev/null 2>&1 || DS_BUILD_OPS=0 python3 -m pip wheel -q --no-deps --no-build-isolation -w .whl deepspeed==0.19.6
 if ! ls .whl/bitsandbytes-*.whl > /dev/null 2>&1; then
   tmp=$(mktemp -d)

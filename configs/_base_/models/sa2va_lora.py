@@ -28,5 +28,5 @@ model = dict(
     compile_frozen_encoders=False,  # torch.compile the no-grad ViT and SAM2 image encoder
     light_token_rows=True,          # trainable token rows without peft's full merged matrix copy (exact; -2 GiB at 8B)
     causal_mask_for_right_padding=True,  # right-padded batches: no padding mask; causal attention hides the pads (exact)
-    indexed_image_splice=False,     # image splice at host-known positions: no sync in its backward (exact; not measured yet)
+    indexed_image_splice=False,     # image splice at host-known positions: no sync in its backward (exact; call 51: no gain seen)
 )

@@ -12,8 +12,8 @@ deepspeed = 'deepspeed_zero2'
 # The runner for a run of one process (python tools/train.py, one GPU): the plain runner (bf16
 # trainables with fp32 masters, below), where ZeRO-2 partitions nothing and still hooks and copies
 # every gradient twice in the backward. Measured on one H200 (docs/PERFORMANCE.md, calls 52-54): 2B
-# b32 63.95 samples/s, b8 45.8 (0.95x the `fast` model step). Several processes keep ZeRO-2. None: ZeRO-2 on one GPU too (a plain
-# checkpoint resumes only on one process).
+# b32 63.95 samples/s, b8 45.8 (0.95x the `fast` model step). Several processes keep ZeRO-2.
+# None: ZeRO-2 on one GPU too (a plain checkpoint resumes only on one process).
 deepspeed_one_process = 'none'
 mixed_precision = 'bf16'
 # The plain runner's trainables run in bf16 and AdamW updates fp32 masters of them, as ZeRO-2's

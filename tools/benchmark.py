@@ -236,15 +236,11 @@ def end_to_end_main(args: argparse.Namespace, ap: argparse.ArgumentParser) -> in
     batch = args.batch_size
     report: dict = {'mode': 'end_to_end', 'preset': args.preset, 'device': args.device}
 
+    references = not args.no_model_step
+
     def model_step_references() -> None:
         from projects.sa2va_vessel.benchmark.core import format_table, run_benchmark
 
-        # Each side starts with dynamo's caches empty, as a fresh process would: the other side's
-        # compiled graphs are not checked (nor counted against dynamo's recompile limit) at every call.
-        torch.compiler.reset()
-        gc.collect()  # the run's runner, model and loader workers, before the references build theirs
-        if cuda:
-            torch.cuda.empty_cache()
         step = run_benchmark(
             args.preset,
             args.device,
@@ -258,12 +254,21 @@ def end_to_end_main(args: argparse.Namespace, ap: argparse.ArgumentParser) -> in
         )
         report['model_step'] = step
         print(format_table(step))
+
+    def between_the_two() -> None:
+        # The second side starts with dynamo's caches empty, as a fresh process would: the first
+        # side's compiled graphs are not checked (nor counted against dynamo's recompile limit) at
+        # every call, and its models and loader workers are freed before the second builds its own.
         torch.compiler.reset()
+        gc.collect()
+        if cuda:
+            torch.cuda.empty_cache()
 
     # After, by default: in call 49 the run timed after the model step in one process took 233 ms per
     # b8 iteration; in call 51 the same run as the first thing in its process took 159 ms.
-    if not args.no_model_step and args.model_step_order == 'before':
+    if references and args.model_step_order == 'before':
         model_step_references()
+        between_the_two()
     h, w = (int(x) for x in args.image_size.lower().split('x'))
     if h != w:
         ap.error('--end-to-end writes square synthetic images: give --image-size NxN')
@@ -289,7 +294,8 @@ def end_to_end_main(args: argparse.Namespace, ap: argparse.ArgumentParser) -> in
         sync_audit=args.sync_audit,
     )
     report['end_to_end'] = e2e
-    if not args.no_model_step and args.model_step_order == 'after':
+    if references and args.model_step_order == 'after':
+        between_the_two()
         model_step_references()
     if 'model_step' in report:
         by_name = {r['name']: r for r in report['model_step']['results']}

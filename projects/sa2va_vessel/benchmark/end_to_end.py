@@ -237,7 +237,8 @@ class StepTimingHook(Hook):
             return None
         entry = dict(iteration=iteration, seconds=round(seconds, 2), new_graphs=new, graphs=graphs)
         self.slow_iterations.append(entry)
-        log(f'slow iteration {iteration}: {seconds:.1f} s, {new} new compiled graphs ({graphs} in all)')
+        # the value the summary keeps, so the line and slow_iterations never disagree in rounding
+        log(f'slow iteration {iteration}: {entry["seconds"]:.1f} s, {new} new compiled graphs ({graphs} in all)')
         return entry
 
     def after_val_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:

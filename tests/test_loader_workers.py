@@ -77,3 +77,72 @@ def test_workers_forked_by_the_fork_server_print_a_stack_on_a_fault(tmp_path):
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert 'worker True trainer True' in out.stdout
+
+
+def test_the_runners_loaders_keep_their_worker_init_and_enable_faulthandler_after_it():
+    from projects.sa2va_vessel.engine.loader_workers import FaultStacksWorkerInit
+    from projects.sa2va_vessel.engine.runner import ResumableFlexibleRunner, ResumableRunner
+
+    calls = []
+    for runner_class in (ResumableRunner, ResumableFlexibleRunner):
+        loader = DataLoader(TensorDataset(torch.arange(4.0)), num_workers=1, worker_init_fn=calls.append)
+        built = runner_class.build_dataloader(loader)
+        assert isinstance(built.worker_init_fn, FaultStacksWorkerInit)
+        assert built.worker_init_fn.inner == calls.append
+        assert runner_class.build_dataloader(built).worker_init_fn.inner == calls.append  # not wrapped twice
+    no_workers = ResumableRunner.build_dataloader(DataLoader(TensorDataset(torch.arange(4.0))))
+    assert no_workers.worker_init_fn is None  # nothing runs in the trainer's own process
+    import faulthandler
+
+    was = faulthandler.is_enabled()
+    try:
+        faulthandler.disable()
+        FaultStacksWorkerInit(calls.append)(3)
+        assert calls == [3] and faulthandler.is_enabled()
+    finally:
+        (faulthandler.enable if was else faulthandler.disable)()
+
+
+def test_a_worker_that_segfaults_in_its_loop_prints_where(tmp_path):
+    """Device call 58 lost a loader worker to a segmentation fault with only torch's line in the log:
+    inside the worker loop torch's signal handlers replace faulthandler's. With the runner's loader
+    the worker prints its Python stack; with mmengine's plain one only torch's line (the control)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    script = tmp_path / 'crash.py'
+    script.write_text(
+        'import os, signal, sys\n'
+        'from torch.utils.data import DataLoader, Dataset\n'
+        'def crash_in_getitem():\n'
+        '    os.kill(os.getpid(), signal.SIGSEGV)\n'
+        'class Crashing(Dataset):\n'
+        '    def __len__(self):\n'
+        '        return 4\n'
+        '    def __getitem__(self, i):\n'
+        '        crash_in_getitem()\n'
+        "if __name__ == '__main__':  # the workers import this file again: only the dataset above\n"
+        '    from mmengine.runner import Runner\n'
+        '    from projects.sa2va_vessel.engine.loader_workers import prepare_loader_workers\n'
+        '    from projects.sa2va_vessel.engine.runner import ResumableRunner\n'
+        "    prepare_loader_workers('forkserver')\n"
+        "    for which, build in (('mmengine', Runner.build_dataloader), ('runner', ResumableRunner.build_dataloader)):\n"
+        "        print('=== ' + which, file=sys.stderr, flush=True)\n"
+        "        loader = build(DataLoader(Crashing(), num_workers=1, multiprocessing_context='forkserver'), seed=0)\n"
+        '        try:\n'
+        '            next(iter(loader))\n'
+        '        except RuntimeError as e:\n'
+        "            print(which, 'loader raised:', e)\n"
+    )
+    env = {k: v for k, v in __import__('os').environ.items() if k != 'PYTHONFAULTHANDLER'}
+    env['PYTHONPATH'] = str(REPO_ROOT)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert 'mmengine loader raised:' in out.stdout and 'runner loader raised:' in out.stdout, out.stdout[-2000:]
+    mmengine_run, runner_run = out.stderr.split('=== mmengine')[1].split('=== runner')
+    assert 'Fatal Python error: Segmentation fault' in runner_run, runner_run[-2000:]
+    assert 'in crash_in_getitem' in runner_run and 'in __getitem__' in runner_run
+    assert 'Unexpected segmentation fault encountered in worker' in mmengine_run
+    assert 'crash_in_getitem' not in mmengine_run

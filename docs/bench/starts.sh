@@ -15,5 +15,5 @@ starts() { local first=$1 last=$2 limit=$3 i; [ "$first" = 1 ] && rm -rf /tmp/sv
       default_hooks.checkpoint.interval=100 default_hooks.checkpoint.save_last=False > "$L/start_$i.log" 2>&1; echo $? > "$L/start_$i.rc" ) &
   done; wait
   for i in $(seq "$first" "$last"); do local f="$L/start_$i.log"
-    echo "start $i: rc $(cat "$L/start_$i.rc"), segfault lines: $(grep -c 'Unexpected segmentation fault' "$f"), tokenizer conversions: $(grep -ciE 'tiktoken|converting' "$f"), first step checked: $(grep -c 'every trainable group changed' "$f"), errors: $(grep -cE 'Traceback|Error' "$f")"
+    echo "start $i: rc $(cat "$L/start_$i.rc"), segfault lines: $(grep -cE 'Unexpected segmentation fault|Fatal Python error' "$f"), tokenizer conversions: $(grep -ciE 'tiktoken|converting' "$f"), first step checked: $(grep -c 'every trainable group changed' "$f"), errors: $(grep -cE 'Traceback|Error' "$f")"
   done; echo "wave wall $(( $(date +%s) - s )) s"; tar czf "$OUT/${CALL}_logs.tar.gz" -C /tmp logs; }

@@ -4,10 +4,13 @@
   and the Rust tokenizer's threads, which ``fork`` would copy mid-state) the fork server imports
   the data code once and every worker forks from it, ready to unpickle the dataset.
 * Crashes: a worker that dies of a signal leaves only torch's one line ("Unexpected segmentation
-  fault encountered in worker", device call 32). ``PYTHONFAULTHANDLER=1`` is set before the fork
-  server starts, so the server enables faulthandler and every worker forked from it inherits it:
-  a fault before the worker's loop (unpickling the dataset, imports) prints its Python stack.
-  The trainer enables faulthandler for itself too.
+  fault encountered in worker", device calls 32 and 58). ``PYTHONFAULTHANDLER=1`` is set before the
+  fork server starts, so the server enables faulthandler and every worker forked from it inherits
+  it: a fault before the worker's loop (unpickling the dataset, imports) prints its Python stack.
+  In the loop torch's own signal handlers replace faulthandler's, so every loader the runners
+  build gets :class:`FaultStacksWorkerInit` (:func:`with_worker_fault_stacks`): it switches
+  faulthandler on again after the loader's own ``worker_init_fn``; a fault then prints the worker's
+  Python stack ("Fatal Python error: Segmentation fault") in place of torch's line. The trainer enables faulthandler for itself too.
 * Open files: each batch tensor reaches the main process as a file descriptor (torch's
   ``file_descriptor`` sharing), so 12-14 workers with prefetching hold hundreds at once; the
   soft ``RLIMIT_NOFILE`` is raised to the hard limit (capped) before any worker starts.
@@ -30,7 +33,7 @@ import faulthandler
 import multiprocessing
 import os
 import resource
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from mmengine.logging import print_log
 from torch.utils.data import DataLoader
@@ -54,6 +57,33 @@ def prepare_loader_workers(start_method: str | None, preload: Sequence[str] = ()
         f'loader workers: start method {start_method or "default"}, open-file limit {soft} (hard {hard})',
         logger='current',
     )
+
+
+class FaultStacksWorkerInit:
+    """A loader's ``worker_init_fn``: the loader's own one (mmengine's seeding), then faulthandler.
+
+    torch's worker loop installs its C handlers for SIGSEGV/SIGBUS/SIGFPE before it calls
+    ``worker_init_fn``. A worker forked from the fork server has faulthandler on already (its
+    handlers replaced by torch's), and ``enable`` is then a no-op: so off, then on. A fault then
+    prints "Fatal Python error" and the worker's Python stacks in place of torch's one line, and the
+    worker still dies of the signal, which the trainer's loader reports ("killed by signal").
+    """
+
+    def __init__(self, inner: Callable[[int], None] | None) -> None:
+        self.inner = inner
+
+    def __call__(self, worker_id: int) -> None:
+        if self.inner is not None:
+            self.inner(worker_id)
+        faulthandler.disable()
+        faulthandler.enable(all_threads=True)
+
+
+def with_worker_fault_stacks(loader: DataLoader) -> DataLoader:
+    """Give ``loader``'s workers Python stacks on a fatal signal (:class:`FaultStacksWorkerInit`)."""
+    if loader.num_workers > 0 and not isinstance(loader.worker_init_fn, FaultStacksWorkerInit):
+        loader.worker_init_fn = FaultStacksWorkerInit(loader.worker_init_fn)
+    return loader
 
 
 def raise_open_file_limit(wanted: int = OPEN_FILES_WANTED) -> tuple[int, int]:

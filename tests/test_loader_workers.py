@@ -52,15 +52,26 @@ def test_open_file_limit_raised_within_the_hard_limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def test_workers_forked_by_the_fork_server_print_a_stack_on_a_fault(tmp_path):
-    """After prepare_loader_workers, a fork-server worker has faulthandler on (inherited from the
-    server, which starts with PYTHONFAULTHANDLER=1). Run in a fresh process: the fork server is
-    one per process, and an earlier test may have started it."""
+def _run_in_a_fresh_process(script):
+    """Run ``script`` in a fresh interpreter (the fork server is one per process, and an earlier
+    test may have started it), without PYTHONFAULTHANDLER from this environment."""
+    import os
     import subprocess
     import sys
 
     from tests.conftest import REPO_ROOT
 
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONFAULTHANDLER'}
+    env['PYTHONPATH'] = str(REPO_ROOT)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out
+
+
+def test_workers_forked_by_the_fork_server_print_a_stack_on_a_fault(tmp_path):
+    """After prepare_loader_workers, a fork-server worker has faulthandler on (inherited from the
+    server, which starts with PYTHONFAULTHANDLER=1). Run in a fresh process: the fork server is
+    one per process, and an earlier test may have started it."""
     script = tmp_path / 'probe.py'
     script.write_text(
         'import faulthandler, multiprocessing\n'
@@ -72,10 +83,7 @@ def test_workers_forked_by_the_fork_server_print_a_stack_on_a_fault(tmp_path):
         "    with multiprocessing.get_context('forkserver').Pool(1) as pool:\n"
         "        print('worker', pool.map(probe, [0])[0], 'trainer', faulthandler.is_enabled())\n"
     )
-    env = {k: v for k, v in __import__('os').environ.items() if k != 'PYTHONFAULTHANDLER'}
-    env['PYTHONPATH'] = str(REPO_ROOT)
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
+    out = _run_in_a_fresh_process(script)
     assert 'worker True trainer True' in out.stdout
 
 
@@ -108,11 +116,6 @@ def test_a_worker_that_segfaults_in_its_loop_prints_where(tmp_path):
     inside the worker loop torch's signal handlers replace faulthandler's. With the wrapper the
     runners put on their loaders (the test above) the worker prints its Python stack; without it
     only torch's line (the control)."""
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO_ROOT
-
     script = tmp_path / 'crash.py'
     script.write_text(
         'import os, signal, sys\n'
@@ -135,10 +138,7 @@ def test_a_worker_that_segfaults_in_its_loop_prints_where(tmp_path):
         '        except RuntimeError as e:\n'
         "            print(which, 'loader raised:', e)\n"
     )
-    env = {k: v for k, v in __import__('os').environ.items() if k != 'PYTHONFAULTHANDLER'}
-    env['PYTHONPATH'] = str(REPO_ROOT)
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
+    out = _run_in_a_fresh_process(script)
     assert 'plain loader raised:' in out.stdout and 'runner loader raised:' in out.stdout, out.stdout[-2000:]
     plain_run, runner_run = out.stderr.split('=== plain')[1].split('=== runner')
     assert 'Fatal Python error: Segmentation fault' in runner_run, runner_run[-2000:]

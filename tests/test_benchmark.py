@@ -128,6 +128,13 @@ def test_end_to_end_cpu_tiny(tmp_path):
     assert all(len(e2e['split_raw_ms'][k]) == 2 for k in ('data', 'forward', 'backward', 'optimizer', 'iteration'))
     assert split['forward'] > 0 and split['backward'] > 0 and split['optimizer'] > 0
     assert split['data'] + split['forward'] + split['backward'] + split['optimizer'] <= split['iteration'] * 1.01
+    # the throughput window's iterations (one here) and the trainer's host time over it
+    assert len(e2e['window_iteration_ms']['all']) == e2e['steps'] == 1
+    host = e2e['host']
+    assert host['wall_ms'] > 0 and 0 < host['main_thread_cpu_ms'] <= host['wall_ms'] * 1.05
+    assert 0 < host['main_thread_busy_fraction'] <= 1.05
+    assert set(host['gc_collections_in_window']) == {'gen0', 'gen1', 'gen2'}
+    assert 'host per step: main thread' in proc.stdout
     # the config's hooks ran: validation before training recorded a best checkpoint
     assert (tmp_path / 'w' / 'e2e' / 'run' / 'best_checkpoint.json').is_file()
     # the model-step references of the same process, at the same batch size

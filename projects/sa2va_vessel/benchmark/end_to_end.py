@@ -29,6 +29,11 @@ waits on the device (synchronisations, allocator calls) appear in its self-CPU t
 Peak memory is read twice: over the whole run (the first, guarded step and validation included)
 and over the timed windows only.
 
+Over the throughput window the summary also keeps each iteration's wall time (unsynchronised,
+between two iteration ends: a uniformly slower run against a few stalls) and the trainer's host
+time (``host``: main-thread CPU against wall, context switches, garbage collections;
+``benchmark/host_clock.py``), for the b8 step that the host bounds.
+
 Every iteration that takes longer than ``SLOW_ITERATION_S`` or in which dynamo compiled new graphs
 is logged at once (``slow iteration N: S s, K new compiled graphs (T in all)``) and listed in the
 summary (``slow_iterations``): a run that its time limit ends still says where the time went (calls
@@ -51,6 +56,7 @@ from mmengine.logging import print_log
 
 from ..engine.utils import logger_interval, unwrap_model
 from ..registry import HOOKS
+from .host_clock import HostClock
 from .sync_audit import SyncAudit
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -128,6 +134,8 @@ class StepTimingHook(Hook):
         self.slow_iterations: list[dict] = []
         self._iteration_end: Optional[float] = None
         self._graphs = 0
+        self.host = HostClock()
+        self.window_iteration_s: list[float] = []  # unsynchronised, each throughput-window iteration
 
     # -- which window is running ------------------------------------------------------------
     def _split_iteration(self, i: int) -> bool:
@@ -157,9 +165,11 @@ class StepTimingHook(Hook):
                 torch.cuda.reset_peak_memory_stats()  # the timed window's peak starts here
             if self.profile == 'throughput':
                 self._start_profiler()
+            self.host.start()
             self._window_start = time.perf_counter()
         if n == self.warmup + self.steps:  # ... ends; the split window starts
             _sync()
+            self.host.stop()
             if self._profiler is not None:  # the throughput window was profiled
                 self._stop_profiler(self.steps)
             self.throughput_s = time.perf_counter() - self._window_start
@@ -233,6 +243,8 @@ class StepTimingHook(Hook):
         seconds = now - (self._iteration_end or now)
         new = graphs - self._graphs
         self._iteration_end, self._graphs = now, graphs
+        if self.warmup < iteration <= self.warmup + self.steps:  # iteration is 1-based
+            self.window_iteration_s.append(seconds)
         if seconds <= SLOW_ITERATION_S and not new:
             return None
         entry = dict(iteration=iteration, seconds=round(seconds, 2), new_graphs=new, graphs=graphs)
@@ -313,7 +325,21 @@ class StepTimingHook(Hook):
             'sync_audit': None if self.audit is None else dict(iteration=self.audit_iteration, **self.audit.summary()),
             'profiled_window': self.profile,
             'slow_iterations': self.slow_iterations,
+            'window_iteration_ms': _spread_ms(self.window_iteration_s),
+            'host': self.host.summary(self.steps),
         }
+
+
+def _spread_ms(seconds: list[float]) -> Optional[dict]:
+    if not seconds:
+        return None
+    ordered = sorted(seconds)
+    return {
+        'min': round(1e3 * ordered[0], 2),
+        'median': round(1e3 * ordered[len(ordered) // 2], 2),
+        'max': round(1e3 * ordered[-1], 2),
+        'all': [round(1e3 * x, 2) for x in seconds],
+    }
 
 
 def prepare_inputs(
@@ -483,4 +509,18 @@ def format_row(s: dict) -> str:
         f'{s["label"]:>28} bs{s["batch_size"]:<3} {s["samples_per_s"] or float("nan"):8.2f} samples/s  '
         f'{s["step_ms"] or float("nan"):8.1f} ms/step  peak run {s["peak_alloc_gib_run"]} GiB  '
         f'timed {s["peak_alloc_gib_timed"]} GiB  data wait {s["data_wait_fraction"]}  split ms: {split}{profiled}'
+        + _host_text(s)
+    )
+
+
+def _host_text(s: dict) -> str:
+    host, spread = s.get('host'), s.get('window_iteration_ms')
+    if not host or not spread:
+        return ''
+    gc_counts = '/'.join(str(v) for v in host['gc_collections_in_window'].values())
+    return (
+        f'\n{"":>28} host per step: main thread {host["main_thread_cpu_ms"]} ms CPU of {host["wall_ms"]} ms '
+        f'(busy {host["main_thread_busy_fraction"]}), trainer {host["process_cpu_ms"]} ms CPU, '
+        f'{host["involuntary_switches"]} involuntary switches, gc {gc_counts} ({host["gc_ms"]} ms); '
+        f'iterations {spread["min"]}-{spread["median"]}-{spread["max"]} ms (min-median-max)'
     )

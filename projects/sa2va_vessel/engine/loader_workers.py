@@ -10,7 +10,8 @@
   In the loop torch's own signal handlers replace faulthandler's, so every loader the runners
   build gets :class:`FaultStacksWorkerInit` (:func:`with_worker_fault_stacks`): it switches
   faulthandler on again after the loader's own ``worker_init_fn``; a fault then prints the worker's
-  Python stack ("Fatal Python error: Segmentation fault") in place of torch's line. The trainer enables faulthandler for itself too.
+  Python stack ("Fatal Python error: Segmentation fault") in place of torch's line. The trainer
+  enables faulthandler for itself too.
 * Open files: each batch tensor reaches the main process as a file descriptor (torch's
   ``file_descriptor`` sharing), so 12-14 workers with prefetching hold hundreds at once; the
   soft ``RLIMIT_NOFILE`` is raised to the hard limit (capped) before any worker starts.

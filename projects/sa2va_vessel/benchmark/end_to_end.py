@@ -45,6 +45,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import statistics
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -333,11 +334,10 @@ class StepTimingHook(Hook):
 def _spread_ms(seconds: list[float]) -> Optional[dict]:
     if not seconds:
         return None
-    ordered = sorted(seconds)
     return {
-        'min': round(1e3 * ordered[0], 2),
-        'median': round(1e3 * ordered[len(ordered) // 2], 2),
-        'max': round(1e3 * ordered[-1], 2),
+        'min': round(1e3 * min(seconds), 2),
+        'median': round(1e3 * statistics.median(seconds), 2),
+        'max': round(1e3 * max(seconds), 2),
         'all': [round(1e3 * x, 2) for x in seconds],
     }
 

@@ -8,7 +8,7 @@
   fork server starts, so the server enables faulthandler and every worker forked from it inherits
   it: a fault before the worker's loop (unpickling the dataset, imports) prints its Python stack.
   In the loop torch's own signal handlers replace faulthandler's, so every loader the runners
-  build gets :class:`FaultStacksWorkerInit` (:func:`with_worker_fault_stacks`): it switches
+  build (:class:`FaultStacksLoadersMixin`) gets :class:`FaultStacksWorkerInit`: it switches
   faulthandler on again after the loader's own ``worker_init_fn``; a fault then prints the worker's
   Python stack ("Fatal Python error: Segmentation fault") in place of torch's line. The trainer
   enables faulthandler for itself too.
@@ -85,6 +85,18 @@ def with_worker_fault_stacks(loader: DataLoader) -> DataLoader:
     if loader.num_workers > 0 and not isinstance(loader.worker_init_fn, FaultStacksWorkerInit):
         loader.worker_init_fn = FaultStacksWorkerInit(loader.worker_init_fn)
     return loader
+
+
+class FaultStacksLoadersMixin:
+    """For a runner class (before mmengine's ``Runner``/``FlexibleRunner`` in its bases): every
+    loader it builds gets :func:`with_worker_fault_stacks`. mmengine's loops build their loaders
+    through ``runner.build_dataloader``."""
+
+    @classmethod
+    def build_dataloader(
+        cls, dataloader: DataLoader | dict, seed: int | None = None, diff_rank_seed: bool = False
+    ) -> DataLoader:
+        return with_worker_fault_stacks(super().build_dataloader(dataloader, seed, diff_rank_seed))
 
 
 def raise_open_file_limit(wanted: int = OPEN_FILES_WANTED) -> tuple[int, int]:

@@ -50,14 +50,13 @@ from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 from mmengine.runner import FlexibleRunner, IterBasedTrainLoop, Runner
 from mmengine.runner.checkpoint import CheckpointLoader
-from torch.utils.data import DataLoader
 
 from ..models.quantize import INSTALL_HINT as BITSANDBYTES_INSTALL_HINT
 from ..registry import DATA_MODULES, FUNCTIONS, OPTIMIZERS, SCOPE
 from . import deepspeed_sync_free
 from .atomic_checkpoint import ResumableRunnerMixin, find_latest_checkpoint, remove_partials
 from .launch_check import WorkDirLock, check_launch_environment, env_rank, slurm_to_torch_env
-from .loader_workers import prepare_loader_workers, shut_down_loader_workers, with_worker_fault_stacks
+from .loader_workers import FaultStacksLoadersMixin, prepare_loader_workers, shut_down_loader_workers
 from .preemption import preemption_signals
 from .schedule import iteration_schedule_ends, schedule_options, stretch_schedule, warmup_cosine_schedule
 
@@ -67,25 +66,13 @@ PLAIN = 'none'
 RESUMABLE_LOOP = 'ResumableIterBasedTrainLoop'
 
 
-class ResumableRunner(ResumableRunnerMixin, Runner):
+class ResumableRunner(ResumableRunnerMixin, FaultStacksLoadersMixin, Runner):
     """mmengine's ``Runner`` with atomic checkpoints, RNG/data position, retention
     (see :mod:`.atomic_checkpoint`); its loaders' workers print Python stacks on a fatal signal."""
 
-    @staticmethod
-    def build_dataloader(
-        dataloader: DataLoader | dict, seed: int | None = None, diff_rank_seed: bool = False
-    ) -> DataLoader:
-        return with_worker_fault_stacks(Runner.build_dataloader(dataloader, seed, diff_rank_seed))
 
-
-class ResumableFlexibleRunner(ResumableRunnerMixin, FlexibleRunner):
+class ResumableFlexibleRunner(ResumableRunnerMixin, FaultStacksLoadersMixin, FlexibleRunner):
     """mmengine's ``FlexibleRunner`` (DeepSpeed) with the same additions."""
-
-    @staticmethod
-    def build_dataloader(
-        dataloader: DataLoader | dict, seed: int | None = None, diff_rank_seed: bool = False
-    ) -> DataLoader:
-        return with_worker_fault_stacks(FlexibleRunner.build_dataloader(dataloader, seed, diff_rank_seed))
 
 
 AnyRunner = Union[ResumableRunner, ResumableFlexibleRunner]

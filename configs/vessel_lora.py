@@ -45,8 +45,10 @@ train_dataloader = dict(batch_size=32, num_workers=8, pin_memory=True, drop_last
                         collate_fn=dict(type='sa2va_vessel.vessel_collate', pad_to_multiple_of=64))
 val_dataloader = dict(pin_memory=True, collate_fn=dict(type='sa2va_vessel.vessel_collate', pad_to_multiple_of=64))
 # Speed on a large GPU (docs/PERFORMANCE.md): no activation recomputation at micro-batch 32 (2B:
-# ~47 GiB), compiled decoder layers and frozen encoders (recompiles bounded: models/speed.py).
-model = dict(gradient_checkpointing=False, compile_llm_layers=True, compile_frozen_encoders=True)
+# ~47 GiB), compiled decoder layers and frozen encoders (recompiles bounded: models/speed.py), and
+# the compiled layers replayed as CUDA graphs (less host time per layer; models/speed.py).
+model = dict(gradient_checkpointing=False, compile_llm_layers=True, compile_frozen_encoders=True,
+             cuda_graph_llm_layers=True)
 # Monitoring (projects/sa2va_vessel/engine/monitor_hooks.py). The best checkpoint is chosen by
 # vessel/best_dice: pooled val Dice at the val-best sweep threshold (the threshold is recorded
 # in best_checkpoint.json beside it, and tools/test.py / tools/predict.py use it). Set

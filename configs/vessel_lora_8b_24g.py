@@ -13,7 +13,7 @@ deepspeed = 'none'
 mixed_precision = 'bf16'
 master_weights = False  # fp32 trainables under autocast: 1.4 GiB less at 8B than fp32 masters beside bf16 copies
 model = dict(model_path=model_path, gradient_checkpointing=True,
-             compile_llm_layers=False, compile_frozen_encoders=False)
+             compile_llm_layers=False, compile_frozen_encoders=False, cuda_graph_llm_layers=False)
 optim_wrapper = dict(type='SyncFreeOptimWrapper',  # the plain runner in bf16: no loss scaling
                      optimizer=dict(type='AdamW8bit', _delete_=True, lr=4e-5, betas=(0.9, 0.999),
                                     weight_decay=0.05),

@@ -30,3 +30,36 @@ def test_compiled_in_training_eager_in_eval():
     model.set_speed_switches(model.speed.replace(compile_llm_layers=False))
     assert not any(is_compiled(m) for m in model.sa2va.language_model.model.layers)
     assert is_compiled(model.sa2va.vision_tower)
+
+
+def test_cuda_graph_switch_reaches_the_compile_of_the_llm_layers_only(monkeypatch):
+    import torch
+
+    real_compile = torch.compile
+    calls = []
+
+    def recording_compile(fn, *args, **kwargs):
+        calls.append(kwargs.get('options'))
+        return real_compile(fn, *args, **kwargs)
+
+    monkeypatch.setattr(torch, 'compile', recording_compile)
+    model = Sa2VAVesselModel(
+        'preset:tiny',
+        dtype='float32',
+        compile_llm_layers=True,
+        compile_frozen_encoders=True,
+        cuda_graph_llm_layers=True,
+        gradient_checkpointing=False,
+    )
+    layers = list(model.sa2va.language_model.model.layers)
+    # one compile per module: the layers with CUDA graphs, the two frozen encoders without
+    assert calls == [{'triton.cudagraphs': True}] * len(layers) + [None, None]
+    with_graphs = [m._compiled_call_impl for m in layers]
+    model.set_speed_switches(model.speed.replace(cuda_graph_llm_layers=False))
+    assert calls[-len(layers) :] == [None] * len(layers)
+    without = [m._compiled_call_impl for m in layers]
+    assert all(is_compiled(m) for m in layers) and all(a is not b for a, b in zip(with_graphs, without))
+    n = len(calls)
+    model.set_speed_switches(model.speed.replace(cuda_graph_llm_layers=True))
+    # switching back reuses the graphs compiled with the option: nothing compiles again
+    assert len(calls) == n and [m._compiled_call_impl for m in layers] == with_graphs

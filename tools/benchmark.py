@@ -205,6 +205,18 @@ def _stacks_on_fatal_signal(path: Path) -> None:
     print(f'stacks on a fatal signal: {path}')
 
 
+def config_extra_switches(config: str | Path, cfg_options: dict) -> dict:
+    """The speed switches the end-to-end config turns on beyond the model step's `fast` set (with
+    its --cfg-options), so the `fast` row times what the run turns on."""
+    from mmengine.config import Config
+
+    from projects.sa2va_vessel.benchmark.core import EXTRA_FAST_SWITCHES
+
+    cfg = Config.fromfile(str(config))
+    cfg.merge_from_dict(dict(cfg_options))
+    return {name: True for name in EXTRA_FAST_SWITCHES if cfg.model.get(name, False)}
+
+
 def end_to_end_main(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
     import torch
 
@@ -251,6 +263,7 @@ def end_to_end_main(args: argparse.Namespace, ap: argparse.ArgumentParser) -> in
             compile_ok=cuda and not args.no_compile,
             warmup=3 if cuda else 1,
             steps=8 if cuda else 1,
+            fast_switches=config_extra_switches(args.config or DEFAULT_CONFIG, options),
         )
         report['model_step'] = step
         print(format_table(step))

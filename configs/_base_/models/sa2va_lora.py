@@ -26,6 +26,7 @@ model = dict(
     sam2_side_stream=True,          # frozen SAM2 encoder on its own CUDA stream, overlapped with ViT + LLM (exact)
     compile_llm_layers=False,       # torch.compile each decoder layer (bf16 rounding differs slightly)
     compile_frozen_encoders=False,  # torch.compile the no-grad ViT and SAM2 image encoder
+    cuda_graph_llm_layers=False,    # compiled decoder layers replay CUDA graphs: less host time per layer (exact)
     light_token_rows=True,          # trainable token rows without peft's full merged matrix copy (exact; -2 GiB at 8B)
     causal_mask_for_right_padding=True,  # right-padded batches: no padding mask; causal attention hides the pads (exact)
     indexed_image_splice=False,     # image splice at host-known positions: no sync in its backward (exact; call 51: no gain seen)

@@ -94,6 +94,7 @@ class Sa2VAVesselModel(BaseModel):
         sam2_side_stream: bool = False,
         compile_llm_layers: bool = False,
         compile_frozen_encoders: bool = False,
+        cuda_graph_llm_layers: bool = False,
         light_token_rows: bool = False,
         causal_mask_for_right_padding: bool = False,
         indexed_image_splice: bool = False,
@@ -212,6 +213,7 @@ class Sa2VAVesselModel(BaseModel):
                 sam2_side_stream=sam2_side_stream,
                 compile_llm_layers=compile_llm_layers,
                 compile_frozen_encoders=compile_frozen_encoders,
+                cuda_graph_llm_layers=cuda_graph_llm_layers,
                 light_token_rows=light_token_rows,
                 causal_mask_for_right_padding=causal_mask_for_right_padding,
                 indexed_image_splice=indexed_image_splice,
@@ -236,8 +238,9 @@ class Sa2VAVesselModel(BaseModel):
 
     def _apply_compile(self) -> None:
         # compiled graphs serve the training step only (see SpeedSwitches): eval mode runs eager
+        options = self.speed.llm_layer_compile_options()
         for layer in self.sa2va.language_model.model.layers:  # the layers share one compiled graph
-            set_compiled(layer, self.speed.compile_llm_layers and self.training)
+            set_compiled(layer, self.speed.compile_llm_layers and self.training, options)
         for encoder in (self.sa2va.vision_tower, self.sa2va.sam2.vision_encoder):
             set_compiled(encoder, self.speed.compile_frozen_encoders and self.training)
 

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Device call 61 (call 60's machine, held): micro-batch 32 as shipped (CUDA graphs over the compiled
+# layers on), 8B and 2B, and 2B under ZeRO-2 beside the plain runner, so the b32 targets and
+# ZeRO-2's cost come from the machine of call 60's b8 runs.
+set -uo pipefail
+CALL=call61
+source docs/bench/device_lib.sh
+ls /tmp/inductor >/dev/null 2>&1 && echo "inductor cache present: $(du -sh /tmp/inductor | cut -f1)"
+nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu,clocks_throttle_reasons.active --format=csv -l 2 > $L/gpu_clocks_61.csv 2>&1 &
+E="$B --preset sa2va-internvl3-2b --batch-size 32 --no-model-step --e2e-steps 6,10,2 --stacks"
+run 240 b32_8b_shipped $B --preset sa2va-internvl3-8b --batch-size 32 --no-model-step --e2e-steps 6,10,2 --stacks
+run 170 b32_2b_shipped $E
+[ $SECONDS -lt 440 ] && run $(( 585 - SECONDS )) b32_2b_zero2 $E --e2e-deepspeed deepspeed_zero2 || echo "b32_2b_zero2 skipped at ${SECONDS} s"
+kill %1 2>/dev/null
+tar czf "$OUT/${CALL}_logs.tar.gz" -C /tmp logs
+echo "done at ${SECONDS} s"

@@ -63,3 +63,35 @@ def test_cuda_graph_switch_reaches_the_compile_of_the_llm_layers_only(monkeypatc
     model.set_speed_switches(model.speed.replace(cuda_graph_llm_layers=True))
     # switching back reuses the graphs compiled with the option: nothing compiles again
     assert len(calls) == n and [m._compiled_call_impl for m in layers] == with_graphs
+
+
+def test_each_training_step_with_cuda_graphs_marks_its_start(monkeypatch, tiny_checkpoint, synthetic_vessels):
+    """The CUDA-graph trees learn that a step begins from cudagraph_mark_step_begin: with graphs on,
+    every training loss marks it (else they warn of pending backwards and leave the fast path);
+    without graphs, or in eval mode, nothing is marked."""
+    import torch
+
+    from projects.sa2va_vessel.datasets.collate import vessel_collate
+    from projects.sa2va_vessel.datasets.vessel_dataset import VesselSegDataset
+
+    marks = []
+    monkeypatch.setattr(torch.compiler, 'cudagraph_mark_step_begin', lambda: marks.append(1))
+    model = Sa2VAVesselModel(
+        str(tiny_checkpoint), dtype='float32', lora=dict(r=4, alpha=8, dropout=0.0), gradient_checkpointing=False
+    )
+    dataset = VesselSegDataset(str(synthetic_vessels), 'train', str(tiny_checkpoint), max_dynamic_patch=1)
+    batch = vessel_collate([dataset[0], dataset[1]])
+    model.train()
+    model.loss(batch['data'], batch['data_samples'])
+    assert marks == []  # no graphs to replay
+    # the graphs' switches on, the compiled layers kept eager (inductor would compile for minutes on
+    # the CPU): what is checked is that each loss marks its step, once
+    model.set_speed_switches(model.speed.replace(compile_llm_layers=True, cuda_graph_llm_layers=True))
+    for layer in model.sa2va.language_model.model.layers:
+        layer._compiled_call_impl = None
+    model.loss(batch['data'], batch['data_samples'])
+    model.loss(batch['data'], batch['data_samples'])
+    assert marks == [1, 1]
+    model.eval()
+    model.begin_training_step()
+    assert marks == [1, 1]  # eval runs eager: no graph, no mark

@@ -262,6 +262,21 @@ class Sa2VAVesselModel(BaseModel):
         self._is_init = True
 
     @property
+    def replays_cuda_graphs(self) -> bool:
+        """Whether this training step replays the decoder layers as CUDA graphs (models/speed.py)."""
+        return self.training and self.speed.compile_llm_layers and self.speed.cuda_graph_llm_layers
+
+    def begin_training_step(self) -> None:
+        """Tell the CUDA-graph trees a new training step begins (every ``loss`` calls this first).
+
+        The previous step's graph outputs are dead (its backward ran), so the trees may reuse their
+        memory and replay on the fast path. Unmarked, they cannot tell: they warn of "pending,
+        uninvoked backwards" and check the memory pool at every replay.
+        """
+        if self.replays_cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+
+    @property
     def sam2_side_stream(self) -> bool:
         return self.speed.sam2_side_stream
 
@@ -584,6 +599,7 @@ class Sa2VAVesselModel(BaseModel):
         return F.cross_entropy(logits.float(), target)
 
     def loss(self, data: dict, data_samples: list | None = None) -> dict[str, torch.Tensor]:
+        self.begin_training_step()
         out = self.seg_masks(data, data_samples)
         with record_function('sa2va/losses'):
             return self._losses(out, data)

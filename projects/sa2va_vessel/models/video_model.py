@@ -51,6 +51,7 @@ class Sa2VAVideoVesselModel(Sa2VAVesselModel):
         return [{'frozen_feature_key': path} for s in data_samples for path in s['frame_paths']]
 
     def loss(self, data: dict, data_samples: list | None = None) -> dict[str, torch.Tensor]:
+        self.begin_training_step()
         hidden, _, decoded = self._clip_masks(data, data_samples)
         labelled = torch.cat(data['labelled']).to(decoded['mask_logits'].device)
         logits = decoded['mask_logits']

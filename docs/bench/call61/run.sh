@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
-# Device call 61 (call 60's machine, held): micro-batch 32 as shipped (CUDA graphs over the compiled
-# layers on), 8B and 2B, and 2B under ZeRO-2 beside the plain runner, so the b32 targets and
-# ZeRO-2's cost come from the machine of call 60's b8 runs.
+# Device call 61 (fresh machine; carry [".whl", ".carry"]): call 60 again, now that every training
+# loss marks its step for the CUDA-graph trees (call 60 warned of "pending, uninvoked backwards",
+# and its first process ran out of its 240 s in the `fast` model step, so it gave no ratio). The
+# first process: the b8 run as shipped (CUDA graphs over the compiled layers), then the plain and
+# `fast` model steps (fast with the graphs too: the switches its config turns on); the second the
+# same without the graphs; a third the shipped run again, if time is left.
 set -uo pipefail
 CALL=call61
 source docs/bench/device_lib.sh
-ls /tmp/inductor >/dev/null 2>&1 && echo "inductor cache present: $(du -sh /tmp/inductor | cut -f1)"
-nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu,clocks_throttle_reasons.active --format=csv -l 2 > $L/gpu_clocks_61.csv 2>&1 &
-E="$B --preset sa2va-internvl3-2b --batch-size 32 --no-model-step --e2e-steps 6,10,2 --stacks"
-run 240 b32_8b_shipped $B --preset sa2va-internvl3-8b --batch-size 32 --no-model-step --e2e-steps 6,10,2 --stacks
-run 170 b32_2b_shipped $E
-[ $SECONDS -lt 440 ] && run $(( 585 - SECONDS )) b32_2b_zero2 $E --e2e-deepspeed deepspeed_zero2 || echo "b32_2b_zero2 skipped at ${SECONDS} s"
+nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu,clocks_throttle_reasons.active --format=csv -l 2 > $L/gpu_clocks.csv 2>&1 &
+(lscpu; nproc; cat /proc/loadavg) > $L/host_cpu.txt 2>&1
+grep -E "^(Model name|Thread|Core|Socket|NUMA node)" $L/host_cpu.txt
+E="$B --preset sa2va-internvl3-2b --batch-size 8 --stacks --e2e-steps 10,20,3"
+OFF="--cfg-options model.cuda_graph_llm_layers=False"
+run 330 b8_cuda_graphs_shipped $E --sync-audit
+grep -a "built\|samples/s" $L/b8_cuda_graphs_shipped.log | cut -c1-200 | tail -8
+run 200 b8_no_cuda_graphs $E $OFF
+[ $SECONDS -lt 470 ] && run 110 b8_cuda_graphs_again $E --no-model-step || echo "b8_cuda_graphs_again skipped at ${SECONDS} s"
+grep -h "host per step\|x plain" $L/*.log
+grep -ah "cudagraph\|CUDAGraph" $L/*.log | cut -c1-200 | sort | uniq -c | sort -rn | head -8
 kill %1 2>/dev/null
 tar czf "$OUT/${CALL}_logs.tar.gz" -C /tmp logs
 echo "done at ${SECONDS} s"

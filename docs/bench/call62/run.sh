@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Device call 62 (call 60's machine, held): call 57's memory targets and ten starts again, on the
-# machine of calls 60-61 (the starts now train with CUDA graphs over the compiled layers).
+# Device call 62 (call 61's machine, held): micro-batch 32 as shipped (CUDA graphs over the compiled
+# layers on), 8B and 2B, and 2B under ZeRO-2 beside the plain runner, so the b32 targets and
+# ZeRO-2's cost come from the machine of call 61's b8 runs.
 set -uo pipefail
 CALL=call62
 source docs/bench/device_lib.sh
-python3 -c "import bitsandbytes, deepspeed; print('bitsandbytes', bitsandbytes.__version__, 'deepspeed', deepspeed.__version__)"
-source docs/bench/memory_targets.sh
-memory_targets 270
-source docs/bench/starts.sh
-[ $SECONDS -lt 400 ] && starts 1 5 90 || echo "starts 1-5 skipped at ${SECONDS} s"
-[ $SECONDS -lt 480 ] && starts 6 10 90 || echo "starts 6-10 skipped at ${SECONDS} s"
+ls /tmp/inductor >/dev/null 2>&1 && echo "inductor cache present: $(du -sh /tmp/inductor | cut -f1)"
+nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu,clocks_throttle_reasons.active --format=csv -l 2 > $L/gpu_clocks_62.csv 2>&1 &
+E="$B --preset sa2va-internvl3-2b --batch-size 32 --no-model-step --e2e-steps 6,10,2 --stacks"
+run 240 b32_8b_shipped $B --preset sa2va-internvl3-8b --batch-size 32 --no-model-step --e2e-steps 6,10,2 --stacks
+run 170 b32_2b_shipped $E
+[ $SECONDS -lt 440 ] && run $(( 585 - SECONDS )) b32_2b_zero2 $E --e2e-deepspeed deepspeed_zero2 || echo "b32_2b_zero2 skipped at ${SECONDS} s"
+kill %1 2>/dev/null
 tar czf "$OUT/${CALL}_logs.tar.gz" -C /tmp logs
 echo "done at ${SECONDS} s"

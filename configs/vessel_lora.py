@@ -11,8 +11,8 @@ _base_ = ['./_base_/default_runtime.py', './_base_/schedules/lora_adamw.py',
 deepspeed = 'deepspeed_zero2'
 # The runner for a run of one process (python tools/train.py, one GPU): the plain runner (bf16
 # trainables with fp32 masters, below), where ZeRO-2 partitions nothing and still hooks and copies
-# every gradient twice in the backward. Measured on one H200 (docs/PERFORMANCE.md, calls 55-58): 2B
-# b32 65.2 samples/s (ZeRO-2: 4.5% slower), 8B b32 35.6; b8 30.4-50.3 across processes (host-bound).
+# every gradient twice in the backward. Measured on one H200 (docs/PERFORMANCE.md, calls 62-63, CUDA
+# graphs on): 2B b32 62.4 samples/s (ZeRO-2: 1.6% slower), 8B b32 35.0; b8 56.3 (host-bound).
 # Several processes keep ZeRO-2.
 # None: ZeRO-2 on one GPU too (a plain checkpoint resumes only on one process).
 deepspeed_one_process = 'none'

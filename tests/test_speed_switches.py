@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from projects.sa2va_vessel.models.speed import is_compiled
+from projects.sa2va_vessel.models.speed import is_compiled, set_compiled
 from projects.sa2va_vessel.models.vessel_model import Sa2VAVesselModel
 
 
@@ -88,7 +88,7 @@ def test_each_training_step_with_cuda_graphs_marks_its_start(monkeypatch, tiny_c
     # the CPU): what is checked is that each loss marks its step, once
     model.set_speed_switches(model.speed.replace(compile_llm_layers=True, cuda_graph_llm_layers=True))
     for layer in model.sa2va.language_model.model.layers:
-        layer._compiled_call_impl = None
+        set_compiled(layer, False)
     model.loss(batch['data'], batch['data_samples'])
     model.loss(batch['data'], batch['data_samples'])
     assert marks == [1, 1]

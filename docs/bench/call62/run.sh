@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Device call 62 (call 61's machine, held): micro-batch 32 as shipped (CUDA graphs over the compiled
-# layers on), 8B and 2B, and 2B under ZeRO-2 beside the plain runner, so the b32 targets and
-# ZeRO-2's cost come from the machine of call 61's b8 runs.
+# Device call 62: micro-batch 32 as shipped (CUDA graphs over the compiled layers on), 8B and
+# 2B, and 2B under ZeRO-2 beside the plain runner. Written for call 61's machine, held, so the b32
+# targets and ZeRO-2's cost would come from the machine of call 61's b8 runs; it ran on a fresh one
+# (the device was taken back between the calls).
 set -uo pipefail
 CALL=call62
 source docs/bench/device_lib.sh

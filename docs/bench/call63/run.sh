@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Device call 63 (call 62's machine, held): the b8 ratios with CUDA graphs. Calls 60 and 61 lost
+# Device call 63 (written for call 62's machine, held; it ran on a fresh one): the b8 ratios with CUDA graphs. Calls 60 and 61 lost
 # them: on a fresh machine the first process compiles cold twice (the run's first iteration took
 # 123.6 s in call 61, then the `fast` model step compiles its own shapes), past 240 and 330 s. Here
-# the run and its model steps have 420 s (what device time was left); the run again without the model step comes after it if
-# time is left (its figure against the first shows the spread between processes).
+# the run and its model steps have 420 s (what device time was left); the run again without the
+# model step comes after it if time is left (its figure against the first shows the spread between
+# processes).
 set -uo pipefail
 CALL=call63
 source docs/bench/device_lib.sh
